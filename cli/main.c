@@ -1,0 +1,2 @@
+#include "asymml/asymml.h"
+int main(void) { return 0; }

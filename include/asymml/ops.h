@@ -1,0 +1,115 @@
+/* asymml CPU ops: forward and backward of every layer the models use.
+ *
+ * Conventions, the same in every op:
+ * - tensors are NCHW float32 (am_tensor); shapes are checked and a mismatch is
+ *   AM_EINVAL with a message, never a crash;
+ * - backward functions take `accum`: 0 overwrites the input gradient, 1 adds
+ *   to it (a tensor read by several layers sums their gradients). Parameter
+ *   gradients are always overwritten;
+ * - an op that needs scratch memory says how much (in floats) through its
+ *   *_workspace function and takes it as an argument: ops never allocate. */
+#ifndef ASYMML_OPS_H
+#define ASYMML_OPS_H
+
+#include "asymml/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- conv2d: cross-correlation as PyTorch's nn.Conv2d (groups = 1) ---- */
+typedef struct am_conv2d_cfg {
+    int out_c;          /* K */
+    int kh, kw;         /* kernel */
+    int sh, sw;         /* stride */
+    int ph, pw;         /* zero padding */
+    int bias;           /* 1: has a bias */
+} am_conv2d_cfg;
+
+am_status am_conv2d_out_shape(const am_conv2d_cfg *cfg, am_shape x, am_shape *y);
+/* Floats of scratch the forward and backward need for input shape x. */
+size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x);
+/* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
+am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
+                            const float *b, am_tensor *y, float *work, size_t work_n);
+/* dx may be NULL (first layer: no input gradient); db NULL when !cfg->bias. */
+am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
+                             const am_tensor *dy, am_tensor *dx, int accum, float *dw,
+                             float *db, float *work, size_t work_n);
+
+/* ---- batchnorm2d: PyTorch semantics (biased variance to normalize, unbiased
+ * variance into the running estimate, running = (1-m) running + m batch) ---- */
+typedef struct am_bn_cfg {
+    float eps;      /* 1e-5 in PyTorch */
+    float momentum; /* 0.1 in PyTorch */
+} am_bn_cfg;
+
+/* training: uses batch statistics, writes save_mean/save_invstd [C] and updates
+ * running_mean/var [C]; !training: uses the running statistics (and writes
+ * them to save_mean/save_invstd when those are not NULL). The backward pass
+ * reads save_mean/save_invstd in both modes. */
+am_status am_bn_forward(const am_bn_cfg *cfg, int training, const am_tensor *x,
+                        const float *gamma, const float *beta, float *running_mean,
+                        float *running_var, float *save_mean, float *save_invstd,
+                        am_tensor *y);
+am_status am_bn_backward(const am_bn_cfg *cfg, int training, const am_tensor *x,
+                         const float *gamma, const float *save_mean, const float *save_invstd,
+                         const am_tensor *dy, am_tensor *dx, int accum, float *dgamma,
+                         float *dbeta);
+
+/* ---- relu (branch-free) ---- */
+am_status am_relu_forward(const am_tensor *x, am_tensor *y);
+/* Uses the output y (y > 0 exactly where x > 0). */
+am_status am_relu_backward(const am_tensor *y, const am_tensor *dy, am_tensor *dx, int accum);
+
+/* ---- pooling ---- */
+typedef struct am_pool_cfg {
+    int kh, kw, sh, sw, ph, pw;
+    int ceil_mode; /* PyTorch's ceil_mode */
+} am_pool_cfg;
+
+am_status am_pool_out_shape(const am_pool_cfg *cfg, am_shape x, am_shape *y);
+/* argmax: one int32 per output element (index into the input plane). */
+am_status am_maxpool_forward(const am_pool_cfg *cfg, const am_tensor *x, am_tensor *y,
+                             int32_t *argmax);
+am_status am_maxpool_backward(const am_pool_cfg *cfg, const int32_t *argmax,
+                              const am_tensor *dy, am_tensor *dx, int accum);
+/* Average pool, count_include_pad = True (PyTorch's default). */
+am_status am_avgpool_forward(const am_pool_cfg *cfg, const am_tensor *x, am_tensor *y);
+am_status am_avgpool_backward(const am_pool_cfg *cfg, const am_tensor *dy, am_tensor *dx,
+                              int accum);
+/* Adaptive average pool to oh x ow (nn.AdaptiveAvgPool2d); global = 1 x 1. */
+am_status am_adaptive_avgpool_forward(const am_tensor *x, am_tensor *y);
+am_status am_adaptive_avgpool_backward(const am_tensor *dy, am_tensor *dx, int accum);
+
+/* ---- linear: y = x W^T + b, W [out, in] as nn.Linear; x is [N, in] (any
+ * C*H*W that equals in: flatten is implicit) ---- */
+am_status am_linear_forward(const am_tensor *x, const float *w, const float *b, int out_f,
+                            am_tensor *y);
+am_status am_linear_backward(const am_tensor *x, const float *w, const am_tensor *dy,
+                             am_tensor *dx, int accum, float *dw, float *db);
+
+/* ---- dropout: y = x * mask, mask in {0, 1/(1-p)} ---- */
+/* Fill mask (numel floats) from the RNG with keep probability 1-p. */
+am_status am_dropout_mask(float p, am_rng *rng, float *mask, size_t n);
+am_status am_dropout_forward(const am_tensor *x, const float *mask, am_tensor *y);
+am_status am_dropout_backward(const float *mask, const am_tensor *dy, am_tensor *dx, int accum);
+
+/* ---- residual add ---- */
+am_status am_add_forward(const am_tensor *a, const am_tensor *b, am_tensor *y);
+/* d(a) and d(b) are both dy; this adds dy into one gradient buffer. */
+am_status am_add_backward(const am_tensor *dy, am_tensor *dx, int accum);
+
+/* ---- softmax cross-entropy, mean over the batch ---- */
+/* logits [N, classes]; labels in [0, classes). probs [N*classes] is saved for
+ * the backward pass. Fails with AM_EINVAL on a label out of range and AM_ENUM
+ * on non-finite logits. */
+am_status am_softmax_ce_forward(const am_tensor *logits, const int32_t *labels, float *probs,
+                                float *loss);
+am_status am_softmax_ce_backward(const am_tensor *logits, const int32_t *labels,
+                                 const float *probs, am_tensor *dlogits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,726 @@
+/* The model: parse a layer description into a graph, size its buffers for a
+ * batch in one arena, and run forward and backward over it.
+ *
+ * The graph is a list of layers in description order, which is a topological
+ * order (a layer may only read earlier ones). The backward pass walks it in
+ * reverse; when a layer's output is read by several layers, the first
+ * gradient written to it overwrites and the rest add.
+ * Two layers share memory with their input instead of copying: flatten
+ * (output and gradient are views), and a ReLU whose input is read by nothing
+ * else (in place, as torchvision's ReLU(inplace=True)). */
+#include "asymml/nn.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kind { K_INPUT, K_CONV, K_BN, K_RELU, K_MAXPOOL, K_AVGPOOL, K_ADAPTIVE, K_LINEAR,
+            K_DROPOUT, K_FLATTEN, K_ADD };
+static const char *const kind_names[] = {"input", "conv", "bn", "relu", "maxpool", "avgpool",
+                                         "adaptiveavg", "linear", "dropout", "flatten", "add"};
+
+#define MAX_LAYERS 4096
+#define NAME_LEN 32
+
+typedef struct layer {
+    enum kind kind;
+    char name[NAME_LEN];
+    int in[2], n_in;
+    am_conv2d_cfg conv;
+    am_bn_cfg bn;
+    am_pool_cfg pool;
+    int out_f, lin_bias;
+    float p;
+    am_shape os;      /* per-sample output shape (n = 1) */
+    int param0, nparam;
+    int consumers;
+    int alias_y;      /* output (and gradient) share the input's memory */
+    /* per batch */
+    am_tensor y, dy;
+    float *save_mean, *save_invstd, *mask;
+    int32_t *argmax;
+} layer;
+
+struct am_model {
+    char *desc;
+    layer *L;
+    int n;
+    am_param *P;
+    int np;
+    size_t n_train, n_buf;
+    float *wdata, *gdata, *bdata;
+    /* per batch */
+    int B;
+    am_arena arena;
+    float *work;
+    size_t work_n;
+    float *probs;
+    int32_t *labels;
+    int have_loss;
+    int training;
+};
+
+/* ---------------------------------------------------------------- parser */
+
+typedef struct kv {
+    char key[16];
+    char val[64];
+} kv;
+
+static int parse_int(const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < -1000000000L || v > 1000000000L) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+static int parse_float(const char *s, float *out) {
+    char *end;
+    float v = strtof(s, &end);
+    if (end == s || *end || !isfinite(v)) return 0;
+    *out = v;
+    return 1;
+}
+
+static int find_layer(const am_model *m, const char *name) {
+    for (int i = m->n - 1; i >= 0; i--)
+        if (!strcmp(m->L[i].name, name)) return i;
+    return -1;
+}
+
+/* Options by key; each lookup marks the option used so that unknown keys are
+ * reported. */
+typedef struct opts {
+    kv kv[16];
+    int n, used[16];
+    char pos[4][64];
+    int npos;
+} opts;
+
+static const char *opt(opts *o, const char *key) {
+    for (int i = 0; i < o->n; i++)
+        if (!strcmp(o->kv[i].key, key)) {
+            o->used[i] = 1;
+            return o->kv[i].val;
+        }
+    return NULL;
+}
+
+static am_status opt_int(opts *o, int line, const char *key, int def, int lo, int hi, int *out) {
+    const char *v = opt(o, key);
+    *out = def;
+    if (!v) return AM_OK;
+    if (!parse_int(v, out) || *out < lo || *out > hi)
+        return am_fail(AM_EINVAL, "model line %d: %s=%s must be an integer in [%d, %d]", line, key, v, lo, hi);
+    return AM_OK;
+}
+
+static am_status opt_float(opts *o, int line, const char *key, float def, float lo, float hi,
+                           float *out) {
+    const char *v = opt(o, key);
+    *out = def;
+    if (!v) return AM_OK;
+    if (!parse_float(v, out) || !(*out >= lo && *out <= hi))
+        return am_fail(AM_EINVAL, "model line %d: %s=%s must be a number in [%g, %g]", line, key, v,
+                       (double)lo, (double)hi);
+    return AM_OK;
+}
+
+static am_status pos_int(opts *o, int line, int i, const char *what, int lo, int hi, int *out) {
+    if (i >= o->npos) return am_fail(AM_EINVAL, "model line %d: missing %s", line, what);
+    if (!parse_int(o->pos[i], out) || *out < lo || *out > hi)
+        return am_fail(AM_EINVAL, "model line %d: %s '%s' must be an integer in [%d, %d]", line, what,
+                       o->pos[i], lo, hi);
+    return AM_OK;
+}
+
+static am_status add_param(am_model *m, int li, const char *role, am_param_kind kind, am_shape s) {
+    am_param *np = realloc(m->P, sizeof(am_param) * (size_t)(m->np + 1));
+    if (!np) return am_fail(AM_ENOMEM, "out of memory for parameters");
+    m->P = np;
+    am_param *p = &m->P[m->np++];
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%d.%s", li, role);
+    p->kind = kind;
+    p->trainable = kind != AM_P_RUNNING_MEAN && kind != AM_P_RUNNING_VAR;
+    p->layer = li;
+    p->shape = s;
+    p->numel = am_shape_numel(s);
+    /* Offsets for now; pointers once the storage exists. Each tensor starts
+     * on a 64-byte boundary. */
+    size_t *cnt = p->trainable ? &m->n_train : &m->n_buf;
+    p->data = (float *)(uintptr_t)(*cnt);
+    *cnt += am_align_up(p->numel * sizeof(float)) / sizeof(float);
+    if (m->n_train > ((size_t)1 << 34)) return am_fail(AM_EINVAL, "model too large");
+    m->L[li].nparam++;
+    return AM_OK;
+}
+
+/* Builds layer li from its tokens; the output shape of every input is known. */
+static am_status build_layer(am_model *m, int li, const char *kw, opts *o, int line) {
+    layer *l = &m->L[li];
+    const char *v;
+    int k, i;
+    l->param0 = m->np;
+    if ((v = opt(o, "name"))) {
+        if (strlen(v) >= NAME_LEN) return am_fail(AM_EINVAL, "model line %d: name too long", line);
+        for (const char *c = v; *c; c++)
+            if (!isalnum((unsigned char)*c) && *c != '_' && *c != '-' && *c != '.')
+                return am_fail(AM_EINVAL, "model line %d: bad character in name '%s'", line, v);
+        if (find_layer(m, v) >= 0) return am_fail(AM_EINVAL, "model line %d: name '%s' used twice", line, v);
+        strcpy(l->name, v);
+    }
+    if (!strcmp(kw, "input")) {
+        if (li != 0) return am_fail(AM_EINVAL, "model line %d: input must be the first layer", line);
+        l->kind = K_INPUT;
+        int c, h, w;
+        AM_TRY(pos_int(o, line, 0, "channels", 1, 65536, &c));
+        AM_TRY(pos_int(o, line, 1, "height", 1, 65536, &h));
+        AM_TRY(pos_int(o, line, 2, "width", 1, 65536, &w));
+        l->os = am_shape4(1, c, h, w);
+        o->npos -= 3;
+        goto done;
+    }
+    if (li == 0) return am_fail(AM_EINVAL, "model line %d: the first layer must be 'input C H W'", line);
+    /* Inputs. */
+    l->n_in = 1;
+    l->in[0] = li - 1;
+    if ((v = opt(o, "from"))) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", v);
+        char *comma = strchr(buf, ',');
+        if (comma) *comma = 0;
+        l->n_in = comma ? 2 : 1;
+        for (int j = 0; j < l->n_in; j++) {
+            const char *nm = j ? comma + 1 : buf;
+            l->in[j] = find_layer(m, nm);
+            if (l->in[j] < 0) return am_fail(AM_EINVAL, "model line %d: no earlier layer named '%s'", line, nm);
+        }
+    }
+    if (!strcmp(kw, "add")) {
+        if (l->n_in != 2) return am_fail(AM_EINVAL, "model line %d: add needs from=A,B", line);
+    } else if (l->n_in != 1) {
+        return am_fail(AM_EINVAL, "model line %d: %s reads one layer", line, kw);
+    }
+    am_shape xs = m->L[l->in[0]].os;
+    if (!strcmp(kw, "conv")) {
+        l->kind = K_CONV;
+        AM_TRY(pos_int(o, line, 0, "output channels", 1, 65536, &l->conv.out_c));
+        o->npos--;
+        AM_TRY(opt_int(o, line, "k", 0, 1, 64, &k));
+        AM_TRY(opt_int(o, line, "kh", k, 1, 64, &l->conv.kh));
+        AM_TRY(opt_int(o, line, "kw", k, 1, 64, &l->conv.kw));
+        if (!l->conv.kh || !l->conv.kw) return am_fail(AM_EINVAL, "model line %d: conv needs k=", line);
+        AM_TRY(opt_int(o, line, "s", 1, 1, 64, &i));
+        AM_TRY(opt_int(o, line, "sh", i, 1, 64, &l->conv.sh));
+        AM_TRY(opt_int(o, line, "sw", i, 1, 64, &l->conv.sw));
+        AM_TRY(opt_int(o, line, "p", 0, 0, 63, &i));
+        AM_TRY(opt_int(o, line, "ph", i, 0, 63, &l->conv.ph));
+        AM_TRY(opt_int(o, line, "pw", i, 0, 63, &l->conv.pw));
+        AM_TRY(opt_int(o, line, "bias", 1, 0, 1, &l->conv.bias));
+        am_shape ys;
+        if (am_conv2d_out_shape(&l->conv, xs, &ys) != AM_OK)
+            return am_fail(AM_EINVAL, "model line %d: %s", line, am_last_error());
+        l->os = ys;
+        AM_TRY(add_param(m, li, "weight", AM_P_WEIGHT, am_shape4(l->conv.out_c, xs.c, l->conv.kh, l->conv.kw)));
+        if (l->conv.bias) AM_TRY(add_param(m, li, "bias", AM_P_BIAS, am_shape4(l->conv.out_c, 1, 1, 1)));
+    } else if (!strcmp(kw, "bn")) {
+        l->kind = K_BN;
+        AM_TRY(opt_float(o, line, "eps", 1e-5f, 1e-12f, 1.f, &l->bn.eps));
+        AM_TRY(opt_float(o, line, "momentum", 0.1f, 0.f, 1.f, &l->bn.momentum));
+        l->os = xs;
+        am_shape cs = am_shape4(xs.c, 1, 1, 1);
+        AM_TRY(add_param(m, li, "weight", AM_P_BN_WEIGHT, cs));
+        AM_TRY(add_param(m, li, "bias", AM_P_BN_BIAS, cs));
+        AM_TRY(add_param(m, li, "running_mean", AM_P_RUNNING_MEAN, cs));
+        AM_TRY(add_param(m, li, "running_var", AM_P_RUNNING_VAR, cs));
+    } else if (!strcmp(kw, "relu")) {
+        l->kind = K_RELU;
+        l->os = xs;
+    } else if (!strcmp(kw, "maxpool") || !strcmp(kw, "avgpool")) {
+        l->kind = kw[0] == 'm' ? K_MAXPOOL : K_AVGPOOL;
+        AM_TRY(opt_int(o, line, "k", 0, 1, 64, &k));
+        AM_TRY(opt_int(o, line, "kh", k, 1, 64, &l->pool.kh));
+        AM_TRY(opt_int(o, line, "kw", k, 1, 64, &l->pool.kw));
+        if (!l->pool.kh || !l->pool.kw) return am_fail(AM_EINVAL, "model line %d: %s needs k=", line, kw);
+        AM_TRY(opt_int(o, line, "s", 0, 1, 64, &i));
+        AM_TRY(opt_int(o, line, "sh", i ? i : l->pool.kh, 1, 64, &l->pool.sh));
+        AM_TRY(opt_int(o, line, "sw", i ? i : l->pool.kw, 1, 64, &l->pool.sw));
+        AM_TRY(opt_int(o, line, "p", 0, 0, 32, &i));
+        AM_TRY(opt_int(o, line, "ph", i, 0, 32, &l->pool.ph));
+        AM_TRY(opt_int(o, line, "pw", i, 0, 32, &l->pool.pw));
+        AM_TRY(opt_int(o, line, "ceil", 0, 0, 1, &l->pool.ceil_mode));
+        if (am_pool_out_shape(&l->pool, xs, &l->os) != AM_OK)
+            return am_fail(AM_EINVAL, "model line %d: %s", line, am_last_error());
+    } else if (!strcmp(kw, "adaptiveavg") || !strcmp(kw, "gap")) {
+        l->kind = K_ADAPTIVE;
+        int h = 1, w = 1;
+        if (kw[0] == 'a') {
+            AM_TRY(pos_int(o, line, 0, "output height", 1, 65536, &h));
+            AM_TRY(pos_int(o, line, 1, "output width", 1, 65536, &w));
+            o->npos -= 2;
+        }
+        l->os = am_shape4(1, xs.c, h, w);
+    } else if (!strcmp(kw, "linear")) {
+        l->kind = K_LINEAR;
+        AM_TRY(pos_int(o, line, 0, "output features", 1, 1 << 24, &l->out_f));
+        o->npos--;
+        AM_TRY(opt_int(o, line, "bias", 1, 0, 1, &l->lin_bias));
+        l->os = am_shape4(1, l->out_f, 1, 1);
+        AM_TRY(add_param(m, li, "weight", AM_P_WEIGHT, am_shape4(l->out_f, xs.c * xs.h * xs.w, 1, 1)));
+        if (l->lin_bias) AM_TRY(add_param(m, li, "bias", AM_P_BIAS, am_shape4(l->out_f, 1, 1, 1)));
+    } else if (!strcmp(kw, "dropout")) {
+        l->kind = K_DROPOUT;
+        AM_TRY(opt_float(o, line, "p", 0.5f, 0.f, 0.99f, &l->p));
+        l->os = xs;
+    } else if (!strcmp(kw, "flatten")) {
+        l->kind = K_FLATTEN;
+        l->os = am_shape4(1, xs.c * xs.h * xs.w, 1, 1);
+    } else if (!strcmp(kw, "add")) {
+        l->kind = K_ADD;
+        am_shape bs = m->L[l->in[1]].os;
+        if (!am_shape_eq(xs, bs))
+            return am_fail(AM_EINVAL, "model line %d: add of shapes %dx%dx%d and %dx%dx%d", line, xs.c,
+                           xs.h, xs.w, bs.c, bs.h, bs.w);
+        l->os = xs;
+    } else {
+        return am_fail(AM_EINVAL, "model line %d: unknown layer '%s'", line, kw);
+    }
+done:
+    if (o->npos > 0) return am_fail(AM_EINVAL, "model line %d: too many values for %s", line, kw);
+    for (int j = 0; j < o->n; j++)
+        if (!o->used[j]) return am_fail(AM_EINVAL, "model line %d: unknown option '%s'", line, o->kv[j].key);
+    return AM_OK;
+}
+
+static am_status parse(am_model *m, const char *desc) {
+    size_t len = strlen(desc);
+    char *canon = malloc(len * 2 + 2), *cp = canon;
+    char *copy = malloc(len + 1);
+    if (!canon || !copy) {
+        free(canon), free(copy);
+        return am_fail(AM_ENOMEM, "out of memory");
+    }
+    memcpy(copy, desc, len + 1);
+    m->desc = canon;
+    am_status st = AM_OK;
+    int line = 1;
+    char *save_line = NULL;
+    /* Split on newlines and ';', tracking line numbers for messages. */
+    char *s = copy;
+    while (st == AM_OK && *s) {
+        char *e = s;
+        while (*e && *e != '\n' && *e != ';') e++;
+        int nl = *e == '\n';
+        char end = *e;
+        *e = 0;
+        char *hash = strchr(s, '#');
+        if (hash) *hash = 0;
+        opts o;
+        memset(&o, 0, sizeof o);
+        char *kw = NULL;
+        for (char *tok = strtok_r(s, " \t\r", &save_line); tok; tok = strtok_r(NULL, " \t\r", &save_line)) {
+            if (!kw) {
+                kw = tok;
+                continue;
+            }
+            char *eq = strchr(tok, '=');
+            if (eq) {
+                if (o.n == 16 || eq - tok >= 16 || strlen(eq + 1) >= 64 || !eq[1]) {
+                    st = am_fail(AM_EINVAL, "model line %d: bad option '%s'", line, tok);
+                    break;
+                }
+                memcpy(o.kv[o.n].key, tok, (size_t)(eq - tok));
+                strcpy(o.kv[o.n].val, eq + 1);
+                o.n++;
+            } else {
+                if (o.npos == 4 || strlen(tok) >= 64) {
+                    st = am_fail(AM_EINVAL, "model line %d: too many values", line);
+                    break;
+                }
+                strcpy(o.pos[o.npos++], tok);
+            }
+        }
+        if (st == AM_OK && kw) {
+            if (m->n == MAX_LAYERS) {
+                st = am_fail(AM_EINVAL, "model: more than %d layers", MAX_LAYERS);
+                break;
+            }
+            memset(&m->L[m->n], 0, sizeof(layer));
+            m->n++;
+            int npos = o.npos;
+            st = build_layer(m, m->n - 1, kw, &o, line);
+            /* Canonical text: the tokens of this layer on one line. */
+            if (st == AM_OK) {
+                cp += sprintf(cp, "%s", kw);
+                for (int j = 0; j < npos; j++) cp += sprintf(cp, " %s", o.pos[j]);
+                for (int j = 0; j < o.n; j++) cp += sprintf(cp, " %s=%s", o.kv[j].key, o.kv[j].val);
+                *cp++ = '\n';
+            }
+        }
+        line += nl;
+        s = end ? e + 1 : e;
+    }
+    *cp = 0;
+    free(copy);
+    return st;
+}
+
+am_status am_model_create(const char *desc, am_model **out) {
+    *out = NULL;
+    if (!desc) return am_fail(AM_EINVAL, "model: NULL description");
+    am_model *m = calloc(1, sizeof *m);
+    if (!m) return am_fail(AM_ENOMEM, "out of memory");
+    m->L = calloc(MAX_LAYERS, sizeof(layer));
+    if (!m->L) {
+        free(m);
+        return am_fail(AM_ENOMEM, "out of memory");
+    }
+    am_status st = parse(m, desc);
+    if (st == AM_OK && m->n < 2) st = am_fail(AM_EINVAL, "model: needs an input and at least one layer");
+    if (st == AM_OK) {
+        am_shape o = m->L[m->n - 1].os;
+        if (o.h != 1 || o.w != 1)
+            st = am_fail(AM_EINVAL, "model: the last layer gives %dx%dx%d, not [classes, 1, 1]", o.c, o.h, o.w);
+    }
+    if (st == AM_OK) {
+        /* Consumers, and the in-place decisions that depend on them. */
+        for (int i = 1; i < m->n; i++)
+            for (int j = 0; j < m->L[i].n_in; j++) m->L[m->L[i].in[j]].consumers++;
+        for (int i = 1; i < m->n; i++) {
+            layer *l = &m->L[i];
+            layer *src = &m->L[l->in[0]];
+            if (l->kind == K_FLATTEN) {
+                if (src->consumers != 1 || l->in[0] == 0) {
+                    st = am_fail(AM_EINVAL, "model: flatten of layer %d, which another layer also reads", l->in[0]);
+                    break;
+                }
+                l->alias_y = 1;
+            }
+            if (l->kind == K_RELU && src->consumers == 1 && l->in[0] != 0) l->alias_y = 1;
+        }
+    }
+    if (st == AM_OK) {
+        m->wdata = am_aligned_alloc(m->n_train * sizeof(float));
+        m->gdata = am_aligned_alloc(m->n_train * sizeof(float));
+        m->bdata = am_aligned_alloc((m->n_buf ? m->n_buf : 1) * sizeof(float));
+        if (!m->wdata || !m->gdata || !m->bdata) st = am_fail(AM_ENOMEM, "cannot allocate parameters");
+    }
+    if (st != AM_OK) {
+        am_model_free(m);
+        return st;
+    }
+    for (int i = 0; i < m->np; i++) {
+        am_param *p = &m->P[i];
+        size_t off = (size_t)(uintptr_t)p->data;
+        p->data = (p->trainable ? m->wdata : m->bdata) + off;
+        p->grad = p->trainable ? m->gdata + off : NULL;
+        if (p->kind == AM_P_RUNNING_VAR || p->kind == AM_P_BN_WEIGHT)
+            for (size_t j = 0; j < p->numel; j++) p->data[j] = 1.f;
+    }
+    *out = m;
+    return AM_OK;
+}
+
+void am_model_free(am_model *m) {
+    if (!m) return;
+    am_arena_free(&m->arena);
+    am_aligned_free(m->wdata);
+    am_aligned_free(m->gdata);
+    am_aligned_free(m->bdata);
+    free(m->P);
+    free(m->L);
+    free(m->desc);
+    free(m);
+}
+
+const char *am_model_desc(const am_model *m) { return m->desc; }
+am_shape am_model_input_shape(const am_model *m) { return m->L[0].os; }
+int am_model_num_classes(const am_model *m) { return m->L[m->n - 1].os.c; }
+int am_model_num_params(const am_model *m) { return m->np; }
+am_param *am_model_param(am_model *m, int i) { return (i >= 0 && i < m->np) ? &m->P[i] : NULL; }
+float *am_model_weights(am_model *m) { return m->wdata; }
+float *am_model_grads(am_model *m) { return m->gdata; }
+int am_model_num_layers(const am_model *m) { return m->n; }
+size_t am_model_arena_bytes(const am_model *m) { return m->arena.cap; }
+
+size_t am_model_trainable_count(const am_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->np; i++)
+        if (m->P[i].trainable) n += m->P[i].numel;
+    return n;
+}
+
+am_status am_model_layer_info(const am_model *m, int i, am_layer_info *info) {
+    if (i < 0 || i >= m->n) return am_fail(AM_EINVAL, "layer %d out of range", i);
+    const layer *l = &m->L[i];
+    info->kind = kind_names[l->kind];
+    info->name = l->name;
+    info->n_in = l->n_in;
+    info->in[0] = l->in[0];
+    info->in[1] = l->in[1];
+    info->out = l->os;
+    info->params = 0;
+    for (int j = l->param0; j < l->param0 + l->nparam; j++)
+        if (m->P[j].trainable) info->params += m->P[j].numel;
+    double out = (double)am_shape_numel(l->os);
+    am_shape xs = i ? m->L[l->in[0]].os : l->os;
+    switch (l->kind) {
+    case K_CONV: info->flops = out * (2.0 * xs.c * l->conv.kh * l->conv.kw + l->conv.bias); break;
+    case K_LINEAR: info->flops = out * (2.0 * xs.c * xs.h * xs.w + l->lin_bias); break;
+    case K_BN: info->flops = 2.0 * out; break;
+    case K_MAXPOOL: case K_AVGPOOL: info->flops = out * l->pool.kh * l->pool.kw; break;
+    case K_ADAPTIVE: info->flops = (double)am_shape_numel(xs); break;
+    case K_RELU: case K_ADD: case K_DROPOUT: info->flops = out; break;
+    default: info->flops = 0;
+    }
+    return AM_OK;
+}
+
+/* ------------------------------------------------------------ init */
+
+am_status am_model_init(am_model *m, uint64_t seed) {
+    am_rng r;
+    am_rng_seed(&r, seed);
+    for (int i = 0; i < m->np; i++) {
+        am_param *p = &m->P[i];
+        const layer *l = &m->L[p->layer];
+        switch (p->kind) {
+        case AM_P_WEIGHT:
+            if (l->kind == K_CONV) {
+                double fan_out = (double)p->shape.n * p->shape.h * p->shape.w;
+                float sd = (float)sqrt(2.0 / fan_out);
+                for (size_t j = 0; j < p->numel; j++) p->data[j] = sd * am_rng_normal(&r);
+            } else {
+                float b = 1.f / sqrtf((float)p->shape.c);
+                for (size_t j = 0; j < p->numel; j++) p->data[j] = b * (2.f * am_rng_uniform(&r) - 1.f);
+            }
+            break;
+        case AM_P_BIAS:
+            if (l->kind == K_LINEAR) {
+                float b = 1.f / sqrtf((float)m->P[i - 1].shape.c);
+                for (size_t j = 0; j < p->numel; j++) p->data[j] = b * (2.f * am_rng_uniform(&r) - 1.f);
+            } else {
+                memset(p->data, 0, p->numel * sizeof(float));
+            }
+            break;
+        case AM_P_BN_WEIGHT: case AM_P_RUNNING_VAR:
+            for (size_t j = 0; j < p->numel; j++) p->data[j] = 1.f;
+            break;
+        case AM_P_BN_BIAS: case AM_P_RUNNING_MEAN:
+            memset(p->data, 0, p->numel * sizeof(float));
+            break;
+        }
+    }
+    return AM_OK;
+}
+
+/* ------------------------------------------------------------ buffers */
+
+static float *pdat(am_model *m, const layer *l, int j) { return m->P[l->param0 + j].data; }
+static float *pgrad(am_model *m, const layer *l, int j) { return m->P[l->param0 + j].grad; }
+
+/* Two passes over the same code: the first (a->base == NULL) only counts. */
+static void *take(am_arena *a, size_t bytes, size_t *need) {
+    *need += am_align_up(bytes);
+    return a->base ? am_arena_take(a, bytes) : NULL;
+}
+
+static void lay_out(am_model *m, int B, size_t *need) {
+    am_arena *a = &m->arena;
+    *need = 0;
+    size_t wn = 0;
+    for (int i = 0; i < m->n; i++) {
+        layer *l = &m->L[i];
+        am_shape s = l->os;
+        s.n = B;
+        size_t bytes = am_shape_numel(s) * sizeof(float);
+        l->y.s = l->dy.s = s;
+        if (i == 0) {
+            l->y.d = l->dy.d = NULL; /* the caller's batch; no gradient */
+            continue;
+        }
+        if (l->alias_y) {
+            l->y.d = m->L[l->in[0]].y.d;
+            l->dy.d = m->L[l->in[0]].dy.d;
+        } else {
+            l->y.d = take(a, bytes, need);
+            l->dy.d = take(a, bytes, need);
+        }
+        l->save_mean = l->save_invstd = l->mask = NULL;
+        l->argmax = NULL;
+        if (l->kind == K_BN) {
+            l->save_mean = take(a, sizeof(float) * (size_t)s.c, need);
+            l->save_invstd = take(a, sizeof(float) * (size_t)s.c, need);
+        } else if (l->kind == K_MAXPOOL) {
+            l->argmax = take(a, am_shape_numel(s) * sizeof(int32_t), need);
+        } else if (l->kind == K_DROPOUT) {
+            l->mask = take(a, bytes, need);
+        } else if (l->kind == K_CONV) {
+            am_shape xs = m->L[l->in[0]].os;
+            xs.n = B;
+            size_t w = am_conv2d_workspace(&l->conv, xs);
+            if (w > wn) wn = w;
+        }
+    }
+    int K = am_model_num_classes(m);
+    m->probs = take(a, sizeof(float) * (size_t)B * K, need);
+    m->labels = take(a, sizeof(int32_t) * (size_t)B, need);
+    m->work = take(a, sizeof(float) * (wn ? wn : 1), need);
+    m->work_n = wn;
+}
+
+am_status am_model_set_batch(am_model *m, int B) {
+    if (B < 1 || B > (1 << 20)) return am_fail(AM_EINVAL, "batch size %d out of range", B);
+    for (int i = 0; i < m->n; i++) {
+        am_shape s = m->L[i].os;
+        s.n = B;
+        AM_TRY(am_shape_check(s));
+    }
+    if (B == m->B && m->arena.base) return AM_OK;
+    am_arena_free(&m->arena);
+    m->B = 0;
+    m->have_loss = 0;
+    size_t need;
+    lay_out(m, B, &need);
+    AM_TRY(am_arena_init(&m->arena, need));
+    lay_out(m, B, &need);
+    m->B = B;
+    return AM_OK;
+}
+
+/* ------------------------------------------------------------ forward */
+
+static am_status fwd_layer(am_model *m, int i, int training, am_rng *rng) {
+    layer *l = &m->L[i];
+    am_tensor *x = &m->L[l->in[0]].y;
+    switch (l->kind) {
+    case K_CONV:
+        return am_conv2d_forward(&l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL,
+                                 &l->y, m->work, m->work_n);
+    case K_BN:
+        return am_bn_forward(&l->bn, training, x, pdat(m, l, 0), pdat(m, l, 1), pdat(m, l, 2),
+                             pdat(m, l, 3), l->save_mean, l->save_invstd, &l->y);
+    case K_RELU: return am_relu_forward(x, &l->y);
+    case K_MAXPOOL: return am_maxpool_forward(&l->pool, x, &l->y, l->argmax);
+    case K_AVGPOOL: return am_avgpool_forward(&l->pool, x, &l->y);
+    case K_ADAPTIVE: return am_adaptive_avgpool_forward(x, &l->y);
+    case K_LINEAR:
+        return am_linear_forward(x, pdat(m, l, 0), l->lin_bias ? pdat(m, l, 1) : NULL, l->out_f, &l->y);
+    case K_DROPOUT: {
+        size_t n = am_shape_numel(l->y.s);
+        if (!training || l->p == 0.f) {
+            for (size_t j = 0; j < n; j++) l->mask[j] = 1.f;
+        } else {
+            if (!rng) return am_fail(AM_EINVAL, "dropout in training needs an RNG");
+            AM_TRY(am_dropout_mask(l->p, rng, l->mask, n));
+        }
+        return am_dropout_forward(x, l->mask, &l->y);
+    }
+    case K_FLATTEN: return AM_OK;
+    case K_ADD: return am_add_forward(x, &m->L[l->in[1]].y, &l->y);
+    case K_INPUT: break;
+    }
+    return AM_OK;
+}
+
+am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng *rng) {
+    if (!m->B) return am_fail(AM_EINVAL, "model: call am_model_set_batch first");
+    if (!x || !x->d) return am_fail(AM_EINVAL, "model: NULL input");
+    am_shape want = m->L[0].y.s;
+    if (!am_shape_eq(x->s, want))
+        return am_fail(AM_EINVAL, "model: input is %dx%dx%dx%d, expected %dx%dx%dx%d", x->s.n, x->s.c,
+                       x->s.h, x->s.w, want.n, want.c, want.h, want.w);
+    m->L[0].y.d = x->d;
+    m->have_loss = 0;
+    m->training = training;
+    for (int i = 1; i < m->n; i++) {
+        am_status st = fwd_layer(m, i, training, rng);
+        if (st != AM_OK) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s", am_last_error());
+            return am_fail(st, "layer %d (%s): %s", i, kind_names[m->L[i].kind], msg);
+        }
+    }
+    return AM_OK;
+}
+
+const am_tensor *am_model_logits(const am_model *m) { return &m->L[m->n - 1].y; }
+
+am_status am_model_loss(am_model *m, const int32_t *labels, float *loss) {
+    if (!labels || !loss) return am_fail(AM_EINVAL, "model loss: NULL argument");
+    AM_TRY(am_softmax_ce_forward(&m->L[m->n - 1].y, labels, m->probs, loss));
+    memcpy(m->labels, labels, sizeof(int32_t) * (size_t)m->B);
+    m->have_loss = 1;
+    return AM_OK;
+}
+
+/* ------------------------------------------------------------ backward */
+
+static am_status bwd_layer(am_model *m, int i, char *written) {
+    layer *l = &m->L[i];
+    layer *src = &m->L[l->in[0]];
+    /* No gradient for the input image. */
+    am_tensor *dx = l->in[0] == 0 ? NULL : &src->dy;
+    int acc = written[l->in[0]];
+    if (l->in[0] != 0) written[l->in[0]] = 1;
+    switch (l->kind) {
+    case K_CONV:
+        return am_conv2d_backward(&l->conv, &src->y, pdat(m, l, 0), &l->dy, dx, acc, pgrad(m, l, 0),
+                                  l->conv.bias ? pgrad(m, l, 1) : NULL, m->work, m->work_n);
+    case K_BN:
+        return am_bn_backward(&l->bn, m->training, &src->y, pdat(m, l, 0), l->save_mean,
+                              l->save_invstd, &l->dy, dx, acc, pgrad(m, l, 0), pgrad(m, l, 1));
+    case K_LINEAR:
+        return am_linear_backward(&src->y, pdat(m, l, 0), &l->dy, dx, acc, pgrad(m, l, 0),
+                                  l->lin_bias ? pgrad(m, l, 1) : NULL);
+    case K_FLATTEN: return AM_OK; /* the gradient is already in place */
+    default: break;
+    }
+    if (!dx) return AM_OK;
+    switch (l->kind) {
+    case K_RELU: return am_relu_backward(&l->y, &l->dy, dx, acc);
+    case K_MAXPOOL: return am_maxpool_backward(&l->pool, l->argmax, &l->dy, dx, acc);
+    case K_AVGPOOL: return am_avgpool_backward(&l->pool, &l->dy, dx, acc);
+    case K_ADAPTIVE: return am_adaptive_avgpool_backward(&l->dy, dx, acc);
+    case K_DROPOUT: return am_dropout_backward(l->mask, &l->dy, dx, acc);
+    case K_ADD: {
+        AM_TRY(am_add_backward(&l->dy, dx, acc));
+        int b = l->in[1];
+        if (b == 0) return AM_OK;
+        int acc_b = written[b];
+        written[b] = 1;
+        return am_add_backward(&l->dy, &m->L[b].dy, acc_b);
+    }
+    default: return AM_OK;
+    }
+}
+
+am_status am_model_backward(am_model *m) {
+    if (!m->have_loss) return am_fail(AM_EINVAL, "model: backward needs a forward pass and a loss");
+    layer *last = &m->L[m->n - 1];
+    AM_TRY(am_softmax_ce_backward(&last->y, m->labels, m->probs, &last->dy));
+    char written[MAX_LAYERS];
+    memset(written, 0, (size_t)m->n);
+    written[m->n - 1] = 1;
+    for (int i = m->n - 1; i >= 1; i--) {
+        if (!written[i]) {
+            /* A layer the loss does not depend on: its parameters get zero. */
+            for (int j = m->L[i].param0; j < m->L[i].param0 + m->L[i].nparam; j++)
+                if (m->P[j].grad) memset(m->P[j].grad, 0, m->P[j].numel * sizeof(float));
+            continue;
+        }
+        /* A flatten or in-place ReLU shares its gradient with its input:
+         * that input's gradient is "written" once this layer's is. */
+        am_status st = bwd_layer(m, i, written);
+        if (st != AM_OK) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "%s", am_last_error());
+            return am_fail(st, "layer %d (%s) backward: %s", i, kind_names[m->L[i].kind], msg);
+        }
+    }
+    return AM_OK;
+}

@@ -1,0 +1,260 @@
+/* conv2d forward and backward on the CPU: im2col + OpenBLAS sgemm.
+ *
+ * Samples are processed in chunks: the chunk's columns sit side by side in one
+ * [C*kh*kw, nb*P] matrix so that layers with few output pixels (P = 4x4 or
+ * 2x2 at the end of a CIFAR VGG) still make one wide GEMM instead of many
+ * thin ones. When a chunk is one sample, the GEMM writes straight into the
+ * output. A 1x1, stride-1, unpadded conv needs no im2col at all.
+ * Not here: groups, dilation (no model of ours uses them). */
+#include "asymml/ops.h"
+
+#include <cblas.h>
+#include <string.h>
+
+/* Target GEMM width (output pixels per GEMM) and the largest column buffer we
+ * want, in floats; a chunk is the fewest samples that reach the width. */
+#define CONV_TARGET_N 1024
+#define CONV_COL_CAP ((size_t)4 << 20)
+
+typedef struct geom {
+    int B, C, H, W, K, Ho, Wo, P, CKK;
+    int nb; /* samples per chunk */
+    int direct; /* 1x1 stride 1 pad 0 */
+} geom;
+
+static am_status check_cfg(const am_conv2d_cfg *c) {
+    if (!c || c->out_c < 1 || c->kh < 1 || c->kw < 1 || c->sh < 1 || c->sw < 1 || c->ph < 0 ||
+        c->pw < 0 || c->kh > 64 || c->kw > 64 || c->sh > 64 || c->sw > 64 || c->ph >= c->kh ||
+        c->pw >= c->kw)
+        return am_fail(AM_EINVAL, "bad conv2d config (out %d, kernel %dx%d, stride %dx%d, pad %dx%d)",
+                       c ? c->out_c : 0, c ? c->kh : 0, c ? c->kw : 0, c ? c->sh : 0,
+                       c ? c->sw : 0, c ? c->ph : 0, c ? c->pw : 0);
+    return AM_OK;
+}
+
+am_status am_conv2d_out_shape(const am_conv2d_cfg *cfg, am_shape x, am_shape *y) {
+    AM_TRY(check_cfg(cfg));
+    AM_TRY(am_shape_check(x));
+    int ho = (x.h + 2 * cfg->ph - cfg->kh) / cfg->sh + 1;
+    int wo = (x.w + 2 * cfg->pw - cfg->kw) / cfg->sw + 1;
+    if (x.h + 2 * cfg->ph < cfg->kh || x.w + 2 * cfg->pw < cfg->kw || ho < 1 || wo < 1)
+        return am_fail(AM_EINVAL, "conv2d kernel %dx%d does not fit input %dx%d with padding %dx%d",
+                       cfg->kh, cfg->kw, x.h, x.w, cfg->ph, cfg->pw);
+    *y = am_shape4(x.n, cfg->out_c, ho, wo);
+    return AM_OK;
+}
+
+static void make_geom(const am_conv2d_cfg *cfg, am_shape x, am_shape y, geom *g) {
+    g->B = x.n, g->C = x.c, g->H = x.h, g->W = x.w;
+    g->K = cfg->out_c, g->Ho = y.h, g->Wo = y.w, g->P = y.h * y.w;
+    g->CKK = x.c * cfg->kh * cfg->kw;
+    g->direct = cfg->kh == 1 && cfg->kw == 1 && cfg->sh == 1 && cfg->sw == 1 && cfg->ph == 0 &&
+                cfg->pw == 0;
+    int nb = (CONV_TARGET_N + g->P - 1) / g->P;
+    while (nb > 1 && (size_t)g->CKK * (size_t)nb * (size_t)g->P > CONV_COL_CAP) nb--;
+    g->nb = nb < 1 ? 1 : (nb > g->B ? g->B : nb);
+}
+
+size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x) {
+    am_shape y;
+    if (am_conv2d_out_shape(cfg, x, &y) != AM_OK) return 0;
+    geom g;
+    make_geom(cfg, x, y, &g);
+    size_t cols = (size_t)g.nb * g.P;
+    size_t col = (size_t)g.CKK * cols; /* im2col in forward, dcol in backward */
+    size_t out = g.nb > 1 ? (size_t)g.K * cols : 0;
+    return am_align_up(col * sizeof(float)) / sizeof(float) + out;
+}
+
+/* col[(c*kh+i)*kw+j][col0 + p] for one sample; ld is the row stride of col. */
+static void im2col(const am_conv2d_cfg *cfg, const geom *g, const float *x, float *col,
+                   size_t ld) {
+    const int kh = cfg->kh, kw = cfg->kw, sh = cfg->sh, sw = cfg->sw, ph = cfg->ph, pw = cfg->pw;
+#pragma omp parallel for schedule(static) if (g->CKK * g->P > 32768)
+    for (int r = 0; r < g->CKK; r++) {
+        int c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
+        const float *xc = x + (size_t)c * g->H * g->W;
+        float *dst = col + (size_t)r * ld;
+        for (int oh = 0; oh < g->Ho; oh++) {
+            int ih = oh * sh - ph + i;
+            float *d = dst + (size_t)oh * g->Wo;
+            if (ih < 0 || ih >= g->H) {
+                memset(d, 0, sizeof(float) * (size_t)g->Wo);
+                continue;
+            }
+            const float *xr = xc + (size_t)ih * g->W;
+            if (sw == 1) {
+                /* Contiguous span: zero the padded ends, copy the middle. */
+                int lo = pw - j, hi = g->W + pw - j; /* valid ow in [lo, hi) */
+                if (lo < 0) lo = 0;
+                if (hi > g->Wo) hi = g->Wo;
+                if (hi < lo) hi = lo;
+                for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
+                if (hi > lo) memcpy(d + lo, xr + lo - pw + j, sizeof(float) * (size_t)(hi - lo));
+                for (int ow = hi; ow < g->Wo; ow++) d[ow] = 0.f;
+            } else {
+                for (int ow = 0; ow < g->Wo; ow++) {
+                    int iw = ow * sw - pw + j;
+                    d[ow] = (iw >= 0 && iw < g->W) ? xr[iw] : 0.f;
+                }
+            }
+        }
+    }
+}
+
+/* dx += col2im(dcol) for one sample. Parallel over input channels: each
+ * thread owns whole channel planes of dx, so there are no write races. */
+static void col2im(const am_conv2d_cfg *cfg, const geom *g, const float *col, size_t ld,
+                   float *dx) {
+    const int kh = cfg->kh, kw = cfg->kw, sh = cfg->sh, sw = cfg->sw, ph = cfg->ph, pw = cfg->pw;
+#pragma omp parallel for schedule(static) if (g->CKK * g->P > 32768)
+    for (int c = 0; c < g->C; c++) {
+        float *xc = dx + (size_t)c * g->H * g->W;
+        for (int i = 0; i < kh; i++)
+            for (int j = 0; j < kw; j++) {
+                const float *src = col + (size_t)((c * kh + i) * kw + j) * ld;
+                for (int oh = 0; oh < g->Ho; oh++) {
+                    int ih = oh * sh - ph + i;
+                    if (ih < 0 || ih >= g->H) continue;
+                    float *xr = xc + (size_t)ih * g->W;
+                    const float *s = src + (size_t)oh * g->Wo;
+                    for (int ow = 0; ow < g->Wo; ow++) {
+                        int iw = ow * sw - pw + j;
+                        if (iw >= 0 && iw < g->W) xr[iw] += s[ow];
+                    }
+                }
+            }
+    }
+}
+
+static am_status check_io(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
+                          const am_tensor *y, size_t work_n, geom *g) {
+    if (!x || !x->d || !w || !y || !y->d) return am_fail(AM_EINVAL, "conv2d: NULL tensor");
+    am_shape ys;
+    AM_TRY(am_conv2d_out_shape(cfg, x->s, &ys));
+    if (!am_shape_eq(ys, y->s))
+        return am_fail(AM_EINVAL, "conv2d: output is %dx%dx%dx%d, expected %dx%dx%dx%d", y->s.n,
+                       y->s.c, y->s.h, y->s.w, ys.n, ys.c, ys.h, ys.w);
+    if (work_n < am_conv2d_workspace(cfg, x->s))
+        return am_fail(AM_EINVAL, "conv2d: workspace of %zu floats, need %zu", work_n,
+                       am_conv2d_workspace(cfg, x->s));
+    make_geom(cfg, x->s, ys, g);
+    return AM_OK;
+}
+
+/* Gather a chunk of nb samples' [rows, P] planes into [rows, nb*P]. */
+static void gather(const float *src, int nb, int rows, int P, float *dst) {
+    size_t ld = (size_t)nb * P;
+    for (int s = 0; s < nb; s++)
+        for (int r = 0; r < rows; r++)
+            memcpy(dst + r * ld + (size_t)s * P, src + ((size_t)s * rows + r) * P,
+                   sizeof(float) * (size_t)P);
+}
+
+am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
+                            const float *b, am_tensor *y, float *work, size_t work_n) {
+    geom g;
+    AM_TRY(check_io(cfg, x, w, y, work_n, &g));
+    if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv2d: bias expected");
+    size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
+    float *col = work;
+    float *out = work + am_align_up((size_t)g.CKK * g.nb * g.P * sizeof(float)) / sizeof(float);
+    for (int b0 = 0; b0 < g.B; b0 += g.nb) {
+        int nb = g.B - b0 < g.nb ? g.B - b0 : g.nb;
+        size_t ld = (size_t)nb * g.P;
+        const float *A;
+        if (g.direct && nb == 1) {
+            A = x->d + b0 * in_sz;
+        } else if (g.direct) {
+            gather(x->d + b0 * in_sz, nb, g.C, g.P, col);
+            A = col;
+        } else {
+            for (int s = 0; s < nb; s++) im2col(cfg, &g, x->d + (b0 + s) * in_sz, col + (size_t)s * g.P, ld);
+            A = col;
+        }
+        float *C = nb == 1 ? y->d + b0 * out_sz : out;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.K, (int)ld, g.CKK, 1.f, w, g.CKK,
+                    A, (int)ld, 0.f, C, (int)ld);
+        if (nb == 1) {
+            if (b) {
+                for (int k = 0; k < g.K; k++) {
+                    float *yk = C + (size_t)k * g.P, bk = b[k];
+                    for (int p = 0; p < g.P; p++) yk[p] += bk;
+                }
+            }
+        } else {
+            for (int s = 0; s < nb; s++)
+                for (int k = 0; k < g.K; k++) {
+                    float *dst = y->d + (b0 + s) * out_sz + (size_t)k * g.P;
+                    const float *src = out + (size_t)k * ld + (size_t)s * g.P;
+                    float bk = b ? b[k] : 0.f;
+                    for (int p = 0; p < g.P; p++) dst[p] = src[p] + bk;
+                }
+        }
+    }
+    return AM_OK;
+}
+
+am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
+                             const am_tensor *dy, am_tensor *dx, int accum, float *dw,
+                             float *db, float *work, size_t work_n) {
+    geom g;
+    AM_TRY(check_io(cfg, x, w, dy, work_n, &g));
+    if (!dw) return am_fail(AM_EINVAL, "conv2d backward: NULL weight gradient");
+    if (cfg->bias && !db) return am_fail(AM_EINVAL, "conv2d backward: bias gradient expected");
+    if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
+        return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
+    size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
+    float *col = work;
+    float *out = work + am_align_up((size_t)g.CKK * g.nb * g.P * sizeof(float)) / sizeof(float);
+    if (db) memset(db, 0, sizeof(float) * (size_t)g.K);
+    if (dx && !accum) memset(dx->d, 0, sizeof(float) * am_shape_numel(x->s));
+    for (int b0 = 0; b0 < g.B; b0 += g.nb) {
+        int nb = g.B - b0 < g.nb ? g.B - b0 : g.nb;
+        size_t ld = (size_t)nb * g.P;
+        const float *G; /* [K, ld] */
+        if (nb == 1) {
+            G = dy->d + b0 * out_sz;
+        } else {
+            gather(dy->d + b0 * out_sz, nb, g.K, g.P, out);
+            G = out;
+        }
+        const float *A;
+        if (g.direct && nb == 1) {
+            A = x->d + b0 * in_sz;
+        } else if (g.direct) {
+            gather(x->d + b0 * in_sz, nb, g.C, g.P, col);
+            A = col;
+        } else {
+            for (int s = 0; s < nb; s++) im2col(cfg, &g, x->d + (b0 + s) * in_sz, col + (size_t)s * g.P, ld);
+            A = col;
+        }
+        /* dW (+)= G A^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.K, g.CKK, (int)ld, 1.f, G, (int)ld,
+                    A, (int)ld, b0 == 0 ? 0.f : 1.f, dw, g.CKK);
+        if (db)
+            for (int k = 0; k < g.K; k++) {
+                const float *gk = G + (size_t)k * ld;
+                float s = 0.f;
+                for (size_t p = 0; p < ld; p++) s += gk[p];
+                db[k] += s;
+            }
+        if (!dx) continue;
+        /* dcol = W^T G, into the column buffer (A is no longer needed). */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.CKK, (int)ld, g.K, 1.f, w, g.CKK,
+                    G, (int)ld, 0.f, col, (int)ld);
+        for (int s = 0; s < nb; s++) {
+            float *dxs = dx->d + (b0 + s) * in_sz;
+            if (g.direct) {
+                for (int c = 0; c < g.C; c++) {
+                    const float *src = col + (size_t)c * ld + (size_t)s * g.P;
+                    float *dst = dxs + (size_t)c * g.P;
+                    for (int p = 0; p < g.P; p++) dst[p] += src[p];
+                }
+            } else {
+                col2im(cfg, &g, col + (size_t)s * g.P, ld, dxs);
+            }
+        }
+    }
+    return AM_OK;
+}

@@ -1,0 +1,402 @@
+/* Every op's backward pass against central finite differences of its forward
+ * pass. Table-driven: a case sets up inputs and says how to run forward and
+ * backward; the harness perturbs every input element, compares, and also
+ * checks that accum=1 adds to the input gradient instead of overwriting.
+ *
+ * Loss: L = sum(y * r) for a fixed random r, so dL/dy = r. Inputs are kept
+ * away from kinks (ReLU at 0, max-pool ties) by more than the step. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "asymml/asymml.h"
+
+#define MAXIN 4
+#define EPS 1e-3f
+
+typedef struct fcase fcase;
+struct fcase {
+    const char *name;
+    int nin;               /* differentiable inputs; input 0 is x */
+    float *in[MAXIN];
+    size_t len[MAXIN];
+    float *g[MAXIN];       /* analytic gradients */
+    am_tensor x, y, dy, dx;
+    float *work;
+    size_t work_n;
+    void (*fwd)(fcase *);
+    void (*bwd)(fcase *, int accum); /* dx from dy; parameter grads into g[1..] */
+    /* op state */
+    am_conv2d_cfg conv;
+    am_pool_cfg pool;
+    am_bn_cfg bn;
+    int training, out_f;
+    float rm[64], rv[64], sm[64], si[64];
+    int32_t argmax[4096];
+    float mask[4096];
+    int32_t labels[16];
+    float probs[4096];
+};
+
+static am_rng rng;
+
+static float *rnd(size_t n, float scale) {
+    float *p = am_aligned_alloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = scale * am_rng_normal(&rng);
+    return p;
+}
+
+/* Values |v| >= 0.05 with distinct magnitudes spaced apart: no ReLU kinks
+ * and no max-pool ties within a finite-difference step. */
+static float *distinct(size_t n) {
+    float *p = am_aligned_alloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = 0.05f + 0.01f * (float)i;
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = am_rng_below(&rng, (uint32_t)(i + 1));
+        float t = p[i];
+        p[i] = p[j];
+        p[j] = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (am_rng_uniform(&rng) < 0.5f) p[i] = -p[i];
+    return p;
+}
+
+static double loss_of(fcase *c, const float *r) {
+    c->fwd(c);
+    double s = 0;
+    size_t n = am_shape_numel(c->y.s);
+    for (size_t i = 0; i < n; i++) s += (double)c->y.d[i] * r[i];
+    return s;
+}
+
+static void run_case(fcase *c) {
+    size_t ny = am_shape_numel(c->y.s);
+    float *r = rnd(ny, 1.f);
+    c->in[0] = c->x.d;
+    c->len[0] = am_shape_numel(c->x.s);
+    assert_int_equal(am_tensor_alloc(&c->dy, c->y.s), AM_OK);
+    assert_int_equal(am_tensor_alloc(&c->dx, c->x.s), AM_OK);
+    for (int k = 0; k < c->nin; k++) c->g[k] = k ? am_aligned_alloc(c->len[k] * sizeof(float)) : c->dx.d;
+    loss_of(c, r);
+    memcpy(c->dy.d, r, ny * sizeof(float));
+    c->bwd(c, 0);
+    double worst = 0;
+    for (int k = 0; k < c->nin; k++) {
+        for (size_t i = 0; i < c->len[k]; i++) {
+            float keep = c->in[k][i];
+            c->in[k][i] = keep + EPS;
+            double lp = loss_of(c, r);
+            c->in[k][i] = keep - EPS;
+            double lm = loss_of(c, r);
+            c->in[k][i] = keep;
+            double num = (lp - lm) / (2.0 * EPS), ana = c->g[k][i];
+            double err = fabs(num - ana) / (2e-3 + 1e-2 * fmax(fabs(num), fabs(ana)));
+            if (err > worst) worst = err;
+            if (err > 1.0) {
+                print_error("%s: input %d element %zu: analytic %.6f numeric %.6f\n", c->name, k, i,
+                            ana, num);
+                fail();
+            }
+        }
+    }
+    /* accum = 1 adds to what is there. */
+    size_t nx = c->len[0];
+    float *first = malloc(nx * sizeof(float));
+    memcpy(first, c->dx.d, nx * sizeof(float));
+    for (size_t i = 0; i < nx; i++) c->dx.d[i] = 1.f;
+    loss_of(c, r);
+    c->bwd(c, 1);
+    for (size_t i = 0; i < nx; i++) assert_float_equal(c->dx.d[i], first[i] + 1.f, 1e-5);
+    free(first);
+    free(r);
+    for (int k = 1; k < c->nin; k++) am_aligned_free(c->g[k]);
+    for (int k = 1; k < c->nin; k++) am_aligned_free(c->in[k]);
+    am_tensor_free(&c->x);
+    am_tensor_free(&c->y);
+    am_tensor_free(&c->dy);
+    am_tensor_free(&c->dx);
+    am_aligned_free(c->work);
+}
+
+static void set_x(fcase *c, am_shape s, int kinks) {
+    c->x.s = s;
+    c->x.d = kinks ? distinct(am_shape_numel(s)) : rnd(am_shape_numel(s), 1.f);
+}
+
+/* ---------------------------------------------------------------- conv */
+static void conv_fwd(fcase *c) {
+    am_status s = am_conv2d_forward(&c->conv, &c->x, c->in[1], c->conv.bias ? c->in[2] : NULL,
+                                    &c->y, c->work, c->work_n);
+    if (s) print_error("%s\n", am_last_error());
+    assert_int_equal(s, AM_OK);
+}
+static void conv_bwd(fcase *c, int accum) {
+    assert_int_equal(am_conv2d_backward(&c->conv, &c->x, c->in[1], &c->dy, &c->dx, accum, c->g[1],
+                                        c->conv.bias ? c->g[2] : NULL, c->work, c->work_n), AM_OK);
+}
+static void conv_case(const char *name, am_shape xs, am_conv2d_cfg cfg) {
+    fcase c = {0};
+    c.name = name;
+    c.conv = cfg;
+    set_x(&c, xs, 0);
+    am_shape ys;
+    assert_int_equal(am_conv2d_out_shape(&cfg, xs, &ys), AM_OK);
+    assert_int_equal(am_tensor_alloc(&c.y, ys), AM_OK);
+    c.nin = cfg.bias ? 3 : 2;
+    c.len[1] = (size_t)cfg.out_c * xs.c * cfg.kh * cfg.kw;
+    c.in[1] = rnd(c.len[1], 0.3f);
+    c.len[2] = (size_t)cfg.out_c;
+    if (cfg.bias) c.in[2] = rnd(c.len[2], 0.3f);
+    c.work_n = am_conv2d_workspace(&cfg, xs);
+    c.work = am_aligned_alloc(c.work_n * sizeof(float));
+    c.fwd = conv_fwd;
+    c.bwd = conv_bwd;
+    run_case(&c);
+}
+
+static void t_conv(void **st) {
+    (void)st;
+    conv_case("conv 3x3 s1 p1", am_shape4(2, 3, 5, 5), (am_conv2d_cfg){4, 3, 3, 1, 1, 1, 1, 1});
+    conv_case("conv 3x3 s2 p1 nobias", am_shape4(2, 2, 6, 5), (am_conv2d_cfg){3, 3, 3, 2, 2, 1, 1, 0});
+    conv_case("conv 1x1", am_shape4(3, 4, 3, 3), (am_conv2d_cfg){2, 1, 1, 1, 1, 0, 0, 1});
+    conv_case("conv 1x1 s2", am_shape4(2, 3, 5, 5), (am_conv2d_cfg){2, 1, 1, 2, 2, 0, 0, 0});
+    conv_case("conv 5x3 s(2,1) p(2,0)", am_shape4(2, 2, 7, 6), (am_conv2d_cfg){3, 5, 3, 2, 1, 2, 0, 1});
+    conv_case("conv 7x7 s2 p3", am_shape4(1, 2, 9, 9), (am_conv2d_cfg){2, 7, 7, 2, 2, 3, 3, 0});
+    /* 2x2 output planes: several samples per GEMM chunk. */
+    conv_case("conv 3x3 on 2x2", am_shape4(5, 3, 2, 2), (am_conv2d_cfg){3, 3, 3, 1, 1, 1, 1, 1});
+}
+
+/* ---------------------------------------------------------------- bn */
+static void bn_fwd(fcase *c) {
+    assert_int_equal(am_bn_forward(&c->bn, c->training, &c->x, c->in[1], c->in[2], c->rm, c->rv,
+                                   c->sm, c->si, &c->y), AM_OK);
+}
+static void bn_bwd(fcase *c, int accum) {
+    assert_int_equal(am_bn_backward(&c->bn, c->training, &c->x, c->in[1], c->sm, c->si,
+                                    &c->dy, &c->dx, accum, c->g[1], c->g[2]), AM_OK);
+}
+static void bn_case(const char *name, am_shape xs, int training) {
+    fcase c = {0};
+    c.name = name;
+    c.bn = (am_bn_cfg){1e-5f, 0.1f};
+    c.training = training;
+    set_x(&c, xs, 0);
+    for (int i = 0; i < xs.n * xs.h * xs.w * xs.c; i++) c.x.d[i] = 2.f * c.x.d[i] + 0.5f;
+    assert_int_equal(am_tensor_alloc(&c.y, xs), AM_OK);
+    c.nin = 3;
+    c.len[1] = c.len[2] = (size_t)xs.c;
+    c.in[1] = rnd(xs.c, 1.f);
+    c.in[2] = rnd(xs.c, 1.f);
+    for (int i = 0; i < xs.c; i++) {
+        c.rm[i] = 0.1f * (float)i;
+        c.rv[i] = 1.f + 0.2f * (float)i;
+    }
+    c.fwd = bn_fwd;
+    c.bwd = bn_bwd;
+    run_case(&c);
+}
+
+static void t_bn(void **st) {
+    (void)st;
+    bn_case("bn train", am_shape4(3, 4, 3, 3), 1);
+    bn_case("bn train 1x1", am_shape4(6, 3, 1, 1), 1);
+    bn_case("bn eval", am_shape4(2, 3, 2, 3), 0);
+}
+
+/* ---------------------------------------------------------------- relu, add, dropout */
+static void relu_fwd(fcase *c) { assert_int_equal(am_relu_forward(&c->x, &c->y), AM_OK); }
+static void relu_bwd(fcase *c, int accum) {
+    assert_int_equal(am_relu_backward(&c->y, &c->dy, &c->dx, accum), AM_OK);
+}
+static void drop_fwd(fcase *c) { assert_int_equal(am_dropout_forward(&c->x, c->mask, &c->y), AM_OK); }
+static void drop_bwd(fcase *c, int accum) {
+    assert_int_equal(am_dropout_backward(c->mask, &c->dy, &c->dx, accum), AM_OK);
+}
+static void add_fwd(fcase *c) {
+    am_tensor b = {c->x.s, c->in[1]};
+    assert_int_equal(am_add_forward(&c->x, &b, &c->y), AM_OK);
+}
+static void add_bwd(fcase *c, int accum) {
+    assert_int_equal(am_add_backward(&c->dy, &c->dx, accum), AM_OK);
+    am_tensor gb = {c->x.s, c->g[1]};
+    assert_int_equal(am_add_backward(&c->dy, &gb, 0), AM_OK);
+}
+
+static void t_eltwise(void **st) {
+    (void)st;
+    am_shape s = am_shape4(2, 3, 4, 5);
+    fcase c = {0};
+    c.name = "relu";
+    set_x(&c, s, 1);
+    assert_int_equal(am_tensor_alloc(&c.y, s), AM_OK);
+    c.nin = 1;
+    c.fwd = relu_fwd;
+    c.bwd = relu_bwd;
+    run_case(&c);
+
+    memset(&c, 0, sizeof c);
+    c.name = "dropout";
+    set_x(&c, s, 0);
+    assert_int_equal(am_tensor_alloc(&c.y, s), AM_OK);
+    assert_int_equal(am_dropout_mask(0.3f, &rng, c.mask, am_shape_numel(s)), AM_OK);
+    c.nin = 1;
+    c.fwd = drop_fwd;
+    c.bwd = drop_bwd;
+    run_case(&c);
+
+    memset(&c, 0, sizeof c);
+    c.name = "add";
+    set_x(&c, s, 0);
+    assert_int_equal(am_tensor_alloc(&c.y, s), AM_OK);
+    c.nin = 2;
+    c.len[1] = am_shape_numel(s);
+    c.in[1] = rnd(c.len[1], 1.f);
+    c.fwd = add_fwd;
+    c.bwd = add_bwd;
+    run_case(&c);
+}
+
+/* ---------------------------------------------------------------- pools */
+static void maxp_fwd(fcase *c) {
+    assert_int_equal(am_maxpool_forward(&c->pool, &c->x, &c->y, c->argmax), AM_OK);
+}
+static void maxp_bwd(fcase *c, int accum) {
+    assert_int_equal(am_maxpool_backward(&c->pool, c->argmax, &c->dy, &c->dx, accum), AM_OK);
+}
+static void avgp_fwd(fcase *c) { assert_int_equal(am_avgpool_forward(&c->pool, &c->x, &c->y), AM_OK); }
+static void avgp_bwd(fcase *c, int accum) {
+    assert_int_equal(am_avgpool_backward(&c->pool, &c->dy, &c->dx, accum), AM_OK);
+}
+static void ada_fwd(fcase *c) { assert_int_equal(am_adaptive_avgpool_forward(&c->x, &c->y), AM_OK); }
+static void ada_bwd(fcase *c, int accum) {
+    assert_int_equal(am_adaptive_avgpool_backward(&c->dy, &c->dx, accum), AM_OK);
+}
+
+static void pool_case(const char *name, am_shape xs, am_pool_cfg cfg, int max) {
+    fcase c = {0};
+    c.name = name;
+    c.pool = cfg;
+    set_x(&c, xs, max);
+    am_shape ys;
+    assert_int_equal(am_pool_out_shape(&cfg, xs, &ys), AM_OK);
+    assert_int_equal(am_tensor_alloc(&c.y, ys), AM_OK);
+    c.nin = 1;
+    c.fwd = max ? maxp_fwd : avgp_fwd;
+    c.bwd = max ? maxp_bwd : avgp_bwd;
+    run_case(&c);
+}
+
+static void t_pool(void **st) {
+    (void)st;
+    pool_case("maxpool 2", am_shape4(2, 2, 6, 6), (am_pool_cfg){2, 2, 2, 2, 0, 0, 0}, 1);
+    pool_case("maxpool 3 s2 p1", am_shape4(2, 2, 7, 7), (am_pool_cfg){3, 3, 2, 2, 1, 1, 0}, 1);
+    pool_case("maxpool 2 ceil on 7", am_shape4(1, 3, 7, 7), (am_pool_cfg){2, 2, 2, 2, 0, 0, 1}, 1);
+    pool_case("avgpool 2", am_shape4(2, 2, 6, 6), (am_pool_cfg){2, 2, 2, 2, 0, 0, 0}, 0);
+    pool_case("avgpool 3 s2 p1", am_shape4(2, 2, 7, 7), (am_pool_cfg){3, 3, 2, 2, 1, 1, 0}, 0);
+    pool_case("avgpool 3 s2 p1 ceil", am_shape4(1, 2, 6, 6), (am_pool_cfg){3, 3, 2, 2, 1, 1, 1}, 0);
+    const am_shape outs[] = {am_shape4(2, 3, 1, 1), am_shape4(2, 3, 3, 2)};
+    for (int i = 0; i < 2; i++) {
+        fcase c = {0};
+        c.name = i ? "adaptive 3x2 on 7x5" : "global avgpool";
+        set_x(&c, am_shape4(2, 3, 7, 5), 0);
+        assert_int_equal(am_tensor_alloc(&c.y, outs[i]), AM_OK);
+        c.nin = 1;
+        c.fwd = ada_fwd;
+        c.bwd = ada_bwd;
+        run_case(&c);
+    }
+}
+
+/* ---------------------------------------------------------------- linear, loss */
+static void lin_fwd(fcase *c) {
+    assert_int_equal(am_linear_forward(&c->x, c->in[1], c->in[2], c->out_f, &c->y), AM_OK);
+}
+static void lin_bwd(fcase *c, int accum) {
+    assert_int_equal(am_linear_backward(&c->x, c->in[1], &c->dy, &c->dx, accum, c->g[1], c->g[2]), AM_OK);
+}
+static void ce_fwd(fcase *c) {
+    assert_int_equal(am_softmax_ce_forward(&c->x, c->labels, c->probs, c->y.d), AM_OK);
+}
+static void ce_bwd(fcase *c, int accum) {
+    /* The loss is a scalar: scale by dy and add for accum. */
+    am_tensor g;
+    assert_int_equal(am_tensor_alloc(&g, c->x.s), AM_OK);
+    assert_int_equal(am_softmax_ce_backward(&c->x, c->labels, c->probs, &g), AM_OK);
+    for (size_t i = 0; i < am_shape_numel(c->x.s); i++)
+        c->dx.d[i] = (accum ? c->dx.d[i] : 0.f) + g.d[i] * c->dy.d[0];
+    am_tensor_free(&g);
+}
+
+static void t_linear_loss(void **st) {
+    (void)st;
+    fcase c = {0};
+    c.name = "linear (flattened 2x3x2 input)";
+    set_x(&c, am_shape4(4, 2, 3, 2), 0);
+    c.out_f = 5;
+    assert_int_equal(am_tensor_alloc(&c.y, am_shape4(4, 5, 1, 1)), AM_OK);
+    c.nin = 3;
+    c.len[1] = 5 * 12;
+    c.in[1] = rnd(c.len[1], 0.5f);
+    c.len[2] = 5;
+    c.in[2] = rnd(5, 0.5f);
+    c.fwd = lin_fwd;
+    c.bwd = lin_bwd;
+    run_case(&c);
+
+    memset(&c, 0, sizeof c);
+    c.name = "softmax cross-entropy";
+    set_x(&c, am_shape4(5, 7, 1, 1), 0);
+    for (int i = 0; i < 5; i++) c.labels[i] = (int32_t)am_rng_below(&rng, 7);
+    assert_int_equal(am_tensor_alloc(&c.y, am_shape4(1, 1, 1, 1)), AM_OK);
+    c.nin = 1;
+    c.fwd = ce_fwd;
+    c.bwd = ce_bwd;
+    run_case(&c);
+}
+
+/* ---------------------------------------------------------------- bad input */
+static void t_bad_input(void **st) {
+    (void)st;
+    am_tensor x, y;
+    assert_int_equal(am_tensor_alloc(&x, am_shape4(1, 2, 4, 4)), AM_OK);
+    assert_int_equal(am_tensor_alloc(&y, am_shape4(1, 3, 4, 4)), AM_OK);
+    float w[3 * 2 * 9] = {0}, work[4096];
+    am_conv2d_cfg cfg = {3, 3, 3, 1, 1, 0, 0, 0}; /* no padding: output is 2x2, not 4x4 */
+    assert_int_equal(am_conv2d_forward(&cfg, &x, w, NULL, &y, work, 4096), AM_EINVAL);
+    assert_true(strstr(am_last_error(), "output") != NULL);
+    cfg.ph = cfg.pw = 1;
+    assert_int_equal(am_conv2d_forward(&cfg, &x, w, NULL, &y, work, 1), AM_EINVAL); /* workspace */
+    cfg.kh = 0;
+    assert_int_equal(am_conv2d_forward(&cfg, &x, w, NULL, &y, work, 4096), AM_EINVAL);
+    assert_int_equal(am_relu_forward(&x, &y), AM_EINVAL);
+    int32_t lab[1] = {5};
+    float probs[4], loss;
+    am_tensor lg = {am_shape4(1, 4, 1, 1), probs};
+    assert_int_equal(am_softmax_ce_forward(&lg, lab, probs, &loss), AM_EINVAL);
+    lab[0] = 1;
+    float nan_logits[4] = {0, NAN, 0, 0};
+    lg.d = nan_logits;
+    assert_int_equal(am_softmax_ce_forward(&lg, lab, probs, &loss), AM_ENUM);
+    am_bn_cfg bad = {0.f, 0.1f};
+    float g[2] = {1, 1}, b[2] = {0, 0};
+    assert_int_equal(am_bn_forward(&bad, 1, &x, g, b, g, g, b, b, &x), AM_EINVAL);
+    assert_int_equal(am_dropout_mask(1.f, &rng, probs, 4), AM_EINVAL);
+    am_tensor_free(&x);
+    am_tensor_free(&y);
+}
+
+int main(void) {
+    am_rng_seed(&rng, 1234);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_eltwise),
+        cmocka_unit_test(t_pool),      cmocka_unit_test(t_linear_loss), cmocka_unit_test(t_bad_input),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
