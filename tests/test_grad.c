@@ -392,7 +392,8 @@ static void t_bad_input(void **st) {
     am_tensor_free(&y);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1) cmocka_set_test_filter(argv[1]); /* run one test by name */
     am_rng_seed(&rng, 1234);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_eltwise),

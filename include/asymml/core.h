@@ -80,6 +80,8 @@ void am_arena_free(am_arena *a);
  * Used for initialization, shuffling, augmentation and dropout masks. ---- */
 typedef struct am_rng {
     uint64_t s[4];
+    float spare; /* Box-Muller makes normals in pairs */
+    int has_spare;
 } am_rng;
 
 void am_rng_seed(am_rng *r, uint64_t seed);

@@ -66,7 +66,11 @@ typedef struct am_param {
 int am_model_num_params(const am_model *m);
 am_param *am_model_param(am_model *m, int i);
 size_t am_model_trainable_count(const am_model *m); /* number of trainable floats */
-/* All trainable parameters, their gradients: contiguous, same layout. */
+/* All trainable parameters, their gradients: contiguous, same layout, each
+ * tensor 64-byte aligned; the padding between tensors is zero in both and so
+ * stays zero under SGD. am_model_weights_len counts the floats, padding
+ * included: the length to give the optimizer. */
+size_t am_model_weights_len(const am_model *m);
 float *am_model_weights(am_model *m);
 float *am_model_grads(am_model *m);
 

@@ -15,6 +15,8 @@ static uint64_t splitmix64(uint64_t *x) {
 void am_rng_seed(am_rng *r, uint64_t seed) {
     uint64_t x = seed;
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    r->has_spare = 0;
+    r->spare = 0.f;
 }
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -35,10 +37,17 @@ uint64_t am_rng_u64(am_rng *r) {
 float am_rng_uniform(am_rng *r) { return (float)(am_rng_u64(r) >> 40) * (1.0f / 16777216.0f); }
 
 float am_rng_normal(am_rng *r) {
+    if (r->has_spare) {
+        r->has_spare = 0;
+        return r->spare;
+    }
     /* Box-Muller on doubles; u1 in (0, 1] so that log never sees 0. */
     double u1 = ((double)(am_rng_u64(r) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
     double u2 = (double)(am_rng_u64(r) >> 11) * (1.0 / 9007199254740992.0);
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    double rad = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+    r->spare = (float)(rad * sin(th));
+    r->has_spare = 1;
+    return (float)(rad * cos(th));
 }
 
 uint32_t am_rng_below(am_rng *r, uint32_t n) {

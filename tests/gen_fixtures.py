@@ -1,0 +1,413 @@
+#!/usr/bin/python3
+"""Writes the PyTorch reference fixtures that the C tests read.
+
+Run with Debian's python3-torch (and python3-torchvision for the zoo's
+parameter counts):  /usr/bin/python3 tests/gen_fixtures.py tests/fixtures
+
+PyTorch is the oracle: this script interprets asymml's model description
+language with torch.nn modules of its own, so a mistake in the C parser or
+graph shows up as a mismatch instead of being copied here.
+
+File format (.amfx, little-endian): b"AMFX", u32 version (1), u32 count, then
+per tensor: u32 name length, name, u32 dtype (0 float32, 1 int32, 2 bytes),
+u32 ndim, u32 dims[ndim], data.
+"""
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+torch.set_num_threads(1)
+torch.use_deterministic_algorithms(True)
+
+
+class Writer:
+    def __init__(self):
+        self.items = []
+
+    def f32(self, name, t):
+        t = torch.as_tensor(t).detach().to(torch.float32).contiguous()
+        self.items.append((name, 0, list(t.shape), t.numpy().tobytes()))
+
+    def i32(self, name, t):
+        t = torch.as_tensor(t).to(torch.int32).contiguous()
+        self.items.append((name, 1, list(t.shape), t.numpy().tobytes()))
+
+    def text(self, name, s):
+        b = s.encode()
+        self.items.append((name, 2, [len(b)], b))
+
+    def save(self, path):
+        with open(path, "wb") as f:
+            f.write(b"AMFX" + struct.pack("<II", 1, len(self.items)))
+            for name, dt, dims, data in self.items:
+                nb = name.encode()
+                f.write(struct.pack("<I", len(nb)) + nb)
+                f.write(struct.pack("<II", dt, len(dims)))
+                f.write(struct.pack("<%dI" % len(dims), *dims))
+                f.write(data)
+
+
+# ---------------------------------------------------------------- ops
+def op_fixtures(w):
+    g = torch.Generator().manual_seed(7)
+
+    def rn(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g) * scale).requires_grad_(True)
+
+    def conv(name, xs, k_out, kh, kw, sh, sw, ph, pw, bias):
+        x = rn(*xs)
+        wt = rn(k_out, xs[1], kh, kw, scale=0.3)
+        b = rn(k_out, scale=0.3) if bias else None
+        y = F.conv2d(x, wt, b, stride=(sh, sw), padding=(ph, pw))
+        dy = torch.randn(y.shape, generator=g)
+        y.backward(dy)
+        w.i32(name + ".cfg", [k_out, kh, kw, sh, sw, ph, pw, int(bias)])
+        for n, t in [("x", x), ("w", wt), ("y", y), ("dy", dy)]:
+            w.f32(f"{name}.{n}", t)
+        w.f32(name + ".dx", x.grad)
+        w.f32(name + ".dw", wt.grad)
+        if bias:
+            w.f32(name + ".b", b)
+            w.f32(name + ".db", b.grad)
+
+    conv("conv0", (2, 3, 8, 8), 4, 3, 3, 1, 1, 1, 1, True)
+    conv("conv1", (2, 5, 9, 7), 6, 3, 3, 2, 2, 1, 1, False)
+    conv("conv2", (3, 4, 5, 5), 3, 1, 1, 2, 2, 0, 0, False)
+    conv("conv3", (2, 3, 9, 8), 4, 5, 3, 2, 1, 2, 0, True)
+    conv("conv4", (2, 3, 15, 15), 8, 7, 7, 2, 2, 3, 3, False)
+    conv("conv5", (6, 16, 2, 2), 8, 3, 3, 1, 1, 1, 1, True)
+    conv("conv6", (2, 8, 6, 6), 16, 1, 1, 1, 1, 0, 0, True)
+
+    # batchnorm, training then evaluation, same module.
+    bn = nn.BatchNorm2d(5)
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(5, generator=g))
+        bn.bias.copy_(torch.randn(5, generator=g))
+        bn.running_mean.copy_(torch.randn(5, generator=g) * 0.1)
+        bn.running_var.copy_(torch.rand(5, generator=g) + 0.5)
+    w.f32("bn.gamma", bn.weight)
+    w.f32("bn.beta", bn.bias)
+    w.f32("bn.rm0", bn.running_mean)
+    w.f32("bn.rv0", bn.running_var)
+    x = (torch.randn(4, 5, 3, 3, generator=g) * 2 + 0.5).requires_grad_(True)
+    bn.train()
+    y = bn(x)
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    for n, t in [("x", x), ("y", y), ("dy", dy), ("dx", x.grad), ("dgamma", bn.weight.grad),
+                 ("dbeta", bn.bias.grad), ("rm1", bn.running_mean), ("rv1", bn.running_var)]:
+        w.f32("bn.train." + n, t)
+    bn.zero_grad()
+    bn.eval()
+    x = torch.randn(3, 5, 2, 2, generator=g).requires_grad_(True)
+    y = bn(x)
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    for n, t in [("x", x), ("y", y), ("dy", dy), ("dx", x.grad), ("dgamma", bn.weight.grad),
+                 ("dbeta", bn.bias.grad)]:
+        w.f32("bn.eval." + n, t)
+
+    def unary(name, fn, xs, cfg=None):
+        x = rn(*xs)
+        y = fn(x)
+        dy = torch.randn(y.shape, generator=g)
+        y.backward(dy)
+        if cfg is not None:
+            w.i32(name + ".cfg", cfg)
+        for n, t in [("x", x), ("y", y), ("dy", dy), ("dx", x.grad)]:
+            w.f32(f"{name}.{n}", t)
+
+    unary("relu", F.relu, (2, 3, 4, 5))
+    # pools: cfg = kh kw sh sw ph pw ceil
+    unary("maxpool0", lambda t: F.max_pool2d(t, 2, 2), (2, 3, 8, 8), [2, 2, 2, 2, 0, 0, 0])
+    unary("maxpool1", lambda t: F.max_pool2d(t, 3, 2, 1), (2, 3, 9, 9), [3, 3, 2, 2, 1, 1, 0])
+    unary("maxpool2", lambda t: F.max_pool2d(t, 2, 2, ceil_mode=True), (2, 3, 7, 7), [2, 2, 2, 2, 0, 0, 1])
+    unary("avgpool0", lambda t: F.avg_pool2d(t, 3, 2, 1), (2, 3, 9, 9), [3, 3, 2, 2, 1, 1, 0])
+    unary("avgpool1", lambda t: F.avg_pool2d(t, 3, 2, 1, ceil_mode=True), (2, 3, 6, 6), [3, 3, 2, 2, 1, 1, 1])
+    unary("adaptive0", lambda t: F.adaptive_avg_pool2d(t, 1), (2, 4, 5, 5))
+    unary("adaptive1", lambda t: F.adaptive_avg_pool2d(t, (3, 2)), (2, 3, 7, 5))
+    unary("adaptive2", lambda t: F.adaptive_avg_pool2d(t, 7), (1, 2, 10, 9))
+
+    # linear on a 4-D input, flattened as nn.Flatten would.
+    x = rn(4, 2, 3, 2)
+    lw = rn(5, 12, scale=0.5)
+    lb = rn(5, scale=0.5)
+    y = F.linear(x.flatten(1), lw, lb)
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    for n, t in [("x", x), ("w", lw), ("b", lb), ("y", y), ("dy", dy), ("dx", x.grad),
+                 ("dw", lw.grad), ("db", lb.grad)]:
+        w.f32("linear." + n, t)
+
+    # dropout: the mask is PyTorch's, recovered from its output.
+    x = rn(3, 4, 2, 2)
+    torch.manual_seed(3)
+    y = F.dropout(x, 0.4, training=True)
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    mask = (y / x).detach()
+    for n, t in [("x", x), ("mask", mask), ("y", y), ("dy", dy), ("dx", x.grad)]:
+        w.f32("dropout." + n, t)
+
+    # residual add
+    a, b = rn(2, 3, 4, 4), rn(2, 3, 4, 4)
+    y = a + b
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    for n, t in [("a", a), ("b", b), ("y", y), ("dy", dy), ("da", a.grad), ("db", b.grad)]:
+        w.f32("add." + n, t)
+
+    # softmax cross-entropy, mean over the batch
+    z = rn(6, 10, scale=3.0)
+    lab = torch.randint(0, 10, (6,), generator=g)
+    loss = F.cross_entropy(z, lab)
+    loss.backward()
+    w.f32("ce.logits", z)
+    w.i32("ce.labels", lab)
+    w.f32("ce.loss", loss.reshape(1))
+    w.f32("ce.dlogits", z.grad)
+
+
+# ---------------------------------------------------------------- models
+class DescNet(nn.Module):
+    """asymml's description language, executed with torch.nn modules."""
+
+    def __init__(self, desc):
+        super().__init__()
+        self.mods = nn.ModuleList()
+        self.wiring = []  # (kind, inputs)
+        self.order = []   # tensors in asymml's parameter order
+        names, shapes = {}, []
+        for raw in desc.replace(";", "\n").split("\n"):
+            toks = raw.split("#")[0].split()
+            if not toks:
+                continue
+            kw, pos, kv = toks[0], [], {}
+            for t in toks[1:]:
+                if "=" in t:
+                    k, v = t.split("=", 1)
+                    kv[k] = v
+                else:
+                    pos.append(t)
+            i = len(shapes)
+            ins = [i - 1]
+            if "from" in kv:
+                ins = [names[n] for n in kv["from"].split(",")]
+            if "name" in kv:
+                names[kv["name"]] = i
+            gi = lambda k, d: int(kv.get(k, d))
+            if kw == "input":
+                shapes.append(tuple(int(p) for p in pos))
+                self.mods.append(nn.Identity())
+                self.wiring.append(("input", []))
+                continue
+            c, h, wd = shapes[ins[0]]
+            if kw == "conv":
+                k = gi("k", 0)
+                kh, kwid = gi("kh", k), gi("kw", k)
+                s = gi("s", 1)
+                p = gi("p", 0)
+                m = nn.Conv2d(c, int(pos[0]), (kh, kwid), (gi("sh", s), gi("sw", s)),
+                              (gi("ph", p), gi("pw", p)), bias=bool(gi("bias", 1)))
+                self.order += [m.weight] + ([m.bias] if m.bias is not None else [])
+            elif kw == "bn":
+                m = nn.BatchNorm2d(c, eps=float(kv.get("eps", 1e-5)),
+                                   momentum=float(kv.get("momentum", 0.1)))
+                self.order += [m.weight, m.bias, m.running_mean, m.running_var]
+            elif kw == "relu":
+                m = nn.ReLU()
+            elif kw in ("maxpool", "avgpool"):
+                k = gi("k", 0)
+                kk = (gi("kh", k), gi("kw", k))
+                s = gi("s", 0)
+                ss = (gi("sh", s or kk[0]), gi("sw", s or kk[1]))
+                p = gi("p", 0)
+                pp = (gi("ph", p), gi("pw", p))
+                cls = nn.MaxPool2d if kw == "maxpool" else nn.AvgPool2d
+                m = cls(kk, ss, pp, ceil_mode=bool(gi("ceil", 0)))
+            elif kw == "adaptiveavg":
+                m = nn.AdaptiveAvgPool2d((int(pos[0]), int(pos[1])))
+            elif kw == "gap":
+                m = nn.AdaptiveAvgPool2d(1)
+            elif kw == "flatten":
+                m = nn.Flatten()
+            elif kw == "linear":
+                m = nn.Linear(c * h * wd, int(pos[0]), bias=bool(gi("bias", 1)))
+                self.order += [m.weight] + ([m.bias] if m.bias is not None else [])
+            elif kw == "dropout":
+                m = nn.Dropout(float(kv.get("p", 0.5)))
+            elif kw == "add":
+                m = nn.Identity()
+            else:
+                raise ValueError(kw)
+            self.mods.append(m)
+            self.wiring.append((kw, ins))
+            with torch.no_grad():
+                probe = torch.zeros(2, c, h, wd) if kw != "add" else None
+                if kw == "add":
+                    shapes.append(shapes[ins[0]])
+                else:
+                    o = m.eval()(probe.flatten(1) if kw == "linear" else probe)
+                    m.train()
+                    o = o.reshape(2, -1, 1, 1) if o.dim() == 2 else o
+                    shapes.append(tuple(o.shape[1:]))
+
+    def forward(self, x):
+        outs = []
+        for m, (kw, ins) in zip(self.mods, self.wiring):
+            if kw == "input":
+                outs.append(x)
+            elif kw == "add":
+                outs.append(outs[ins[0]] + outs[ins[1]])
+            elif kw == "linear":
+                outs.append(m(outs[ins[0]].flatten(1)))
+            else:
+                outs.append(m(outs[ins[0]]))
+        return outs[-1]
+
+
+SMALL_VGG = """input 3 16 16
+conv 8 k=3 p=1
+bn
+relu
+maxpool k=2
+conv 16 k=3 p=1 bias=0
+bn
+relu
+maxpool k=2 ceil=1
+conv 16 k=3 p=1
+bn
+relu
+maxpool k=2
+flatten
+linear 32
+relu
+linear 10
+"""
+
+SMALL_RESNET = """input 3 12 12
+conv 8 k=3 p=1 bias=0
+bn
+relu name=s0
+conv 8 k=3 p=1 bias=0
+bn
+relu
+conv 8 k=3 p=1 bias=0
+bn name=m1
+add from=m1,s0
+relu name=s1
+conv 16 k=3 s=2 p=1 bias=0
+bn
+relu
+conv 16 k=3 p=1 bias=0
+bn name=m2
+conv 16 k=1 s=2 bias=0 from=s1
+bn name=d2
+add from=m2,d2
+relu
+avgpool k=2
+gap
+flatten
+linear 5
+"""
+
+
+def train_fixture(w, desc, steps, batch, classes, lr, momentum, wd, nesterov, seed):
+    torch.manual_seed(seed)
+    net = DescNet(desc)
+    first = [int(v) for v in desc.split("\n")[0].split()[1:4]]
+    w.text("desc", desc)
+    w.i32("cfg", [steps, batch, classes, int(nesterov)])
+    w.f32("hyper", [lr, momentum, wd])
+    for i, t in enumerate(net.order):
+        w.f32(f"p{i}", t)
+    g = torch.Generator().manual_seed(seed + 1)
+    xs = torch.randn(steps, batch, *first, generator=g)
+    ys = torch.randint(0, classes, (steps, batch), generator=g)
+    w.f32("x", xs)
+    w.i32("labels", ys)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=wd,
+                          nesterov=nesterov)
+    losses = []
+    net.train()
+    for s in range(steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(net(xs[s]), ys[s])
+        loss.backward()
+        if s == 0:
+            for i, t in enumerate(net.order):
+                if t.grad is not None:
+                    w.f32(f"g{i}", t.grad)
+        opt.step()
+        losses.append(loss.item())
+    w.f32("losses", losses)
+    for i, t in enumerate(net.order):
+        w.f32(f"final{i}", t)
+    net.eval()
+    with torch.no_grad():
+        w.f32("eval_logits", net(xs[0]))
+
+
+# ---------------------------------------------------------------- zoo
+def zoo_counts(w):
+    import torchvision.models as tvm
+
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    def cifar_vgg(name, classes, hw):
+        feats = getattr(tvm, name + "_bn")(num_classes=classes).features
+        for m in feats:  # asymml's VGG pools use ceil_mode (same sizes on even inputs)
+            if isinstance(m, nn.MaxPool2d):
+                m.ceil_mode = True
+        with torch.no_grad():
+            o = feats(torch.zeros(1, 3, hw, hw))
+        return count(feats) + o.numel() * classes + classes
+
+    def cifar_resnet(name, classes):
+        m = getattr(tvm, name)(num_classes=classes)
+        m.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        m.maxpool = nn.Identity()
+        return count(m)
+
+    rows = []
+    for n in ("vgg11", "vgg13", "vgg16", "vgg19"):
+        rows.append((n, 3, 32, 10, cifar_vgg(n, 10, 32)))
+        rows.append((n + "-imagenet", 3, 224, 1000, count(getattr(tvm, n + "_bn")(num_classes=1000))))
+    for n in ("resnet18", "resnet34"):
+        rows.append((n, 3, 32, 10, cifar_resnet(n, 10)))
+        rows.append((n + "-imagenet", 3, 224, 1000, count(getattr(tvm, n)(num_classes=1000))))
+    lenet = DescNet("input 1 28 28\nconv 16 k=5 p=2\nrelu\nmaxpool k=2\nconv 32 k=5 p=2\nrelu\n"
+                    "maxpool k=2\nflatten\nlinear 128\nrelu\nlinear 10\n")
+    rows.append(("lenet", 1, 28, 10, count(lenet)))
+    w.text("names", "\n".join(r[0] for r in rows))
+    w.i32("shape", [[r[1], r[2], r[3]] for r in rows])
+    # Counts exceed int32 for nothing here, but keep them exact: split in two.
+    w.i32("count_hi", [r[4] >> 24 for r in rows])
+    w.i32("count_lo", [r[4] & 0xFFFFFF for r in rows])
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "fixtures")
+    os.makedirs(out, exist_ok=True)
+    w = Writer()
+    op_fixtures(w)
+    w.save(os.path.join(out, "ops.amfx"))
+    w = Writer()
+    train_fixture(w, SMALL_VGG, 5, 8, 10, 0.05, 0.9, 5e-4, False, 11)
+    w.save(os.path.join(out, "train_vgg.amfx"))
+    w = Writer()
+    train_fixture(w, SMALL_RESNET, 5, 6, 5, 0.05, 0.9, 1e-3, True, 12)
+    w.save(os.path.join(out, "train_resnet.amfx"))
+    w = Writer()
+    zoo_counts(w)
+    w.save(os.path.join(out, "zoo.amfx"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+/* Every op's forward and backward against PyTorch (tests/fixtures/ops.amfx,
+ * written by tests/gen_fixtures.py). Tolerance: 1e-5 absolute plus 1e-4
+ * relative, float32 rounding of sums of a few hundred products. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "asymml/asymml.h"
+#include "fixture.h"
+
+#define ATOL 1e-5
+#define RTOL 1e-4
+
+static fx_file F;
+
+static am_tensor tens(const char *name) {
+    const fx_tensor *t = fx_get(&F, name);
+    int d[4] = {1, 1, 1, 1};
+    if (t->ndim == 2) d[0] = t->dims[0], d[1] = t->dims[1];
+    else if (t->ndim == 1) d[0] = t->dims[0];
+    else for (int i = 0; i < t->ndim && i < 4; i++) d[i] = t->dims[i];
+    am_tensor r = {am_shape4(d[0], d[1], d[2], d[3]), t->data};
+    return r;
+}
+
+static am_tensor zeros(am_shape s) {
+    am_tensor t;
+    assert_int_equal(am_tensor_alloc(&t, s), AM_OK);
+    return t;
+}
+
+#define CLOSE(what, got, name) \
+    fx_close(what, (got), fx_f32(&F, name, 0), fx_get(&F, name)->numel, ATOL, RTOL)
+
+static void t_conv(void **st) {
+    (void)st;
+    for (int i = 0; i < 7; i++) {
+        char k[16], nm[64];
+        snprintf(k, sizeof k, "conv%d", i);
+#define N(s) (snprintf(nm, sizeof nm, "%s.%s", k, s), nm)
+        const int32_t *c = fx_i32(&F, N("cfg"), 8);
+        am_conv2d_cfg cfg = {c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]};
+        am_tensor x = tens(N("x")), dy = tens(N("dy"));
+        const float *w = fx_f32(&F, N("w"), 0);
+        const float *b = cfg.bias ? fx_f32(&F, N("b"), 0) : NULL;
+        am_shape ys;
+        assert_int_equal(am_conv2d_out_shape(&cfg, x.s, &ys), AM_OK);
+        assert_true(am_shape_eq(ys, dy.s));
+        am_tensor y = zeros(ys), dx = zeros(x.s);
+        size_t wn = am_conv2d_workspace(&cfg, x.s);
+        float *work = am_aligned_alloc(wn * sizeof(float));
+        float *dw = calloc(fx_get(&F, N("w"))->numel, sizeof(float)), db[64];
+        assert_int_equal(am_conv2d_forward(&cfg, &x, w, b, &y, work, wn), AM_OK);
+        CLOSE(k, y.d, N("y"));
+        assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, &dx, 0, dw, cfg.bias ? db : NULL, work, wn), AM_OK);
+        CLOSE("conv dx", dx.d, N("dx"));
+        CLOSE("conv dw", dw, N("dw"));
+        if (cfg.bias) CLOSE("conv db", db, N("db"));
+        am_tensor_free(&y);
+        am_tensor_free(&dx);
+        am_aligned_free(work);
+        free(dw);
+#undef N
+    }
+}
+
+static void t_bn(void **st) {
+    (void)st;
+    am_bn_cfg cfg = {1e-5f, 0.1f};
+    float gamma[5], beta[5], rm[5], rv[5], sm[5], si[5], dg[5], dbt[5];
+    memcpy(gamma, fx_f32(&F, "bn.gamma", 5), sizeof gamma);
+    memcpy(beta, fx_f32(&F, "bn.beta", 5), sizeof beta);
+    memcpy(rm, fx_f32(&F, "bn.rm0", 5), sizeof rm);
+    memcpy(rv, fx_f32(&F, "bn.rv0", 5), sizeof rv);
+    const char *mode[2] = {"bn.train.", "bn.eval."};
+    for (int tr = 1; tr >= 0; tr--) {
+        char nm[96];
+#define N(s) (snprintf(nm, sizeof nm, "%s%s", mode[!tr], s), nm)
+        am_tensor x = tens(N("x")), dy = tens(N("dy"));
+        am_tensor y = zeros(x.s), dx = zeros(x.s);
+        assert_int_equal(am_bn_forward(&cfg, tr, &x, gamma, beta, rm, rv, sm, si, &y), AM_OK);
+        CLOSE("bn y", y.d, N("y"));
+        if (tr) {
+            CLOSE("bn running mean", rm, N("rm1"));
+            CLOSE("bn running var", rv, N("rv1"));
+        }
+        assert_int_equal(am_bn_backward(&cfg, tr, &x, gamma, sm, si, &dy, &dx, 0, dg, dbt), AM_OK);
+        CLOSE("bn dx", dx.d, N("dx"));
+        CLOSE("bn dgamma", dg, N("dgamma"));
+        CLOSE("bn dbeta", dbt, N("dbeta"));
+        am_tensor_free(&y);
+        am_tensor_free(&dx);
+#undef N
+    }
+}
+
+typedef enum { U_RELU, U_MAX, U_AVG, U_ADA } ukind;
+
+static void unary(const char *k, ukind kind) {
+    char nm[96];
+#define N(s) (snprintf(nm, sizeof nm, "%s.%s", k, s), nm)
+    am_tensor x = tens(N("x")), dy = tens(N("dy"));
+    am_tensor y = zeros(dy.s), dx = zeros(x.s);
+    am_pool_cfg pc = {0};
+    if (kind == U_MAX || kind == U_AVG) {
+        const int32_t *c = fx_i32(&F, N("cfg"), 7);
+        pc = (am_pool_cfg){c[0], c[1], c[2], c[3], c[4], c[5], c[6]};
+        am_shape ys;
+        assert_int_equal(am_pool_out_shape(&pc, x.s, &ys), AM_OK);
+        assert_true(am_shape_eq(ys, dy.s));
+    }
+    int32_t *am = calloc(am_shape_numel(y.s), sizeof(int32_t));
+    switch (kind) {
+    case U_RELU: assert_int_equal(am_relu_forward(&x, &y), AM_OK); break;
+    case U_MAX: assert_int_equal(am_maxpool_forward(&pc, &x, &y, am), AM_OK); break;
+    case U_AVG: assert_int_equal(am_avgpool_forward(&pc, &x, &y), AM_OK); break;
+    case U_ADA: assert_int_equal(am_adaptive_avgpool_forward(&x, &y), AM_OK); break;
+    }
+    CLOSE(k, y.d, N("y"));
+    switch (kind) {
+    case U_RELU: assert_int_equal(am_relu_backward(&y, &dy, &dx, 0), AM_OK); break;
+    case U_MAX: assert_int_equal(am_maxpool_backward(&pc, am, &dy, &dx, 0), AM_OK); break;
+    case U_AVG: assert_int_equal(am_avgpool_backward(&pc, &dy, &dx, 0), AM_OK); break;
+    case U_ADA: assert_int_equal(am_adaptive_avgpool_backward(&dy, &dx, 0), AM_OK); break;
+    }
+    CLOSE(k, dx.d, N("dx"));
+    free(am);
+    am_tensor_free(&y);
+    am_tensor_free(&dx);
+#undef N
+}
+
+static void t_unary(void **st) {
+    (void)st;
+    unary("relu", U_RELU);
+    unary("maxpool0", U_MAX);
+    unary("maxpool1", U_MAX);
+    unary("maxpool2", U_MAX);
+    unary("avgpool0", U_AVG);
+    unary("avgpool1", U_AVG);
+    unary("adaptive0", U_ADA);
+    unary("adaptive1", U_ADA);
+    unary("adaptive2", U_ADA);
+}
+
+static void t_linear_dropout_add_ce(void **st) {
+    (void)st;
+    am_tensor x = tens("linear.x"), dy = tens("linear.dy");
+    am_tensor y = zeros(am_shape4(4, 5, 1, 1)), dx = zeros(x.s);
+    float dw[60], db[5];
+    assert_int_equal(am_linear_forward(&x, fx_f32(&F, "linear.w", 60), fx_f32(&F, "linear.b", 5), 5, &y), AM_OK);
+    CLOSE("linear y", y.d, "linear.y");
+    dy.s = y.s;
+    assert_int_equal(am_linear_backward(&x, fx_f32(&F, "linear.w", 60), &dy, &dx, 0, dw, db), AM_OK);
+    CLOSE("linear dx", dx.d, "linear.dx");
+    CLOSE("linear dw", dw, "linear.dw");
+    CLOSE("linear db", db, "linear.db");
+    am_tensor_free(&y);
+    am_tensor_free(&dx);
+
+    x = tens("dropout.x");
+    dy = tens("dropout.dy");
+    y = zeros(x.s);
+    dx = zeros(x.s);
+    const float *mask = fx_f32(&F, "dropout.mask", am_shape_numel(x.s));
+    assert_int_equal(am_dropout_forward(&x, mask, &y), AM_OK);
+    CLOSE("dropout y", y.d, "dropout.y");
+    assert_int_equal(am_dropout_backward(mask, &dy, &dx, 0), AM_OK);
+    CLOSE("dropout dx", dx.d, "dropout.dx");
+    am_tensor_free(&y);
+    am_tensor_free(&dx);
+
+    am_tensor a = tens("add.a"), b = tens("add.b");
+    dy = tens("add.dy");
+    y = zeros(a.s);
+    dx = zeros(a.s);
+    assert_int_equal(am_add_forward(&a, &b, &y), AM_OK);
+    CLOSE("add y", y.d, "add.y");
+    assert_int_equal(am_add_backward(&dy, &dx, 0), AM_OK);
+    CLOSE("add da", dx.d, "add.da");
+    CLOSE("add db", dx.d, "add.db");
+    am_tensor_free(&y);
+    am_tensor_free(&dx);
+
+    am_tensor z = tens("ce.logits");
+    dx = zeros(z.s);
+    float probs[60], loss;
+    assert_int_equal(am_softmax_ce_forward(&z, fx_i32(&F, "ce.labels", 6), probs, &loss), AM_OK);
+    CLOSE("cross-entropy loss", &loss, "ce.loss");
+    assert_int_equal(am_softmax_ce_backward(&z, fx_i32(&F, "ce.labels", 6), probs, &dx), AM_OK);
+    CLOSE("cross-entropy dlogits", dx.d, "ce.dlogits");
+    am_tensor_free(&dx);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) cmocka_set_test_filter(argv[1]); /* run one test by name */
+    fx_load(&F, "ops.amfx");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_conv),
+        cmocka_unit_test(t_bn),
+        cmocka_unit_test(t_unary),
+        cmocka_unit_test(t_linear_dropout_add_ce),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    fx_free(&F);
+    return r;
+}
