@@ -37,11 +37,10 @@ static am_status open_idx(const char *path, int ndim, uint32_t *dims, gzFile *ou
     gzFile f = gzopen(path, "rb");
     if (!f) return am_fail(AM_EIO, "%s: cannot open (%s)", path, errno ? strerror(errno) : "zlib");
     unsigned char h[16];
-    am_status st = read_all(f, path, h, 4 + 4 * (size_t)ndim);
-    if (st == AM_OK) {
-        if (h[0] || h[1] || h[2] != 0x08 || h[3] != ndim)
-            st = am_fail(AM_EFORMAT, "%s: not an IDX file of unsigned bytes with %d dimensions", path, ndim);
-    }
+    am_status st = read_all(f, path, h, 4);
+    if (st == AM_OK && (h[0] || h[1] || h[2] != 0x08 || h[3] != ndim))
+        st = am_fail(AM_EFORMAT, "%s: not an IDX file of unsigned bytes with %d dimensions", path, ndim);
+    if (st == AM_OK) st = read_all(f, path, h + 4, 4 * (size_t)ndim);
     for (int i = 0; st == AM_OK && i < ndim; i++) {
         dims[i] = be32(h + 4 + 4 * i);
         if (dims[i] == 0 || dims[i] > (1u << 24))

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, the Debian packages asymml needs that are missing.
+# Usage: scripts/deps.sh [--data] [--torch]
+#   --data   also Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist)
+#   --torch  also python3-torch and python3-torchvision (fixture generator, bench/)
+set -euo pipefail
+pkgs=(cmake make gcc pkg-config libopenblas-openmp-dev liblapacke-dev zlib1g-dev
+      libcmocka-dev libsodium-dev libseccomp-dev)
+for a in "$@"; do
+  case "$a" in
+    --data) pkgs+=(dataset-fashion-mnist) ;;
+    --torch) pkgs+=(python3-torch python3-torchvision) ;;
+    *) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
+  esac
+done
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps.sh: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
