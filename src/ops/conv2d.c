@@ -151,6 +151,18 @@ static void gather(const float *src, int nb, int rows, int P, float *dst) {
                    sizeof(float) * (size_t)P);
 }
 
+/* The [C*kh*kw, nb*P] input matrix of a chunk of nb samples starting at x:
+ * the input itself for a 1x1 conv on one sample, else built in col. */
+static const float *chunk_cols(const am_conv2d_cfg *cfg, const geom *g, const float *x, int nb,
+                               float *col) {
+    size_t in_sz = (size_t)g->C * g->H * g->W, ld = (size_t)nb * g->P;
+    if (g->direct && nb == 1) return x;
+    if (g->direct) gather(x, nb, g->C, g->P, col);
+    else
+        for (int s = 0; s < nb; s++) im2col(cfg, g, x + s * in_sz, col + (size_t)s * g->P, ld);
+    return col;
+}
+
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n) {
     geom g;
@@ -162,16 +174,7 @@ am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const 
     for (int b0 = 0; b0 < g.B; b0 += g.nb) {
         int nb = g.B - b0 < g.nb ? g.B - b0 : g.nb;
         size_t ld = (size_t)nb * g.P;
-        const float *A;
-        if (g.direct && nb == 1) {
-            A = x->d + b0 * in_sz;
-        } else if (g.direct) {
-            gather(x->d + b0 * in_sz, nb, g.C, g.P, col);
-            A = col;
-        } else {
-            for (int s = 0; s < nb; s++) im2col(cfg, &g, x->d + (b0 + s) * in_sz, col + (size_t)s * g.P, ld);
-            A = col;
-        }
+        const float *A = chunk_cols(cfg, &g, x->d + b0 * in_sz, nb, col);
         float *C = nb == 1 ? y->d + b0 * out_sz : out;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.K, (int)ld, g.CKK, 1.f, w, g.CKK,
                     A, (int)ld, 0.f, C, (int)ld);
@@ -219,16 +222,7 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
             gather(dy->d + b0 * out_sz, nb, g.K, g.P, out);
             G = out;
         }
-        const float *A;
-        if (g.direct && nb == 1) {
-            A = x->d + b0 * in_sz;
-        } else if (g.direct) {
-            gather(x->d + b0 * in_sz, nb, g.C, g.P, col);
-            A = col;
-        } else {
-            for (int s = 0; s < nb; s++) im2col(cfg, &g, x->d + (b0 + s) * in_sz, col + (size_t)s * g.P, ld);
-            A = col;
-        }
+        const float *A = chunk_cols(cfg, &g, x->d + b0 * in_sz, nb, col);
         /* dW (+)= G A^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.K, g.CKK, (int)ld, 1.f, G, (int)ld,
                     A, (int)ld, b0 == 0 ? 0.f : 1.f, dw, g.CKK);
