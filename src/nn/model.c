@@ -60,6 +60,9 @@ struct am_model {
     int32_t *labels;
     int have_loss;
     int training;
+    int *tmp;       /* scratch for planning the gradient buffers */
+    size_t *tmp_sz;
+    float **slot_base;
 };
 
 /* ---------------------------------------------------------------- parser */
@@ -428,6 +431,9 @@ am_status am_model_create(const char *desc, am_model **out) {
 void am_model_free(am_model *m) {
     if (!m) return;
     am_arena_free(&m->arena);
+    free(m->tmp);
+    free(m->tmp_sz);
+    free(m->slot_base);
     am_aligned_free(m->wdata);
     am_aligned_free(m->gdata);
     am_aligned_free(m->bdata);
@@ -530,6 +536,52 @@ static void *take(am_arena *a, size_t bytes, size_t *need) {
     return a->base ? am_arena_take(a, bytes) : NULL;
 }
 
+/* Gradient buffers are shared. The gradient of layer i (with the views that
+ * share it: flatten, in-place ReLU) is live from the backward pass of its last
+ * reader down to its own; layers whose lives do not overlap take the same
+ * slot, which is as large as the largest of them. In a chain that is two
+ * buffers instead of one per layer. */
+static void plan_grads(am_model *m, size_t *need) {
+    int n = m->n;
+    int *root = m->tmp, *end = m->tmp + n, *slot_of = m->tmp + 2 * n, *slot_start = m->tmp + 3 * n;
+    size_t *slot_size = m->tmp_sz;
+    for (int i = 0; i < n; i++) {
+        root[i] = m->L[i].alias_y ? root[m->L[i].in[0]] : i;
+        end[i] = i;
+    }
+    for (int i = 1; i < n; i++)
+        for (int j = 0; j < m->L[i].n_in; j++) {
+            int r = root[m->L[i].in[j]];
+            if (end[r] < i) end[r] = i;
+        }
+    if (end[root[n - 1]] < n) end[root[n - 1]] = n; /* written by the loss */
+    int nslots = 0;
+    /* Latest-live first (largest end): a slot is free for [i, e] when its
+     * last occupant starts above e. */
+    for (int e = n; e >= 1; e--)
+        for (int i = 1; i < n; i++) {
+            if (root[i] != i || end[i] != e) continue;
+            size_t bytes = am_shape_numel(m->L[i].y.s) * sizeof(float);
+            int best = -1;
+            for (int k = 0; k < nslots; k++) {
+                if (slot_start[k] <= e) continue;
+                /* Best fit: the smallest slot that holds it, else the largest. */
+                if (best < 0 || (slot_size[k] >= bytes ? (slot_size[best] < bytes || slot_size[k] < slot_size[best])
+                                                       : (slot_size[best] < bytes && slot_size[k] > slot_size[best])))
+                    best = k;
+            }
+            if (best < 0) {
+                best = nslots++;
+                slot_size[best] = 0;
+            }
+            if (slot_size[best] < bytes) slot_size[best] = bytes;
+            slot_start[best] = i;
+            slot_of[i] = best;
+        }
+    for (int k = 0; k < nslots; k++) m->slot_base[k] = take(&m->arena, slot_size[k], need);
+    for (int i = 1; i < n; i++) m->L[i].dy.d = m->slot_base[slot_of[root[i]]];
+}
+
 static void lay_out(am_model *m, int B, size_t *need) {
     am_arena *a = &m->arena;
     *need = 0;
@@ -544,13 +596,7 @@ static void lay_out(am_model *m, int B, size_t *need) {
             l->y.d = l->dy.d = NULL; /* the caller's batch; no gradient */
             continue;
         }
-        if (l->alias_y) {
-            l->y.d = m->L[l->in[0]].y.d;
-            l->dy.d = m->L[l->in[0]].dy.d;
-        } else {
-            l->y.d = take(a, bytes, need);
-            l->dy.d = take(a, bytes, need);
-        }
+        l->y.d = l->alias_y ? m->L[l->in[0]].y.d : take(a, bytes, need);
         l->save_mean = l->save_invstd = l->mask = NULL;
         l->argmax = NULL;
         if (l->kind == K_BN) {
@@ -567,6 +613,7 @@ static void lay_out(am_model *m, int B, size_t *need) {
             if (w > wn) wn = w;
         }
     }
+    plan_grads(m, need);
     int K = am_model_num_classes(m);
     m->probs = take(a, sizeof(float) * (size_t)B * K, need);
     m->labels = take(a, sizeof(int32_t) * (size_t)B, need);
@@ -582,6 +629,12 @@ am_status am_model_set_batch(am_model *m, int B) {
         AM_TRY(am_shape_check(s));
     }
     if (B == m->B && m->arena.base) return AM_OK;
+    if (!m->tmp) {
+        m->tmp = malloc(sizeof(int) * 4 * (size_t)m->n);
+        m->tmp_sz = malloc(sizeof(size_t) * (size_t)m->n);
+        m->slot_base = malloc(sizeof(float *) * (size_t)m->n);
+        if (!m->tmp || !m->tmp_sz || !m->slot_base) return am_fail(AM_ENOMEM, "out of memory");
+    }
     am_arena_free(&m->arena);
     m->B = 0;
     m->have_loss = 0;

@@ -113,15 +113,20 @@ static void col2im(const am_conv2d_cfg *cfg, const geom *g, const float *col, si
         for (int i = 0; i < kh; i++)
             for (int j = 0; j < kw; j++) {
                 const float *src = col + (size_t)((c * kh + i) * kw + j) * ld;
+                /* Valid output columns: 0 <= ow*sw - pw + j < W. */
+                int lo = pw - j > 0 ? (pw - j + sw - 1) / sw : 0;
+                int hi = (g->W - 1 + pw - j) >= 0 ? (g->W - 1 + pw - j) / sw + 1 : 0;
+                if (hi > g->Wo) hi = g->Wo;
                 for (int oh = 0; oh < g->Ho; oh++) {
                     int ih = oh * sh - ph + i;
                     if (ih < 0 || ih >= g->H) continue;
                     float *xr = xc + (size_t)ih * g->W;
                     const float *s = src + (size_t)oh * g->Wo;
-                    for (int ow = 0; ow < g->Wo; ow++) {
-                        int iw = ow * sw - pw + j;
-                        if (iw >= 0 && iw < g->W) xr[iw] += s[ow];
-                    }
+                    const int off = j - pw;
+                    if (sw == 1)
+                        for (int ow = lo; ow < hi; ow++) xr[ow + off] += s[ow];
+                    else
+                        for (int ow = lo; ow < hi; ow++) xr[ow * sw + off] += s[ow];
                 }
             }
     }
