@@ -1,5 +1,6 @@
 /* The asymml command: the only code that prints. Subcommands:
- *   train   train a model on an IDX dataset (MNIST, Fashion-MNIST)
+ *   train   train a model; checkpoints and resume
+ *   eval    evaluate a checkpoint
  *   info    a model's layers, shapes, parameter count and FLOPs
  *   bench   time training and inference steps of zoo models
  * Exit codes: 0 success, 1 failure at run time (bad data, out of memory,
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -106,20 +108,31 @@ static char *read_text_file(const char *path) {
     return buf;
 }
 
-/* A model from --model NAME (the zoo) or --model-file PATH (a description). */
-static int make_model(const char *name, const char *file, am_shape in, int classes, am_model **m) {
-    static char desc[1 << 16];
-    char *text = NULL;
-    const char *d = desc;
+/* The description of --model NAME (the zoo) or --model-file PATH; malloc'ed. */
+static int describe(const char *name, const char *file, am_shape in, int classes, char **out) {
+    *out = NULL;
     if (file) {
-        text = read_text_file(file);
-        if (!text) return die(EXIT_RUNTIME, "%s: cannot read (%s)", file, strerror(errno));
-        d = text;
-    } else if (am_zoo_describe(name, in, classes, desc, sizeof desc) != AM_OK) {
+        *out = read_text_file(file);
+        if (!*out) return die(EXIT_RUNTIME, "%s: cannot read (%s)", file, strerror(errno));
+        return 0;
+    }
+    size_t cap = 1 << 16;
+    *out = malloc(cap);
+    if (!*out) return die(EXIT_RUNTIME, "out of memory");
+    if (am_zoo_describe(name, in, classes, *out, cap) != AM_OK) {
+        free(*out);
+        *out = NULL;
         return die(EXIT_USAGE, "--model: %s", am_last_error());
     }
+    return 0;
+}
+
+static int make_model(const char *name, const char *file, am_shape in, int classes, am_model **m) {
+    char *d;
+    int rc = describe(name, file, in, classes, &d);
+    if (rc) return rc;
     am_status st = am_model_create(d, m);
-    free(text);
+    free(d);
     if (st != AM_OK) return die(st == AM_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "model: %s", am_last_error());
     return 0;
 }
@@ -184,221 +197,178 @@ static int cmd_info(int argc, char **argv) {
 static void usage_train(FILE *f) {
     fprintf(f,
             "usage: asymml train --data DIR [options]\n"
-            "Train a model on an IDX dataset (MNIST or Fashion-MNIST files in DIR:\n"
-            "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-...).\n"
-            "  --data DIR          dataset folder (Debian: /usr/share/datasets/fashion-mnist)\n"
-            "  --model NAME        zoo model (default lenet)\n"
-            "  --model-file PATH   a layer description file instead\n"
-            "  --epochs N          default 3\n"
-            "  --batch N           default 64 (the last incomplete batch of an epoch is dropped)\n"
-            "  --lr X              base learning rate, default 0.05\n"
-            "  --momentum X        default 0.9\n"
-            "  --nesterov          Nesterov momentum\n"
-            "  --wd X              weight decay, default 5e-4\n"
-            "  --schedule S        constant | step | cosine (default cosine, per step)\n"
-            "  --step-size N       step schedule: epochs between decays (default 1)\n"
-            "  --gamma X           step schedule: decay factor (default 0.1)\n"
-            "  --warmup N          linear warm-up steps (default 0)\n"
-            "  --seed N            default 1: same seed and build, same losses\n"
-            "  --threads N         default: all cores\n"
-            "  --limit-train N     use the first N training images\n"
-            "  --limit-test N      use the first N test images\n"
-            "  --every N           a progress line every N steps (default 100)\n"
-            "  --log PATH          JSON-lines log of the same figures\n"
-            "  --help              this text\n");
+            "       asymml train --data DIR --resume PATH [--checkpoint-dir DIR] [--log PATH]\n"
+            "Train a model and report test accuracy after each epoch.\n"
+            "  --data DIR            dataset folder (Debian's Fashion-MNIST: /usr/share/datasets/fashion-mnist)\n"
+            "  --dataset KIND        idx (MNIST, Fashion-MNIST; default), cifar10, cifar100\n"
+            "  --model NAME          zoo model (default lenet); see `asymml info --list`\n"
+            "  --model-file PATH     a layer description file instead\n"
+            "  --epochs N            default 3\n"
+            "  --batch N             default 64 (an incomplete last batch of an epoch is dropped)\n"
+            "  --lr X                base learning rate, default 0.05\n"
+            "  --momentum X          default 0.9\n"
+            "  --nesterov            Nesterov momentum\n"
+            "  --wd X                weight decay, default 5e-4\n"
+            "  --schedule S          constant | step | cosine (default cosine, per step)\n"
+            "  --step-size N         step schedule: epochs between decays (default 1)\n"
+            "  --gamma X             step schedule: decay factor (default 0.1)\n"
+            "  --warmup N            linear warm-up steps (default 0)\n"
+            "  --crop-pad N          augmentation: random crop after N pixels of zero padding\n"
+            "                        (default 4 for CIFAR, 0 otherwise)\n"
+            "  --flip / --no-flip    augmentation: random horizontal flip (default on for CIFAR)\n"
+            "  --seed N              default 1: the same seed and build give the same losses\n"
+            "  --threads N           default: all cores\n"
+            "  --limit-train N       use the first N training images\n"
+            "  --limit-test N        use the first N test images\n"
+            "  --every N             a progress line every N steps (default 100)\n"
+            "  --log PATH            JSON-lines log of the same figures (appended to)\n"
+            "  --checkpoint-dir DIR  save a checkpoint at the end of each epoch (ckpt-STEP.amck)\n"
+            "  --save-every N        and every N steps\n"
+            "  --keep N              keep the newest N checkpoints (default 3)\n"
+            "  --resume PATH         continue from a checkpoint file, or the newest in a directory;\n"
+            "                        model and training options come from the checkpoint\n"
+            "  --help                this text\n");
 }
 
 typedef struct train_opts {
-    const char *data, *model, *model_file, *log;
-    int epochs, batch, seed, threads, limit_train, limit_test, every, warmup, step_size, nesterov;
-    float lr, momentum, wd, gamma;
-    am_sched_kind sched;
+    const char *data, *model, *model_file, *log, *ckdir, *resume;
+    am_data_kind kind;
+    am_train_cfg cfg;
+    int threads, limit_train, limit_test, every, save_every, keep, crop_set, flip_set;
 } train_opts;
 
-static int load_idx(const char *dir, const char *split, int limit, am_dataset *d) {
-    char img[4096], lab[4096];
-    /* Plain names first, then .gz, as Debian and the original site ship them. */
-    for (int gz = 0; gz < 2; gz++) {
-        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte%s", dir, split, gz ? ".gz" : "");
-        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte%s", dir, split, gz ? ".gz" : "");
-        if (access(img, R_OK) == 0) break;
-    }
-    if (am_idx_load(img, lab, 10, d) != AM_OK) return lib_fail("data");
-    if (limit > 0 && limit < d->n) d->n = limit;
+static int load_data(am_data_kind kind, const char *dir, const char *split, int limit, am_dataset *d) {
+    if (am_dataset_load(kind, dir, split, d) != AM_OK) return lib_fail("data");
+    am_dataset_truncate(d, limit);
     return 0;
 }
 
-/* Accuracy of m (evaluation mode) on d. The last incomplete batch is padded
- * with repeats of its first image; only real images are counted. */
-static int evaluate(am_model *m, const am_dataset *d, int B, const float *mean, const float *sd,
-                    float *x, int32_t *lab, uint32_t *idx, double *acc) {
-    am_shape s = am_model_input_shape(m);
-    s.n = B;
-    am_tensor xt = {s, x};
-    long correct = 0;
-    for (int i0 = 0; i0 < d->n; i0 += B) {
-        int real = d->n - i0 < B ? d->n - i0 : B;
-        for (int b = 0; b < B; b++) idx[b] = (uint32_t)(i0 + (b < real ? b : 0));
-        if (am_dataset_batch(d, idx, B, mean, sd, x, lab) || am_model_forward(m, &xt, 0, NULL))
-            return lib_fail("evaluate");
-        const am_tensor *lg = am_model_logits(m);
-        int K = lg->s.c;
-        for (int b = 0; b < real; b++) {
-            const float *z = lg->d + (size_t)b * K;
-            int best = 0;
-            for (int k = 1; k < K; k++) best = z[k] > z[best] ? k : best;
-            correct += best == lab[b];
-        }
-    }
-    *acc = (double)correct / d->n;
+static int save_ckpt(am_trainer *t, const char *dir, int keep, const char **last) {
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/ckpt-%010d.amck", dir, am_trainer_global_step(t));
+    if (am_trainer_save(t, path) != AM_OK || am_checkpoint_prune(dir, keep) != AM_OK) return lib_fail("checkpoint");
+    *last = path;
     return 0;
 }
 
-static int train_run(const train_opts *o) {
-    am_dataset tr, te;
-    int rc = load_idx(o->data, "train", o->limit_train, &tr);
-    if (rc) return rc;
-    rc = load_idx(o->data, "t10k", o->limit_test, &te);
-    if (rc) {
-        am_dataset_free(&tr);
-        return rc;
-    }
-    am_model *m = NULL;
-    am_sgd *opt = NULL;
-    float *x = NULL;
-    int32_t *lab = NULL;
-    uint32_t *perm = NULL;
+static int train_run(train_opts *o) {
+    am_dataset tr = {0}, te = {0};
+    am_trainer *t = NULL;
     FILE *log = NULL;
+    char *desc = NULL;
+    const char *last_ckpt = NULL;
+    int rc;
+    if ((rc = load_data(o->kind, o->data, "train", o->limit_train, &tr))) goto out;
+    if ((rc = load_data(o->kind, o->data, "test", o->limit_test, &te))) goto out;
     rc = EXIT_RUNTIME;
-    int B = o->batch;
-    int steps_per_epoch = tr.n / B;
-    if (steps_per_epoch < 1) {
-        rc = die(EXIT_USAGE, "--batch %d is larger than the %d training images", B, tr.n);
+    if (o->ckdir && am_checkpoint_dir_check(o->ckdir) != AM_OK) {
+        lib_fail("--checkpoint-dir");
         goto out;
     }
-    am_shape in = am_shape4(1, tr.c, tr.h, tr.w);
-    if ((rc = make_model(o->model, o->model_file, in, tr.classes, &m))) goto out;
-    rc = EXIT_RUNTIME;
-    am_shape min = am_model_input_shape(m);
-    if (min.c != tr.c || min.h != tr.h || min.w != tr.w || am_model_num_classes(m) != tr.classes) {
-        rc = die(EXIT_USAGE, "model takes %dx%dx%d with %d classes; the data is %dx%dx%d with %d",
-                 min.c, min.h, min.w, am_model_num_classes(m), tr.c, tr.h, tr.w, tr.classes);
-        goto out;
-    }
-    if (am_model_init(m, (uint64_t)o->seed) || am_model_set_batch(m, B)) {
-        lib_fail("model");
-        goto out;
-    }
-    am_sgd_cfg sc = {o->momentum, 0.f, o->wd, o->nesterov};
-    if (am_sgd_create(&sc, am_model_weights_len(m), &opt)) {
-        rc = die(EXIT_USAGE, "optimizer: %s", am_last_error());
-        goto out;
-    }
-    int total = steps_per_epoch * o->epochs;
-    am_schedule sch = {o->sched, o->lr, o->step_size * steps_per_epoch, o->gamma,
-                       total - o->warmup, 0.f, o->warmup, 0.01f};
-    if (sch.total < 1) sch.total = 1;
-    if (am_schedule_check(&sch)) {
-        rc = die(EXIT_USAGE, "schedule: %s", am_last_error());
-        goto out;
-    }
-    if (o->log && !(log = fopen(o->log, "w"))) {
-        rc = die(EXIT_RUNTIME, "%s: cannot open for writing (%s)", o->log, strerror(errno));
-        goto out;
-    }
-    float mean[4], sd[4];
-    am_dataset_stats(&tr, mean, sd);
-    size_t per = (size_t)tr.c * tr.h * tr.w;
-    x = malloc(sizeof(float) * per * B);
-    lab = malloc(sizeof(int32_t) * B);
-    perm = malloc(sizeof(uint32_t) * (tr.n > te.n ? tr.n : te.n));
-    if (!x || !lab || !perm) {
-        die(EXIT_RUNTIME, "out of memory");
-        goto out;
-    }
-    am_rng rng;
-    am_rng_seed(&rng, (uint64_t)o->seed * 0x9E3779B97F4A7C15ULL + 1);
-    am_tensor xt = {am_shape4(B, tr.c, tr.h, tr.w), x};
-    int tty = isatty(STDOUT_FILENO);
-    printf("train: %s, %d train / %d test images of %dx%dx%d, %zu parameters, batch %d, %d steps, %d threads\n",
-           o->model_file ? o->model_file : o->model, tr.n, te.n, tr.c, tr.h, tr.w,
-           am_model_trainable_count(m), B, total, am_get_threads());
-    fflush(stdout);
-    double t0 = now_s(), acc = 0;
-    int step = 0;
-    for (int ep = 0; ep < o->epochs; ep++) {
-        for (int i = 0; i < tr.n; i++) perm[i] = (uint32_t)i;
-        for (int i = tr.n - 1; i > 0; i--) { /* Fisher-Yates */
-            uint32_t j = am_rng_below(&rng, (uint32_t)i + 1), t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
-        double run_loss = 0, te0 = now_s();
-        long run_correct = 0, run_n = 0;
-        for (int s = 0; s < steps_per_epoch; s++, step++) {
-            float lr = am_schedule_lr(&sch, step), loss;
-            if (am_dataset_batch(&tr, perm + (size_t)s * B, B, mean, sd, x, lab) ||
-                am_model_forward(m, &xt, 1, &rng) || am_model_loss(m, lab, &loss) ||
-                am_model_backward(m) || am_sgd_step(opt, am_model_weights(m), am_model_grads(m), lr)) {
-                lib_fail("train");
+    if (o->resume) {
+        char path[4200];
+        struct stat sb;
+        const char *p = o->resume;
+        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            if (am_checkpoint_latest(p, path, sizeof path) != AM_OK) {
+                lib_fail("--resume");
                 goto out;
             }
-            if (!isfinite(loss)) {
-                die(EXIT_RUNTIME, "train: loss is %g at epoch %d step %d (lower --lr?)", (double)loss, ep + 1, s + 1);
-                goto out;
-            }
-            const am_tensor *lg = am_model_logits(m);
-            for (int b = 0; b < B; b++) {
-                const float *z = lg->d + (size_t)b * lg->s.c;
-                int best = 0;
-                for (int k = 1; k < lg->s.c; k++) best = z[k] > z[best] ? k : best;
-                run_correct += best == lab[b];
-            }
-            run_loss += loss;
-            run_n++;
-            int last = s + 1 == steps_per_epoch;
-            if ((s + 1) % o->every == 0 || last || tty) {
-                double el = now_s() - t0, ips = (double)(step + 1) * B / el;
-                double eta = (double)(total - step - 1) * B / ips;
-                double l = run_loss / run_n, a = (double)run_correct / (run_n * B);
-                if ((s + 1) % o->every == 0 || last) {
-                    printf("%sepoch %d/%d step %d/%d loss %.4f acc %.4f lr %.5f %.0f img/s eta %.0fs\n",
-                           tty ? "\r\033[K" : "", ep + 1, o->epochs, s + 1, steps_per_epoch, l, a,
-                           (double)lr, ips, eta);
-                    if (log)
-                        fprintf(log, "{\"epoch\":%d,\"step\":%d,\"global_step\":%d,\"loss\":%.6f,\"acc\":%.6f,\"lr\":%.6g,\"img_s\":%.1f}\n",
-                                ep + 1, s + 1, step + 1, l, a, (double)lr, ips);
-                    run_loss = 0;
-                    run_correct = run_n = 0;
-                } else {
-                    int w = 30, f = (int)((double)(s + 1) / steps_per_epoch * w);
-                    printf("\r\033[Kepoch %d/%d [%.*s%*s] %d/%d loss %.4f %.0f img/s eta %.0fs", ep + 1,
-                           o->epochs, f, "##############################", w - f, "", s + 1,
-                           steps_per_epoch, l, ips, eta);
-                }
-                fflush(stdout);
-            }
+            p = path;
         }
-        double train_s = now_s() - te0;
-        if ((rc = evaluate(m, &te, B, mean, sd, x, lab, perm, &acc))) goto out;
+        if (am_trainer_resume(p, &tr, &t) != AM_OK) {
+            lib_fail("--resume");
+            goto out;
+        }
+        printf("resumed from %s at step %d\n", p, am_trainer_global_step(t));
+    } else {
+        if (tr.c > 4) {
+            die(EXIT_RUNTIME, "data: %d channels; at most 4 are supported", tr.c);
+            goto out;
+        }
+        if ((rc = describe(o->model, o->model_file, am_shape4(1, tr.c, tr.h, tr.w), tr.classes, &desc))) goto out;
         rc = EXIT_RUNTIME;
-        printf("epoch %d/%d test accuracy %.4f (%d images), epoch time %.1fs\n", ep + 1, o->epochs, acc,
-               te.n, train_s);
-        if (log) {
-            fprintf(log, "{\"epoch\":%d,\"test_acc\":%.6f,\"epoch_s\":%.2f}\n", ep + 1, acc, train_s);
-            fflush(log);
+        if (o->cfg.batch > tr.n) {
+            rc = die(EXIT_USAGE, "--batch %d is larger than the %d training images", o->cfg.batch, tr.n);
+            goto out;
+        }
+        am_status st = am_trainer_create(&o->cfg, desc, &tr, &t);
+        if (st != AM_OK) {
+            rc = die(st == AM_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "train: %s", am_last_error());
+            goto out;
+        }
+    }
+    if (o->log && !(log = fopen(o->log, "a"))) {
+        die(EXIT_RUNTIME, "%s: cannot open for writing (%s)", o->log, strerror(errno));
+        goto out;
+    }
+    const am_train_cfg *c = am_trainer_cfg(t);
+    am_model *m = am_trainer_model(t);
+    printf("train: %d train / %d test images of %dx%dx%d, %zu parameters, batch %d, %d epochs, %d threads\n",
+           tr.n, te.n, tr.c, tr.h, tr.w, am_model_trainable_count(m), c->batch, c->epochs, am_get_threads());
+    fflush(stdout);
+    int tty = isatty(STDOUT_FILENO);
+    double t0 = now_s(), ep_t0 = t0, run_loss = 0, acc = -1;
+    long run_correct = 0, run_n = 0, done0 = am_trainer_global_step(t);
+    am_step_info si;
+    while (!am_trainer_done(t)) {
+        am_status st = am_trainer_step(t, &si);
+        if (st != AM_OK) {
+            lib_fail("train");
+            if (last_ckpt) fprintf(stderr, "%s: the last checkpoint is %s\n", prog, last_ckpt);
+            goto out;
+        }
+        run_loss += si.loss;
+        run_correct += si.correct;
+        run_n++;
+        double el = now_s() - t0, ips = (double)(si.global_step - done0) * c->batch / el;
+        double eta = (double)(si.total_steps - si.global_step) * c->batch / ips;
+        int epoch_end = si.step == si.steps_per_epoch;
+        if (si.step % o->every == 0 || epoch_end) {
+            double l = run_loss / run_n, a = (double)run_correct / ((double)run_n * c->batch);
+            printf("%sepoch %d/%d step %d/%d loss %.4f acc %.4f lr %.5f %.0f img/s eta %.0fs\n",
+                   tty ? "\r\033[K" : "", si.epoch, c->epochs, si.step, si.steps_per_epoch, l, a,
+                   (double)si.lr, ips, eta);
+            if (log)
+                fprintf(log, "{\"epoch\":%d,\"step\":%d,\"global_step\":%d,\"loss\":%.6f,\"acc\":%.6f,"
+                             "\"lr\":%.6g,\"img_s\":%.1f,\"eta_s\":%.0f}\n",
+                        si.epoch, si.step, si.global_step, l, a, (double)si.lr, ips, eta);
+            run_loss = 0;
+            run_correct = run_n = 0;
+        } else if (tty) {
+            int w = 30, f = (int)((double)si.step / si.steps_per_epoch * w);
+            printf("\r\033[Kepoch %d/%d [%.*s%*s] %d/%d loss %.4f %.0f img/s eta %.0fs", si.epoch, c->epochs, f,
+                   "##############################", w - f, "", si.step, si.steps_per_epoch,
+                   run_loss / run_n, ips, eta);
         }
         fflush(stdout);
+        if (o->ckdir && ((o->save_every && si.global_step % o->save_every == 0) || epoch_end))
+            if ((rc = save_ckpt(t, o->ckdir, o->keep, &last_ckpt))) goto out;
+        if (epoch_end) {
+            double loss, ep_s = now_s() - ep_t0;
+            if (am_trainer_evaluate(t, &te, &acc, &loss) != AM_OK) {
+                lib_fail("evaluate");
+                goto out;
+            }
+            printf("epoch %d/%d test accuracy %.4f loss %.4f (%d images), epoch time %.1fs%s%s\n", si.epoch,
+                   c->epochs, acc, loss, te.n, ep_s, last_ckpt ? ", saved " : "", last_ckpt ? last_ckpt : "");
+            if (log)
+                fprintf(log, "{\"epoch\":%d,\"test_acc\":%.6f,\"test_loss\":%.6f,\"epoch_s\":%.2f}\n", si.epoch,
+                        acc, loss, ep_s);
+            fflush(stdout);
+            ep_t0 = now_s();
+        }
+    }
+    if (acc < 0 && am_trainer_evaluate(t, &te, &acc, NULL) != AM_OK) {
+        lib_fail("evaluate");
+        goto out;
     }
     printf("final test accuracy: %.4f\n", acc);
     rc = 0;
 out:
-    if (log && fclose(log) && rc == 0) rc = die(EXIT_RUNTIME, "%s: write failed", o->log);
-    free(x);
-    free(lab);
-    free(perm);
-    am_sgd_free(opt);
-    am_model_free(m);
+    if (log && (ferror(log) | fclose(log)) && rc == 0) rc = die(EXIT_RUNTIME, "%s: write failed", o->log);
+    free(desc);
+    am_trainer_free(t);
     am_dataset_free(&tr);
     am_dataset_free(&te);
     return rc;
@@ -412,37 +382,52 @@ static int cmd_train(int argc, char **argv) {
         {"schedule", 1, 0, 's'},    {"step-size", 1, 0, 'S'},  {"gamma", 1, 0, 'g'},
         {"warmup", 1, 0, 'W'},      {"seed", 1, 0, 'x'},       {"threads", 1, 0, 't'},
         {"limit-train", 1, 0, 'L'}, {"limit-test", 1, 0, 'T'}, {"every", 1, 0, 'E'},
-        {"log", 1, 0, 'l'},         {"help", 0, 0, 'h'},       {0, 0, 0, 0}};
-    train_opts o = {.model = "lenet", .epochs = 3, .batch = 64, .seed = 1, .every = 100,
-                    .step_size = 1, .lr = 0.05f, .momentum = 0.9f, .wd = 5e-4f, .gamma = 0.1f,
-                    .sched = AM_SCHED_COSINE};
-    int opt, ok = 1;
+        {"log", 1, 0, 'l'},         {"help", 0, 0, 'h'},       {"dataset", 1, 0, 'k'},
+        {"crop-pad", 1, 0, 'c'},    {"flip", 0, 0, 'F'},       {"no-flip", 0, 0, 'G'},
+        {"checkpoint-dir", 1, 0, 'C'}, {"save-every", 1, 0, 'V'}, {"keep", 1, 0, 'K'},
+        {"resume", 1, 0, 'R'},      {0, 0, 0, 0}};
+    train_opts o = {.model = "lenet", .kind = AM_DATA_IDX, .every = 100, .keep = 3,
+                    .cfg = {.epochs = 3, .batch = 64, .lr = 0.05f, .momentum = 0.9f, .wd = 5e-4f,
+                            .sched = AM_SCHED_COSINE, .step_size = 1, .gamma = 0.1f, .seed = 1}};
+    int opt, ok = 1, seed = 1, hyper = 0;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        /* Options that define the run; with --resume they come from the checkpoint. */
+        if (strchr("mfebrMNwsSgWxcFG", opt)) hyper = opt;
         switch (opt) {
         case 'd': o.data = optarg; break;
+        case 'k':
+            if (am_data_kind_parse(optarg, &o.kind) != AM_OK) return die(EXIT_USAGE, "--dataset: %s", am_last_error());
+            break;
         case 'm': o.model = optarg; break;
         case 'f': o.model_file = optarg; break;
-        case 'e': ok = arg_int("epochs", optarg, 1, 100000, &o.epochs); break;
-        case 'b': ok = arg_int("batch", optarg, 1, 65536, &o.batch); break;
-        case 'r': ok = arg_float("lr", optarg, 1e-9, 100, &o.lr); break;
-        case 'M': ok = arg_float("momentum", optarg, 0, 0.999, &o.momentum); break;
-        case 'N': o.nesterov = 1; break;
-        case 'w': ok = arg_float("wd", optarg, 0, 0.5, &o.wd); break;
+        case 'e': ok = arg_int("epochs", optarg, 1, 100000, &o.cfg.epochs); break;
+        case 'b': ok = arg_int("batch", optarg, 1, 65536, &o.cfg.batch); break;
+        case 'r': ok = arg_float("lr", optarg, 1e-9, 100, &o.cfg.lr); break;
+        case 'M': ok = arg_float("momentum", optarg, 0, 0.999, &o.cfg.momentum); break;
+        case 'N': o.cfg.nesterov = 1; break;
+        case 'w': ok = arg_float("wd", optarg, 0, 0.5, &o.cfg.wd); break;
         case 's':
-            if (!strcmp(optarg, "constant")) o.sched = AM_SCHED_CONSTANT;
-            else if (!strcmp(optarg, "step")) o.sched = AM_SCHED_STEP;
-            else if (!strcmp(optarg, "cosine")) o.sched = AM_SCHED_COSINE;
+            if (!strcmp(optarg, "constant")) o.cfg.sched = AM_SCHED_CONSTANT;
+            else if (!strcmp(optarg, "step")) o.cfg.sched = AM_SCHED_STEP;
+            else if (!strcmp(optarg, "cosine")) o.cfg.sched = AM_SCHED_COSINE;
             else return die(EXIT_USAGE, "--schedule: '%s' is not constant, step or cosine", optarg);
             break;
-        case 'S': ok = arg_int("step-size", optarg, 1, 100000, &o.step_size); break;
-        case 'g': ok = arg_float("gamma", optarg, 1e-6, 1, &o.gamma); break;
-        case 'W': ok = arg_int("warmup", optarg, 0, 100000000, &o.warmup); break;
-        case 'x': ok = arg_int("seed", optarg, 0, 2147483647, &o.seed); break;
+        case 'S': ok = arg_int("step-size", optarg, 1, 100000, &o.cfg.step_size); break;
+        case 'g': ok = arg_float("gamma", optarg, 1e-6, 1, &o.cfg.gamma); break;
+        case 'W': ok = arg_int("warmup", optarg, 0, 100000000, &o.cfg.warmup); break;
+        case 'x': ok = arg_int("seed", optarg, 0, 2147483647, &seed); break;
+        case 'c': ok = arg_int("crop-pad", optarg, 0, 64, &o.cfg.crop_pad); o.crop_set = 1; break;
+        case 'F': o.cfg.flip = 1; o.flip_set = 1; break;
+        case 'G': o.cfg.flip = 0; o.flip_set = 1; break;
         case 't': ok = arg_int("threads", optarg, 1, 1024, &o.threads); break;
         case 'L': ok = arg_int("limit-train", optarg, 1, 100000000, &o.limit_train); break;
         case 'T': ok = arg_int("limit-test", optarg, 1, 100000000, &o.limit_test); break;
         case 'E': ok = arg_int("every", optarg, 1, 100000000, &o.every); break;
         case 'l': o.log = optarg; break;
+        case 'C': o.ckdir = optarg; break;
+        case 'V': ok = arg_int("save-every", optarg, 1, 100000000, &o.save_every); break;
+        case 'K': ok = arg_int("keep", optarg, 1, 100000, &o.keep); break;
+        case 'R': o.resume = optarg; break;
         case 'h': usage_train(stdout); return 0;
         default: usage_train(stderr); return EXIT_USAGE;
         }
@@ -450,9 +435,93 @@ static int cmd_train(int argc, char **argv) {
     if (!ok) return EXIT_USAGE;
     if (optind < argc) return die(EXIT_USAGE, "train: unexpected argument '%s'", argv[optind]);
     if (!o.data) return die(EXIT_USAGE, "train: --data DIR is required (see asymml train --help)");
-    if (o.nesterov && o.momentum == 0.f) return die(EXIT_USAGE, "--nesterov needs --momentum > 0");
+    if (o.resume && hyper)
+        return die(EXIT_USAGE, "train: with --resume the model and training options come from the checkpoint");
+    if (o.cfg.nesterov && o.cfg.momentum == 0.f) return die(EXIT_USAGE, "--nesterov needs --momentum > 0");
+    if (o.save_every && !o.ckdir) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
+    int cifar = o.kind != AM_DATA_IDX;
+    if (!o.crop_set) o.cfg.crop_pad = cifar ? 4 : 0;
+    if (!o.flip_set) o.cfg.flip = cifar;
+    o.cfg.seed = (uint64_t)seed;
     if (o.threads && am_set_threads(o.threads)) return lib_fail("threads");
     return train_run(&o);
+}
+
+/* ------------------------------------------------------------------ eval */
+
+static void usage_eval(FILE *f) {
+    fprintf(f,
+            "usage: asymml eval --checkpoint PATH --data DIR [options]\n"
+            "Accuracy and loss of a checkpoint's model on a dataset's test split.\n"
+            "  --checkpoint PATH   a checkpoint file, or a directory (its newest)\n"
+            "  --data DIR          dataset folder\n"
+            "  --dataset KIND      idx (default), cifar10, cifar100\n"
+            "  --split S           test (default) or train\n"
+            "  --batch N           default 100\n"
+            "  --limit N           use the first N images\n"
+            "  --threads N         default: all cores\n"
+            "  --help              this text\n");
+}
+
+static int cmd_eval(int argc, char **argv) {
+    static const struct option lo[] = {{"checkpoint", 1, 0, 'c'}, {"data", 1, 0, 'd'},
+                                       {"dataset", 1, 0, 'k'},    {"split", 1, 0, 's'},
+                                       {"batch", 1, 0, 'b'},      {"limit", 1, 0, 'L'},
+                                       {"threads", 1, 0, 't'},    {"help", 0, 0, 'h'},
+                                       {0, 0, 0, 0}};
+    const char *ckpt = NULL, *data = NULL, *split = "test";
+    am_data_kind kind = AM_DATA_IDX;
+    int B = 100, limit = 0, threads = 0, opt, ok = 1;
+    while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'c': ckpt = optarg; break;
+        case 'd': data = optarg; break;
+        case 'k':
+            if (am_data_kind_parse(optarg, &kind) != AM_OK) return die(EXIT_USAGE, "--dataset: %s", am_last_error());
+            break;
+        case 's':
+            if (strcmp(optarg, "test") && strcmp(optarg, "train")) return die(EXIT_USAGE, "--split: test or train");
+            split = optarg;
+            break;
+        case 'b': ok = arg_int("batch", optarg, 1, 65536, &B); break;
+        case 'L': ok = arg_int("limit", optarg, 1, 100000000, &limit); break;
+        case 't': ok = arg_int("threads", optarg, 1, 1024, &threads); break;
+        case 'h': usage_eval(stdout); return 0;
+        default: usage_eval(stderr); return EXIT_USAGE;
+        }
+    }
+    if (!ok) return EXIT_USAGE;
+    if (optind < argc) return die(EXIT_USAGE, "eval: unexpected argument '%s'", argv[optind]);
+    if (!ckpt || !data) return die(EXIT_USAGE, "eval: --checkpoint and --data are required");
+    if (threads && am_set_threads(threads)) return lib_fail("threads");
+    char path[4200];
+    struct stat sb;
+    if (stat(ckpt, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        if (am_checkpoint_latest(ckpt, path, sizeof path) != AM_OK) return lib_fail("--checkpoint");
+        ckpt = path;
+    }
+    am_checkpoint ck;
+    if (am_checkpoint_read(ckpt, &ck) != AM_OK) return lib_fail("checkpoint");
+    am_dataset d = {0};
+    am_model *m = NULL;
+    int rc = load_data(kind, data, split, limit, &d);
+    double acc, loss;
+    if (!rc && (am_model_create(ck.desc, &m) != AM_OK)) rc = lib_fail("checkpoint model");
+    if (!rc && (am_model_weights_len(m) != ck.n_weights || am_model_buffers_len(m) != ck.n_buffers))
+        rc = die(EXIT_RUNTIME, "%s: tensor sizes do not match its model description", ckpt);
+    if (!rc && d.c != ck.channels)
+        rc = die(EXIT_RUNTIME, "%s: a %d-channel model; the data has %d channels", ckpt, ck.channels, d.c);
+    if (!rc) {
+        memcpy(am_model_weights(m), ck.weights, ck.n_weights * sizeof(float));
+        memcpy(am_model_buffers(m), ck.buffers, ck.n_buffers * sizeof(float));
+        if (am_evaluate(m, &d, ck.mean, ck.std, B < d.n ? B : d.n, &acc, &loss) != AM_OK) rc = lib_fail("eval");
+    }
+    if (!rc)
+        printf("%s: %s accuracy %.4f loss %.4f (%d images, step %d)\n", ckpt, split, acc, loss, d.n, ck.global_step);
+    am_model_free(m);
+    am_dataset_free(&d);
+    am_checkpoint_free(&ck);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ bench */
@@ -564,7 +633,8 @@ static int cmd_bench(int argc, char **argv) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: asymml COMMAND [options]   (asymml COMMAND --help for each)\n"
-            "  train   train a model on an IDX dataset (MNIST, Fashion-MNIST)\n"
+            "  train   train a model (MNIST, Fashion-MNIST, CIFAR-10/100); checkpoints, resume\n"
+            "  eval    evaluate a checkpoint on a dataset\n"
             "  info    print a model's layers, shapes, parameters and FLOPs\n"
             "  bench   time training and inference steps of zoo models\n"
             "  --version, --help\n"
@@ -588,6 +658,7 @@ int main(int argc, char **argv) {
     optind = 1;
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
     usage(stderr);

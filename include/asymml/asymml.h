@@ -9,5 +9,6 @@
 #include "asymml/ops.h"
 #include "asymml/nn.h"
 #include "asymml/data.h"
+#include "asymml/train.h"
 
 #endif

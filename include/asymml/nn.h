@@ -71,6 +71,9 @@ size_t am_model_trainable_count(const am_model *m); /* number of trainable float
  * stays zero under SGD. am_model_weights_len counts the floats, padding
  * included: the length to give the optimizer. */
 size_t am_model_weights_len(const am_model *m);
+/* The non-trainable tensors (BatchNorm running statistics), same layout rules. */
+float *am_model_buffers(am_model *m);
+size_t am_model_buffers_len(const am_model *m);
 float *am_model_weights(am_model *m);
 float *am_model_grads(am_model *m);
 
@@ -126,8 +129,11 @@ am_status am_sgd_create(const am_sgd_cfg *cfg, size_t n, am_sgd **out);
 void am_sgd_free(am_sgd *o);
 /* w -= lr * update(g); w and g hold n floats. */
 am_status am_sgd_step(am_sgd *o, float *w, const float *g, float lr);
-/* The momentum buffer (n floats) and whether it has been started. */
+/* The momentum buffer (n floats; NULL without momentum) and whether it has
+ * been started. */
 float *am_sgd_momentum(am_sgd *o, int *started);
+/* Restores the buffer (n floats) and its started flag, as from a checkpoint. */
+am_status am_sgd_restore(am_sgd *o, const float *buf, int started);
 
 /* ---- learning-rate schedules, in units of the caller's choosing (steps or
  * epochs), with an optional linear warm-up before the main schedule ---- */

@@ -450,6 +450,8 @@ int am_model_num_params(const am_model *m) { return m->np; }
 am_param *am_model_param(am_model *m, int i) { return (i >= 0 && i < m->np) ? &m->P[i] : NULL; }
 float *am_model_weights(am_model *m) { return m->wdata; }
 size_t am_model_weights_len(const am_model *m) { return m->n_train; }
+float *am_model_buffers(am_model *m) { return m->bdata; }
+size_t am_model_buffers_len(const am_model *m) { return m->n_buf; }
 float *am_model_grads(am_model *m) { return m->gdata; }
 int am_model_num_layers(const am_model *m) { return m->n; }
 size_t am_model_arena_bytes(const am_model *m) { return m->arena.cap; }

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct am_sgd {
     am_sgd_cfg cfg;
@@ -47,6 +48,18 @@ void am_sgd_free(am_sgd *o) {
 float *am_sgd_momentum(am_sgd *o, int *started) {
     if (started) *started = o->started;
     return o->buf;
+}
+
+am_status am_sgd_restore(am_sgd *o, const float *buf, int started) {
+    if (!o->buf) {
+        if (buf) return am_fail(AM_EINVAL, "sgd: a momentum buffer for an optimizer without momentum");
+        o->started = started;
+        return AM_OK;
+    }
+    if (!buf) return am_fail(AM_EINVAL, "sgd: momentum buffer missing");
+    memcpy(o->buf, buf, o->n * sizeof(float));
+    o->started = started;
+    return AM_OK;
 }
 
 am_status am_sgd_step(am_sgd *o, float *w, const float *g, float lr) {

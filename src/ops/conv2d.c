@@ -13,8 +13,12 @@
 
 /* Target GEMM width (output pixels per GEMM) and the largest column buffer we
  * want, in floats; a chunk is the fewest samples that reach the width. */
+#ifndef CONV_TARGET_N
 #define CONV_TARGET_N 1024
+#endif
+#ifndef CONV_COL_CAP
 #define CONV_COL_CAP ((size_t)4 << 20)
+#endif
 
 typedef struct geom {
     int B, C, H, W, K, Ho, Wo, P, CKK;

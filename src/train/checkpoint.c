@@ -1,0 +1,381 @@
+/* Checkpoint files: a versioned binary format with a BLAKE2b checksum
+ * (libsodium) over header and payload, written atomically (temporary file,
+ * fsync, rename, fsync of the directory), parsed from memory with every
+ * length and value checked before use. Integrity only: sealing against a
+ * malicious host comes with the enclave. */
+#include "asymml/train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAGIC "AMCK"
+#define VERSION 1u
+#define HASH_LEN crypto_generichash_BYTES /* 32 */
+#define HEADER_LEN 16
+#define MAX_DESC (1u << 20)
+
+/* ---------------------------------------------------------------- writing */
+
+typedef struct wr {
+    FILE *f;
+    crypto_generichash_state h;
+    int err;
+} wr;
+
+static void put(wr *w, const void *p, size_t n) {
+    if (w->err || !n) return;
+    crypto_generichash_update(&w->h, p, n);
+    if (fwrite(p, 1, n, w->f) != n) w->err = errno ? errno : EIO;
+}
+static void put_u32(wr *w, uint32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    put(w, b, 4);
+}
+static void put_u64(wr *w, uint64_t v) {
+    put_u32(w, (uint32_t)v);
+    put_u32(w, (uint32_t)(v >> 32));
+}
+static void put_i32(wr *w, int v) { put_u32(w, (uint32_t)v); }
+static void put_f32(wr *w, float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    put_u32(w, u);
+}
+/* Float arrays: the machine is little-endian (x86-64, arm64), as the format. */
+static void put_floats(wr *w, const float *p, size_t n) { put(w, p, n * sizeof(float)); }
+
+static size_t payload_len(const am_checkpoint *ck) {
+    size_t n = 4 + strlen(ck->desc);
+    n += 8 * 4 + 4 * 4 + 8;         /* cfg: 8 ints, 4 floats, seed */
+    n += 4 + 8 * 4;                 /* channels, mean, std */
+    n += 3 * 4;                     /* position */
+    n += 2 * 8 + 2 * 4;             /* sizes, momentum flags */
+    n += 4 * 8 + 4 + 4;             /* rng */
+    n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers) * sizeof(float);
+    return n;
+}
+
+static void put_payload(wr *w, const am_checkpoint *ck) {
+    const am_train_cfg *c = &ck->cfg;
+    put_u32(w, (uint32_t)strlen(ck->desc));
+    put(w, ck->desc, strlen(ck->desc));
+    put_i32(w, c->epochs), put_i32(w, c->batch), put_i32(w, c->nesterov), put_i32(w, (int)c->sched);
+    put_i32(w, c->step_size), put_i32(w, c->warmup), put_i32(w, c->crop_pad), put_i32(w, c->flip);
+    put_f32(w, c->lr), put_f32(w, c->momentum), put_f32(w, c->wd), put_f32(w, c->gamma);
+    put_u64(w, c->seed);
+    put_i32(w, ck->channels);
+    for (int i = 0; i < 4; i++) put_f32(w, ck->mean[i]);
+    for (int i = 0; i < 4; i++) put_f32(w, ck->std[i]);
+    put_i32(w, ck->epoch), put_i32(w, ck->step), put_i32(w, ck->global_step);
+    put_u64(w, ck->n_weights), put_u64(w, ck->n_buffers);
+    put_i32(w, ck->momentum != NULL), put_i32(w, ck->momentum_started);
+    for (int i = 0; i < 4; i++) put_u64(w, ck->rng.s[i]);
+    put_f32(w, ck->rng.spare), put_i32(w, ck->rng.has_spare);
+    put_floats(w, ck->weights, ck->n_weights);
+    put_floats(w, ck->buffers, ck->n_buffers);
+    if (ck->momentum) put_floats(w, ck->momentum, ck->n_weights);
+}
+
+static am_status sync_dir_of(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir) dir[1] = 0;
+    else if (slash) *slash = 0;
+    else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return am_fail(AM_EIO, "%s: cannot open to sync (%s)", dir, strerror(errno));
+    int r = fsync(fd);
+    close(fd);
+    if (r) return am_fail(AM_EIO, "%s: fsync failed (%s)", dir, strerror(errno));
+    return AM_OK;
+}
+
+am_status am_checkpoint_write(const char *path, const am_checkpoint *ck) {
+    if (!path || !ck || !ck->desc || !ck->weights || (!ck->buffers && ck->n_buffers))
+        return am_fail(AM_EINVAL, "checkpoint: NULL argument");
+    if (sodium_init() < 0) return am_fail(AM_EIO, "checkpoint: libsodium failed to initialize");
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return am_fail(AM_EINVAL, "checkpoint: path too long");
+    wr w = {0};
+    w.f = fopen(tmp, "wb");
+    if (!w.f) return am_fail(AM_EIO, "%s: cannot create (%s)", tmp, strerror(errno));
+    crypto_generichash_init(&w.h, NULL, 0, HASH_LEN);
+    put(&w, MAGIC, 4);
+    put_u32(&w, VERSION);
+    put_u64(&w, payload_len(ck));
+    put_payload(&w, ck);
+    unsigned char hash[HASH_LEN];
+    crypto_generichash_final(&w.h, hash, HASH_LEN);
+    if (!w.err && fwrite(hash, 1, HASH_LEN, w.f) != HASH_LEN) w.err = errno ? errno : EIO;
+    if (!w.err && fflush(w.f)) w.err = errno;
+    if (!w.err && fsync(fileno(w.f))) w.err = errno;
+    if (fclose(w.f) && !w.err) w.err = errno;
+    if (w.err) {
+        unlink(tmp);
+        return am_fail(AM_EIO, "%s: write failed (%s); the previous checkpoint is untouched", tmp, strerror(w.err));
+    }
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return am_fail(AM_EIO, "%s: cannot rename into place (%s)", path, strerror(e));
+    }
+    return sync_dir_of(path);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+typedef struct rd {
+    const uint8_t *p;
+    size_t n, off;
+    int short_read;
+} rd;
+
+static const uint8_t *take_bytes(rd *r, size_t n) {
+    if (r->short_read || n > r->n - r->off) {
+        r->short_read = 1;
+        return NULL;
+    }
+    const uint8_t *p = r->p + r->off;
+    r->off += n;
+    return p;
+}
+static uint32_t get_u32(rd *r) {
+    const uint8_t *b = take_bytes(r, 4);
+    return b ? (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24 : 0;
+}
+static uint64_t get_u64(rd *r) {
+    uint64_t lo = get_u32(r);
+    return lo | (uint64_t)get_u32(r) << 32;
+}
+static int get_i32(rd *r) { return (int)get_u32(r); }
+static float get_f32(rd *r) {
+    uint32_t u = get_u32(r);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static am_status get_floats(rd *r, size_t n, float **out, const char *what) {
+    *out = NULL;
+    if (n > (r->n - r->off) / sizeof(float)) return am_fail(AM_EFORMAT, "checkpoint truncated in the %s", what);
+    const uint8_t *b = take_bytes(r, n * sizeof(float));
+    float *f = am_aligned_alloc((n ? n : 1) * sizeof(float));
+    if (!f) return am_fail(AM_ENOMEM, "checkpoint: out of memory for the %s", what);
+    memcpy(f, b, n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(f[i])) {
+            am_aligned_free(f);
+            return am_fail(AM_ENUM, "checkpoint: non-finite value in the %s", what);
+        }
+    *out = f;
+    return AM_OK;
+}
+
+static am_status check_cfg(const am_train_cfg *c) {
+    if (c->epochs < 1 || c->epochs > 100000 || c->batch < 1 || c->batch > 65536 ||
+        !(c->lr > 0.f && c->lr <= 100.f) || !(c->momentum >= 0.f && c->momentum < 1.f) ||
+        !(c->wd >= 0.f && c->wd < 1.f) || (c->nesterov != 0 && c->nesterov != 1) ||
+        (int)c->sched < 0 || (int)c->sched > AM_SCHED_COSINE || c->step_size < 1 ||
+        !(c->gamma > 0.f && c->gamma <= 1.f) || c->warmup < 0 || c->crop_pad < 0 ||
+        c->crop_pad > 64 || (c->flip != 0 && c->flip != 1))
+        return am_fail(AM_EFORMAT, "checkpoint: training configuration out of range");
+    return AM_OK;
+}
+
+am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    if (!buf) return am_fail(AM_EINVAL, "checkpoint: NULL buffer");
+    if (sodium_init() < 0) return am_fail(AM_EIO, "checkpoint: libsodium failed to initialize");
+    if (n < 4 || memcmp(buf, MAGIC, 4)) return am_fail(AM_EFORMAT, "not an asymml checkpoint (bad magic)");
+    if (n < HEADER_LEN + HASH_LEN) return am_fail(AM_EFORMAT, "checkpoint truncated");
+    rd r = {buf, n, 4, 0};
+    uint32_t version = get_u32(&r);
+    if (version != VERSION) return am_fail(AM_EFORMAT, "checkpoint version %u; this build reads version %u", version, VERSION);
+    uint64_t plen = get_u64(&r);
+    if (plen != n - HEADER_LEN - HASH_LEN)
+        return am_fail(AM_EFORMAT, "checkpoint %s: header says %llu payload bytes, file has %zu",
+                       plen > n - HEADER_LEN - HASH_LEN ? "truncated" : "has trailing data",
+                       (unsigned long long)plen, n - HEADER_LEN - HASH_LEN);
+    unsigned char hash[HASH_LEN];
+    crypto_generichash(hash, HASH_LEN, buf, n - HASH_LEN, NULL, 0);
+    if (sodium_memcmp(hash, buf + n - HASH_LEN, HASH_LEN))
+        return am_fail(AM_EFORMAT, "checkpoint is corrupt (checksum mismatch)");
+    r.n = n - HASH_LEN;
+    uint32_t dl = get_u32(&r);
+    if (dl == 0 || dl > MAX_DESC || dl > r.n - r.off) return am_fail(AM_EFORMAT, "checkpoint: bad model description length");
+    const uint8_t *d = take_bytes(&r, dl);
+    if (memchr(d, 0, dl)) return am_fail(AM_EFORMAT, "checkpoint: NUL in the model description");
+    ck->desc = malloc(dl + 1);
+    if (!ck->desc) return am_fail(AM_ENOMEM, "checkpoint: out of memory");
+    memcpy(ck->desc, d, dl);
+    ck->desc[dl] = 0;
+    am_train_cfg *c = &ck->cfg;
+    c->epochs = get_i32(&r), c->batch = get_i32(&r), c->nesterov = get_i32(&r);
+    c->sched = (am_sched_kind)get_i32(&r);
+    c->step_size = get_i32(&r), c->warmup = get_i32(&r), c->crop_pad = get_i32(&r), c->flip = get_i32(&r);
+    c->lr = get_f32(&r), c->momentum = get_f32(&r), c->wd = get_f32(&r), c->gamma = get_f32(&r);
+    c->seed = get_u64(&r);
+    ck->channels = get_i32(&r);
+    for (int i = 0; i < 4; i++) ck->mean[i] = get_f32(&r);
+    for (int i = 0; i < 4; i++) ck->std[i] = get_f32(&r);
+    ck->epoch = get_i32(&r), ck->step = get_i32(&r), ck->global_step = get_i32(&r);
+    ck->n_weights = (size_t)get_u64(&r), ck->n_buffers = (size_t)get_u64(&r);
+    int has_mom = get_i32(&r);
+    ck->momentum_started = get_i32(&r);
+    for (int i = 0; i < 4; i++) ck->rng.s[i] = get_u64(&r);
+    ck->rng.spare = get_f32(&r);
+    ck->rng.has_spare = get_i32(&r);
+    am_status st = AM_OK;
+    if (r.short_read) st = am_fail(AM_EFORMAT, "checkpoint truncated");
+    if (st == AM_OK) st = check_cfg(c);
+    if (st == AM_OK && (ck->channels < 1 || ck->channels > 4))
+        st = am_fail(AM_EFORMAT, "checkpoint: %d channels", ck->channels);
+    for (int i = 0; st == AM_OK && i < ck->channels; i++)
+        if (!isfinite(ck->mean[i]) || !(ck->std[i] > 0.f) || !isfinite(ck->std[i]))
+            st = am_fail(AM_EFORMAT, "checkpoint: bad normalization");
+    if (st == AM_OK && (ck->epoch < 0 || ck->step < 0 || ck->global_step < 0 || (has_mom != 0 && has_mom != 1) ||
+                        (ck->momentum_started != 0 && ck->momentum_started != 1) ||
+                        (ck->rng.has_spare != 0 && ck->rng.has_spare != 1) || !isfinite(ck->rng.spare)))
+        st = am_fail(AM_EFORMAT, "checkpoint: bad position or state flags");
+    if (st == AM_OK && (ck->n_weights == 0 || ck->n_weights > ((size_t)1 << 36) || ck->n_buffers > ((size_t)1 << 36)))
+        st = am_fail(AM_EFORMAT, "checkpoint: bad tensor sizes");
+    if (st == AM_OK) st = get_floats(&r, ck->n_weights, &ck->weights, "weights");
+    if (st == AM_OK) st = get_floats(&r, ck->n_buffers, &ck->buffers, "running statistics");
+    if (st == AM_OK && has_mom) st = get_floats(&r, ck->n_weights, &ck->momentum, "momentum buffer");
+    if (st == AM_OK && r.off != r.n) st = am_fail(AM_EFORMAT, "checkpoint: %zu unexpected bytes at the end of the payload", r.n - r.off);
+    if (st != AM_OK) am_checkpoint_free(ck);
+    return st;
+}
+
+am_status am_checkpoint_read(const char *path, am_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    if (!path) return am_fail(AM_EINVAL, "checkpoint: NULL path");
+    FILE *f = fopen(path, "rb");
+    if (!f) return am_fail(AM_EIO, "%s: cannot open (%s)", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return am_fail(AM_EIO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)sb.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        return am_fail(AM_ENOMEM, "%s: cannot hold %zu MiB", path, n >> 20);
+    }
+    size_t got = fread(buf, 1, n, f);
+    fclose(f);
+    am_status st = got == n ? am_checkpoint_parse(buf, n, ck) : am_fail(AM_EIO, "%s: read failed", path);
+    free(buf);
+    if (st != AM_OK) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s", am_last_error());
+        return am_fail(st, "%s: %s", path, msg);
+    }
+    return AM_OK;
+}
+
+void am_checkpoint_free(am_checkpoint *ck) {
+    if (!ck) return;
+    free(ck->desc);
+    am_aligned_free(ck->weights);
+    am_aligned_free(ck->buffers);
+    am_aligned_free(ck->momentum);
+    memset(ck, 0, sizeof *ck);
+}
+
+/* ---------------------------------------------------------------- directories */
+
+static int is_ckpt_name(const char *s) {
+    if (strncmp(s, "ckpt-", 5)) return 0;
+    for (int i = 5; i < 15; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    return !strcmp(s + 15, ".amck");
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted checkpoint names in dir (oldest first); *names is malloc'ed. */
+static am_status list_ckpts(const char *dir, char ***names, int *count) {
+    *names = NULL;
+    *count = 0;
+    DIR *d = opendir(dir);
+    if (!d) return am_fail(AM_EIO, "%s: cannot open directory (%s)", dir, strerror(errno));
+    struct dirent *e;
+    int cap = 0;
+    am_status st = AM_OK;
+    while ((e = readdir(d))) {
+        if (!is_ckpt_name(e->d_name)) continue;
+        if (*count == cap) {
+            cap = cap ? 2 * cap : 16;
+            char **nn = realloc(*names, sizeof(char *) * (size_t)cap);
+            if (!nn) {
+                st = am_fail(AM_ENOMEM, "out of memory");
+                break;
+            }
+            *names = nn;
+        }
+        (*names)[(*count)++] = strdup(e->d_name);
+    }
+    closedir(d);
+    if (*names) qsort(*names, (size_t)*count, sizeof(char *), cmp_names);
+    return st;
+}
+
+static void free_names(char **names, int count) {
+    for (int i = 0; i < count; i++) free(names[i]);
+    free(names);
+}
+
+am_status am_checkpoint_latest(const char *dir, char *buf, size_t cap) {
+    char **names;
+    int count;
+    AM_TRY(list_ckpts(dir, &names, &count));
+    am_status st = count ? AM_OK : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory", dir);
+    if (st == AM_OK && snprintf(buf, cap, "%s/%s", dir, names[count - 1]) >= (int)cap)
+        st = am_fail(AM_EINVAL, "checkpoint path too long");
+    free_names(names, count);
+    return st;
+}
+
+am_status am_checkpoint_prune(const char *dir, int keep) {
+    if (keep < 1) return am_fail(AM_EINVAL, "checkpoint: keep %d, must be at least 1", keep);
+    char **names;
+    int count;
+    AM_TRY(list_ckpts(dir, &names, &count));
+    am_status st = AM_OK;
+    for (int i = 0; i + keep < count; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        if (unlink(p) && errno != ENOENT && st == AM_OK) st = am_fail(AM_EIO, "%s: cannot delete (%s)", p, strerror(errno));
+    }
+    free_names(names, count);
+    return st;
+}
+
+am_status am_checkpoint_dir_check(const char *dir) {
+    if (!dir || !*dir) return am_fail(AM_EINVAL, "checkpoint directory: empty path");
+    if (mkdir(dir, 0755) && errno != EEXIST)
+        return am_fail(AM_EIO, "%s: cannot create directory (%s)", dir, strerror(errno));
+    struct stat sb;
+    if (stat(dir, &sb) || !S_ISDIR(sb.st_mode)) return am_fail(AM_EIO, "%s: not a directory", dir);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/.asymml-write-test-XXXXXX", dir);
+    int fd = mkstemp(p);
+    if (fd < 0) return am_fail(AM_EIO, "%s: not writable (%s)", dir, strerror(errno));
+    close(fd);
+    unlink(p);
+    return AM_OK;
+}

@@ -1,0 +1,246 @@
+/* The trainer: model, SGD, learning-rate schedule and loader behind one
+ * step function, and its checkpoints. The command line and the tests drive
+ * this same loop, so a resumed run in the tests is a resumed run for users. */
+#include "asymml/train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct am_trainer {
+    am_train_cfg cfg;
+    const am_dataset *train;
+    am_model *m;
+    am_sgd *opt;
+    am_loader loader;
+    am_schedule sched;
+    am_rng rng; /* dropout masks */
+    float mean[4], std[4];
+    int global_step, total_steps, steps_per_epoch;
+    float *x;
+    int32_t *labels;
+};
+
+static am_status check_cfg(const am_train_cfg *c) {
+    if (!c) return am_fail(AM_EINVAL, "trainer: NULL configuration");
+    if (c->epochs < 1 || c->epochs > 100000) return am_fail(AM_EINVAL, "epochs %d outside [1, 100000]", c->epochs);
+    if (c->batch < 1 || c->batch > 65536) return am_fail(AM_EINVAL, "batch %d outside [1, 65536]", c->batch);
+    if (c->step_size < 1) return am_fail(AM_EINVAL, "step size %d must be at least 1", c->step_size);
+    return AM_OK;
+}
+
+static am_status make(const am_train_cfg *cfg, const char *desc, const am_dataset *train,
+                      const float *mean, const float *std, am_trainer **out) {
+    *out = NULL;
+    AM_TRY(check_cfg(cfg));
+    if (!train || !train->pixels || !desc) return am_fail(AM_EINVAL, "trainer: NULL argument");
+    am_trainer *t = calloc(1, sizeof *t);
+    if (!t) return am_fail(AM_ENOMEM, "out of memory");
+    t->cfg = *cfg;
+    t->train = train;
+    am_status st = am_model_create(desc, &t->m);
+    if (st == AM_OK) {
+        am_shape in = am_model_input_shape(t->m);
+        if (in.c != train->c || in.h != train->h || in.w != train->w || am_model_num_classes(t->m) != train->classes)
+            st = am_fail(AM_EINVAL, "the model takes %dx%dx%d images in %d classes; the data has %dx%dx%d in %d",
+                         in.c, in.h, in.w, am_model_num_classes(t->m), train->c, train->h, train->w, train->classes);
+    }
+    if (st == AM_OK) st = am_model_init(t->m, cfg->seed);
+    if (st == AM_OK) st = am_model_set_batch(t->m, cfg->batch);
+    if (st == AM_OK) {
+        am_sgd_cfg sc = {cfg->momentum, 0.f, cfg->wd, cfg->nesterov};
+        st = am_sgd_create(&sc, am_model_weights_len(t->m), &t->opt);
+    }
+    if (st == AM_OK) {
+        memcpy(t->mean, mean, sizeof(float) * (size_t)train->c);
+        memcpy(t->std, std, sizeof(float) * (size_t)train->c);
+        am_loader_cfg lc = {cfg->batch, cfg->seed, cfg->crop_pad, cfg->flip};
+        st = am_loader_init(&t->loader, train, &lc, mean, std);
+    }
+    if (st == AM_OK) {
+        t->steps_per_epoch = am_loader_steps_per_epoch(&t->loader);
+        t->total_steps = t->steps_per_epoch * cfg->epochs;
+        t->sched = (am_schedule){cfg->sched, cfg->lr, cfg->step_size * t->steps_per_epoch, cfg->gamma,
+                                 t->total_steps - cfg->warmup, 0.f, cfg->warmup, 0.01f};
+        if (t->sched.total < 1) t->sched.total = 1;
+        st = am_schedule_check(&t->sched);
+    }
+    if (st == AM_OK) {
+        am_rng_seed(&t->rng, cfg->seed ^ 0xA5A5A5A5DEADBEEFULL);
+        size_t per = (size_t)train->c * train->h * train->w;
+        t->x = am_aligned_alloc(sizeof(float) * per * (size_t)cfg->batch);
+        t->labels = malloc(sizeof(int32_t) * (size_t)cfg->batch);
+        if (!t->x || !t->labels) st = am_fail(AM_ENOMEM, "trainer: out of memory for a batch");
+    }
+    if (st != AM_OK) {
+        am_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return AM_OK;
+}
+
+am_status am_trainer_create(const am_train_cfg *cfg, const char *desc, const am_dataset *train,
+                            am_trainer **out) {
+    *out = NULL;
+    if (!train || !train->pixels) return am_fail(AM_EINVAL, "trainer: no training data");
+    float mean[4], std[4];
+    if (train->c > 4) return am_fail(AM_EINVAL, "trainer: at most 4 channels");
+    AM_TRY(am_dataset_stats(train, mean, std));
+    return make(cfg, desc, train, mean, std, out);
+}
+
+void am_trainer_free(am_trainer *t) {
+    if (!t) return;
+    am_loader_free(&t->loader);
+    am_sgd_free(t->opt);
+    am_model_free(t->m);
+    am_aligned_free(t->x);
+    free(t->labels);
+    free(t);
+}
+
+am_model *am_trainer_model(am_trainer *t) { return t->m; }
+const am_train_cfg *am_trainer_cfg(const am_trainer *t) { return &t->cfg; }
+int am_trainer_global_step(const am_trainer *t) { return t->global_step; }
+int am_trainer_done(const am_trainer *t) { return t->global_step >= t->total_steps; }
+
+am_status am_trainer_step(am_trainer *t, am_step_info *info) {
+    if (am_trainer_done(t)) return am_fail(AM_EINVAL, "trainer: all %d steps are done", t->total_steps);
+    am_shape s = am_model_input_shape(t->m);
+    s.n = t->cfg.batch;
+    am_tensor x = {s, t->x};
+    float lr = am_schedule_lr(&t->sched, t->global_step), loss;
+    AM_TRY(am_loader_next(&t->loader, t->x, t->labels));
+    AM_TRY(am_model_forward(t->m, &x, 1, &t->rng));
+    AM_TRY(am_model_loss(t->m, t->labels, &loss));
+    if (!isfinite(loss))
+        return am_fail(AM_ENUM, "loss is %g at step %d (learning rate too high?)", (double)loss, t->global_step + 1);
+    AM_TRY(am_model_backward(t->m));
+    AM_TRY(am_sgd_step(t->opt, am_model_weights(t->m), am_model_grads(t->m), lr));
+    t->global_step++;
+    if (info) {
+        const am_tensor *lg = am_model_logits(t->m);
+        int correct = 0;
+        for (int b = 0; b < t->cfg.batch; b++) {
+            const float *z = lg->d + (size_t)b * lg->s.c;
+            int best = 0;
+            for (int k = 1; k < lg->s.c; k++) best = z[k] > z[best] ? k : best;
+            correct += best == t->labels[b];
+        }
+        *info = (am_step_info){(t->global_step - 1) / t->steps_per_epoch + 1,
+                               (t->global_step - 1) % t->steps_per_epoch + 1,
+                               t->steps_per_epoch, t->global_step, t->total_steps, loss, lr, correct,
+                               t->cfg.batch};
+    }
+    return AM_OK;
+}
+
+am_status am_evaluate(am_model *m, const am_dataset *d, const float *mean, const float *std, int B,
+                      double *acc, double *loss) {
+    if (!m || !d || !d->pixels || !mean || !std || B < 1) return am_fail(AM_EINVAL, "evaluate: bad argument");
+    am_shape s = am_model_input_shape(m);
+    if (s.c != d->c || s.h != d->h || s.w != d->w || am_model_num_classes(m) != d->classes)
+        return am_fail(AM_EINVAL, "the model takes %dx%dx%d images in %d classes; the data has %dx%dx%d in %d",
+                       s.c, s.h, s.w, am_model_num_classes(m), d->c, d->h, d->w, d->classes);
+    AM_TRY(am_model_set_batch(m, B));
+    s.n = B;
+    size_t per = (size_t)s.c * s.h * s.w;
+    float *x = am_aligned_alloc(sizeof(float) * per * (size_t)B);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
+    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)B);
+    am_status st = x && lab && idx ? AM_OK : am_fail(AM_ENOMEM, "evaluate: out of memory");
+    long correct = 0;
+    double total = 0;
+    am_tensor xt = {s, x};
+    for (int i0 = 0; st == AM_OK && i0 < d->n; i0 += B) {
+        /* The last incomplete batch is padded with its first image; only
+         * real images count. */
+        int real = d->n - i0 < B ? d->n - i0 : B;
+        for (int b = 0; b < B; b++) idx[b] = (uint32_t)(i0 + (b < real ? b : 0));
+        st = am_dataset_batch(d, idx, B, mean, std, x, lab);
+        if (st == AM_OK) st = am_model_forward(m, &xt, 0, NULL);
+        if (st != AM_OK) break;
+        const am_tensor *lg = am_model_logits(m);
+        int K = lg->s.c;
+        for (int b = 0; b < real; b++) {
+            const float *z = lg->d + (size_t)b * K;
+            int best = 0;
+            double mx = z[0], se = 0;
+            for (int k = 1; k < K; k++) {
+                best = z[k] > z[best] ? k : best;
+                mx = z[k] > mx ? z[k] : mx;
+            }
+            for (int k = 0; k < K; k++) se += exp(z[k] - mx);
+            total += mx + log(se) - z[lab[b]];
+            correct += best == lab[b];
+        }
+    }
+    am_aligned_free(x);
+    free(lab);
+    free(idx);
+    if (st != AM_OK) return st;
+    if (acc) *acc = (double)correct / d->n;
+    if (loss) *loss = total / d->n;
+    return AM_OK;
+}
+
+am_status am_trainer_evaluate(am_trainer *t, const am_dataset *d, double *acc, double *loss) {
+    /* Same batch size as training: the model's buffers stay as they are. */
+    return am_evaluate(t->m, d, t->mean, t->std, t->cfg.batch, acc, loss);
+}
+
+am_status am_trainer_save(am_trainer *t, const char *path) {
+    int started;
+    float *mom = am_sgd_momentum(t->opt, &started);
+    am_checkpoint ck = {0};
+    ck.desc = (char *)am_model_desc(t->m);
+    ck.cfg = t->cfg;
+    ck.channels = t->train->c;
+    memcpy(ck.mean, t->mean, sizeof ck.mean);
+    memcpy(ck.std, t->std, sizeof ck.std);
+    ck.epoch = t->global_step / t->steps_per_epoch;
+    ck.step = t->global_step % t->steps_per_epoch;
+    ck.global_step = t->global_step;
+    ck.n_weights = am_model_weights_len(t->m);
+    ck.n_buffers = am_model_buffers_len(t->m);
+    ck.weights = am_model_weights(t->m);
+    ck.buffers = am_model_buffers(t->m);
+    ck.momentum = mom;
+    ck.momentum_started = started;
+    ck.rng = t->rng;
+    return am_checkpoint_write(path, &ck);
+}
+
+am_status am_trainer_resume(const char *path, const am_dataset *train, am_trainer **out) {
+    *out = NULL;
+    am_checkpoint ck;
+    AM_TRY(am_checkpoint_read(path, &ck));
+    am_trainer *t = NULL;
+    am_status st = AM_OK;
+    if (!train || train->c != ck.channels)
+        st = am_fail(AM_EINVAL, "%s: checkpoint of a %d-channel model, the data has %d channels", path, ck.channels,
+                     train ? train->c : 0);
+    if (st == AM_OK) st = make(&ck.cfg, ck.desc, train, ck.mean, ck.std, &t);
+    if (st == AM_OK && (am_model_weights_len(t->m) != ck.n_weights || am_model_buffers_len(t->m) != ck.n_buffers))
+        st = am_fail(AM_EFORMAT, "%s: tensor sizes do not match the model description", path);
+    if (st == AM_OK && (ck.global_step > t->total_steps || ck.step >= t->steps_per_epoch ||
+                        ck.epoch * t->steps_per_epoch + ck.step != ck.global_step))
+        st = am_fail(AM_EFORMAT, "%s: position (epoch %d, step %d) does not fit %d steps of %d per epoch "
+                     "(is this the dataset it was trained on?)", path, ck.epoch, ck.step, ck.global_step, t->steps_per_epoch);
+    if (st == AM_OK) st = am_sgd_restore(t->opt, ck.momentum, ck.momentum_started);
+    if (st == AM_OK) st = am_loader_seek(&t->loader, ck.epoch, ck.step);
+    if (st == AM_OK) {
+        memcpy(am_model_weights(t->m), ck.weights, ck.n_weights * sizeof(float));
+        memcpy(am_model_buffers(t->m), ck.buffers, ck.n_buffers * sizeof(float));
+        t->rng = ck.rng;
+        t->global_step = ck.global_step;
+    }
+    am_checkpoint_free(&ck);
+    if (st != AM_OK) {
+        am_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return AM_OK;
+}

@@ -1,0 +1,284 @@
+/* Checkpoints and the training loader: a run stopped, saved and resumed ends
+ * bitwise equal to a run that never stopped; corrupt, truncated and foreign
+ * files are refused with one-line errors; a failed write leaves the previous
+ * file intact; the directory helpers keep the newest files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "asymml/asymml.h"
+
+static char dir[256];
+
+/* BatchNorm (running statistics), dropout (the RNG), augmentation (the
+ * loader), momentum and a cosine schedule with warm-up: all the state there is. */
+static const char *DESC = "input 1 8 8\nconv 4 k=3 p=1\nbn\nrelu\nmaxpool k=2\nflatten\n"
+                          "dropout p=0.3\nlinear 16\nrelu\nlinear 4\n";
+
+static am_train_cfg cfg(void) {
+    am_train_cfg c = {.epochs = 3, .batch = 8, .lr = 0.05f, .momentum = 0.9f, .wd = 1e-3f,
+                      .sched = AM_SCHED_COSINE, .step_size = 1, .gamma = 0.1f, .warmup = 2,
+                      .seed = 77, .crop_pad = 2, .flip = 1};
+    return c;
+}
+
+static void path_of(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
+
+static void t_resume_bitwise(void **st) {
+    (void)st;
+    am_dataset d;
+    assert_int_equal(am_synthetic(43, 1, 8, 8, 4, 5, &d), AM_OK); /* 5 steps an epoch, 3 left over */
+    am_train_cfg c = cfg();
+    float straight[15], resumed[15];
+    am_trainer *a;
+    assert_int_equal(am_trainer_create(&c, DESC, &d, &a), AM_OK);
+    am_step_info si;
+    for (int i = 0; !am_trainer_done(a); i++) {
+        assert_true(i < 15);
+        assert_int_equal(am_trainer_step(a, &si), AM_OK);
+        straight[i] = si.loss;
+    }
+    assert_int_equal(si.global_step, 15);
+    /* Stop mid-epoch (step 7 = epoch 2, step 2), save, free, resume. */
+    char p[512];
+    path_of(p, "mid.amck");
+    am_trainer *b;
+    assert_int_equal(am_trainer_create(&c, DESC, &d, &b), AM_OK);
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(am_trainer_step(b, &si), AM_OK);
+        resumed[i] = si.loss;
+    }
+    assert_int_equal(am_trainer_save(b, p), AM_OK);
+    am_trainer_free(b);
+    assert_int_equal(am_trainer_resume(p, &d, &b), AM_OK);
+    assert_int_equal(am_trainer_global_step(b), 7);
+    for (int i = 7; i < 15; i++) {
+        assert_int_equal(am_trainer_step(b, &si), AM_OK);
+        resumed[i] = si.loss;
+    }
+    assert_true(am_trainer_done(b));
+    assert_memory_equal(straight, resumed, sizeof straight);
+    am_model *ma = am_trainer_model(a), *mb = am_trainer_model(b);
+    assert_memory_equal(am_model_weights(ma), am_model_weights(mb), am_model_weights_len(ma) * sizeof(float));
+    assert_memory_equal(am_model_buffers(ma), am_model_buffers(mb), am_model_buffers_len(ma) * sizeof(float));
+    double acc_a, acc_b, la, lb;
+    assert_int_equal(am_trainer_evaluate(a, &d, &acc_a, &la), AM_OK);
+    assert_int_equal(am_trainer_evaluate(b, &d, &acc_b, &lb), AM_OK);
+    assert_true(acc_a == acc_b && la == lb);
+    am_trainer_free(a);
+    am_trainer_free(b);
+
+    /* The same checkpoint on data of another shape is refused. */
+    am_dataset other;
+    assert_int_equal(am_synthetic(40, 1, 10, 10, 4, 5, &other), AM_OK);
+    assert_int_equal(am_trainer_resume(p, &other, &b), AM_EINVAL);
+    assert_non_null(strstr(am_last_error(), "model takes"));
+    am_dataset_free(&other);
+    am_dataset_free(&d);
+}
+
+static uint8_t *slurp(const char *p, size_t *n) {
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(*n);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+static void expect_bad(const uint8_t *b, size_t n, const char *needle) {
+    am_checkpoint ck;
+    am_status s = am_checkpoint_parse(b, n, &ck);
+    assert_int_not_equal(s, AM_OK);
+    assert_null(ck.desc);
+    if (needle && !strstr(am_last_error(), needle)) fail_msg("'%s' lacks '%s'", am_last_error(), needle);
+    assert_null(strchr(am_last_error(), '\n'));
+}
+
+static void t_bad_files(void **st) {
+    (void)st;
+    am_dataset d;
+    assert_int_equal(am_synthetic(16, 1, 8, 8, 4, 5, &d), AM_OK);
+    am_train_cfg c = cfg();
+    am_trainer *t;
+    assert_int_equal(am_trainer_create(&c, DESC, &d, &t), AM_OK);
+    assert_int_equal(am_trainer_step(t, NULL), AM_OK);
+    char p[512];
+    path_of(p, "good.amck");
+    assert_int_equal(am_trainer_save(t, p), AM_OK);
+    size_t n;
+    uint8_t *b = slurp(p, &n);
+    am_checkpoint ck;
+    assert_int_equal(am_checkpoint_parse(b, n, &ck), AM_OK);
+    assert_string_equal(ck.desc, am_model_desc(am_trainer_model(t)));
+    assert_int_equal(ck.global_step, 1);
+    am_checkpoint_free(&ck);
+
+    uint8_t *m = malloc(n + 8);
+    for (size_t off = 0; off < n; off += n / 37 + 1) { /* any flipped byte is caught */
+        memcpy(m, b, n);
+        m[off] ^= 0x40;
+        expect_bad(m, n, NULL);
+    }
+    memcpy(m, b, n);
+    m[n / 2] ^= 1;
+    expect_bad(m, n, "checksum");
+    expect_bad(b, n - 1, "truncated");
+    expect_bad(b, 10, "truncated");
+    expect_bad(b, 0, "magic");
+    memcpy(m, b, n);
+    memset(m + n, 0, 8);
+    expect_bad(m, n + 8, "trailing");
+    memcpy(m, b, n);
+    m[4] = 9;
+    expect_bad(m, n, "version");
+    memcpy(m, "PK\3\4", 4);
+    expect_bad(m, n, "magic");
+    free(m);
+
+    /* A failed write leaves the file that was there. */
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp", p);
+    assert_int_equal(mkdir(tmp, 0755), 0); /* the temporary name is taken by a directory */
+    assert_int_equal(am_trainer_step(t, NULL), AM_OK);
+    assert_int_equal(am_trainer_save(t, p), AM_EIO);
+    size_t n2;
+    uint8_t *b2 = slurp(p, &n2);
+    assert_int_equal(n2, n);
+    assert_memory_equal(b, b2, n);
+    rmdir(tmp);
+    free(b2);
+    free(b);
+
+    /* Reading: missing file, a directory, an unwritable checkpoint directory. */
+    assert_int_equal(am_checkpoint_read("/nonexistent/x.amck", &ck), AM_EIO);
+    assert_int_equal(am_checkpoint_read(dir, &ck), AM_EIO);
+    char under_file[600];
+    snprintf(under_file, sizeof under_file, "%s/sub", p);
+    assert_int_equal(am_checkpoint_dir_check(under_file), AM_EIO);
+    am_trainer_free(t);
+    am_dataset_free(&d);
+}
+
+static void t_dir_helpers(void **st) {
+    (void)st;
+    char sub[512], p[600], latest[600];
+    path_of(sub, "rot");
+    assert_int_equal(am_checkpoint_dir_check(sub), AM_OK);
+    assert_int_equal(am_checkpoint_latest(sub, latest, sizeof latest), AM_EIO);
+    for (int s = 1; s <= 12; s += 3) {
+        snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, s);
+        FILE *f = fopen(p, "w");
+        fclose(f);
+    }
+    snprintf(p, sizeof p, "%s/notes.txt", sub);
+    fclose(fopen(p, "w"));
+    assert_int_equal(am_checkpoint_prune(sub, 2), AM_OK);
+    assert_int_equal(am_checkpoint_latest(sub, latest, sizeof latest), AM_OK);
+    assert_non_null(strstr(latest, "ckpt-0000000010.amck"));
+    snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 7);
+    assert_int_equal(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 4);
+    assert_int_not_equal(access(p, F_OK), 0);
+    snprintf(p, sizeof p, "%s/notes.txt", sub);
+    assert_int_equal(access(p, F_OK), 0); /* only checkpoints are pruned */
+    assert_int_equal(am_checkpoint_prune(sub, 0), AM_EINVAL);
+}
+
+static void t_loader(void **st) {
+    (void)st;
+    am_dataset d;
+    assert_int_equal(am_synthetic(20, 3, 6, 5, 3, 9, &d), AM_OK);
+    float mean[3], sd[3];
+    assert_int_equal(am_dataset_stats(&d, mean, sd), AM_OK);
+    am_loader_cfg lc = {4, 3, 2, 1};
+    am_loader a, b;
+    assert_int_equal(am_loader_init(&a, &d, &lc, mean, sd), AM_OK);
+    assert_int_equal(am_loader_init(&b, &d, &lc, mean, sd), AM_OK);
+    assert_int_equal(am_loader_steps_per_epoch(&a), 5);
+    float xa[4 * 90], xb[4 * 90];
+    int32_t la[4], lb[4];
+    int seen[20] = {0};
+    for (int s = 0; s < 5; s++) { /* epoch 0 visits every image once */
+        assert_int_equal(am_loader_next(&a, xa, la), AM_OK);
+        for (int i = 0; i < 4; i++) seen[a.perm[s * 4 + i]]++;
+    }
+    for (int i = 0; i < 20; i++) assert_int_equal(seen[i], 1);
+    for (int s = 0; s < 3; s++) assert_int_equal(am_loader_next(&a, xa, la), AM_OK); /* epoch 1 step 3 */
+    assert_int_equal(am_loader_seek(&b, 1, 2), AM_OK);
+    assert_int_equal(am_loader_next(&b, xb, lb), AM_OK);
+    assert_memory_equal(xa, xb, sizeof xa); /* same batch from (epoch, step) alone */
+    assert_memory_equal(la, lb, sizeof la);
+    assert_int_equal(am_loader_seek(&b, 0, 6), AM_EINVAL);
+    am_loader_free(&a);
+    am_loader_free(&b);
+    lc.batch = 21;
+    assert_int_equal(am_loader_init(&a, &d, &lc, mean, sd), AM_EINVAL);
+    am_dataset_free(&d);
+    assert_int_equal(am_synthetic(0, 1, 2, 2, 2, 1, &d), AM_EINVAL);
+}
+
+static void t_cifar(void **st) {
+    (void)st;
+    enum { REC10 = 3073, REC100 = 3074 };
+    uint8_t *b = calloc(3, REC100);
+    for (int i = 0; i < 3; i++) {
+        b[i * REC10] = (uint8_t)(i * 4);
+        b[i * REC10 + 1 + 1024] = (uint8_t)(50 + i); /* first green pixel */
+    }
+    am_dataset d = {0};
+    assert_int_equal(am_cifar_parse(b, 3 * REC10, 0, "c10", &d), AM_OK);
+    assert_int_equal(am_cifar_parse(b, 2 * REC10, 0, "c10b", &d), AM_OK); /* appends */
+    assert_int_equal(d.n, 5);
+    assert_int_equal(d.labels[2], 8);
+    assert_int_equal(d.pixels[2 * 3072 + 1024], 52);
+    assert_int_equal(am_cifar_parse(b, 3 * REC10 - 1, 0, "short", &d), AM_EFORMAT);
+    assert_non_null(strstr(am_last_error(), "whole number"));
+    b[REC10] = 10;
+    assert_int_equal(am_cifar_parse(b, 3 * REC10, 0, "label", &d), AM_EFORMAT);
+    assert_int_equal(am_cifar_parse(b, 3 * REC10, 1, "kind", &d), AM_EFORMAT); /* 9219 is not 3 CIFAR-100 records */
+    assert_int_equal(d.n, 5);
+    am_dataset_free(&d);
+    memset(b, 0, 3 * REC100);
+    b[1] = 99;
+    b[REC100] = 19;
+    assert_int_equal(am_cifar_parse(b, 3 * REC100, 1, "c100", &d), AM_OK);
+    assert_int_equal(d.classes, 100);
+    assert_int_equal(d.labels[0], 99);
+    am_dataset_free(&d);
+    b[0] = 20;
+    assert_int_equal(am_cifar_parse(b, 3 * REC100, 1, "coarse", &d), AM_EFORMAT);
+    free(b);
+    am_data_kind k;
+    assert_int_equal(am_data_kind_parse("cifar100", &k), AM_OK);
+    assert_int_equal(k, AM_DATA_CIFAR100);
+    assert_int_equal(am_data_kind_parse("imagenet", &k), AM_EINVAL);
+    assert_int_equal(am_dataset_load(AM_DATA_CIFAR10, "/nonexistent", "train", &d), AM_EIO);
+    assert_non_null(strstr(am_last_error(), "data_batch_1.bin"));
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    snprintf(dir, sizeof dir, "/tmp/asymml-test-ckpt-XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_resume_bitwise), cmocka_unit_test(t_bad_files),
+        cmocka_unit_test(t_dir_helpers),    cmocka_unit_test(t_loader),
+        cmocka_unit_test(t_cifar),
+    };
+    int r = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) r = r ? r : 1;
+    return r;
+}
