@@ -34,6 +34,13 @@ __attribute__((format(printf, 2, 3))) static int die(int code, const char *fmt, 
     return code;
 }
 
+/* getopt's own messages are off (opterr = 0): one line of ours instead. */
+static int bad_option(const char *cmd, char **argv) {
+    const char *arg = argv[optind - 1];
+    if (optopt && strncmp(arg, "--", 2)) return die(EXIT_USAGE, "%s: unknown option '%s' (see asymml %s --help)", cmd, arg, cmd);
+    return die(EXIT_USAGE, "%s: unknown option or missing value: '%s' (see asymml %s --help)", cmd, arg, cmd);
+}
+
 static int lib_fail(const char *what) { return die(EXIT_RUNTIME, "%s: %s", what, am_last_error()); }
 
 static double now_s(void) {
@@ -169,7 +176,7 @@ static int cmd_info(int argc, char **argv) {
             for (const char *const *n = am_zoo_names(); *n; n++) printf("%s\n", *n);
             return 0;
         case 'h': usage_info(stdout); return 0;
-        default: usage_info(stderr); return EXIT_USAGE;
+        default: return bad_option("info", argv);
         }
     }
     if (optind < argc) return die(EXIT_USAGE, "info: unexpected argument '%s'", argv[optind]);
@@ -429,7 +436,7 @@ static int cmd_train(int argc, char **argv) {
         case 'K': ok = arg_int("keep", optarg, 1, 100000, &o.keep); break;
         case 'R': o.resume = optarg; break;
         case 'h': usage_train(stdout); return 0;
-        default: usage_train(stderr); return EXIT_USAGE;
+        default: return bad_option("train", argv);
         }
     }
     if (!ok) return EXIT_USAGE;
@@ -487,7 +494,7 @@ static int cmd_eval(int argc, char **argv) {
         case 'L': ok = arg_int("limit", optarg, 1, 100000000, &limit); break;
         case 't': ok = arg_int("threads", optarg, 1, 1024, &threads); break;
         case 'h': usage_eval(stdout); return 0;
-        default: usage_eval(stderr); return EXIT_USAGE;
+        default: return bad_option("eval", argv);
         }
     }
     if (!ok) return EXIT_USAGE;
@@ -613,7 +620,7 @@ static int cmd_bench(int argc, char **argv) {
         case 'w': ok = arg_int("warmup", optarg, 0, 100000, &warm); break;
         case 't': ok = arg_int("threads", optarg, 1, 1024, &threads); break;
         case 'h': usage_bench(stdout); return 0;
-        default: usage_bench(stderr); return EXIT_USAGE;
+        default: return bad_option("bench", argv);
         }
     }
     if (!ok) return EXIT_USAGE;
@@ -642,10 +649,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) {
-        usage(stderr);
-        return EXIT_USAGE;
-    }
+    opterr = 0;
+    if (argc < 2) return die(EXIT_USAGE, "no command given (see asymml --help)");
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
@@ -660,7 +665,5 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
-    usage(stderr);
-    return EXIT_USAGE;
+    return die(EXIT_USAGE, "unknown command '%s' (see asymml --help)", cmd);
 }

@@ -1,0 +1,144 @@
+/* Writes the committed seed corpora in fuzz/corpus/: small valid inputs and
+ * the known ways each format goes wrong. Run: make_corpus fuzz/corpus */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "asymml/asymml.h"
+
+static const char *root;
+
+static void put(const char *sub, const char *name, const void *b, size_t n) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", root, sub);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/%s/%s", root, sub, name);
+    FILE *f = fopen(p, "wb");
+    if (!f || fwrite(b, 1, n, f) != n) {
+        fprintf(stderr, "make_corpus: cannot write %s\n", p);
+        exit(1);
+    }
+    fclose(f);
+}
+
+static size_t be(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+    return 4;
+}
+
+/* IDX input: u16 image length, image file, label file. */
+static void idx(const char *name, uint32_t imagic, uint32_t n, uint32_t h, uint32_t w, uint32_t lmagic,
+                uint32_t ln, int cut, int extra, int bad_label) {
+    uint8_t b[512];
+    size_t o = 2;
+    o += be(b + o, imagic);
+    o += be(b + o, n);
+    o += be(b + o, h);
+    o += be(b + o, w);
+    size_t px = (size_t)n * h * w;
+    if (px > 200) px = 200;
+    for (size_t i = 0; i < px; i++) b[o++] = (uint8_t)(i * 37);
+    o -= (size_t)cut;
+    for (int i = 0; i < extra; i++) b[o++] = 0xEE;
+    size_t il = o - 2;
+    b[0] = (uint8_t)il, b[1] = (uint8_t)(il >> 8);
+    o += be(b + o, lmagic);
+    o += be(b + o, ln);
+    for (uint32_t i = 0; i < ln && i < 64; i++) b[o++] = (uint8_t)(bad_label && i == 1 ? 10 : i % 10);
+    put("idx", name, b, o);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    root = argv[1];
+    mkdir(root, 0755);
+    idx("valid", 0x803, 3, 4, 5, 0x801, 3, 0, 0, 0);
+    idx("truncated-images", 0x803, 3, 4, 5, 0x801, 3, 7, 0, 0);
+    idx("trailing-bytes", 0x803, 3, 4, 5, 0x801, 3, 0, 3, 0);
+    idx("bad-magic", 0x801, 3, 4, 5, 0x801, 3, 0, 0, 0);
+    idx("swapped-magic", 0x803, 3, 4, 5, 0x803, 3, 0, 0, 0);
+    idx("count-mismatch", 0x803, 3, 4, 5, 0x801, 2, 0, 0, 0);
+    idx("label-out-of-range", 0x803, 3, 4, 5, 0x801, 3, 0, 0, 1);
+    idx("zero-images", 0x803, 0, 4, 5, 0x801, 0, 0, 0, 0);
+    idx("huge-dims", 0x803, 0xFFFFFFFF, 0xFFFF, 0xFFFF, 0x801, 3, 0, 0, 0);
+    uint8_t tiny[3] = {1, 0, 0};
+    put("idx", "tiny", tiny, 3);
+
+    /* CIFAR input: kind byte, records. */
+    enum { R10 = 3073, R100 = 3074 };
+    uint8_t *c = calloc(1, 1 + 2 * R100 + 8);
+    c[0] = 0;
+    c[1] = 3, c[1 + R10] = 7;
+    put("cifar", "valid-c10", c, 1 + 2 * R10);
+    put("cifar", "short-c10", c, 1 + 2 * R10 - 5);
+    c[1 + R10] = 10;
+    put("cifar", "label-c10", c, 1 + 2 * R10);
+    memset(c, 0, 1 + 2 * R100);
+    c[0] = 1;
+    c[2] = 42, c[1 + R100] = 19, c[2 + R100] = 99;
+    put("cifar", "valid-c100", c, 1 + 2 * R100);
+    c[1] = 20;
+    put("cifar", "coarse-c100", c, 1 + 2 * R100);
+    put("cifar", "empty", c, 1);
+    free(c);
+
+    /* Model descriptions. */
+    const char *descs[][2] = {
+        {"lenet", NULL},
+        {"resnet-block", "input 3 8 8\nconv 4 k=3 p=1 bias=0 name=a\nbn\nrelu\nconv 4 k=3 p=1 name=b\nadd from=a,b\nrelu\ngap\nflatten\nlinear 3"},
+        {"semicolons", "input 1 4 4; conv 2 k=3 p=1; maxpool k=2 ceil=1; flatten; dropout p=0.2; linear 2"},
+        {"bad-from", "input 1 4 4\nconv 2 k=3 from=zz\nlinear 2"},
+        {"bad-kernel", "input 1 4 4\nconv 2 k=9\nlinear 2"},
+        {"no-input", "conv 2 k=3\nlinear 2"},
+    };
+    char buf[8192];
+    for (size_t i = 0; i < sizeof descs / sizeof *descs; i++) {
+        const char *d = descs[i][1];
+        if (!d) {
+            am_zoo_describe("lenet", am_shape4(1, 1, 12, 12), 3, buf, sizeof buf);
+            d = buf;
+        }
+        put("desc", descs[i][0], d, strlen(d));
+    }
+
+    /* Checkpoints: a real one of a tiny model, then damaged copies. */
+    am_dataset ds;
+    am_trainer *t;
+    am_train_cfg cfg = {.epochs = 1, .batch = 4, .lr = 0.1f, .momentum = 0.9f, .sched = AM_SCHED_CONSTANT,
+                        .step_size = 1, .gamma = 0.1f, .seed = 1};
+    if (am_synthetic(8, 1, 4, 4, 2, 1, &ds) ||
+        am_trainer_create(&cfg, "input 1 4 4\nconv 2 k=3 p=1\nbn\nrelu\ngap\nflatten\nlinear 2", &ds, &t) ||
+        am_trainer_step(t, NULL)) {
+        fprintf(stderr, "make_corpus: %s\n", am_last_error());
+        return 1;
+    }
+    char p[1024];
+    snprintf(p, sizeof p, "%s/checkpoint", root);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/checkpoint/valid", root);
+    if (am_trainer_save(t, p)) {
+        fprintf(stderr, "make_corpus: %s\n", am_last_error());
+        return 1;
+    }
+    am_trainer_free(t);
+    am_dataset_free(&ds);
+    FILE *f = fopen(p, "rb");
+    uint8_t ck[65536];
+    size_t n = fread(ck, 1, sizeof ck, f);
+    fclose(f);
+    put("checkpoint", "truncated", ck, n - 40);
+    put("checkpoint", "header-only", ck, 16);
+    uint8_t *m = malloc(n + 4);
+    memcpy(m, ck, n);
+    m[n / 2] ^= 0x10;
+    put("checkpoint", "flipped-bit", m, n);
+    memcpy(m, ck, n);
+    m[4] = 2;
+    put("checkpoint", "future-version", m, n);
+    memcpy(m, ck, n);
+    memset(m + n, 0, 4);
+    put("checkpoint", "trailing", m, n + 4);
+    free(m);
+    return 0;
+}

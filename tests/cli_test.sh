@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The asymml command's behaviour at its edges: exit codes, one-line errors,
+# help on every subcommand, checkpoints that survive failures. Data files are
+# made here with printf (no Python, no downloads).
+# Usage: cli_test.sh PATH/TO/asymml
+set -u
+bin=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+pass=0 fail=0
+
+# expect CODE DESCRIPTION -- command...: the exit code, and for failures a
+# single line on stderr that starts with "asymml:".
+expect() {
+  local want=$1 what=$2
+  shift 3
+  "$@" >"$dir/out" 2>"$dir/err"
+  local got=$?
+  local lines
+  lines=$(wc -l <"$dir/err")
+  if [ "$got" -ne "$want" ]; then
+    echo "FAIL: $what: exit $got, expected $want"; sed 's/^/  /' "$dir/err" | head -5; fail=$((fail + 1))
+  elif [ "$want" -ne 0 ] && { [ "$lines" -ne 1 ] || ! grep -q '^asymml: ' "$dir/err"; }; then
+    echo "FAIL: $what: stderr is not one 'asymml:' line:"; sed 's/^/  /' "$dir/err" | head -5; fail=$((fail + 1))
+  else
+    pass=$((pass + 1))
+  fi
+}
+
+# A small IDX dataset: 96 train and 32 test images of 28x28, labels 0..9.
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+mkidx() { # prefix count
+  local f=$dir/data/$1 n=$2
+  { printf '\x00\x00\x08\x03'; be32 "$n"; be32 28; be32 28; head -c $((n * 784)) /dev/urandom; } >"$f-images-idx3-ubyte"
+  { printf '\x00\x00\x08\x01'; be32 "$n"; for ((i = 0; i < n; i++)); do printf "\\x0$((i % 10))"; done; } >"$f-labels-idx1-ubyte"
+}
+mkdir -p "$dir/data" "$dir/bad"
+mkidx train 96
+mkidx t10k 32
+
+expect 2 "no command" -- "$bin"
+expect 2 "unknown command" -- "$bin" frobnicate
+for c in train eval info bench; do expect 0 "$c --help" -- "$bin" $c --help; done
+expect 0 "--version" -- "$bin" --version
+expect 2 "unknown option" -- "$bin" train --data "$dir/data" --bogus
+expect 2 "zero batch" -- "$bin" train --data "$dir/data" --batch 0
+expect 2 "absurd lr" -- "$bin" train --data "$dir/data" --lr 1e9
+expect 2 "not a number" -- "$bin" train --data "$dir/data" --epochs 3x
+expect 2 "no --data" -- "$bin" train
+expect 2 "unknown dataset kind" -- "$bin" train --data "$dir/data" --dataset imagenet
+expect 2 "unknown model" -- "$bin" train --data "$dir/data" --model alexnet
+expect 2 "batch larger than the data" -- "$bin" train --data "$dir/data" --batch 500
+expect 1 "missing data" -- "$bin" train --data "$dir/nowhere"
+expect 1 "missing CIFAR data" -- "$bin" train --data "$dir/nowhere" --dataset cifar10
+
+# Damaged data: truncated images, labels out of range, wrong kind of file.
+cp "$dir/data/"* "$dir/bad/"
+head -c 1000 "$dir/data/train-images-idx3-ubyte" >"$dir/bad/train-images-idx3-ubyte"
+expect 1 "truncated images" -- "$bin" train --data "$dir/bad"
+grep -q truncated "$dir/err" || { echo "FAIL: truncated: message does not say so"; fail=$((fail + 1)); }
+cp "$dir/data/"* "$dir/bad/"
+printf '\x0c' | dd of="$dir/bad/train-labels-idx1-ubyte" bs=1 seek=20 conv=notrunc status=none
+expect 1 "label out of range" -- "$bin" train --data "$dir/bad"
+cp "$dir/data/train-labels-idx1-ubyte" "$dir/bad/train-images-idx3-ubyte"
+expect 1 "labels given as images" -- "$bin" train --data "$dir/bad"
+echo "not gzip" | gzip -c | head -c 12 >"$dir/bad/t.gz"
+
+# Checkpoint directory that cannot be used: fails before any training.
+touch "$dir/afile"
+expect 1 "checkpoint dir under a file" -- "$bin" train --data "$dir/data" --checkpoint-dir "$dir/afile/ck"
+
+# Train with checkpoints, evaluate, resume.
+expect 0 "train" -- "$bin" train --data "$dir/data" --epochs 2 --batch 16 --every 2 \
+  --checkpoint-dir "$dir/ck" --save-every 4 --keep 2 --log "$dir/log.jsonl" --threads 1
+grep -q "final test accuracy" "$dir/out" || { echo "FAIL: train printed no final accuracy"; fail=$((fail + 1)); }
+n=$(ls "$dir/ck" | grep -c '^ckpt-.*\.amck$')
+[ "$n" -eq 2 ] || { echo "FAIL: --keep 2 left $n checkpoints"; fail=$((fail + 1)); }
+grep -q '"test_acc"' "$dir/log.jsonl" || { echo "FAIL: no test_acc in the log"; fail=$((fail + 1)); }
+expect 0 "eval" -- "$bin" eval --checkpoint "$dir/ck" --data "$dir/data"
+expect 2 "resume with options" -- "$bin" train --data "$dir/data" --resume "$dir/ck" --lr 0.1
+expect 0 "resume of a finished run" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
+latest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)
+cp "$latest" "$dir/keep.amck"
+head -c 500 "$latest" >"$dir/ck/ckpt-9999999999.amck"
+expect 1 "resume from a truncated checkpoint" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
+expect 1 "eval of a truncated checkpoint" -- "$bin" eval --checkpoint "$dir/ck/ckpt-9999999999.amck" --data "$dir/data"
+cmp -s "$latest" "$dir/keep.amck" || { echo "FAIL: a failed resume changed $latest"; fail=$((fail + 1)); }
+expect 1 "not a checkpoint" -- "$bin" eval --checkpoint "$dir/data/train-labels-idx1-ubyte" --data "$dir/data"
+# A checkpoint of another model shape: CIFAR-shaped model on 28x28 data.
+mkdir -p "$dir/c10/cifar-10-batches-bin"
+for i in 1 2 3 4 5; do head -c $((3073 * 8)) /dev/zero >"$dir/c10/cifar-10-batches-bin/data_batch_$i.bin"; done
+head -c $((3073 * 8)) /dev/zero >"$dir/c10/cifar-10-batches-bin/test_batch.bin"
+expect 0 "cifar10 train" -- "$bin" train --data "$dir/c10" --dataset cifar10 --epochs 1 --batch 8 \
+  --checkpoint-dir "$dir/ck10" --threads 1
+expect 1 "checkpoint of another model" -- "$bin" eval --checkpoint "$dir/ck10" --data "$dir/data"
+expect 1 "resume on other data" -- "$bin" train --data "$dir/data" --resume "$dir/ck10"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
