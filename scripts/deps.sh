@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian packages asymml needs that are missing.
-# Usage: scripts/deps.sh [--data] [--torch]
-#   --data   also Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist)
+# Usage: scripts/deps.sh [--torch] [--fuzz]
+# Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist) is always
+# installed: the main job trains on it and a test checks accuracy on it.
 #   --torch  also python3-torch and python3-torchvision (fixture generator, bench/)
 #   --fuzz   also clang and libFuzzer (scripts/fuzz.sh)
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config libopenblas-openmp-dev liblapacke-dev zlib1g-dev
-      libcmocka-dev libsodium-dev libseccomp-dev)
+      libcmocka-dev libsodium-dev libseccomp-dev dataset-fashion-mnist)
 for a in "$@"; do
   case "$a" in
-    --data) pkgs+=(dataset-fashion-mnist) ;;
     --torch) pkgs+=(python3-torch python3-torchvision) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev libomp-14-dev) ;;
     *) echo "deps.sh: unknown option $a" >&2; exit 2 ;;

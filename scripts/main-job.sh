@@ -4,7 +4,7 @@
 # Extra arguments go to `asymml train` (see `asymml train --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh --data
+scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target asymml-cli >/dev/null
 exec build/asymml train --model lenet --data /usr/share/datasets/fashion-mnist --epochs 3 "$@"
