@@ -10,5 +10,7 @@
 #include "asymml/nn.h"
 #include "asymml/data.h"
 #include "asymml/train.h"
+#include "asymml/decomp.h"
+#include "asymml/asym.h"
 
 #endif

@@ -101,6 +101,8 @@ size_t am_model_arena_bytes(const am_model *m);
  * x must stay valid until the backward pass. */
 am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng *rng);
 const am_tensor *am_model_logits(const am_model *m);
+/* Layer i's output of the last forward pass (for tests and analysis). */
+const am_tensor *am_model_output(const am_model *m, int i);
 /* Softmax cross-entropy of the last forward pass; labels: B values. */
 am_status am_model_loss(am_model *m, const int32_t *labels, float *loss);
 /* Gradients of the loss of the last am_model_loss into am_model_grads. */

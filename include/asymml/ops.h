@@ -32,7 +32,9 @@ size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x);
 /* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n);
-/* dx may be NULL (first layer: no input gradient); db NULL when !cfg->bias. */
+/* dx may be NULL (first layer: no input gradient); db NULL when !cfg->bias;
+ * dw NULL computes no weight gradient, and then x->d may be NULL too (only
+ * its shape is used). */
 am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                              const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                              float *db, float *work, size_t work_n);

@@ -10,6 +10,8 @@
  * else (in place, as torchvision's ReLU(inplace=True)). */
 #include "asymml/nn.h"
 
+#include "trusted/split.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -63,6 +65,8 @@ struct am_model {
     int *tmp;       /* scratch for planning the gradient buffers */
     size_t *tmp_sz;
     float **slot_base;
+    am_asym *asym;  /* split execution; NULL in tee-only mode */
+    am_asym_cfg asym_cfg;
 };
 
 /* ---------------------------------------------------------------- parser */
@@ -431,6 +435,7 @@ am_status am_model_create(const char *desc, am_model **out) {
 void am_model_free(am_model *m) {
     if (!m) return;
     am_arena_free(&m->arena);
+    am_asym_free(m->asym);
     free(m->tmp);
     free(m->tmp_sz);
     free(m->slot_base);
@@ -645,6 +650,11 @@ am_status am_model_set_batch(am_model *m, int B) {
     AM_TRY(am_arena_init(&m->arena, need));
     lay_out(m, B, &need);
     m->B = B;
+    /* A split plan is sized for a batch: make it anew for this one. */
+    if (m->asym) {
+        am_asym_cfg c = m->asym_cfg;
+        return am_model_set_asym(m, &c);
+    }
     return AM_OK;
 }
 
@@ -655,6 +665,9 @@ static am_status fwd_layer(am_model *m, int i, int training, am_rng *rng) {
     am_tensor *x = &m->L[l->in[0]].y;
     switch (l->kind) {
     case K_CONV:
+        if (m->asym && am_asym_handles(m->asym, i))
+            return am_asym_forward(m->asym, i, &l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL,
+                                   &l->y, m->work, m->work_n, training);
         return am_conv2d_forward(&l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL,
                                  &l->y, m->work, m->work_n);
     case K_BN:
@@ -705,6 +718,7 @@ am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng
 }
 
 const am_tensor *am_model_logits(const am_model *m) { return &m->L[m->n - 1].y; }
+const am_tensor *am_model_output(const am_model *m, int i) { return i >= 0 && i < m->n ? &m->L[i].y : NULL; }
 
 am_status am_model_loss(am_model *m, const int32_t *labels, float *loss) {
     if (!labels || !loss) return am_fail(AM_EINVAL, "model loss: NULL argument");
@@ -725,6 +739,9 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
     if (l->in[0] != 0) written[l->in[0]] = 1;
     switch (l->kind) {
     case K_CONV:
+        if (m->asym && am_asym_handles(m->asym, i))
+            return am_asym_backward(m->asym, i, &l->conv, &src->y, pdat(m, l, 0), &l->dy, dx, acc, pgrad(m, l, 0),
+                                    l->conv.bias ? pgrad(m, l, 1) : NULL, m->work, m->work_n);
         return am_conv2d_backward(&l->conv, &src->y, pdat(m, l, 0), &l->dy, dx, acc, pgrad(m, l, 0),
                                   l->conv.bias ? pgrad(m, l, 1) : NULL, m->work, m->work_n);
     case K_BN:
@@ -779,4 +796,90 @@ am_status am_model_backward(am_model *m) {
         }
     }
     return AM_OK;
+}
+
+/* ------------------------------------------------------------ split execution */
+
+const char *am_mode_name(am_mode md) {
+    switch (md) {
+    case AM_MODE_TEE_ONLY: return "tee-only";
+    case AM_MODE_ASYMML: return "asymml";
+    case AM_MODE_LOWRANK_ONLY: return "lowrank-only";
+    case AM_MODE_OPEN: return "open";
+    }
+    return "unknown";
+}
+
+am_status am_mode_parse(const char *s, am_mode *out) {
+    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_OPEN; i++)
+        if (s && !strcmp(s, am_mode_name((am_mode)i))) {
+            *out = (am_mode)i;
+            return AM_OK;
+        }
+    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open)", s ? s : "");
+}
+
+am_asym_cfg am_asym_defaults(void) {
+    am_asym_cfg c = {AM_MODE_ASYMML, AM_RANK_RATIO, 1.0 / 16, AM_BASIS_SHARED, 2, 0.f, 0.f, 1};
+    return c;
+}
+
+am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg) {
+    if (!cfg) return am_fail(AM_EINVAL, "asym: NULL configuration");
+    if (!m->B) return am_fail(AM_EINVAL, "asym: call am_model_set_batch first");
+    am_asym_free(m->asym);
+    m->asym = NULL;
+    if (cfg->mode == AM_MODE_TEE_ONLY) return AM_OK;
+    am_asym *a;
+    AM_TRY(am_asym_create(cfg, m->n, &a));
+    for (int i = 1; i < m->n; i++) {
+        layer *l = &m->L[i];
+        if (l->kind != K_CONV) continue;
+        am_shape xs = m->L[l->in[0]].os;
+        xs.n = m->B;
+        am_status st = am_asym_plan(a, i, &l->conv, xs, l->in[0] == 0);
+        if (st != AM_OK) {
+            am_asym_free(a);
+            return st;
+        }
+    }
+    m->asym = a;
+    m->asym_cfg = *cfg;
+    return AM_OK;
+}
+
+am_mode am_model_mode(const am_model *m) { return m->asym ? m->asym_cfg.mode : AM_MODE_TEE_ONLY; }
+void am_model_set_step(am_model *m, uint64_t step) {
+    if (m->asym) am_asym_set_step(m->asym, step);
+}
+int am_model_num_convs(const am_model *m) { return m->asym ? am_asym_num_convs(m->asym) : 0; }
+am_status am_model_split_info(const am_model *m, int i, am_split_info *out) {
+    if (!m->asym) return am_fail(AM_EINVAL, "model: no split plan (tee-only mode)");
+    return am_asym_info(m->asym, i, out);
+}
+double am_model_accel_seconds(const am_model *m) { return m->asym ? am_asym_accel_seconds(m->asym) : 0; }
+void am_model_reset_timers(am_model *m) {
+    if (m->asym) am_asym_reset_timers(m->asym);
+}
+size_t am_model_asym_state_len(const am_model *m) { return m->asym ? am_asym_state_len(m->asym) : 0; }
+float *am_model_asym_state(am_model *m) { return m->asym ? am_asym_state(m->asym) : NULL; }
+void am_model_ledger_enable(am_model *m, int on) {
+    if (m->asym) am_asym_ledger_enable(m->asym, on);
+}
+int am_model_ledger_count(const am_model *m) { return m->asym ? am_asym_ledger_count(m->asym) : 0; }
+const am_ledger_entry *am_model_ledger_entry(const am_model *m, int i) {
+    return m->asym ? am_asym_ledger_entry(m->asym, i) : NULL;
+}
+void am_model_ledger_clear(am_model *m) {
+    if (m->asym) am_asym_ledger_clear(m->asym);
+}
+
+const char *am_cross_kind_name(am_cross_kind k) {
+    switch (k) {
+    case AM_CROSS_WEIGHTS: return "weights";
+    case AM_CROSS_RESIDUAL: return "residual";
+    case AM_CROSS_OUTPUT_GRAD: return "output-gradient";
+    case AM_CROSS_ACTIVATION: return "activation";
+    }
+    return "unknown";
 }

@@ -138,7 +138,7 @@ static void col2im(const am_conv2d_cfg *cfg, const geom *g, const float *col, si
 
 static am_status check_io(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                           const am_tensor *y, size_t work_n, geom *g) {
-    if (!x || !x->d || !w || !y || !y->d) return am_fail(AM_EINVAL, "conv2d: NULL tensor");
+    if (!x || !w || !y || !y->d) return am_fail(AM_EINVAL, "conv2d: NULL tensor");
     am_shape ys;
     AM_TRY(am_conv2d_out_shape(cfg, x->s, &ys));
     if (!am_shape_eq(ys, y->s))
@@ -176,6 +176,7 @@ am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const 
                             const float *b, am_tensor *y, float *work, size_t work_n) {
     geom g;
     AM_TRY(check_io(cfg, x, w, y, work_n, &g));
+    if (!x->d) return am_fail(AM_EINVAL, "conv2d: NULL input");
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv2d: bias expected");
     size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
     float *col = work;
@@ -212,7 +213,7 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
                              float *db, float *work, size_t work_n) {
     geom g;
     AM_TRY(check_io(cfg, x, w, dy, work_n, &g));
-    if (!dw) return am_fail(AM_EINVAL, "conv2d backward: NULL weight gradient");
+    if (dw && !x->d) return am_fail(AM_EINVAL, "conv2d backward: the weight gradient needs the input");
     if (cfg->bias && !db) return am_fail(AM_EINVAL, "conv2d backward: bias gradient expected");
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
@@ -231,10 +232,12 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
             gather(dy->d + b0 * out_sz, nb, g.K, g.P, out);
             G = out;
         }
-        const float *A = chunk_cols(cfg, &g, x->d + b0 * in_sz, nb, col);
-        /* dW (+)= G A^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.K, g.CKK, (int)ld, 1.f, G, (int)ld,
-                    A, (int)ld, b0 == 0 ? 0.f : 1.f, dw, g.CKK);
+        if (dw) {
+            const float *A = chunk_cols(cfg, &g, x->d + b0 * in_sz, nb, col);
+            /* dW (+)= G A^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.K, g.CKK, (int)ld, 1.f, G, (int)ld,
+                        A, (int)ld, b0 == 0 ? 0.f : 1.f, dw, g.CKK);
+        }
         if (db)
             for (int k = 0; k < g.K; k++) {
                 const float *gk = G + (size_t)k * ld;

@@ -1,0 +1,133 @@
+/* asymml's split execution (ALGORITHM.md): the modes, the per-layer plan,
+ * differential-privacy noise on the residuals and its accountant, and the
+ * boundary ledger.
+ *
+ * In asymml mode every conv layer that the planner splits computes
+ *     TEE:          U from the batch (shared basis), V_b = U^T X_b, R_b = X_b - U V_b
+ *                   R_b <- clip(R_b, c) + N(0, (sigma c)^2)      (when sigma > 0)
+ *     accelerator:  Y^R = conv(W, R)                  [forward]
+ *                   dX = conv_transpose(W, G), dW^R = corr(R, G)   [backward]
+ *     TEE:          Y = conv(W U, V) + Y^R + b,  dW = U (x) corr(V, G) + dW^R
+ * and everything else (the first conv, BatchNorm, ReLU, pooling, the shortcut
+ * add, the classifier, the loss and the labels) stays in the TEE. */
+#ifndef ASYMML_ASYM_H
+#define ASYMML_ASYM_H
+
+#include "asymml/core.h"
+#include "asymml/decomp.h"
+#include "asymml/nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum am_mode {
+    AM_MODE_TEE_ONLY = 0, /* everything in the TEE (the paper's SGX-only baseline) */
+    AM_MODE_ASYMML,       /* split convs: residuals to the accelerator */
+    AM_MODE_LOWRANK_ONLY, /* split convs, residuals dropped (accuracy ablation) */
+    AM_MODE_OPEN,         /* every conv whole on the accelerator: no privacy */
+} am_mode;
+
+const char *am_mode_name(am_mode m);
+am_status am_mode_parse(const char *s, am_mode *out);
+
+typedef enum am_basis_kind {
+    AM_BASIS_SHARED = 0, /* one U per batch (subspace iteration) */
+    AM_BASIS_PER_SAMPLE, /* one U_b per sample (the paper's light SVD) */
+} am_basis_kind;
+
+typedef struct am_asym_cfg {
+    am_mode mode;
+    am_rank_policy policy; /* RATIO (default), FIXED, ENTROPY, ENERGY */
+    double rank_value;     /* ratio (default 1/16), fixed rank, or tau */
+    am_basis_kind basis;
+    int iters;             /* subspace iterations per batch (shared, warm-started) or T (per sample) */
+    float clip;            /* c: per-sample L2 bound of a residual (0: no clipping) */
+    float sigma;           /* noise multiplier: noise std is sigma * c (0: no noise) */
+    uint64_t noise_seed;   /* seeds the cryptographic noise generator */
+} am_asym_cfg;
+
+/* The defaults: asymml mode, ratio 1/16, shared basis, 2 iterations, no
+ * clipping, no noise. */
+am_asym_cfg am_asym_defaults(void);
+
+/* Converts m to the given mode: any model, no per-model code. Plans every
+ * conv layer (split, or whole in the TEE where splitting would cost the TEE
+ * more, and always the first conv), and makes a CPU accelerator backend.
+ * Call after am_model_set_batch, with the batch size the model will run at;
+ * calling it again replaces the plan. AM_MODE_TEE_ONLY removes it. */
+am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg);
+/* The mode in force (AM_MODE_TEE_ONLY when none was set). */
+am_mode am_model_mode(const am_model *m);
+/* The training step the next forward pass belongs to: keys the noise and
+ * labels the ledger. */
+void am_model_set_step(am_model *m, uint64_t step);
+
+/* Per-layer plan and figures, for `asymml analyze`, bench and the logs. */
+typedef struct am_split_info {
+    int layer;          /* index in the model */
+    int split;          /* 1: split; 0: whole in the TEE (first conv, or cheaper) */
+    int C, K, r;        /* input channels, output channels, rank */
+    double energy_kept; /* share of ||X||^2 in U V over the last batch */
+    double tee_flops, whole_flops; /* per training step: TEE side if split, and whole */
+    double tee_s, decomp_s;       /* seconds spent in the TEE on this layer, and in the decomposition */
+} am_split_info;
+
+int am_model_num_convs(const am_model *m);
+am_status am_model_split_info(const am_model *m, int i, am_split_info *out);
+/* Seconds the accelerator spent computing, in total. */
+double am_model_accel_seconds(const am_model *m);
+void am_model_reset_timers(am_model *m);
+
+/* State that resuming needs bit-exactly: the warm-started bases (floats). */
+size_t am_model_asym_state_len(const am_model *m);
+float *am_model_asym_state(am_model *m);
+
+/* ---- the boundary ledger ---- */
+typedef enum am_cross_kind {
+    AM_CROSS_WEIGHTS = 0,  /* a conv layer's weights (public in this threat model) */
+    AM_CROSS_RESIDUAL,     /* a residual R (clipped and noised when DP is on) */
+    AM_CROSS_OUTPUT_GRAD,  /* dL/dY of a split conv, in the clear (the paper's scheme) */
+    AM_CROSS_ACTIVATION,   /* a full activation: open mode only */
+} am_cross_kind;
+
+typedef struct am_ledger_entry {
+    int step, layer;
+    am_cross_kind kind;
+    am_shape shape;
+    size_t bytes;
+    uint8_t hash[16]; /* BLAKE2b-128 of the bytes that crossed */
+} am_ledger_entry;
+
+const char *am_cross_kind_name(am_cross_kind k);
+/* Recording is off by default (hashing costs time); on, every crossing of
+ * every step is kept. */
+void am_model_ledger_enable(am_model *m, int on);
+int am_model_ledger_count(const am_model *m);
+const am_ledger_entry *am_model_ledger_entry(const am_model *m, int i);
+void am_model_ledger_clear(am_model *m);
+/* The hash the ledger would record for these bytes. */
+void am_ledger_hash(const void *p, size_t n, uint8_t out[16]);
+
+/* ---- differential privacy ---- */
+/* Per-sample clipping to L2 norm c (if c > 0) and Gaussian noise of std
+ * sigma*c (if sigma > 0 and c > 0) on B samples of n floats each. The noise
+ * comes from libsodium's ChaCha20 generator keyed by BLAKE2b(seed, step,
+ * layer): reproducible for a seed, unpredictable without it. */
+am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, uint64_t seed,
+                           uint64_t step, int layer);
+
+/* The analytic Gaussian mechanism (Balle and Wang, 2018): delta at eps for
+ * sensitivity D and noise std s, and the smallest eps that reaches delta. */
+double am_agm_delta(double eps, double D, double s);
+double am_agm_epsilon(double delta, double D, double s);
+/* (eps, delta) for what crosses as residuals: `releases` Gaussian releases of
+ * one sample's residuals (split layers x epochs), noise multiplier sigma,
+ * sensitivity 2c under replace-one. They compose into one Gaussian mechanism
+ * with multiplier sigma / sqrt(releases). eps is +inf when sigma is 0. */
+double am_dp_epsilon(double sigma, long releases, double delta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

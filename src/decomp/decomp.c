@@ -1,0 +1,233 @@
+/* Low-rank decomposition of conv inputs: the paper's light SVD, the
+ * batch-shared basis by subspace iteration, the exact SVD reference, the
+ * SVD-channel entropy and the rank policies. */
+#include "asymml/decomp.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+double am_sumsq(const float *a, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * a[i];
+    return s;
+}
+
+static am_status check_dims(int B, int C, int N, int r) {
+    if (B < 1 || C < 1 || N < 1 || r < 1 || r > C || C > (1 << 16) || N > (1 << 26))
+        return am_fail(AM_EINVAL, "decomposition: bad sizes (B %d, C %d, N %d, r %d)", B, C, N, r);
+    return AM_OK;
+}
+
+am_status am_light_svd(float *X, int C, int N, int r, int T, float *U, float *V) {
+    AM_TRY(check_dims(1, C, N, r));
+    if (!X || !U || !V || T < 1 || T > 100) return am_fail(AM_EINVAL, "light SVD: bad argument");
+    /* eps relative to the energy of X, as ALGORITHM.md requires. */
+    const float eps = (float)(1e-6 * am_sumsq(X, (size_t)C * N) + 1e-30);
+    float *ucol = malloc(sizeof(float) * (size_t)C);
+    if (!ucol) return am_fail(AM_ENOMEM, "light SVD: out of memory");
+    for (int i = 0; i < r; i++) {
+        float *v = V + (size_t)i * N;
+        /* Start v from the channel (row) of largest norm. */
+        int best = 0;
+        double bn = -1;
+        for (int c = 0; c < C; c++) {
+            double n2 = am_sumsq(X + (size_t)c * N, (size_t)N);
+            if (n2 > bn) bn = n2, best = c;
+        }
+        memcpy(v, X + (size_t)best * N, sizeof(float) * (size_t)N);
+        float *u = U + i; /* column i of U, stride r */
+        for (int t = 0; t < T; t++) {
+            /* u = X v / (v.v + eps) */
+            float vv = cblas_sdot(N, v, 1, v, 1) + eps;
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, C, N, 1.f / vv, X, N, v, 1, 0.f, ucol, 1);
+            /* v = X^T u / (u.u + eps) */
+            float uu = cblas_sdot(C, ucol, 1, ucol, 1) + eps;
+            cblas_sgemv(CblasRowMajor, CblasTrans, C, N, 1.f / uu, X, N, ucol, 1, 0.f, v, 1);
+        }
+        for (int c = 0; c < C; c++) u[(size_t)c * r] = ucol[c];
+        /* Deflate: X -= u v^T. */
+        cblas_sger(CblasRowMajor, C, N, -1.f, ucol, 1, v, 1, X, N);
+    }
+    free(ucol);
+    return AM_OK;
+}
+
+size_t am_shared_basis_workspace(int C, int r) { return (size_t)C * r; }
+
+/* Modified Gram-Schmidt on the r columns of Q (C x r, row-major), in
+ * double. A column that vanishes is replaced by the unit vector of a channel
+ * not yet covered, so that U always has r orthonormal columns. */
+static void orthonormalize(float *Q, int C, int r) {
+    double *col = malloc(sizeof(double) * (size_t)C * 2);
+    double *tmp = col + C;
+    for (int j = 0; j < r; j++) {
+        for (int c = 0; c < C; c++) col[c] = Q[(size_t)c * r + j];
+        for (int pass = 0; pass < 2; pass++) /* twice is enough (Kahan) */
+            for (int k = 0; k < j; k++) {
+                double d = 0;
+                for (int c = 0; c < C; c++) d += col[c] * Q[(size_t)c * r + k];
+                for (int c = 0; c < C; c++) col[c] -= d * Q[(size_t)c * r + k];
+            }
+        double n = 0;
+        for (int c = 0; c < C; c++) n += col[c] * col[c];
+        if (!(n > 1e-24)) {
+            /* Degenerate: take the first unit vector with a component left. */
+            for (int e = 0; e < C; e++) {
+                for (int c = 0; c < C; c++) tmp[c] = c == e;
+                for (int k = 0; k < j; k++) {
+                    double d = Q[(size_t)e * r + k];
+                    for (int c = 0; c < C; c++) tmp[c] -= d * Q[(size_t)c * r + k];
+                }
+                n = 0;
+                for (int c = 0; c < C; c++) n += tmp[c] * tmp[c];
+                if (n > 1e-6) {
+                    memcpy(col, tmp, sizeof(double) * (size_t)C);
+                    break;
+                }
+            }
+        }
+        double inv = 1.0 / sqrt(n);
+        for (int c = 0; c < C; c++) Q[(size_t)c * r + j] = (float)(col[c] * inv);
+    }
+    free(col);
+}
+
+am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters, int warm, float *U,
+                          float *work, size_t work_n) {
+    AM_TRY(check_dims(B, C, N, r));
+    if (!X || !U || iters < 1 || iters > 100) return am_fail(AM_EINVAL, "shared basis: bad argument");
+    if (!work || work_n < am_shared_basis_workspace(C, r))
+        return am_fail(AM_EINVAL, "shared basis: workspace too small");
+    if (!warm) {
+        /* Start from the r channels of largest energy over the batch. */
+        double *en = calloc((size_t)C, sizeof(double));
+        char *used = calloc((size_t)C, 1);
+        if (!en || !used) {
+            free(en), free(used);
+            return am_fail(AM_ENOMEM, "shared basis: out of memory");
+        }
+        for (int b = 0; b < B; b++)
+            for (int c = 0; c < C; c++) en[c] += am_sumsq(X + ((size_t)b * C + c) * N, (size_t)N);
+        memset(U, 0, sizeof(float) * (size_t)C * r);
+        for (int j = 0; j < r; j++) {
+            int best = -1;
+            for (int c = 0; c < C; c++)
+                if (!used[c] && (best < 0 || en[c] > en[best])) best = c;
+            used[best] = 1;
+            U[(size_t)best * r + j] = 1.f;
+        }
+        free(en), free(used);
+    }
+    /* Z = sum_b X_b (X_b^T U), through P_b = X_b^T U (N x r) kept small by
+     * going sample by sample. */
+    float *Z = work;
+    float *P = malloc(sizeof(float) * (size_t)N * r);
+    if (!P) return am_fail(AM_ENOMEM, "shared basis: out of memory");
+    for (int it = 0; it < iters; it++) {
+        for (int b = 0; b < B; b++) {
+            const float *Xb = X + (size_t)b * C * N;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, C, 1.f, Xb, N, U, r, 0.f, P, r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, N, 1.f, Xb, N, P, r,
+                        b ? 1.f : 0.f, Z, r);
+        }
+        /* Scale before orthonormalizing: keeps floats in range for any input. */
+        memcpy(U, Z, sizeof(float) * (size_t)C * r);
+        orthonormalize(U, C, r);
+    }
+    free(P);
+    return AM_OK;
+}
+
+am_status am_exact_basis(const float *X, int B, int C, int N, int r, float *U, float *s) {
+    AM_TRY(check_dims(B, C, N, U ? r : 1));
+    if (!X || !s) return am_fail(AM_EINVAL, "exact SVD: bad argument");
+    /* Gram matrix in double: G = sum_b X_b X_b^T; its eigenvalues are the
+     * squared singular values of [X_1 ... X_B]. */
+    double *G = calloc((size_t)C * C + C, sizeof(double));
+    if (!G) return am_fail(AM_ENOMEM, "exact SVD: out of memory");
+    double *w = G + (size_t)C * C;
+    for (int b = 0; b < B; b++) {
+        const float *Xb = X + (size_t)b * C * N;
+        for (int i = 0; i < C; i++)
+            for (int j = 0; j <= i; j++) {
+                double d = 0;
+                const float *a = Xb + (size_t)i * N, *c = Xb + (size_t)j * N;
+                for (int k = 0; k < N; k++) d += (double)a[k] * c[k];
+                G[(size_t)i * C + j] += d;
+            }
+    }
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', C, G, C, w);
+    if (info != 0) {
+        free(G);
+        return am_fail(AM_ENUM, "exact SVD: LAPACK dsyevd failed (info %d)", (int)info);
+    }
+    /* Ascending eigenvalues: reverse into descending singular values. */
+    for (int j = 0; j < C; j++) {
+        double e = w[C - 1 - j];
+        s[j] = (float)(e > 0 ? sqrt(e) : 0);
+    }
+    if (U)
+        for (int j = 0; j < r; j++)
+            for (int c = 0; c < C; c++) U[(size_t)c * r + j] = (float)G[(size_t)c * C + (C - 1 - j)];
+    free(G);
+    return AM_OK;
+}
+
+am_status am_project(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R) {
+    AM_TRY(check_dims(B, C, N, r));
+    if (!X || !U || !V) return am_fail(AM_EINVAL, "project: bad argument");
+    for (int b = 0; b < B; b++) {
+        const float *Xb = X + (size_t)b * C * N;
+        float *Vb = V + (size_t)b * r * N;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, N, C, 1.f, U, r, Xb, N, 0.f, Vb, N);
+        if (R) {
+            float *Rb = R + (size_t)b * C * N;
+            if (Rb != Xb) memcpy(Rb, Xb, sizeof(float) * (size_t)C * N);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, U, r, Vb, N, 1.f, Rb, N);
+        }
+    }
+    return AM_OK;
+}
+
+double am_svd_entropy(const float *s, int n) {
+    double sum = 0, q = 0;
+    for (int i = 0; i < n; i++) sum += s[i] > 0 ? s[i] : 0;
+    if (!(sum > 0)) return 0;
+    for (int i = 0; i < n; i++) {
+        double p = (s[i] > 0 ? s[i] : 0) / sum;
+        q += p * p;
+    }
+    return -log2(q);
+}
+
+double am_energy_kept(const float *s, int n, int r) {
+    double tot = 0, top = 0;
+    for (int i = 0; i < n; i++) {
+        double e = (double)s[i] * s[i];
+        tot += e;
+        if (i < r) top += e;
+    }
+    return tot > 0 ? top / tot : 1.0;
+}
+
+int am_rank_pick(am_rank_policy p, double value, const float *s, int C) {
+    int r = 1;
+    switch (p) {
+    case AM_RANK_RATIO: r = (int)ceil(value * C - 1e-9); break;
+    case AM_RANK_FIXED: r = (int)value; break;
+    case AM_RANK_ENTROPY: r = s ? (int)ceil(pow(2.0, am_svd_entropy(s, C)) - 1e-9) : 1; break;
+    case AM_RANK_ENERGY:
+        r = C;
+        if (s)
+            for (int k = 1; k <= C; k++)
+                if (1.0 - am_energy_kept(s, C, k) < value) {
+                    r = k;
+                    break;
+                }
+        break;
+    }
+    return r < 1 ? 1 : r > C ? C : r;
+}

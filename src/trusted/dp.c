@@ -1,0 +1,97 @@
+/* Differential privacy on the residuals: per-sample clipping, Gaussian noise
+ * from a cryptographic generator, and the accountant (the analytic Gaussian
+ * mechanism of Balle and Wang, ICML 2018, composed as ALGORITHM.md derives). */
+#include "asymml/asym.h"
+
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, uint64_t seed,
+                           uint64_t step, int layer) {
+    if (!R || B < 1 || !n) return am_fail(AM_EINVAL, "dp: bad argument");
+    if (!(clip >= 0.f) || !(sigma >= 0.f) || !isfinite(clip) || !isfinite(sigma))
+        return am_fail(AM_EINVAL, "dp: clip and sigma must be finite and >= 0");
+    if (clip == 0.f) return AM_OK;
+    for (int b = 0; b < B; b++) {
+        float *r = R + (size_t)b * n;
+        double nn = 0;
+        for (size_t i = 0; i < n; i++) nn += (double)r[i] * r[i];
+        double norm = sqrt(nn);
+        if (norm > clip) {
+            float s = (float)(clip / norm);
+            for (size_t i = 0; i < n; i++) r[i] *= s;
+        }
+    }
+    if (sigma == 0.f) return AM_OK;
+    if (sodium_init() < 0) return am_fail(AM_EIO, "dp: libsodium failed to initialize");
+    /* key = BLAKE2b-256(seed || step || layer) */
+    unsigned char in[20], key[randombytes_SEEDBYTES];
+    memcpy(in, &seed, 8);
+    memcpy(in + 8, &step, 8);
+    memcpy(in + 16, &layer, 4);
+    crypto_generichash(key, sizeof key, in, sizeof in, NULL, 0);
+    const size_t total = (size_t)B * n, chunk = 1 << 16;
+    uint32_t *u = malloc(sizeof(uint32_t) * (chunk + 2));
+    if (!u) return am_fail(AM_ENOMEM, "dp: out of memory");
+    /* One ChaCha20 stream for the whole tensor; Box-Muller on pairs of
+     * 32-bit uniforms mapped into (0, 1]. The stream is generated in chunks
+     * by re-keying per chunk (key || chunk index), so memory stays small. */
+    const double sd = (double)sigma * clip;
+    for (size_t base = 0, ci = 0; base < total; base += chunk, ci++) {
+        size_t m = total - base < chunk ? total - base : chunk;
+        unsigned char ck[randombytes_SEEDBYTES];
+        crypto_generichash(ck, sizeof ck, (const unsigned char *)&ci, sizeof ci, key, sizeof key);
+        randombytes_buf_deterministic(u, sizeof(uint32_t) * ((m + 1) & ~(size_t)1), ck);
+        for (size_t i = 0; i < m; i += 2) {
+            double u1 = ((double)u[i] + 1.0) / 4294967296.0, u2 = (double)u[i + 1] / 4294967296.0;
+            double rad = sqrt(-2.0 * log(u1)) * sd, th = 6.283185307179586 * u2;
+            R[base + i] += (float)(rad * cos(th));
+            if (i + 1 < m) R[base + i + 1] += (float)(rad * sin(th));
+        }
+    }
+    sodium_memzero(key, sizeof key);
+    free(u);
+    return AM_OK;
+}
+
+/* log Phi(x), accurate far into the lower tail (where Phi underflows). */
+static double log_phi(double x) {
+    if (x > -30.0) return log(0.5 * erfc(-x / M_SQRT2));
+    /* Asymptotic series of Mills' ratio. */
+    double z = -x, z2 = z * z;
+    return -0.5 * z2 - log(z) - 0.5 * log(2 * M_PI) + log1p(-1 / z2 + 3 / (z2 * z2) - 15 / (z2 * z2 * z2));
+}
+
+double am_agm_delta(double eps, double D, double s) {
+    if (!(s > 0) || !(D > 0)) return 1.0;
+    double a = D / (2 * s), b = eps * s / D;
+    double t1 = exp(log_phi(a - b)), t2 = exp(eps + log_phi(-a - b));
+    double d = t1 - t2;
+    return d < 0 ? 0 : d;
+}
+
+double am_agm_epsilon(double delta, double D, double s) {
+    if (!(delta > 0 && delta < 1) || !(s > 0) || !(D > 0)) return INFINITY;
+    if (am_agm_delta(0, D, s) <= delta) return 0;
+    /* delta(eps) decreases in eps: bracket, then bisect. */
+    double lo = 0, hi = 1;
+    while (am_agm_delta(hi, D, s) > delta) {
+        lo = hi;
+        hi *= 2;
+        if (hi > 1e8) return INFINITY;
+    }
+    for (int i = 0; i < 200 && hi - lo > 1e-12 * hi; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (am_agm_delta(mid, D, s) > delta) lo = mid;
+        else hi = mid;
+    }
+    return hi;
+}
+
+double am_dp_epsilon(double sigma, long releases, double delta) {
+    if (!(sigma > 0) || releases < 1) return releases < 1 ? 0 : INFINITY;
+    /* Sensitivity 2c, std sigma c / sqrt(k): c cancels. */
+    return am_agm_epsilon(delta, 2.0, sigma / sqrt((double)releases));
+}

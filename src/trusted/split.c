@@ -1,0 +1,475 @@
+/* Split execution of conv layers (ALGORITHM.md, "Forward, per conv layer"
+ * and "Backward, per conv layer"). The trusted side decomposes the input,
+ * runs the low-rank conv with U folded into W, and sends only residuals
+ * (clipped and noised) and weights to the accelerator; output gradients go
+ * in the clear, as in the paper's scheme. Every byte that crosses goes
+ * through `cross`, which copies it into the accelerator's buffer and records
+ * it in the ledger. */
+#include "trusted/split.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "untrusted/cpu_backend.h"
+
+typedef struct layer_plan {
+    int active;   /* a conv layer that was planned */
+    int split;    /* 1 split, 0 whole (in the TEE, or on the accelerator in open mode) */
+    int first;
+    am_conv2d_cfg cfg;
+    am_shape x, y;
+    int C, K, r, N, P, kk;
+    size_t u_off; /* into state: U (C x r), shared basis */
+    int warm;
+    float *V;     /* B x r x N, kept for the backward pass */
+    float *Ub;    /* per-sample bases: B x C x r */
+    float *Wp;    /* K x r x kk: U folded into W (shared) */
+    float *dWp;   /* K x r x kk */
+    double e_kept, e_total;
+    double tee_s, decomp_s, tee_flops, whole_flops;
+} layer_plan;
+
+struct am_asym {
+    am_asym_cfg cfg;
+    am_backend *be;
+    layer_plan *L;
+    int n;
+    float *state;
+    size_t state_len;
+    float *scratch; /* B x C x N: the residual before it leaves */
+    size_t scratch_n;
+    float *basis_work;
+    size_t basis_work_n;
+    uint64_t step;
+    int ledger_on;
+    am_ledger_entry *led;
+    int led_n, led_cap;
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out) {
+    *out = NULL;
+    if (!cfg || n_layers < 1) return am_fail(AM_EINVAL, "asym: bad argument");
+    if (cfg->mode < AM_MODE_TEE_ONLY || cfg->mode > AM_MODE_OPEN) return am_fail(AM_EINVAL, "asym: unknown mode");
+    if (cfg->iters < 1 || cfg->iters > 20) return am_fail(AM_EINVAL, "asym: iterations %d outside [1, 20]", cfg->iters);
+    if (!(cfg->clip >= 0.f) || !(cfg->sigma >= 0.f) || !isfinite(cfg->clip) || !isfinite(cfg->sigma))
+        return am_fail(AM_EINVAL, "asym: clip and sigma must be finite and >= 0");
+    if (cfg->sigma > 0.f && cfg->clip == 0.f)
+        return am_fail(AM_EINVAL, "asym: noise needs a clipping bound (--clip) to mean anything");
+    switch (cfg->policy) {
+    case AM_RANK_RATIO:
+        if (!(cfg->rank_value > 0 && cfg->rank_value <= 1)) return am_fail(AM_EINVAL, "asym: rank ratio must be in (0, 1]");
+        break;
+    case AM_RANK_FIXED:
+        if (!(cfg->rank_value >= 1 && cfg->rank_value <= 65536)) return am_fail(AM_EINVAL, "asym: fixed rank must be >= 1");
+        break;
+    case AM_RANK_ENERGY:
+        if (!(cfg->rank_value > 0 && cfg->rank_value < 1)) return am_fail(AM_EINVAL, "asym: energy threshold must be in (0, 1)");
+        break;
+    case AM_RANK_ENTROPY: break;
+    default: return am_fail(AM_EINVAL, "asym: unknown rank policy");
+    }
+    am_asym *a = calloc(1, sizeof *a);
+    if (!a) return am_fail(AM_ENOMEM, "out of memory");
+    a->cfg = *cfg;
+    a->n = n_layers;
+    a->L = calloc((size_t)n_layers, sizeof(layer_plan));
+    am_status st = a->L ? am_cpu_backend_create(&a->be) : am_fail(AM_ENOMEM, "out of memory");
+    if (st != AM_OK) {
+        am_asym_free(a);
+        return st;
+    }
+    *out = a;
+    return AM_OK;
+}
+
+void am_asym_free(am_asym *a) {
+    if (!a) return;
+    for (int i = 0; i < a->n && a->L; i++) {
+        layer_plan *p = &a->L[i];
+        am_aligned_free(p->V);
+        am_aligned_free(p->Ub);
+        am_aligned_free(p->Wp);
+        am_aligned_free(p->dWp);
+    }
+    if (a->be) a->be->vt->destroy(a->be);
+    free(a->L);
+    am_aligned_free(a->state);
+    am_aligned_free(a->scratch);
+    am_aligned_free(a->basis_work);
+    free(a->led);
+    free(a);
+}
+
+/* TEE flops per training step of a split layer with rank r (forward and
+ * backward), and of the same layer whole (forward, dW, dX). */
+static void costs(am_asym *a, layer_plan *p, int r) {
+    double B = p->x.n, N = p->N, C = p->C, K = p->K, kk = p->kk, P = p->P;
+    double basis = a->cfg.basis == AM_BASIS_SHARED ? a->cfg.iters * 4.0 * B * N * C * r
+                                                   : a->cfg.iters * 4.0 * B * N * C * r + 2 * B * N * C * r;
+    double folds = (a->cfg.basis == AM_BASIS_SHARED ? 1 : B) * 2 * (2.0 * K * C * kk * r);
+    double lowrank = 2 * (2.0 * K * r * kk * B * P);
+    p->tee_flops = basis + 4.0 * B * N * C * r + folds + lowrank;
+    p->whole_flops = 3 * 2.0 * K * C * kk * B * P;
+}
+
+static am_status alloc_layer(am_asym *a, layer_plan *p) {
+    size_t B = (size_t)p->x.n, r = (size_t)p->r;
+    am_aligned_free(p->V);
+    am_aligned_free(p->Ub);
+    am_aligned_free(p->Wp);
+    am_aligned_free(p->dWp);
+    p->V = am_aligned_alloc(sizeof(float) * B * r * (size_t)p->N);
+    p->Wp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk * (a->cfg.basis == AM_BASIS_SHARED ? 1 : 1));
+    p->dWp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk);
+    p->Ub = a->cfg.basis == AM_BASIS_PER_SAMPLE ? am_aligned_alloc(sizeof(float) * B * (size_t)p->C * r) : NULL;
+    if (!p->V || !p->Wp || !p->dWp || (a->cfg.basis == AM_BASIS_PER_SAMPLE && !p->Ub))
+        return am_fail(AM_ENOMEM, "asym: out of memory for layer %d", 0);
+    /* The basis state: one U per layer, contiguous for checkpoints. */
+    if (a->cfg.basis == AM_BASIS_SHARED) {
+        size_t add = am_align_up((size_t)p->C * r * sizeof(float)) / sizeof(float);
+        float *ns = am_aligned_alloc((a->state_len + add) * sizeof(float));
+        if (!ns) return am_fail(AM_ENOMEM, "asym: out of memory");
+        if (a->state) memcpy(ns, a->state, a->state_len * sizeof(float));
+        am_aligned_free(a->state);
+        a->state = ns;
+        p->u_off = a->state_len;
+        a->state_len += add;
+        size_t bw = am_shared_basis_workspace(p->C, p->r);
+        if (bw > a->basis_work_n) {
+            am_aligned_free(a->basis_work);
+            a->basis_work = am_aligned_alloc(bw * sizeof(float));
+            a->basis_work_n = a->basis_work ? bw : 0;
+            if (!a->basis_work) return am_fail(AM_ENOMEM, "asym: out of memory");
+        }
+    }
+    return AM_OK;
+}
+
+am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first) {
+    if (layer < 0 || layer >= a->n) return am_fail(AM_EINVAL, "asym: layer %d out of range", layer);
+    layer_plan *p = &a->L[layer];
+    memset(p, 0, sizeof *p);
+    p->active = 1;
+    p->first = first;
+    p->cfg = *cfg;
+    p->x = x;
+    AM_TRY(am_conv2d_out_shape(cfg, x, &p->y));
+    p->C = x.c, p->K = cfg->out_c, p->N = x.h * x.w, p->P = p->y.h * p->y.w, p->kk = cfg->kh * cfg->kw;
+    size_t need = (size_t)x.n * x.c * x.h * x.w;
+    if (a->cfg.mode == AM_MODE_OPEN) { /* no privacy: every conv whole on the accelerator */
+        p->split = 0;
+        return AM_OK;
+    }
+    if (first) return AM_OK; /* the raw image never leaves */
+    int r = am_rank_pick(a->cfg.policy, a->cfg.rank_value, NULL, p->C);
+    if (a->cfg.policy == AM_RANK_ENTROPY || a->cfg.policy == AM_RANK_ENERGY)
+        r = 0; /* decided on the first batch, from its singular values */
+    p->r = r;
+    costs(a, p, r ? r : (p->C + 15) / 16);
+    /* Split only where it saves the TEE work. A rank that covers all
+     * channels leaves no residual: run whole. */
+    p->split = (r == 0 || r < p->C) && p->tee_flops < p->whole_flops;
+    if (!p->split) return AM_OK;
+    if (r) AM_TRY(alloc_layer(a, p));
+    if (need > a->scratch_n) {
+        am_aligned_free(a->scratch);
+        a->scratch = am_aligned_alloc(need * sizeof(float));
+        a->scratch_n = a->scratch ? need : 0;
+        if (!a->scratch) return am_fail(AM_ENOMEM, "asym: out of memory for the residual");
+    }
+    return AM_OK;
+}
+
+int am_asym_handles(const am_asym *a, int layer) {
+    if (!a || layer < 0 || layer >= a->n) return 0;
+    const layer_plan *p = &a->L[layer];
+    return p->active && (p->split || a->cfg.mode == AM_MODE_OPEN);
+}
+
+/* ---------------------------------------------------------------- crossing */
+
+void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {
+    if (sodium_init() < 0) {
+        memset(out, 0, 16);
+        return;
+    }
+    crypto_generichash(out, 16, p, n, NULL, 0);
+}
+
+/* Copies n floats of trusted memory into the accelerator's (layer, role)
+ * buffer and records the crossing. */
+static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s,
+                       const float *src, float **dst) {
+    size_t n = am_shape_numel(s);
+    AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
+    memcpy(*dst, src, n * sizeof(float));
+    if (a->ledger_on) {
+        if (a->led_n == a->led_cap) {
+            int nc = a->led_cap ? 2 * a->led_cap : 256;
+            am_ledger_entry *ne = realloc(a->led, sizeof *ne * (size_t)nc);
+            if (!ne) return am_fail(AM_ENOMEM, "ledger: out of memory");
+            a->led = ne;
+            a->led_cap = nc;
+        }
+        am_ledger_entry *e = &a->led[a->led_n++];
+        e->step = (int)a->step;
+        e->layer = layer;
+        e->kind = kind;
+        e->shape = s;
+        e->bytes = n * sizeof(float);
+        am_ledger_hash(*dst, e->bytes, e->hash);
+    }
+    return AM_OK;
+}
+
+static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float **out) {
+    return a->be->vt->buffer(a->be, layer, role, n, out);
+}
+
+/* ---------------------------------------------------------------- forward */
+
+/* W' (K x r x kk) = W folded with U (C x r): W'[k] = U^T W[k]. */
+static void fold(const float *W, const float *U, int K, int C, int r, int kk, float *Wp) {
+    for (int k = 0; k < K; k++)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kk, C, 1.f, U, r, W + (size_t)k * C * kk, kk,
+                    0.f, Wp + (size_t)k * r * kk, kk);
+}
+
+/* dW[k] (+)= U dW'[k]: the low-rank weight gradient back in C channels. */
+static void unfold(const float *dWp, const float *U, int K, int C, int r, int kk, float beta, float *dW) {
+    for (int k = 0; k < K; k++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, kk, r, 1.f, U, r, dWp + (size_t)k * r * kk, kk,
+                    beta, dW + (size_t)k * C * kk, kk);
+}
+
+/* The rank of a data-driven policy, from the first batch's spectrum. */
+static am_status decide_rank(am_asym *a, layer_plan *p, const float *X) {
+    float *s = malloc(sizeof(float) * (size_t)p->C);
+    if (!s) return am_fail(AM_ENOMEM, "asym: out of memory");
+    am_status st = am_exact_basis(X, p->x.n, p->C, p->N, 1, NULL, s);
+    if (st == AM_OK) p->r = am_rank_pick(a->cfg.policy, a->cfg.rank_value, s, p->C);
+    free(s);
+    AM_TRY(st);
+    costs(a, p, p->r);
+    return alloc_layer(a, p);
+}
+
+static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_tensor *x, const float *w,
+                              const float *b, am_tensor *y) {
+    float *bx, *bw, *by;
+    am_shape ws = am_shape4(p->K, p->C, p->cfg.kh, p->cfg.kw);
+    AM_TRY(cross(a, layer, AM_BUF_INPUT, AM_CROSS_ACTIVATION, x->s, x->d, &bx));
+    AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
+    AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
+    am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by};
+    rq.cfg.bias = 0;
+    AM_TRY(a->be->vt->submit(a->be, &rq));
+    AM_TRY(a->be->vt->wait(a->be));
+    const size_t per = (size_t)p->P;
+    for (int n = 0; n < y->s.n; n++)
+        for (int k = 0; k < p->K; k++) {
+            float bk = b ? b[k] : 0.f, *dst = y->d + ((size_t)n * p->K + k) * per;
+            const float *src = by + ((size_t)n * p->K + k) * per;
+            for (size_t i = 0; i < per; i++) dst[i] = src[i] + bk;
+        }
+    return AM_OK;
+}
+
+am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
+                          const float *w, const float *b, am_tensor *y, float *work, size_t work_n,
+                          int training) {
+    layer_plan *p = &a->L[layer];
+    if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
+    if (!am_shape_eq(x->s, p->x)) return am_fail(AM_EINVAL, "asym: layer %d planned for another batch size", layer);
+    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be);
+    if (a->cfg.mode == AM_MODE_OPEN) {
+        am_status st = forward_open(a, layer, p, x, w, b, y);
+        p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
+        return st;
+    }
+    const int B = x->s.n, C = p->C, N = p->N;
+    if (!p->r) AM_TRY(decide_rank(a, p, x->d));
+    const int r = p->r;
+    float *R = a->scratch;
+    /* Decompose: X = U V + R. */
+    if (a->cfg.basis == AM_BASIS_SHARED) {
+        float *U = a->state + p->u_off;
+        AM_TRY(am_shared_basis(x->d, B, C, N, r, a->cfg.iters, p->warm, U, a->basis_work, a->basis_work_n));
+        p->warm = 1;
+        AM_TRY(am_project(x->d, B, C, N, r, U, p->V, R));
+    } else {
+        memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
+        for (int s = 0; s < B; s++)
+            AM_TRY(am_light_svd(R + (size_t)s * C * N, C, N, r, a->cfg.iters, p->Ub + (size_t)s * C * r,
+                                p->V + (size_t)s * r * N));
+    }
+    double ex = am_sumsq(x->d, (size_t)B * C * N), er = am_sumsq(R, (size_t)B * C * N);
+    p->e_total += ex;
+    p->e_kept += ex - er;
+    p->decomp_s += now() - t0;
+    /* Release the residual (clipped and noised) and the weights. */
+    float *bx = NULL, *by = NULL, *bw;
+    am_shape ws = am_shape4(p->K, C, cfg->kh, cfg->kw);
+    if (a->cfg.mode == AM_MODE_ASYMML) {
+        (void)training; /* every release is clipped and noised, evaluation too */
+        AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
+        AM_TRY(cross(a, layer, AM_BUF_INPUT, AM_CROSS_RESIDUAL, x->s, R, &bx));
+        AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
+        AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
+        am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by};
+        rq.cfg.bias = 0;
+        AM_TRY(a->be->vt->submit(a->be, &rq));
+    }
+    /* The low-rank conv in the TEE: conv(W U, V) + b. */
+    am_conv2d_cfg lc = *cfg;
+    if (a->cfg.basis == AM_BASIS_SHARED) {
+        fold(w, a->state + p->u_off, p->K, C, r, p->kk, p->Wp);
+        am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
+        AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, y, work, work_n));
+    } else {
+        for (int s = 0; s < B; s++) {
+            fold(w, p->Ub + (size_t)s * C * r, p->K, C, r, p->kk, p->Wp);
+            am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * N};
+            am_tensor ys = {am_shape4(1, p->K, p->y.h, p->y.w), y->d + (size_t)s * p->K * p->P};
+            AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, &ys, work, work_n));
+        }
+    }
+    if (a->cfg.mode == AM_MODE_ASYMML) {
+        AM_TRY(a->be->vt->wait(a->be));
+        const size_t n = am_shape_numel(y->s);
+        for (size_t i = 0; i < n; i++) y->d[i] += by[i];
+    }
+    p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
+    return AM_OK;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
+                           const float *w, const am_tensor *dy, am_tensor *dx, int accum, float *dw,
+                           float *db, float *work, size_t work_n) {
+    layer_plan *p = &a->L[layer];
+    if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
+    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be);
+    const int B = x->s.n, C = p->C, K = p->K, kk = p->kk;
+    const size_t wn = (size_t)K * C * kk;
+    const int accel = a->cfg.mode == AM_MODE_ASYMML || a->cfg.mode == AM_MODE_OPEN;
+    float *bg = NULL, *bdw = NULL, *bdx = NULL, *bx = NULL, *bw = NULL;
+    if (accel) {
+        /* The output gradient crosses in the clear (the paper's scheme). */
+        AM_TRY(cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, &bg));
+        AM_TRY(result(a, layer, AM_BUF_INPUT, am_shape_numel(x->s), &bx));
+        AM_TRY(result(a, layer, AM_BUF_WEIGHT, wn, &bw));
+        AM_TRY(result(a, layer, AM_BUF_DW, wn, &bdw));
+        am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw};
+        rf.cfg.bias = 0;
+        AM_TRY(a->be->vt->submit(a->be, &rf));
+        if (dx) {
+            AM_TRY(result(a, layer, AM_BUF_DX, am_shape_numel(x->s), &bdx));
+            am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx};
+            rd.cfg.bias = 0;
+            AM_TRY(a->be->vt->submit(a->be, &rd));
+        }
+    }
+    if (db) {
+        for (int k = 0; k < K; k++) db[k] = 0.f;
+        for (int n = 0; n < B; n++)
+            for (int k = 0; k < K; k++) {
+                const float *g = dy->d + ((size_t)n * K + k) * p->P;
+                float s = 0.f;
+                for (int i = 0; i < p->P; i++) s += g[i];
+                db[k] += s;
+            }
+    }
+    if (a->cfg.mode == AM_MODE_OPEN) {
+        AM_TRY(a->be->vt->wait(a->be));
+        memcpy(dw, bdw, wn * sizeof(float));
+    } else {
+        /* The low-rank part of dW in the TEE: U (x) corr(V, G). */
+        am_conv2d_cfg lc = *cfg;
+        lc.bias = 0;
+        const int r = p->r;
+        if (a->cfg.basis == AM_BASIS_SHARED) {
+            am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
+            AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
+            unfold(p->dWp, a->state + p->u_off, K, C, r, kk, 0.f, dw);
+        } else {
+            for (int s = 0; s < B; s++) {
+                am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * p->N};
+                am_tensor g = {am_shape4(1, K, p->y.h, p->y.w), dy->d + (size_t)s * K * p->P};
+                AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, &g, NULL, 0, p->dWp, NULL, work, work_n));
+                unfold(p->dWp, p->Ub + (size_t)s * C * r, K, C, r, kk, s ? 1.f : 0.f, dw);
+            }
+        }
+        if (accel) {
+            AM_TRY(a->be->vt->wait(a->be));
+            for (size_t i = 0; i < wn; i++) dw[i] += bdw[i];
+        } else if (dx) {
+            /* lowrank-only: nothing leaves; dX in the TEE (straight through). */
+            am_tensor xs = {x->s, NULL};
+            AM_TRY(am_conv2d_backward(&lc, &xs, w, dy, dx, accum, NULL, NULL, work, work_n));
+        }
+    }
+    if (accel && dx) {
+        const size_t n = am_shape_numel(x->s);
+        if (accum)
+            for (size_t i = 0; i < n; i++) dx->d[i] += bdx[i];
+        else
+            memcpy(dx->d, bdx, n * sizeof(float));
+    }
+    p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
+    return AM_OK;
+}
+
+/* ---------------------------------------------------------------- queries */
+
+void am_asym_set_step(am_asym *a, uint64_t step) { a->step = step; }
+const am_asym_cfg *am_asym_config(const am_asym *a) { return &a->cfg; }
+
+int am_asym_num_convs(const am_asym *a) {
+    int n = 0;
+    for (int i = 0; i < a->n; i++) n += a->L[i].active;
+    return n;
+}
+
+am_status am_asym_info(const am_asym *a, int i, am_split_info *out) {
+    for (int l = 0, k = 0; l < a->n; l++) {
+        const layer_plan *p = &a->L[l];
+        if (!p->active) continue;
+        if (k++ != i) continue;
+        *out = (am_split_info){l, p->split, p->C, p->K, p->r, p->e_total > 0 ? p->e_kept / p->e_total : 0,
+                               p->split ? p->tee_flops : p->whole_flops, p->whole_flops, p->tee_s, p->decomp_s};
+        if (!p->split && a->cfg.mode == AM_MODE_OPEN) out->tee_flops = 0;
+        return AM_OK;
+    }
+    return am_fail(AM_EINVAL, "asym: conv %d out of range", i);
+}
+
+double am_asym_accel_seconds(const am_asym *a) { return a->be->vt->busy_seconds(a->be); }
+
+void am_asym_reset_timers(am_asym *a) {
+    for (int i = 0; i < a->n; i++) {
+        a->L[i].tee_s = a->L[i].decomp_s = 0;
+        a->L[i].e_kept = a->L[i].e_total = 0;
+    }
+}
+
+size_t am_asym_state_len(const am_asym *a) { return a->state_len; }
+float *am_asym_state(am_asym *a) { return a->state; }
+
+void am_asym_ledger_enable(am_asym *a, int on) { a->ledger_on = on; }
+int am_asym_ledger_count(const am_asym *a) { return a->led_n; }
+const am_ledger_entry *am_asym_ledger_entry(const am_asym *a, int i) {
+    return i >= 0 && i < a->led_n ? &a->led[i] : NULL;
+}
+void am_asym_ledger_clear(am_asym *a) { a->led_n = 0; }

@@ -1,0 +1,42 @@
+/* The trusted side of split execution: per conv layer, the plan (split or
+ * whole), the decomposition, the low-rank conv in the TEE, the requests to
+ * the accelerator, the merge, DP noise and the ledger. model.c calls in here
+ * for every conv layer once a mode other than tee-only is set. */
+#ifndef ASYMML_TRUSTED_SPLIT_H
+#define ASYMML_TRUSTED_SPLIT_H
+
+#include "asymml/asym.h"
+#include "boundary/backend.h"
+
+typedef struct am_asym am_asym;
+
+am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out);
+void am_asym_free(am_asym *a);
+/* Plans conv layer `layer` reading input shape x (x.n = batch). first: it
+ * reads the input image. */
+am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first);
+/* 1 if the layer runs through here (split, or whole on the accelerator),
+ * 0 if it runs whole in the TEE as usual. */
+int am_asym_handles(const am_asym *a, int layer);
+am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
+                          const float *w, const float *b, am_tensor *y, float *work, size_t work_n,
+                          int training);
+am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
+                           const float *w, const am_tensor *dy, am_tensor *dx, int accum, float *dw,
+                           float *db, float *work, size_t work_n);
+
+void am_asym_set_step(am_asym *a, uint64_t step);
+const am_asym_cfg *am_asym_config(const am_asym *a);
+int am_asym_num_convs(const am_asym *a);
+am_status am_asym_info(const am_asym *a, int i, am_split_info *out);
+double am_asym_accel_seconds(const am_asym *a);
+void am_asym_reset_timers(am_asym *a);
+size_t am_asym_state_len(const am_asym *a);
+float *am_asym_state(am_asym *a);
+
+void am_asym_ledger_enable(am_asym *a, int on);
+int am_asym_ledger_count(const am_asym *a);
+const am_ledger_entry *am_asym_ledger_entry(const am_asym *a, int i);
+void am_asym_ledger_clear(am_asym *a);
+
+#endif
