@@ -199,6 +199,80 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+/* ------------------------------------------------------------------ modes */
+
+/* The options that choose the execution mode, shared by train, eval and
+ * bench. Returns 1 if opt was one of them (ok = 0 on a bad value). */
+#define MODE_LONGOPTS                                                                              \
+    {"mode", 1, 0, 1001}, {"rank-ratio", 1, 0, 1002}, {"rank", 1, 0, 1003}, {"basis", 1, 0, 1004}, \
+        {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}
+
+#define MODE_HELP                                                                                  \
+    "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
+    "  --rank-ratio X        split layers keep rank ceil(X * channels) (default 0.0625)\n"         \
+    "  --rank N              or a fixed rank for every split layer\n"                              \
+    "  --basis B             shared (one basis per batch, default) or per-sample (light SVD)\n"    \
+    "  --iters N             subspace iterations per batch, or light-SVD steps (default 2)\n"      \
+    "  --clip C              per-sample L2 bound of each residual that leaves (default 0: none)\n" \
+    "  --sigma S             Gaussian noise std S*C on each residual (needs --clip; default 0)\n"  \
+    "  --noise-seed N        seed of the noise generator (default: --seed)\n"
+
+static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, int *ok) {
+    switch (opt) {
+    case 1001:
+        if (am_mode_parse(arg, &a->mode) != AM_OK) *ok = 0, die(EXIT_USAGE, "--mode: %s", am_last_error());
+        return 1;
+    case 1002:
+        a->policy = AM_RANK_RATIO;
+        *ok = arg_float("rank-ratio", arg, 1e-6, 1, &(float){0}) && (a->rank_value = strtod(arg, NULL), 1);
+        return 1;
+    case 1003: {
+        int r;
+        *ok = arg_int("rank", arg, 1, 65536, &r);
+        a->policy = AM_RANK_FIXED;
+        a->rank_value = r;
+        return 1;
+    }
+    case 1004:
+        if (!strcmp(arg, "shared")) a->basis = AM_BASIS_SHARED;
+        else if (!strcmp(arg, "per-sample")) a->basis = AM_BASIS_PER_SAMPLE;
+        else *ok = 0, die(EXIT_USAGE, "--basis: '%s' is not shared or per-sample", arg);
+        return 1;
+    case 1005: *ok = arg_int("iters", arg, 1, 20, &a->iters); return 1;
+    case 1006: *ok = arg_float("clip", arg, 0, 1e9, &a->clip); return 1;
+    case 1007: *ok = arg_float("sigma", arg, 0, 1e6, &a->sigma); return 1;
+    case 1008: {
+        int v;
+        *ok = arg_int("noise-seed", arg, 0, 2147483647, &v);
+        a->noise_seed = (uint64_t)v;
+        *seed_set = 1;
+        return 1;
+    }
+    }
+    return 0;
+}
+
+static int check_mode(const am_asym_cfg *a) {
+    if (a->sigma > 0.f && a->clip == 0.f) return die(EXIT_USAGE, "--sigma needs --clip: noise without a bound protects nothing");
+    return 0;
+}
+
+/* The DP statement, exactly what the accountant covers. */
+static void print_privacy(FILE *f, const am_asym_cfg *a, long releases, double delta, int split_layers) {
+    if (a->mode != AM_MODE_ASYMML) return;
+    if (a->sigma > 0.f) {
+        double eps = am_dp_epsilon(a->sigma, releases, delta);
+        fprintf(f, "privacy: (epsilon %.4g, delta %g) for the residuals that crossed to the accelerator: "
+                   "clip %g, noise multiplier %g, %ld Gaussian releases per training sample (%d split layers x "
+                   "epochs begun), no subsampling amplification claimed. Not covered: the weights and weight "
+                   "gradients (public in this threat model) and the output gradients, which cross in the clear.\n",
+                eps, delta, (double)a->clip, (double)a->sigma, releases, split_layers);
+    } else {
+        fprintf(f, "privacy: no differential privacy guarantee: residuals cross without noise (--sigma 0); "
+                   "only the low-rank part stays in the TEE.\n");
+    }
+}
+
 /* ------------------------------------------------------------------ train */
 
 static void usage_train(FILE *f) {
@@ -233,7 +307,9 @@ static void usage_train(FILE *f) {
             "  --save-every N        and every N steps\n"
             "  --keep N              keep the newest N checkpoints (default 3)\n"
             "  --resume PATH         continue from a checkpoint file, or the newest in a directory;\n"
-            "                        model and training options come from the checkpoint\n"
+            "                        model, training and mode options come from the checkpoint\n"
+            MODE_HELP
+            "  --delta D             the delta at which epsilon is reported (default 1e-5)\n"
             "  --help                this text\n");
 }
 
@@ -242,6 +318,7 @@ typedef struct train_opts {
     am_data_kind kind;
     am_train_cfg cfg;
     int threads, limit_train, limit_test, every, save_every, keep, crop_set, flip_set;
+    double delta;
 } train_opts;
 
 static int load_data(am_data_kind kind, const char *dir, const char *split, int limit, am_dataset *d) {
@@ -311,8 +388,20 @@ static int train_run(train_opts *o) {
     }
     const am_train_cfg *c = am_trainer_cfg(t);
     am_model *m = am_trainer_model(t);
+    int split_layers = 0, convs = am_model_num_convs(m);
+    for (int i = 0; i < convs; i++) {
+        am_split_info si;
+        if (am_model_split_info(m, i, &si) == AM_OK) split_layers += si.split;
+    }
     printf("train: %d train / %d test images of %dx%dx%d, %zu parameters, batch %d, %d epochs, %d threads\n",
            tr.n, te.n, tr.c, tr.h, tr.w, am_model_trainable_count(m), c->batch, c->epochs, am_get_threads());
+    if (c->asym.mode != AM_MODE_TEE_ONLY)
+        printf("mode: %s, %d of %d conv layers split (rank ratio %g%s), clip %g, sigma %g\n", am_mode_name(c->asym.mode),
+               split_layers, convs, c->asym.policy == AM_RANK_RATIO ? c->asym.rank_value : 0,
+               c->asym.basis == AM_BASIS_SHARED ? ", shared basis" : ", per-sample basis", (double)c->asym.clip,
+               (double)c->asym.sigma);
+    else
+        printf("mode: tee-only (everything in the trusted process; nothing is sent to an accelerator)\n");
     fflush(stdout);
     int tty = isatty(STDOUT_FILENO);
     double t0 = now_s(), ep_t0 = t0, run_loss = 0, acc = -1;
@@ -352,16 +441,18 @@ static int train_run(train_opts *o) {
         if (o->ckdir && ((o->save_every && si.global_step % o->save_every == 0) || epoch_end))
             if ((rc = save_ckpt(t, o->ckdir, o->keep, &last_ckpt))) goto out;
         if (epoch_end) {
-            double loss, ep_s = now_s() - ep_t0;
+            double loss, ep_s = now_s() - ep_t0, share = am_trainer_residual_share(t);
             if (am_trainer_evaluate(t, &te, &acc, &loss) != AM_OK) {
                 lib_fail("evaluate");
                 goto out;
             }
             printf("epoch %d/%d test accuracy %.4f loss %.4f (%d images), epoch time %.1fs%s%s\n", si.epoch,
                    c->epochs, acc, loss, te.n, ep_s, last_ckpt ? ", saved " : "", last_ckpt ? last_ckpt : "");
+            if (split_layers) printf("epoch %d/%d residual energy share %.4f (of the split layers' inputs)\n",
+                                     si.epoch, c->epochs, share);
             if (log)
-                fprintf(log, "{\"epoch\":%d,\"test_acc\":%.6f,\"test_loss\":%.6f,\"epoch_s\":%.2f}\n", si.epoch,
-                        acc, loss, ep_s);
+                fprintf(log, "{\"epoch\":%d,\"test_acc\":%.6f,\"test_loss\":%.6f,\"epoch_s\":%.2f,"
+                             "\"residual_share\":%.6f}\n", si.epoch, acc, loss, ep_s, share);
             fflush(stdout);
             ep_t0 = now_s();
         }
@@ -371,6 +462,7 @@ static int train_run(train_opts *o) {
         goto out;
     }
     printf("final test accuracy: %.4f\n", acc);
+    print_privacy(stdout, &c->asym, am_trainer_releases(t), o->delta, split_layers);
     rc = 0;
 out:
     if (log && (ferror(log) | fclose(log)) && rc == 0) rc = die(EXIT_RUNTIME, "%s: write failed", o->log);
@@ -392,15 +484,26 @@ static int cmd_train(int argc, char **argv) {
         {"log", 1, 0, 'l'},         {"help", 0, 0, 'h'},       {"dataset", 1, 0, 'k'},
         {"crop-pad", 1, 0, 'c'},    {"flip", 0, 0, 'F'},       {"no-flip", 0, 0, 'G'},
         {"checkpoint-dir", 1, 0, 'C'}, {"save-every", 1, 0, 'V'}, {"keep", 1, 0, 'K'},
-        {"resume", 1, 0, 'R'},      {0, 0, 0, 0}};
+        {"resume", 1, 0, 'R'},      {"delta", 1, 0, 'D'},      MODE_LONGOPTS,
+        {0, 0, 0, 0}};
     train_opts o = {.model = "lenet", .kind = AM_DATA_IDX, .every = 100, .keep = 3,
                     .cfg = {.epochs = 3, .batch = 64, .lr = 0.05f, .momentum = 0.9f, .wd = 5e-4f,
                             .sched = AM_SCHED_COSINE, .step_size = 1, .gamma = 0.1f, .seed = 1}};
-    int opt, ok = 1, seed = 1, hyper = 0;
+    int opt, ok = 1, seed = 1, hyper = 0, noise_seed_set = 0;
+    o.cfg.asym = am_asym_defaults();
+    o.cfg.asym.mode = AM_MODE_TEE_ONLY;
+    o.delta = 1e-5;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         /* Options that define the run; with --resume they come from the checkpoint. */
-        if (strchr("mfebrMNwsSgWxcFG", opt)) hyper = opt;
+        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100)) hyper = opt;
+        if (mode_option(opt, optarg, &o.cfg.asym, &noise_seed_set, &ok)) continue;
         switch (opt) {
+        case 'D': {
+            float d;
+            ok = arg_float("delta", optarg, 1e-300, 0.5, &d);
+            o.delta = strtod(optarg, NULL);
+            break;
+        }
         case 'd': o.data = optarg; break;
         case 'k':
             if (am_data_kind_parse(optarg, &o.kind) != AM_OK) return die(EXIT_USAGE, "--dataset: %s", am_last_error());
@@ -450,6 +553,8 @@ static int cmd_train(int argc, char **argv) {
     if (!o.crop_set) o.cfg.crop_pad = cifar ? 4 : 0;
     if (!o.flip_set) o.cfg.flip = cifar;
     o.cfg.seed = (uint64_t)seed;
+    if (!noise_seed_set) o.cfg.asym.noise_seed = (uint64_t)seed;
+    if (check_mode(&o.cfg.asym)) return EXIT_USAGE;
     if (o.threads && am_set_threads(o.threads)) return lib_fail("threads");
     return train_run(&o);
 }
@@ -467,6 +572,7 @@ static void usage_eval(FILE *f) {
             "  --batch N           default 100\n"
             "  --limit N           use the first N images\n"
             "  --threads N         default: all cores\n"
+            MODE_HELP
             "  --help              this text\n");
 }
 
@@ -475,11 +581,15 @@ static int cmd_eval(int argc, char **argv) {
                                        {"dataset", 1, 0, 'k'},    {"split", 1, 0, 's'},
                                        {"batch", 1, 0, 'b'},      {"limit", 1, 0, 'L'},
                                        {"threads", 1, 0, 't'},    {"help", 0, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       MODE_LONGOPTS,             {0, 0, 0, 0}};
     const char *ckpt = NULL, *data = NULL, *split = "test";
+    am_asym_cfg asym = am_asym_defaults();
+    asym.mode = AM_MODE_TEE_ONLY;
+    int seed_set = 0;
     am_data_kind kind = AM_DATA_IDX;
     int B = 100, limit = 0, threads = 0, opt, ok = 1;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (mode_option(opt, optarg, &asym, &seed_set, &ok)) continue;
         switch (opt) {
         case 'c': ckpt = optarg; break;
         case 'd': data = optarg; break;
@@ -500,6 +610,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!ok) return EXIT_USAGE;
     if (optind < argc) return die(EXIT_USAGE, "eval: unexpected argument '%s'", argv[optind]);
     if (!ckpt || !data) return die(EXIT_USAGE, "eval: --checkpoint and --data are required");
+    if (check_mode(&asym)) return EXIT_USAGE;
     if (threads && am_set_threads(threads)) return lib_fail("threads");
     char path[4200];
     struct stat sb;
@@ -521,10 +632,15 @@ static int cmd_eval(int argc, char **argv) {
     if (!rc) {
         memcpy(am_model_weights(m), ck.weights, ck.n_weights * sizeof(float));
         memcpy(am_model_buffers(m), ck.buffers, ck.n_buffers * sizeof(float));
-        if (am_evaluate(m, &d, ck.mean, ck.std, B < d.n ? B : d.n, &acc, &loss) != AM_OK) rc = lib_fail("eval");
+        int eb = B < d.n ? B : d.n;
+        if (asym.mode != AM_MODE_TEE_ONLY && (am_model_set_batch(m, eb) || am_model_set_asym(m, &asym)))
+            rc = lib_fail("eval");
+        else if (am_evaluate(m, &d, ck.mean, ck.std, eb, &acc, &loss) != AM_OK)
+            rc = lib_fail("eval");
     }
     if (!rc)
-        printf("%s: %s accuracy %.4f loss %.4f (%d images, step %d)\n", ckpt, split, acc, loss, d.n, ck.global_step);
+        printf("%s: %s accuracy %.4f loss %.4f (%d images, step %d, %s mode)\n", ckpt, split, acc, loss, d.n,
+               ck.global_step, am_mode_name(asym.mode));
     am_model_free(m);
     am_dataset_free(&d);
     am_checkpoint_free(&ck);
@@ -537,7 +653,10 @@ static void usage_bench(FILE *f) {
     fprintf(f,
             "usage: asymml bench [options]\n"
             "Time training steps (forward, loss, backward, SGD update) and inference passes\n"
-            "on synthetic data; print ms per step and images/s.\n"
+            "on synthetic data; print ms per step and images/s. With --mode other than\n"
+            "tee-only, also time that mode and print the TEE's share of each step (the step\n"
+            "minus the accelerator's compute) and tee-only's time over it: the speedup that\n"
+            "an infinitely fast accelerator would give.\n"
             "  --models LIST   comma-separated zoo names (default vgg16,vgg19,resnet18,resnet34)\n"
             "  --input C,H,W   default 3,32,32\n"
             "  --classes N     default 10\n"
@@ -545,6 +664,8 @@ static void usage_bench(FILE *f) {
             "  --steps N       timed steps of each kind (default 5)\n"
             "  --warmup N      untimed steps first (default 1)\n"
             "  --threads N     default: all cores\n"
+            "  --layers        per conv layer: rank, TEE time, decomposition time, energy kept\n"
+            MODE_HELP
             "  --help          this text\n");
 }
 
@@ -553,18 +674,44 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static int bench_one(const char *name, am_shape in, int classes, int B, int steps, int warm) {
+/* Median seconds of a training step (mode 0) or an inference pass (1), and
+ * the median of the accelerator's share of it. */
+static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab, am_rng *r, int mode,
+                      int steps, int warm, double *t, double *acc, double out[2]) {
+    for (int i = 0; i < warm + steps; i++) {
+        if (i == warm) am_model_reset_timers(m);
+        double a0 = am_model_accel_seconds(m), t0 = now_s();
+        float loss;
+        am_model_set_step(m, (uint64_t)i);
+        if (am_model_forward(m, x, mode == 0, r) ||
+            (mode == 0 && (am_model_loss(m, lab, &loss) || am_model_backward(m) ||
+                           am_sgd_step(opt, am_model_weights(m), am_model_grads(m), 1e-3f))))
+            return lib_fail("bench");
+        if (i >= warm) {
+            t[i - warm] = now_s() - t0;
+            acc[i - warm] = am_model_accel_seconds(m) - a0;
+        }
+    }
+    qsort(t, (size_t)steps, sizeof(double), cmp_double);
+    qsort(acc, (size_t)steps, sizeof(double), cmp_double);
+    out[0] = t[steps / 2];
+    out[1] = acc[steps / 2];
+    return 0;
+}
+
+static int bench_one(const char *name, am_shape in, int classes, int B, int steps, int warm,
+                     const am_asym_cfg *asym, int layers) {
     am_model *m;
     int rc = make_model(name, NULL, in, classes, &m);
     if (rc) return rc;
     am_sgd *opt = NULL;
     am_tensor x = {0};
     int32_t *lab = malloc(sizeof(int32_t) * B);
-    double *t = malloc(sizeof(double) * (steps > 0 ? steps : 1));
+    double *t = malloc(sizeof(double) * (size_t)steps), *ac = malloc(sizeof(double) * (size_t)steps);
     am_shape s = in;
     s.n = B;
     am_sgd_cfg sc = {0.9f, 0.f, 5e-4f, 0};
-    if (!lab || !t || am_model_init(m, 1) || am_model_set_batch(m, B) || am_tensor_alloc(&x, s) ||
+    if (!lab || !t || !ac || am_model_init(m, 1) || am_model_set_batch(m, B) || am_tensor_alloc(&x, s) ||
         am_sgd_create(&sc, am_model_weights_len(m), &opt)) {
         rc = lib_fail(name);
         goto out;
@@ -573,28 +720,52 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
     am_rng_seed(&r, 5);
     for (size_t i = 0; i < am_shape_numel(s); i++) x.d[i] = am_rng_normal(&r);
     for (int b = 0; b < B; b++) lab[b] = (int32_t)am_rng_below(&r, (uint32_t)classes);
-    double med[2];
-    for (int mode = 0; mode < 2; mode++) { /* 0: training step, 1: inference */
-        for (int i = 0; i < warm + steps; i++) {
-            double t0 = now_s();
-            float loss;
-            if (am_model_forward(m, &x, mode == 0, &r) ||
-                (mode == 0 && (am_model_loss(m, lab, &loss) || am_model_backward(m) ||
-                               am_sgd_step(opt, am_model_weights(m), am_model_grads(m), 1e-3f)))) {
-                rc = lib_fail(name);
-                goto out;
-            }
-            if (i >= warm) t[i - warm] = now_s() - t0;
+    double base[2][2];
+    for (int mode = 0; mode < 2; mode++)
+        if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, base[mode]))) goto out;
+    printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB\n",
+           name, in.c, in.h, in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
+           peak_rss_mib());
+    if (asym->mode != AM_MODE_TEE_ONLY) {
+        if (am_model_set_asym(m, asym)) {
+            rc = lib_fail(name);
+            goto out;
         }
-        qsort(t, (size_t)steps, sizeof(double), cmp_double);
-        med[mode] = t[steps / 2];
+        double md[2][2];
+        int split = 0;
+        for (int mode = 0; mode < 2; mode++) {
+            if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, md[mode]))) goto out;
+            if (mode == 0 && layers) {
+                printf("  %-5s %-11s %-9s %-4s %-5s %10s %10s %8s %8s\n", "layer", "C->K", "HxW", "r", "split",
+                       "TEE ms", "decomp ms", "energy", "MFLOP");
+                for (int i = 0; i < am_model_num_convs(m); i++) {
+                    am_split_info si;
+                    am_layer_info li;
+                    am_model_split_info(m, i, &si);
+                    am_model_layer_info(m, si.layer, &li);
+                    char ck[24], hw[24];
+                    snprintf(ck, sizeof ck, "%d->%d", si.C, si.K);
+                    snprintf(hw, sizeof hw, "%dx%d", li.out.h, li.out.w);
+                    printf("  %-5d %-11s %-9s %-4d %-5s %10.2f %10.2f %8.4f %8.1f\n", si.layer, ck, hw, si.r,
+                           si.split ? "yes" : "whole", si.tee_s * 1e3 / (steps + warm), si.decomp_s * 1e3 / (steps + warm),
+                           si.split ? si.energy_kept : 1.0, si.tee_flops / 1e6);
+                    split += si.split;
+                }
+            }
+        }
+        /* The TEE's share: the step minus the accelerator's time. */
+        double tee_tr = md[0][0] - md[0][1], tee_in = md[1][0] - md[1][1];
+        printf("%-18s %-8s train %8.1f ms (TEE %8.1f, accelerator %8.1f)  infer %8.1f ms (TEE %8.1f)  "
+               "TEE speedup over tee-only: train %.2fx infer %.2fx\n",
+               name, am_mode_name(asym->mode), md[0][0] * 1e3, tee_tr * 1e3, md[0][1] * 1e3, md[1][0] * 1e3,
+               tee_in * 1e3, base[0][0] / tee_tr, base[1][0] / tee_in);
+        (void)split;
     }
-    printf("%-20s %3dx%-3dx%-3d batch %3d  train %9.1f ms/step %8.1f img/s  infer %9.1f ms %8.1f img/s  peak RSS %.0f MiB\n",
-           name, in.c, in.h, in.w, B, med[0] * 1e3, B / med[0], med[1] * 1e3, B / med[1], peak_rss_mib());
     fflush(stdout);
 out:
     free(lab);
     free(t);
+    free(ac);
     am_tensor_free(&x);
     am_sgd_free(opt);
     am_model_free(m);
@@ -606,12 +777,18 @@ static int cmd_bench(int argc, char **argv) {
                                        {"classes", 1, 0, 'c'}, {"batch", 1, 0, 'b'},
                                        {"steps", 1, 0, 's'},  {"warmup", 1, 0, 'w'},
                                        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
+                                       {"layers", 0, 0, 'L'},  MODE_LONGOPTS,
                                        {0, 0, 0, 0}};
     char models[1024] = "vgg16,vgg19,resnet18,resnet34";
+    am_asym_cfg asym = am_asym_defaults();
+    asym.mode = AM_MODE_TEE_ONLY;
+    int layers = 0, seed_set = 0;
     am_shape in = am_shape4(1, 3, 32, 32);
     int classes = 10, B = 32, steps = 5, warm = 1, threads = 0, opt, ok = 1;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (mode_option(opt, optarg, &asym, &seed_set, &ok)) continue;
         switch (opt) {
+        case 'L': layers = 1; break;
         case 'm': snprintf(models, sizeof models, "%s", optarg); break;
         case 'i': ok = arg_shape("input", optarg, &in); break;
         case 'c': ok = arg_int("classes", optarg, 2, 1000000, &classes); break;
@@ -625,14 +802,208 @@ static int cmd_bench(int argc, char **argv) {
     }
     if (!ok) return EXIT_USAGE;
     if (optind < argc) return die(EXIT_USAGE, "bench: unexpected argument '%s'", argv[optind]);
+    if (check_mode(&asym)) return EXIT_USAGE;
     if (threads && am_set_threads(threads)) return lib_fail("threads");
     printf("bench: %d threads, median of %d steps after %d warm-up\n", am_get_threads(), steps, warm);
     char *save = NULL;
     for (char *nm = strtok_r(models, ",", &save); nm; nm = strtok_r(NULL, ",", &save)) {
-        int rc = bench_one(nm, in, classes, B, steps, warm);
+        int rc = bench_one(nm, in, classes, B, steps, warm, &asym, layers);
         if (rc) return rc;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------ analyze */
+
+static void usage_analyze(FILE *f) {
+    fprintf(f,
+            "usage: asymml analyze --data DIR [--checkpoint PATH | --model NAME] [options]\n"
+            "For each conv layer of a model, on a sample of the data: input shape, SVD-channel\n"
+            "entropy, the rank each policy picks, the energy each keeps, and the TEE and\n"
+            "accelerator FLOPs per training step when split at the ratio's rank.\n"
+            "  --data DIR          dataset folder\n"
+            "  --dataset KIND      idx (default), cifar10, cifar100\n"
+            "  --checkpoint PATH   a trained model (file or directory); else --model, untrained\n"
+            "  --model NAME        zoo model (default lenet), initialized from --seed\n"
+            "  --seed N            default 1\n"
+            "  --samples N         test images analyzed as one batch (default 64)\n"
+            "  --ratio X           ratio policy (default 0.0625)\n"
+            "  --tau X             energy policy: residual share below X (default 0.05)\n"
+            "  --rank N            fixed policy (default 4)\n"
+            "  --threads N         default: all cores\n"
+            "  --help              this text\n");
+}
+
+static int cmd_analyze(int argc, char **argv) {
+    static const struct option lo[] = {{"data", 1, 0, 'd'},    {"dataset", 1, 0, 'k'}, {"checkpoint", 1, 0, 'c'},
+                                       {"model", 1, 0, 'm'},   {"seed", 1, 0, 'x'},    {"samples", 1, 0, 'n'},
+                                       {"ratio", 1, 0, 'r'},   {"tau", 1, 0, 'u'},     {"rank", 1, 0, 'f'},
+                                       {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
+    const char *data = NULL, *ckpt = NULL, *model = "lenet";
+    am_data_kind kind = AM_DATA_IDX;
+    int seed = 1, n = 64, fixed = 4, threads = 0, opt, ok = 1;
+    float ratio = 1.f / 16, tau = 0.05f;
+    while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'd': data = optarg; break;
+        case 'k':
+            if (am_data_kind_parse(optarg, &kind) != AM_OK) return die(EXIT_USAGE, "--dataset: %s", am_last_error());
+            break;
+        case 'c': ckpt = optarg; break;
+        case 'm': model = optarg; break;
+        case 'x': ok = arg_int("seed", optarg, 0, 2147483647, &seed); break;
+        case 'n': ok = arg_int("samples", optarg, 2, 4096, &n); break;
+        case 'r': ok = arg_float("ratio", optarg, 1e-6, 1, &ratio); break;
+        case 'u': ok = arg_float("tau", optarg, 1e-6, 0.999, &tau); break;
+        case 'f': ok = arg_int("rank", optarg, 1, 65536, &fixed); break;
+        case 't': ok = arg_int("threads", optarg, 1, 1024, &threads); break;
+        case 'h': usage_analyze(stdout); return 0;
+        default: return bad_option("analyze", argv);
+        }
+    }
+    if (!ok) return EXIT_USAGE;
+    if (optind < argc) return die(EXIT_USAGE, "analyze: unexpected argument '%s'", argv[optind]);
+    if (!data) return die(EXIT_USAGE, "analyze: --data DIR is required");
+    if (threads && am_set_threads(threads)) return lib_fail("threads");
+    am_dataset d = {0};
+    am_model *m = NULL;
+    am_checkpoint ck = {0};
+    float mean[4], sd[4];
+    float *x = NULL, *s = NULL, *tmp = NULL;
+    int32_t *lab = NULL;
+    uint32_t *idx = NULL;
+    int rc = load_data(kind, data, "test", 0, &d);
+    if (rc) goto out;
+    rc = EXIT_RUNTIME;
+    if (d.n < n) n = d.n;
+    if (ckpt) {
+        char path[4200];
+        struct stat sb;
+        if (stat(ckpt, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            if (am_checkpoint_latest(ckpt, path, sizeof path) != AM_OK) {
+                lib_fail("--checkpoint");
+                goto out;
+            }
+            ckpt = path;
+        }
+        if (am_checkpoint_read(ckpt, &ck) != AM_OK || am_model_create(ck.desc, &m) != AM_OK) {
+            lib_fail("checkpoint");
+            goto out;
+        }
+        if (am_model_weights_len(m) != ck.n_weights || am_model_buffers_len(m) != ck.n_buffers || ck.channels != d.c) {
+            die(EXIT_RUNTIME, "%s: does not match its model or this data", ckpt);
+            goto out;
+        }
+        memcpy(am_model_weights(m), ck.weights, ck.n_weights * sizeof(float));
+        memcpy(am_model_buffers(m), ck.buffers, ck.n_buffers * sizeof(float));
+        memcpy(mean, ck.mean, sizeof mean);
+        memcpy(sd, ck.std, sizeof sd);
+    } else {
+        if ((rc = make_model(model, NULL, am_shape4(1, d.c, d.h, d.w), d.classes, &m))) goto out;
+        rc = EXIT_RUNTIME;
+        am_model_init(m, (uint64_t)seed);
+        am_dataset_stats(&d, mean, sd);
+    }
+    am_shape in = am_model_input_shape(m);
+    if (in.c != d.c || in.h != d.h || in.w != d.w) {
+        die(EXIT_RUNTIME, "the model takes %dx%dx%d images; the data has %dx%dx%d", in.c, in.h, in.w, d.c, d.h, d.w);
+        goto out;
+    }
+    x = malloc(sizeof(float) * (size_t)n * d.c * d.h * d.w);
+    lab = malloc(sizeof(int32_t) * (size_t)n);
+    idx = malloc(sizeof(uint32_t) * (size_t)n);
+    if (!x || !lab || !idx) {
+        die(EXIT_RUNTIME, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) idx[i] = (uint32_t)i;
+    in.n = n;
+    am_tensor xt = {in, x};
+    if (am_dataset_batch(&d, idx, n, mean, sd, x, lab) || am_model_set_batch(m, n) || am_model_forward(m, &xt, 0, NULL)) {
+        lib_fail("analyze");
+        goto out;
+    }
+    /* The planner's view at the ratio's rank, for the FLOP split. */
+    am_model *plan = NULL;
+    am_asym_cfg ac = am_asym_defaults();
+    ac.rank_value = ratio;
+    if (am_model_create(am_model_desc(m), &plan) || am_model_set_batch(plan, n) || am_model_set_asym(plan, &ac)) {
+        am_model_free(plan);
+        lib_fail("analyze");
+        goto out;
+    }
+    printf("analyze: %d images; energy = share of ||X||^2 kept by the rank; exact over the batch (shared) and\n"
+           "per sample (mean), and what the runtime's shared basis (2 iterations) and light SVD (T=2) keep\n",
+           n);
+    printf("%-5s %-10s %-9s %7s | %5s %5s %5s %5s | %7s %7s %7s %7s | %9s %9s %s\n", "layer", "C->K", "HxW",
+           "entropy", "r/C", "ent", "tau", "fixed", "shared", "sample", "runtime", "light", "TEE MF", "accel MF",
+           "plan");
+    double tee_total = 0, all_total = 0;
+    for (int i = 0, ci = 0; i < am_model_num_layers(m); i++) {
+        am_layer_info li, xi;
+        am_model_layer_info(m, i, &li);
+        if (strcmp(li.kind, "conv")) continue;
+        am_split_info si;
+        am_model_split_info(plan, ci++, &si);
+        const am_tensor *X = am_model_output(m, li.in[0]);
+        am_model_layer_info(m, li.in[0], &xi);
+        int C = X->s.c, N = X->s.h * X->s.w;
+        free(s);
+        free(tmp);
+        s = malloc(sizeof(float) * (size_t)C * 2);
+        tmp = malloc(sizeof(float) * ((size_t)C * N + (size_t)C * C + (size_t)C * N));
+        if (!s || !tmp || am_exact_basis(X->d, n, C, N, 1, NULL, s) != AM_OK) {
+            lib_fail("analyze");
+            am_model_free(plan);
+            goto out;
+        }
+        double mu = am_svd_entropy(s, C);
+        int r_ratio = am_rank_pick(AM_RANK_RATIO, ratio, s, C), r_ent = am_rank_pick(AM_RANK_ENTROPY, 0, s, C);
+        int r_tau = am_rank_pick(AM_RANK_ENERGY, tau, s, C), r_fix = am_rank_pick(AM_RANK_FIXED, fixed, s, C);
+        double shared = am_energy_kept(s, C, r_ratio), per = 0, light = 0, tot = 0;
+        float *sb = s + C, *R = tmp, *U = tmp + (size_t)C * N, *V = U + (size_t)C * C;
+        for (int b = 0; b < n; b++) {
+            const float *Xb = X->d + (size_t)b * C * N;
+            am_exact_basis(Xb, 1, C, N, 1, NULL, sb);
+            double e = am_sumsq(Xb, (size_t)C * N);
+            per += am_energy_kept(sb, C, r_ratio) * e;
+            memcpy(R, Xb, sizeof(float) * (size_t)C * N);
+            am_light_svd(R, C, N, r_ratio, 2, U, V);
+            light += e - am_sumsq(R, (size_t)C * N);
+            tot += e;
+        }
+        /* The runtime's shared basis: subspace iteration from the largest channels. */
+        float *Ur = malloc(sizeof(float) * (size_t)C * r_ratio * 2), *Vr = malloc(sizeof(float) * (size_t)n * r_ratio * N);
+        double runtime = 0;
+        if (Ur && Vr && am_shared_basis(X->d, n, C, N, r_ratio, 2, 0, Ur, Ur + (size_t)C * r_ratio, (size_t)C * r_ratio) == AM_OK &&
+            am_project(X->d, n, C, N, r_ratio, Ur, Vr, NULL) == AM_OK)
+            runtime = am_sumsq(Vr, (size_t)n * r_ratio * N) / (tot > 0 ? tot : 1);
+        free(Ur);
+        free(Vr);
+        char ck2[24], hw[24];
+        snprintf(ck2, sizeof ck2, "%d->%d", C, li.out.c);
+        snprintf(hw, sizeof hw, "%dx%d", X->s.h, X->s.w);
+        double accel = si.split ? si.whole_flops : 0, teef = si.split ? si.tee_flops : si.whole_flops;
+        tee_total += teef;
+        all_total += si.whole_flops;
+        printf("%-5d %-10s %-9s %7.3f | %5d %5d %5d %5d | %7.4f %7.4f %7.4f %7.4f | %9.1f %9.1f %s\n", i, ck2, hw,
+               mu, r_ratio, r_ent, r_tau, r_fix, shared, tot > 0 ? per / tot : 1, runtime, tot > 0 ? light / tot : 1,
+               teef / 1e6, accel / 1e6, si.split ? "split" : (li.in[0] == 0 ? "whole (first conv)" : "whole (cheaper)"));
+    }
+    printf("conv FLOPs per training step: TEE %.1f M of %.1f M done whole (%.1f%%), at rank ratio %g\n", tee_total / 1e6,
+           all_total / 1e6, 100 * tee_total / (all_total > 0 ? all_total : 1), (double)ratio);
+    am_model_free(plan);
+    rc = 0;
+out:
+    free(x);
+    free(lab);
+    free(idx);
+    free(s);
+    free(tmp);
+    am_model_free(m);
+    am_checkpoint_free(&ck);
+    am_dataset_free(&d);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ main */
@@ -642,6 +1013,7 @@ static void usage(FILE *f) {
             "usage: asymml COMMAND [options]   (asymml COMMAND --help for each)\n"
             "  train   train a model (MNIST, Fashion-MNIST, CIFAR-10/100); checkpoints, resume\n"
             "  eval    evaluate a checkpoint on a dataset\n"
+            "  analyze per conv layer: entropy, ranks, energy kept, TEE/accelerator FLOPs\n"
             "  info    print a model's layers, shapes, parameters and FLOPs\n"
             "  bench   time training and inference steps of zoo models\n"
             "  --version, --help\n"
@@ -664,6 +1036,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "analyze")) return cmd_analyze(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     return die(EXIT_USAGE, "unknown command '%s' (see asymml --help)", cmd);
 }

@@ -31,14 +31,19 @@ static am_train_cfg cfg(void) {
 
 static void path_of(char *buf, const char *name) { snprintf(buf, 512, "%s/%s", dir, name); }
 
-static void t_resume_bitwise(void **st) {
-    (void)st;
+/* Two convs, so that asymml mode splits the second. */
+static const char *DESC2 = "input 1 8 8\nconv 16 k=3 p=1\nbn\nrelu\nconv 32 k=3 p=1\nbn\nrelu\n"
+                           "maxpool k=2\nflatten\ndropout p=0.3\nlinear 4\n";
+
+static void resume_case(const char *desc, const am_asym_cfg *asym) {
     am_dataset d;
     assert_int_equal(am_synthetic(43, 1, 8, 8, 4, 5, &d), AM_OK); /* 5 steps an epoch, 3 left over */
     am_train_cfg c = cfg();
+    if (asym) c.asym = *asym;
     float straight[15], resumed[15];
     am_trainer *a;
-    assert_int_equal(am_trainer_create(&c, DESC, &d, &a), AM_OK);
+    assert_int_equal(am_trainer_create(&c, desc, &d, &a), AM_OK);
+    if (asym) assert_true(am_model_mode(am_trainer_model(a)) == AM_MODE_ASYMML && am_trainer_releases(a) == 0);
     am_step_info si;
     for (int i = 0; !am_trainer_done(a); i++) {
         assert_true(i < 15);
@@ -50,7 +55,7 @@ static void t_resume_bitwise(void **st) {
     char p[512];
     path_of(p, "mid.amck");
     am_trainer *b;
-    assert_int_equal(am_trainer_create(&c, DESC, &d, &b), AM_OK);
+    assert_int_equal(am_trainer_create(&c, desc, &d, &b), AM_OK);
     for (int i = 0; i < 7; i++) {
         assert_int_equal(am_trainer_step(b, &si), AM_OK);
         resumed[i] = si.loss;
@@ -65,6 +70,7 @@ static void t_resume_bitwise(void **st) {
     }
     assert_true(am_trainer_done(b));
     assert_memory_equal(straight, resumed, sizeof straight);
+    if (asym) assert_int_equal(am_trainer_releases(b), 3); /* 3 epochs begun x 1 split layer */
     am_model *ma = am_trainer_model(a), *mb = am_trainer_model(b);
     assert_memory_equal(am_model_weights(ma), am_model_weights(mb), am_model_weights_len(ma) * sizeof(float));
     assert_memory_equal(am_model_buffers(ma), am_model_buffers(mb), am_model_buffers_len(ma) * sizeof(float));
@@ -82,6 +88,15 @@ static void t_resume_bitwise(void **st) {
     assert_non_null(strstr(am_last_error(), "model takes"));
     am_dataset_free(&other);
     am_dataset_free(&d);
+}
+
+static void t_resume_bitwise(void **st) {
+    (void)st;
+    resume_case(DESC, NULL);
+    /* asymml mode with DP noise: the bases and the noise stream resume too. */
+    am_asym_cfg a = am_asym_defaults();
+    a.clip = 5.f, a.sigma = 0.3f, a.noise_seed = 11;
+    resume_case(DESC2, &a);
 }
 
 static uint8_t *slurp(const char *p, size_t *n) {

@@ -68,7 +68,8 @@ typedef struct am_split_info {
     int layer;          /* index in the model */
     int split;          /* 1: split; 0: whole in the TEE (first conv, or cheaper) */
     int C, K, r;        /* input channels, output channels, rank */
-    double energy_kept; /* share of ||X||^2 in U V over the last batch */
+    double energy_kept; /* share of ||X||^2 in U V, over the batches since the timers' reset */
+    double energy_total; /* ||X||^2 summed over those batches */
     double tee_flops, whole_flops; /* per training step: TEE side if split, and whole */
     double tee_s, decomp_s;       /* seconds spent in the TEE on this layer, and in the decomposition */
 } am_split_info;
@@ -82,6 +83,8 @@ void am_model_reset_timers(am_model *m);
 /* State that resuming needs bit-exactly: the warm-started bases (floats). */
 size_t am_model_asym_state_len(const am_model *m);
 float *am_model_asym_state(am_model *m);
+/* After writing the state (from a checkpoint): the next batch starts from it. */
+void am_model_asym_state_restored(am_model *m);
 
 /* ---- the boundary ledger ---- */
 typedef enum am_cross_kind {

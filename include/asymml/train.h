@@ -2,16 +2,18 @@
  * object, so that the command line and the tests run the same loop) and
  * checkpoints.
  *
- * Checkpoint file, version 1 (little-endian):
+ * Checkpoint file, version 2 (little-endian):
  *     "AMCK"  u32 version  u64 payload length  payload  BLAKE2b-256 of all before it
  * The payload holds the model description, the training configuration, the
  * normalization, the position (epoch, step, global step), the weights, the
- * BatchNorm running statistics, the momentum buffer and the dropout RNG.
+ * BatchNorm running statistics, the momentum buffer, the dropout RNG, the
+ * execution mode and the split layers' warm-started bases.
  * Files are written to a temporary name, synced, then renamed: a crash while
  * saving leaves the previous checkpoint as it was. */
 #ifndef ASYMML_TRAIN_H
 #define ASYMML_TRAIN_H
 
+#include "asymml/asym.h"
 #include "asymml/core.h"
 #include "asymml/data.h"
 #include "asymml/nn.h"
@@ -31,6 +33,7 @@ typedef struct am_train_cfg {
     uint64_t seed;
     int crop_pad;  /* augmentation: random crop after this much zero padding */
     int flip;      /* augmentation: random horizontal flip */
+    am_asym_cfg asym; /* execution mode; mode 0 (tee-only) is plain training */
 } am_train_cfg;
 
 typedef struct am_trainer am_trainer;
@@ -61,6 +64,12 @@ am_status am_trainer_save(am_trainer *t, const char *path);
 am_model *am_trainer_model(am_trainer *t);
 const am_train_cfg *am_trainer_cfg(const am_trainer *t);
 int am_trainer_global_step(const am_trainer *t);
+/* Releases of one training sample's residuals so far (split layers x epochs
+ * begun): what the DP accountant composes. 0 outside asymml mode. */
+long am_trainer_releases(const am_trainer *t);
+/* Share of the split layers' input energy left in the residuals, over the
+ * batches since the last call (0 when nothing is split). */
+double am_trainer_residual_share(am_trainer *t);
 
 /* ---- checkpoint files ---- */
 typedef struct am_checkpoint {
@@ -73,6 +82,8 @@ typedef struct am_checkpoint {
     float *weights, *buffers, *momentum; /* momentum NULL when there is none */
     int momentum_started;
     am_rng rng;                   /* the dropout generator */
+    size_t n_asym;                /* floats of split-execution state */
+    float *asym;
 } am_checkpoint;
 
 am_status am_checkpoint_write(const char *path, const am_checkpoint *ck);

@@ -200,7 +200,7 @@ double am_svd_entropy(const float *s, int n) {
         double p = (s[i] > 0 ? s[i] : 0) / sum;
         q += p * p;
     }
-    return -log2(q);
+    return q >= 1 ? 0 : -log2(q);
 }
 
 double am_energy_kept(const float *s, int n, int r) {

@@ -863,6 +863,9 @@ void am_model_reset_timers(am_model *m) {
 }
 size_t am_model_asym_state_len(const am_model *m) { return m->asym ? am_asym_state_len(m->asym) : 0; }
 float *am_model_asym_state(am_model *m) { return m->asym ? am_asym_state(m->asym) : NULL; }
+void am_model_asym_state_restored(am_model *m) {
+    if (m->asym) am_asym_state_restored(m->asym);
+}
 void am_model_ledger_enable(am_model *m, int on) {
     if (m->asym) am_asym_ledger_enable(m->asym, on);
 }

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define MAGIC "AMCK"
-#define VERSION 1u
+#define VERSION 2u
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
 #define HEADER_LEN 16
 #define MAX_DESC (1u << 20)
@@ -59,7 +59,8 @@ static size_t payload_len(const am_checkpoint *ck) {
     n += 3 * 4;                     /* position */
     n += 2 * 8 + 2 * 4;             /* sizes, momentum flags */
     n += 4 * 8 + 4 + 4;             /* rng */
-    n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers) * sizeof(float);
+    n += 4 * 4 + 8 + 3 * 4 + 8 + 8; /* asym: mode, policy, basis, iters, rank value, clip, sigma, pad, seed, n */
+    n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers + ck->n_asym) * sizeof(float);
     return n;
 }
 
@@ -79,9 +80,18 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     put_i32(w, ck->momentum != NULL), put_i32(w, ck->momentum_started);
     for (int i = 0; i < 4; i++) put_u64(w, ck->rng.s[i]);
     put_f32(w, ck->rng.spare), put_i32(w, ck->rng.has_spare);
+    const am_asym_cfg *a = &c->asym;
+    put_i32(w, (int)a->mode), put_i32(w, (int)a->policy), put_i32(w, (int)a->basis), put_i32(w, a->iters);
+    uint64_t rv;
+    memcpy(&rv, &a->rank_value, 8);
+    put_u64(w, rv);
+    put_f32(w, a->clip), put_f32(w, a->sigma), put_i32(w, 0);
+    put_u64(w, a->noise_seed);
+    put_u64(w, ck->n_asym);
     put_floats(w, ck->weights, ck->n_weights);
     put_floats(w, ck->buffers, ck->n_buffers);
     if (ck->momentum) put_floats(w, ck->momentum, ck->n_weights);
+    if (ck->n_asym) put_floats(w, ck->asym, ck->n_asym);
 }
 
 static am_status sync_dir_of(const char *path) {
@@ -189,6 +199,14 @@ static am_status check_cfg(const am_train_cfg *c) {
         !(c->gamma > 0.f && c->gamma <= 1.f) || c->warmup < 0 || c->crop_pad < 0 ||
         c->crop_pad > 64 || (c->flip != 0 && c->flip != 1))
         return am_fail(AM_EFORMAT, "checkpoint: training configuration out of range");
+    const am_asym_cfg *a = &c->asym;
+    if ((int)a->mode < 0 || (int)a->mode > AM_MODE_OPEN)
+        return am_fail(AM_EFORMAT, "checkpoint: unknown execution mode %d", (int)a->mode);
+    if (a->mode != AM_MODE_TEE_ONLY && ((int)a->policy < 0 || (int)a->policy > AM_RANK_ENERGY ||
+        (int)a->basis < 0 || (int)a->basis > AM_BASIS_PER_SAMPLE || a->iters < 1 || a->iters > 20 ||
+        !isfinite(a->rank_value) || !(a->clip >= 0.f) || !isfinite(a->clip) || !(a->sigma >= 0.f) ||
+        !isfinite(a->sigma)))
+        return am_fail(AM_EFORMAT, "checkpoint: execution mode configuration out of range");
     return AM_OK;
 }
 
@@ -235,6 +253,15 @@ am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     for (int i = 0; i < 4; i++) ck->rng.s[i] = get_u64(&r);
     ck->rng.spare = get_f32(&r);
     ck->rng.has_spare = get_i32(&r);
+    am_asym_cfg *a = &c->asym;
+    a->mode = (am_mode)get_i32(&r), a->policy = (am_rank_policy)get_i32(&r);
+    a->basis = (am_basis_kind)get_i32(&r), a->iters = get_i32(&r);
+    uint64_t rv = get_u64(&r);
+    memcpy(&a->rank_value, &rv, 8);
+    a->clip = get_f32(&r), a->sigma = get_f32(&r);
+    (void)get_i32(&r);
+    a->noise_seed = get_u64(&r);
+    ck->n_asym = (size_t)get_u64(&r);
     am_status st = AM_OK;
     if (r.short_read) st = am_fail(AM_EFORMAT, "checkpoint truncated");
     if (st == AM_OK) st = check_cfg(c);
@@ -252,6 +279,8 @@ am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     if (st == AM_OK) st = get_floats(&r, ck->n_weights, &ck->weights, "weights");
     if (st == AM_OK) st = get_floats(&r, ck->n_buffers, &ck->buffers, "running statistics");
     if (st == AM_OK && has_mom) st = get_floats(&r, ck->n_weights, &ck->momentum, "momentum buffer");
+    if (st == AM_OK && ck->n_asym > ((size_t)1 << 32)) st = am_fail(AM_EFORMAT, "checkpoint: bad split state size");
+    if (st == AM_OK && ck->n_asym) st = get_floats(&r, ck->n_asym, &ck->asym, "split-execution state");
     if (st == AM_OK && r.off != r.n) st = am_fail(AM_EFORMAT, "checkpoint: %zu unexpected bytes at the end of the payload", r.n - r.off);
     if (st != AM_OK) am_checkpoint_free(ck);
     return st;
@@ -291,6 +320,7 @@ void am_checkpoint_free(am_checkpoint *ck) {
     am_aligned_free(ck->weights);
     am_aligned_free(ck->buffers);
     am_aligned_free(ck->momentum);
+    am_aligned_free(ck->asym);
     memset(ck, 0, sizeof *ck);
 }
 

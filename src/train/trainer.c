@@ -47,6 +47,12 @@ static am_status make(const am_train_cfg *cfg, const char *desc, const am_datase
     }
     if (st == AM_OK) st = am_model_init(t->m, cfg->seed);
     if (st == AM_OK) st = am_model_set_batch(t->m, cfg->batch);
+    if (st == AM_OK && cfg->asym.mode != AM_MODE_TEE_ONLY) {
+        if (cfg->asym.policy != AM_RANK_RATIO && cfg->asym.policy != AM_RANK_FIXED)
+            st = am_fail(AM_EINVAL, "training supports the ratio and fixed rank policies (resume must be exact)");
+        else
+            st = am_model_set_asym(t->m, &cfg->asym);
+    }
     if (st == AM_OK) {
         am_sgd_cfg sc = {cfg->momentum, 0.f, cfg->wd, cfg->nesterov};
         st = am_sgd_create(&sc, am_model_weights_len(t->m), &t->opt);
@@ -112,6 +118,7 @@ am_status am_trainer_step(am_trainer *t, am_step_info *info) {
     am_tensor x = {s, t->x};
     float lr = am_schedule_lr(&t->sched, t->global_step), loss;
     AM_TRY(am_loader_next(&t->loader, t->x, t->labels));
+    am_model_set_step(t->m, (uint64_t)t->global_step);
     AM_TRY(am_model_forward(t->m, &x, 1, &t->rng));
     AM_TRY(am_model_loss(t->m, t->labels, &loss));
     if (!isfinite(loss))
@@ -209,6 +216,8 @@ am_status am_trainer_save(am_trainer *t, const char *path) {
     ck.momentum = mom;
     ck.momentum_started = started;
     ck.rng = t->rng;
+    ck.n_asym = am_model_asym_state_len(t->m);
+    ck.asym = am_model_asym_state(t->m);
     return am_checkpoint_write(path, &ck);
 }
 
@@ -222,7 +231,8 @@ am_status am_trainer_resume(const char *path, const am_dataset *train, am_traine
         st = am_fail(AM_EINVAL, "%s: checkpoint of a %d-channel model, the data has %d channels", path, ck.channels,
                      train ? train->c : 0);
     if (st == AM_OK) st = make(&ck.cfg, ck.desc, train, ck.mean, ck.std, &t);
-    if (st == AM_OK && (am_model_weights_len(t->m) != ck.n_weights || am_model_buffers_len(t->m) != ck.n_buffers))
+    if (st == AM_OK && (am_model_weights_len(t->m) != ck.n_weights || am_model_buffers_len(t->m) != ck.n_buffers ||
+                        am_model_asym_state_len(t->m) != ck.n_asym))
         st = am_fail(AM_EFORMAT, "%s: tensor sizes do not match the model description", path);
     if (st == AM_OK && (ck.global_step > t->total_steps || ck.step >= t->steps_per_epoch ||
                         ck.epoch * t->steps_per_epoch + ck.step != ck.global_step))
@@ -233,6 +243,10 @@ am_status am_trainer_resume(const char *path, const am_dataset *train, am_traine
     if (st == AM_OK) {
         memcpy(am_model_weights(t->m), ck.weights, ck.n_weights * sizeof(float));
         memcpy(am_model_buffers(t->m), ck.buffers, ck.n_buffers * sizeof(float));
+        if (ck.n_asym && ck.global_step > 0) {
+            memcpy(am_model_asym_state(t->m), ck.asym, ck.n_asym * sizeof(float));
+            am_model_asym_state_restored(t->m);
+        }
         t->rng = ck.rng;
         t->global_step = ck.global_step;
     }
@@ -243,4 +257,29 @@ am_status am_trainer_resume(const char *path, const am_dataset *train, am_traine
     }
     *out = t;
     return AM_OK;
+}
+
+long am_trainer_releases(const am_trainer *t) {
+    if (am_model_mode(t->m) != AM_MODE_ASYMML) return 0;
+    int split = 0;
+    for (int i = 0; i < am_model_num_convs(t->m); i++) {
+        am_split_info si;
+        if (am_model_split_info(t->m, i, &si) == AM_OK) split += si.split;
+    }
+    /* Each epoch begun visits a sample at most once (shuffling, no
+     * subsampling), and each visit releases one residual per split layer. */
+    long epochs = (t->global_step + t->steps_per_epoch - 1) / t->steps_per_epoch;
+    return epochs * split;
+}
+
+double am_trainer_residual_share(am_trainer *t) {
+    double kept = 0, total = 0;
+    for (int i = 0; i < am_model_num_convs(t->m); i++) {
+        am_split_info si;
+        if (am_model_split_info(t->m, i, &si) != AM_OK || !si.split) continue;
+        kept += si.energy_kept * si.energy_total;
+        total += si.energy_total;
+    }
+    am_model_reset_timers(t->m);
+    return total > 0 ? 1.0 - kept / total : 0.0;
 }

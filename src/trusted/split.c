@@ -44,6 +44,7 @@ struct am_asym {
     size_t scratch_n;
     float *basis_work;
     size_t basis_work_n;
+    float *u_eval; /* the basis of an evaluation batch (basis_work_n floats) */
     uint64_t step;
     int ledger_on;
     am_ledger_entry *led;
@@ -106,6 +107,7 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->state);
     am_aligned_free(a->scratch);
     am_aligned_free(a->basis_work);
+    am_aligned_free(a->u_eval);
     free(a->led);
     free(a);
 }
@@ -147,9 +149,11 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
         size_t bw = am_shared_basis_workspace(p->C, p->r);
         if (bw > a->basis_work_n) {
             am_aligned_free(a->basis_work);
+            am_aligned_free(a->u_eval);
             a->basis_work = am_aligned_alloc(bw * sizeof(float));
-            a->basis_work_n = a->basis_work ? bw : 0;
-            if (!a->basis_work) return am_fail(AM_ENOMEM, "asym: out of memory");
+            a->u_eval = am_aligned_alloc(bw * sizeof(float));
+            a->basis_work_n = a->basis_work && a->u_eval ? bw : 0;
+            if (!a->basis_work_n) return am_fail(AM_ENOMEM, "asym: out of memory");
         }
     }
     return AM_OK;
@@ -166,6 +170,7 @@ am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape
     AM_TRY(am_conv2d_out_shape(cfg, x, &p->y));
     p->C = x.c, p->K = cfg->out_c, p->N = x.h * x.w, p->P = p->y.h * p->y.w, p->kk = cfg->kh * cfg->kw;
     size_t need = (size_t)x.n * x.c * x.h * x.w;
+    costs(a, p, (p->C + 15) / 16); /* whole_flops for every layer */
     if (a->cfg.mode == AM_MODE_OPEN) { /* no privacy: every conv whole on the accelerator */
         p->split = 0;
         return AM_OK;
@@ -302,10 +307,16 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     const int r = p->r;
     float *R = a->scratch;
     /* Decompose: X = U V + R. */
+    /* An evaluation batch starts from the training basis but does not move
+     * it: training (and a resumed run) sees the same bases either way. */
+    float *U = a->state + p->u_off;
     if (a->cfg.basis == AM_BASIS_SHARED) {
-        float *U = a->state + p->u_off;
+        if (!training && p->warm) {
+            memcpy(a->u_eval, U, sizeof(float) * (size_t)C * r);
+            U = a->u_eval;
+        }
         AM_TRY(am_shared_basis(x->d, B, C, N, r, a->cfg.iters, p->warm, U, a->basis_work, a->basis_work_n));
-        p->warm = 1;
+        if (training) p->warm = 1;
         AM_TRY(am_project(x->d, B, C, N, r, U, p->V, R));
     } else {
         memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
@@ -333,7 +344,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     /* The low-rank conv in the TEE: conv(W U, V) + b. */
     am_conv2d_cfg lc = *cfg;
     if (a->cfg.basis == AM_BASIS_SHARED) {
-        fold(w, a->state + p->u_off, p->K, C, r, p->kk, p->Wp);
+        fold(w, U, p->K, C, r, p->kk, p->Wp);
         am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
         AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, y, work, work_n));
     } else {
@@ -448,7 +459,8 @@ am_status am_asym_info(const am_asym *a, int i, am_split_info *out) {
         if (!p->active) continue;
         if (k++ != i) continue;
         *out = (am_split_info){l, p->split, p->C, p->K, p->r, p->e_total > 0 ? p->e_kept / p->e_total : 0,
-                               p->split ? p->tee_flops : p->whole_flops, p->whole_flops, p->tee_s, p->decomp_s};
+                               p->e_total, p->split ? p->tee_flops : p->whole_flops, p->whole_flops, p->tee_s,
+                               p->decomp_s};
         if (!p->split && a->cfg.mode == AM_MODE_OPEN) out->tee_flops = 0;
         return AM_OK;
     }
@@ -465,6 +477,10 @@ void am_asym_reset_timers(am_asym *a) {
 }
 
 size_t am_asym_state_len(const am_asym *a) { return a->state_len; }
+void am_asym_state_restored(am_asym *a) {
+    for (int i = 0; i < a->n; i++)
+        if (a->L[i].active && a->L[i].split && a->L[i].r) a->L[i].warm = 1;
+}
 float *am_asym_state(am_asym *a) { return a->state; }
 
 void am_asym_ledger_enable(am_asym *a, int on) { a->ledger_on = on; }

@@ -33,6 +33,8 @@ double am_asym_accel_seconds(const am_asym *a);
 void am_asym_reset_timers(am_asym *a);
 size_t am_asym_state_len(const am_asym *a);
 float *am_asym_state(am_asym *a);
+/* The bases were loaded (from a checkpoint): start from them. */
+void am_asym_state_restored(am_asym *a);
 
 void am_asym_ledger_enable(am_asym *a, int on);
 int am_asym_ledger_count(const am_asym *a);
