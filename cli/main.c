@@ -327,6 +327,15 @@ static int load_data(am_data_kind kind, const char *dir, const char *split, int 
     return 0;
 }
 
+/* A checkpoint file, or the newest in a directory; NULL (with the library's
+ * message) if a directory holds none. The result lives until the next call. */
+static const char *resolve_ckpt(const char *p) {
+    static char path[4200];
+    struct stat sb;
+    if (stat(p, &sb) || !S_ISDIR(sb.st_mode)) return p;
+    return am_checkpoint_latest(p, path, sizeof path) == AM_OK ? path : NULL;
+}
+
 static int save_ckpt(am_trainer *t, const char *dir, int keep, const char **last) {
     static char path[4200];
     snprintf(path, sizeof path, "%s/ckpt-%010d.amck", dir, am_trainer_global_step(t));
@@ -350,15 +359,10 @@ static int train_run(train_opts *o) {
         goto out;
     }
     if (o->resume) {
-        char path[4200];
-        struct stat sb;
-        const char *p = o->resume;
-        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            if (am_checkpoint_latest(p, path, sizeof path) != AM_OK) {
-                lib_fail("--resume");
-                goto out;
-            }
-            p = path;
+        const char *p = resolve_ckpt(o->resume);
+        if (!p) {
+            lib_fail("--resume");
+            goto out;
         }
         if (am_trainer_resume(p, &tr, &t) != AM_OK) {
             lib_fail("--resume");
@@ -396,7 +400,8 @@ static int train_run(train_opts *o) {
     printf("train: %d train / %d test images of %dx%dx%d, %zu parameters, batch %d, %d epochs, %d threads\n",
            tr.n, te.n, tr.c, tr.h, tr.w, am_model_trainable_count(m), c->batch, c->epochs, am_get_threads());
     if (c->asym.mode != AM_MODE_TEE_ONLY)
-        printf("mode: %s, %d of %d conv layers split (rank ratio %g%s), clip %g, sigma %g\n", am_mode_name(c->asym.mode),
+        printf("mode: %s, %d of %d conv layers split (rank ratio %g%s), clip %g, sigma %g; accelerator: the CPU "
+               "backend in this same process (no isolation yet)\n", am_mode_name(c->asym.mode),
                split_layers, convs, c->asym.policy == AM_RANK_RATIO ? c->asym.rank_value : 0,
                c->asym.basis == AM_BASIS_SHARED ? ", shared basis" : ", per-sample basis", (double)c->asym.clip,
                (double)c->asym.sigma);
@@ -612,12 +617,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!ckpt || !data) return die(EXIT_USAGE, "eval: --checkpoint and --data are required");
     if (check_mode(&asym)) return EXIT_USAGE;
     if (threads && am_set_threads(threads)) return lib_fail("threads");
-    char path[4200];
-    struct stat sb;
-    if (stat(ckpt, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        if (am_checkpoint_latest(ckpt, path, sizeof path) != AM_OK) return lib_fail("--checkpoint");
-        ckpt = path;
-    }
+    if (!(ckpt = resolve_ckpt(ckpt))) return lib_fail("--checkpoint");
     am_checkpoint ck;
     if (am_checkpoint_read(ckpt, &ck) != AM_OK) return lib_fail("checkpoint");
     am_dataset d = {0};
@@ -877,14 +877,9 @@ static int cmd_analyze(int argc, char **argv) {
     rc = EXIT_RUNTIME;
     if (d.n < n) n = d.n;
     if (ckpt) {
-        char path[4200];
-        struct stat sb;
-        if (stat(ckpt, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            if (am_checkpoint_latest(ckpt, path, sizeof path) != AM_OK) {
-                lib_fail("--checkpoint");
-                goto out;
-            }
-            ckpt = path;
+        if (!(ckpt = resolve_ckpt(ckpt))) {
+            lib_fail("--checkpoint");
+            goto out;
         }
         if (am_checkpoint_read(ckpt, &ck) != AM_OK || am_model_create(ck.desc, &m) != AM_OK) {
             lib_fail("checkpoint");

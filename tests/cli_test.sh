@@ -40,7 +40,7 @@ mkidx t10k 32
 
 expect 2 "no command" -- "$bin"
 expect 2 "unknown command" -- "$bin" frobnicate
-for c in train eval info bench; do expect 0 "$c --help" -- "$bin" $c --help; done
+for c in train eval info bench analyze; do expect 0 "$c --help" -- "$bin" $c --help; done
 expect 0 "--version" -- "$bin" --version
 expect 2 "unknown option" -- "$bin" train --data "$dir/data" --bogus
 expect 2 "zero batch" -- "$bin" train --data "$dir/data" --batch 0
@@ -50,6 +50,9 @@ expect 2 "no --data" -- "$bin" train
 expect 2 "unknown dataset kind" -- "$bin" train --data "$dir/data" --dataset imagenet
 expect 2 "unknown model" -- "$bin" train --data "$dir/data" --model alexnet
 expect 2 "batch larger than the data" -- "$bin" train --data "$dir/data" --batch 500
+expect 2 "unknown mode" -- "$bin" train --data "$dir/data" --mode gpu
+expect 2 "noise without a clip" -- "$bin" train --data "$dir/data" --mode asymml --sigma 1
+expect 2 "rank ratio above 1" -- "$bin" train --data "$dir/data" --mode asymml --rank-ratio 2
 expect 1 "missing data" -- "$bin" train --data "$dir/nowhere"
 expect 1 "missing CIFAR data" -- "$bin" train --data "$dir/nowhere" --dataset cifar10
 
@@ -86,6 +89,15 @@ expect 1 "resume from a truncated checkpoint" -- "$bin" train --data "$dir/data"
 expect 1 "eval of a truncated checkpoint" -- "$bin" eval --checkpoint "$dir/ck/ckpt-9999999999.amck" --data "$dir/data"
 cmp -s "$latest" "$dir/keep.amck" || { echo "FAIL: a failed resume changed $latest"; fail=$((fail + 1)); }
 expect 1 "not a checkpoint" -- "$bin" eval --checkpoint "$dir/data/train-labels-idx1-ubyte" --data "$dir/data"
+# asymml mode with noise: the privacy statement, and evaluation in a mode.
+expect 0 "asymml train" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode asymml --rank-ratio 0.25 \
+  --clip 1 --sigma 1 --threads 1 --checkpoint-dir "$dir/cka"
+grep -q "privacy: (epsilon" "$dir/out" || { echo "FAIL: asymml train printed no epsilon"; fail=$((fail + 1)); }
+grep -q "residual energy share" "$dir/out" || { echo "FAIL: asymml train printed no residual share"; fail=$((fail + 1)); }
+expect 0 "asymml eval" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data" --mode asymml
+expect 0 "analyze" -- "$bin" analyze --data "$dir/data" --checkpoint "$dir/cka" --samples 8
+expect 0 "bench asymml" -- "$bin" bench --models lenet --input 1,28,28 --batch 4 --steps 1 --warmup 0 --mode asymml --layers
+
 # A checkpoint of another model shape: CIFAR-shaped model on 28x28 data.
 mkdir -p "$dir/c10/cifar-10-batches-bin"
 for i in 1 2 3 4 5; do head -c $((3073 * 8)) /dev/zero >"$dir/c10/cifar-10-batches-bin/data_batch_$i.bin"; done

@@ -324,9 +324,12 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
             AM_TRY(am_light_svd(R + (size_t)s * C * N, C, N, r, a->cfg.iters, p->Ub + (size_t)s * C * r,
                                 p->V + (size_t)s * r * N));
     }
-    double ex = am_sumsq(x->d, (size_t)B * C * N), er = am_sumsq(R, (size_t)B * C * N);
-    p->e_total += ex;
-    p->e_kept += ex - er;
+    /* Energy: with an orthonormal U, ||X||^2 = ||V||^2 + ||R||^2. */
+    double er = am_sumsq(R, (size_t)B * C * N);
+    double ev = a->cfg.basis == AM_BASIS_SHARED ? am_sumsq(p->V, (size_t)B * r * N)
+                                                : am_sumsq(x->d, (size_t)B * C * N) - er;
+    p->e_total += ev + er;
+    p->e_kept += ev;
     p->decomp_s += now() - t0;
     /* Release the residual (clipped and noised) and the weights. */
     float *bx = NULL, *by = NULL, *bw;
