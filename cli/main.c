@@ -968,12 +968,13 @@ static int cmd_analyze(int argc, char **argv) {
             tot += e;
         }
         /* The runtime's shared basis: subspace iteration from the largest channels. */
-        float *Ur = malloc(sizeof(float) * (size_t)C * r_ratio * 2), *Vr = malloc(sizeof(float) * (size_t)n * r_ratio * N);
+        size_t bwn = am_shared_basis_workspace(C, N, r_ratio);
+        float *Ur = am_aligned_alloc(sizeof(float) * ((size_t)C * r_ratio + bwn)), *Vr = malloc(sizeof(float) * (size_t)n * r_ratio * N);
         double runtime = 0;
-        if (Ur && Vr && am_shared_basis(X->d, n, C, N, r_ratio, 2, 0, Ur, Ur + (size_t)C * r_ratio, (size_t)C * r_ratio) == AM_OK &&
+        if (Ur && Vr && am_shared_basis(X->d, n, C, N, r_ratio, 2, 0, Ur, Ur + (size_t)C * r_ratio, bwn) == AM_OK &&
             am_project(X->d, n, C, N, r_ratio, Ur, Vr, NULL) == AM_OK)
             runtime = am_sumsq(Vr, (size_t)n * r_ratio * N) / (tot > 0 ? tot : 1);
-        free(Ur);
+        am_aligned_free(Ur);
         free(Vr);
         char ck2[24], hw[24];
         snprintf(ck2, sizeof ck2, "%d->%d", C, li.out.c);

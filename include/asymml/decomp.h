@@ -26,7 +26,7 @@ extern "C" {
 am_status am_light_svd(float *X, int C, int N, int r, int T, float *U, float *V);
 
 /* Floats of scratch am_shared_basis needs. */
-size_t am_shared_basis_workspace(int C, int r);
+size_t am_shared_basis_workspace(int C, int N, int r);
 /* U (C x r, orthonormal columns) spanning approximately the top-r left
  * singular subspace of [X_1 ... X_B] (each X_b is C x N at X + b*C*N).
  * iters >= 1 subspace iterations; warm != 0 starts from the U passed in

@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,7 +65,11 @@ am_status am_light_svd(float *X, int C, int N, int r, int T, float *U, float *V)
     return AM_OK;
 }
 
-size_t am_shared_basis_workspace(int C, int r) { return (size_t)C * r; }
+/* Per thread: P_b (N x r) and a partial Z (C x r). */
+size_t am_shared_basis_workspace(int C, int N, int r) {
+    size_t t = (size_t)omp_get_max_threads();
+    return t * am_align_up(sizeof(float) * ((size_t)N * r + (size_t)C * r)) / sizeof(float);
+}
 
 /* Modified Gram-Schmidt on the r columns of Q (C x r, row-major), in
  * double. A column that vanishes is replaced by the unit vector of a channel
@@ -108,7 +113,7 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
                           float *work, size_t work_n) {
     AM_TRY(check_dims(B, C, N, r));
     if (!X || !U || iters < 1 || iters > 100) return am_fail(AM_EINVAL, "shared basis: bad argument");
-    if (!work || work_n < am_shared_basis_workspace(C, r))
+    if (!work || work_n < am_shared_basis_workspace(C, N, r))
         return am_fail(AM_EINVAL, "shared basis: workspace too small");
     if (!warm) {
         /* Start from the r channels of largest energy over the batch. */
@@ -130,23 +135,32 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
         }
         free(en), free(used);
     }
-    /* Z = sum_b X_b (X_b^T U), through P_b = X_b^T U (N x r) kept small by
-     * going sample by sample. */
-    float *Z = work;
-    float *P = malloc(sizeof(float) * (size_t)N * r);
-    if (!P) return am_fail(AM_ENOMEM, "shared basis: out of memory");
+    /* Z = sum_b X_b (X_b^T U), through P_b = X_b^T U (N x r). Samples are
+     * spread over the threads, each running its own small single-threaded
+     * GEMMs (OpenBLAS does not nest inside a parallel region) into a
+     * partial Z; the partials are added in thread order, so the result is
+     * the same from run to run at a given thread count. */
+    const int T = omp_get_max_threads();
+    const size_t per = am_align_up(sizeof(float) * ((size_t)N * r + (size_t)C * r)) / sizeof(float);
     for (int it = 0; it < iters; it++) {
-        for (int b = 0; b < B; b++) {
-            const float *Xb = X + (size_t)b * C * N;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, C, 1.f, Xb, N, U, r, 0.f, P, r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, N, 1.f, Xb, N, P, r,
-                        b ? 1.f : 0.f, Z, r);
+#pragma omp parallel num_threads(T)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            float *P = work + (size_t)t * per, *Zt = P + (size_t)N * r;
+            memset(Zt, 0, sizeof(float) * (size_t)C * r);
+            for (int b = t; b < B; b += nt) {
+                const float *Xb = X + (size_t)b * C * N;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, C, 1.f, Xb, N, U, r, 0.f, P, r);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, N, 1.f, Xb, N, P, r, 1.f, Zt, r);
+            }
         }
-        /* Scale before orthonormalizing: keeps floats in range for any input. */
-        memcpy(U, Z, sizeof(float) * (size_t)C * r);
+        memset(U, 0, sizeof(float) * (size_t)C * r);
+        for (int t = 0; t < T; t++) {
+            const float *Zt = work + (size_t)t * per + (size_t)N * r;
+            for (size_t i = 0; i < (size_t)C * r; i++) U[i] += Zt[i];
+        }
         orthonormalize(U, C, r);
     }
-    free(P);
     return AM_OK;
 }
 
@@ -188,6 +202,7 @@ am_status am_exact_basis(const float *X, int B, int C, int N, int r, float *U, f
 am_status am_project(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R) {
     AM_TRY(check_dims(B, C, N, r));
     if (!X || !U || !V) return am_fail(AM_EINVAL, "project: bad argument");
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         const float *Xb = X + (size_t)b * C * N;
         float *Vb = V + (size_t)b * r * N;

@@ -146,7 +146,7 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
         a->state = ns;
         p->u_off = a->state_len;
         a->state_len += add;
-        size_t bw = am_shared_basis_workspace(p->C, p->r);
+        size_t bw = am_shared_basis_workspace(p->C, p->N, p->r);
         if (bw > a->basis_work_n) {
             am_aligned_free(a->basis_work);
             am_aligned_free(a->u_eval);
@@ -245,6 +245,7 @@ static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float
 
 /* W' (K x r x kk) = W folded with U (C x r): W'[k] = U^T W[k]. */
 static void fold(const float *W, const float *U, int K, int C, int r, int kk, float *Wp) {
+#pragma omp parallel for schedule(static)
     for (int k = 0; k < K; k++)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kk, C, 1.f, U, r, W + (size_t)k * C * kk, kk,
                     0.f, Wp + (size_t)k * r * kk, kk);
@@ -252,6 +253,7 @@ static void fold(const float *W, const float *U, int K, int C, int r, int kk, fl
 
 /* dW[k] (+)= U dW'[k]: the low-rank weight gradient back in C channels. */
 static void unfold(const float *dWp, const float *U, int K, int C, int r, int kk, float beta, float *dW) {
+#pragma omp parallel for schedule(static)
     for (int k = 0; k < K; k++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, kk, r, 1.f, U, r, dWp + (size_t)k * r * kk, kk,
                     beta, dW + (size_t)k * C * kk, kk);
@@ -312,7 +314,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     float *U = a->state + p->u_off;
     if (a->cfg.basis == AM_BASIS_SHARED) {
         if (!training && p->warm) {
-            memcpy(a->u_eval, U, sizeof(float) * (size_t)C * r);
+            memcpy(a->u_eval, U, sizeof(float) * (size_t)C * r); /* u_eval holds basis_work_n >= C*r floats */
             U = a->u_eval;
         }
         AM_TRY(am_shared_basis(x->d, B, C, N, r, a->cfg.iters, p->warm, U, a->basis_work, a->basis_work_n));
