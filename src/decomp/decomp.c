@@ -6,7 +6,6 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,10 +64,9 @@ am_status am_light_svd(float *X, int C, int N, int r, int T, float *U, float *V)
     return AM_OK;
 }
 
-/* Per thread: P_b (N x r) and a partial Z (C x r). */
+/* P_b (N x r) and Z (C x r). */
 size_t am_shared_basis_workspace(int C, int N, int r) {
-    size_t t = (size_t)omp_get_max_threads();
-    return t * am_align_up(sizeof(float) * ((size_t)N * r + (size_t)C * r)) / sizeof(float);
+    return am_align_up(sizeof(float) * (size_t)N * r) / sizeof(float) + (size_t)C * r;
 }
 
 /* Modified Gram-Schmidt on the r columns of Q (C x r, row-major), in
@@ -135,30 +133,19 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
         }
         free(en), free(used);
     }
-    /* Z = sum_b X_b (X_b^T U), through P_b = X_b^T U (N x r). Samples are
-     * spread over the threads, each running its own small single-threaded
-     * GEMMs (OpenBLAS does not nest inside a parallel region) into a
-     * partial Z; the partials are added in thread order, so the result is
-     * the same from run to run at a given thread count. */
-    const int T = omp_get_max_threads();
-    const size_t per = am_align_up(sizeof(float) * ((size_t)N * r + (size_t)C * r)) / sizeof(float);
+    /* Z = sum_b X_b (X_b^T U), through P_b = X_b^T U (N x r), sample by
+     * sample. The GEMMs are called one at a time: OpenBLAS 0.3.21's OpenMP
+     * build gave wrong results when called from several threads at once
+     * (seen here), so the parallelism is OpenBLAS's own. */
+    float *P = work, *Z = work + am_align_up(sizeof(float) * (size_t)N * r) / sizeof(float);
     for (int it = 0; it < iters; it++) {
-#pragma omp parallel num_threads(T)
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            float *P = work + (size_t)t * per, *Zt = P + (size_t)N * r;
-            memset(Zt, 0, sizeof(float) * (size_t)C * r);
-            for (int b = t; b < B; b += nt) {
-                const float *Xb = X + (size_t)b * C * N;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, C, 1.f, Xb, N, U, r, 0.f, P, r);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, N, 1.f, Xb, N, P, r, 1.f, Zt, r);
-            }
+        for (int b = 0; b < B; b++) {
+            const float *Xb = X + (size_t)b * C * N;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, C, 1.f, Xb, N, U, r, 0.f, P, r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, N, 1.f, Xb, N, P, r,
+                        b ? 1.f : 0.f, Z, r);
         }
-        memset(U, 0, sizeof(float) * (size_t)C * r);
-        for (int t = 0; t < T; t++) {
-            const float *Zt = work + (size_t)t * per + (size_t)N * r;
-            for (size_t i = 0; i < (size_t)C * r; i++) U[i] += Zt[i];
-        }
+        memcpy(U, Z, sizeof(float) * (size_t)C * r);
         orthonormalize(U, C, r);
     }
     return AM_OK;
@@ -202,8 +189,7 @@ am_status am_exact_basis(const float *X, int B, int C, int N, int r, float *U, f
 am_status am_project(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R) {
     AM_TRY(check_dims(B, C, N, r));
     if (!X || !U || !V) return am_fail(AM_EINVAL, "project: bad argument");
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
+    for (int b = 0; b < B; b++) { /* one GEMM at a time: see am_shared_basis */
         const float *Xb = X + (size_t)b * C * N;
         float *Vb = V + (size_t)b * r * N;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, N, C, 1.f, U, r, Xb, N, 0.f, Vb, N);

@@ -70,71 +70,66 @@ size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x) {
     return am_align_up(col * sizeof(float)) / sizeof(float) + out;
 }
 
-/* col[(c*kh+i)*kw+j][col0 + p] for one sample; ld is the row stride of col. */
-static void im2col(const am_conv2d_cfg *cfg, const geom *g, const float *x, float *col,
-                   size_t ld) {
+/* Row r = (c*kh+i)*kw+j of one sample's column matrix, into dst (Ho*Wo). */
+static void im2col_row(const am_conv2d_cfg *cfg, const geom *g, const float *x, int r, float *dst) {
     const int kh = cfg->kh, kw = cfg->kw, sh = cfg->sh, sw = cfg->sw, ph = cfg->ph, pw = cfg->pw;
-#pragma omp parallel for schedule(static) if (g->CKK * g->P > 32768)
-    for (int r = 0; r < g->CKK; r++) {
-        int c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
-        const float *xc = x + (size_t)c * g->H * g->W;
-        float *dst = col + (size_t)r * ld;
-        for (int oh = 0; oh < g->Ho; oh++) {
-            int ih = oh * sh - ph + i;
-            float *d = dst + (size_t)oh * g->Wo;
-            if (ih < 0 || ih >= g->H) {
-                memset(d, 0, sizeof(float) * (size_t)g->Wo);
-                continue;
-            }
-            const float *xr = xc + (size_t)ih * g->W;
-            if (sw == 1) {
-                /* Contiguous span: zero the padded ends, copy the middle. */
-                int lo = pw - j, hi = g->W + pw - j; /* valid ow in [lo, hi) */
-                if (lo < 0) lo = 0;
-                if (hi > g->Wo) hi = g->Wo;
-                if (hi < lo) hi = lo;
-                for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
-                if (hi > lo) memcpy(d + lo, xr + lo - pw + j, sizeof(float) * (size_t)(hi - lo));
-                for (int ow = hi; ow < g->Wo; ow++) d[ow] = 0.f;
-            } else {
-                for (int ow = 0; ow < g->Wo; ow++) {
-                    int iw = ow * sw - pw + j;
-                    d[ow] = (iw >= 0 && iw < g->W) ? xr[iw] : 0.f;
-                }
+    int c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;
+    const float *xc = x + (size_t)c * g->H * g->W;
+    for (int oh = 0; oh < g->Ho; oh++) {
+        int ih = oh * sh - ph + i;
+        float *d = dst + (size_t)oh * g->Wo;
+        if (ih < 0 || ih >= g->H) {
+            memset(d, 0, sizeof(float) * (size_t)g->Wo);
+            continue;
+        }
+        const float *xr = xc + (size_t)ih * g->W;
+        if (sw == 1) {
+            /* Contiguous span: zero the padded ends, copy the middle. */
+            int lo = pw - j, hi = g->W + pw - j; /* valid ow in [lo, hi) */
+            if (lo < 0) lo = 0;
+            if (hi > g->Wo) hi = g->Wo;
+            if (hi < lo) hi = lo;
+            for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
+            for (int ow = lo; ow < hi; ow++) d[ow] = xr[ow - pw + j];
+            for (int ow = hi; ow < g->Wo; ow++) d[ow] = 0.f;
+        } else {
+            for (int ow = 0; ow < g->Wo; ow++) {
+                int iw = ow * sw - pw + j;
+                d[ow] = (iw >= 0 && iw < g->W) ? xr[iw] : 0.f;
             }
         }
     }
 }
 
-/* dx += col2im(dcol) for one sample. Parallel over input channels: each
- * thread owns whole channel planes of dx, so there are no write races. */
-static void col2im(const am_conv2d_cfg *cfg, const geom *g, const float *col, size_t ld,
-                   float *dx) {
+/* dx[c] += col2im(dcol) for channel c of one sample: the kh*kw rows of that
+ * channel scatter into its plane only, so (sample, channel) pairs run in
+ * parallel without write races. */
+static void col2im_channel(const am_conv2d_cfg *cfg, const geom *g, const float *col, size_t ld, int c,
+                           float *dxc) {
     const int kh = cfg->kh, kw = cfg->kw, sh = cfg->sh, sw = cfg->sw, ph = cfg->ph, pw = cfg->pw;
-#pragma omp parallel for schedule(static) if (g->CKK * g->P > 32768)
-    for (int c = 0; c < g->C; c++) {
-        float *xc = dx + (size_t)c * g->H * g->W;
-        for (int i = 0; i < kh; i++)
-            for (int j = 0; j < kw; j++) {
-                const float *src = col + (size_t)((c * kh + i) * kw + j) * ld;
-                /* Valid output columns: 0 <= ow*sw - pw + j < W. */
-                int lo = pw - j > 0 ? (pw - j + sw - 1) / sw : 0;
-                int hi = (g->W - 1 + pw - j) >= 0 ? (g->W - 1 + pw - j) / sw + 1 : 0;
-                if (hi > g->Wo) hi = g->Wo;
-                for (int oh = 0; oh < g->Ho; oh++) {
-                    int ih = oh * sh - ph + i;
-                    if (ih < 0 || ih >= g->H) continue;
-                    float *xr = xc + (size_t)ih * g->W;
-                    const float *s = src + (size_t)oh * g->Wo;
-                    const int off = j - pw;
-                    if (sw == 1)
-                        for (int ow = lo; ow < hi; ow++) xr[ow + off] += s[ow];
-                    else
-                        for (int ow = lo; ow < hi; ow++) xr[ow * sw + off] += s[ow];
-                }
+    for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+            const float *src = col + (size_t)((c * kh + i) * kw + j) * ld;
+            /* Valid output columns: 0 <= ow*sw - pw + j < W. */
+            int lo = pw - j > 0 ? (pw - j + sw - 1) / sw : 0;
+            int hi = (g->W - 1 + pw - j) >= 0 ? (g->W - 1 + pw - j) / sw + 1 : 0;
+            if (hi > g->Wo) hi = g->Wo;
+            for (int oh = 0; oh < g->Ho; oh++) {
+                int ih = oh * sh - ph + i;
+                if (ih < 0 || ih >= g->H) continue;
+                float *xr = dxc + (size_t)ih * g->W;
+                const float *s = src + (size_t)oh * g->Wo;
+                const int off = j - pw;
+                if (sw == 1)
+                    for (int ow = lo; ow < hi; ow++) xr[ow + off] += s[ow];
+                else
+                    for (int ow = lo; ow < hi; ow++) xr[ow * sw + off] += s[ow];
             }
-    }
+        }
 }
+
+/* Work big enough to be worth a parallel region. */
+#define PAR_MIN 32768
 
 static am_status check_io(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                           const am_tensor *y, size_t work_n, geom *g) {
@@ -154,6 +149,7 @@ static am_status check_io(const am_conv2d_cfg *cfg, const am_tensor *x, const fl
 /* Gather a chunk of nb samples' [rows, P] planes into [rows, nb*P]. */
 static void gather(const float *src, int nb, int rows, int P, float *dst) {
     size_t ld = (size_t)nb * P;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)nb * rows * P > PAR_MIN)
     for (int s = 0; s < nb; s++)
         for (int r = 0; r < rows; r++)
             memcpy(dst + r * ld + (size_t)s * P, src + ((size_t)s * rows + r) * P,
@@ -166,9 +162,15 @@ static const float *chunk_cols(const am_conv2d_cfg *cfg, const geom *g, const fl
                                float *col) {
     size_t in_sz = (size_t)g->C * g->H * g->W, ld = (size_t)nb * g->P;
     if (g->direct && nb == 1) return x;
-    if (g->direct) gather(x, nb, g->C, g->P, col);
-    else
-        for (int s = 0; s < nb; s++) im2col(cfg, g, x + s * in_sz, col + (size_t)s * g->P, ld);
+    if (g->direct) {
+        gather(x, nb, g->C, g->P, col);
+        return col;
+    }
+    const int rows = g->CKK;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)nb * rows * g->P > PAR_MIN)
+    for (int s = 0; s < nb; s++)
+        for (int r = 0; r < rows; r++)
+            im2col_row(cfg, g, x + s * in_sz, r, col + (size_t)r * ld + (size_t)s * g->P);
     return col;
 }
 
@@ -190,12 +192,14 @@ am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const 
                     A, (int)ld, 0.f, C, (int)ld);
         if (nb == 1) {
             if (b) {
+#pragma omp parallel for schedule(static) if ((size_t)g.K * g.P > PAR_MIN)
                 for (int k = 0; k < g.K; k++) {
                     float *yk = C + (size_t)k * g.P, bk = b[k];
                     for (int p = 0; p < g.P; p++) yk[p] += bk;
                 }
             }
         } else {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)nb * g.K * g.P > PAR_MIN)
             for (int s = 0; s < nb; s++)
                 for (int k = 0; k < g.K; k++) {
                     float *dst = y->d + (b0 + s) * out_sz + (size_t)k * g.P;
@@ -239,6 +243,7 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
                         A, (int)ld, b0 == 0 ? 0.f : 1.f, dw, g.CKK);
         }
         if (db)
+#pragma omp parallel for schedule(static) if ((size_t)g.K * ld > PAR_MIN)
             for (int k = 0; k < g.K; k++) {
                 const float *gk = G + (size_t)k * ld;
                 float s = 0.f;
@@ -249,18 +254,17 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
         /* dcol = W^T G, into the column buffer (A is no longer needed). */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g.CKK, (int)ld, g.K, 1.f, w, g.CKK,
                     G, (int)ld, 0.f, col, (int)ld);
-        for (int s = 0; s < nb; s++) {
-            float *dxs = dx->d + (b0 + s) * in_sz;
-            if (g.direct) {
-                for (int c = 0; c < g.C; c++) {
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)nb * g.CKK * g.P > PAR_MIN)
+        for (int s = 0; s < nb; s++)
+            for (int c = 0; c < g.C; c++) {
+                float *dxc = dx->d + (b0 + s) * in_sz + (size_t)c * g.H * g.W;
+                if (g.direct) {
                     const float *src = col + (size_t)c * ld + (size_t)s * g.P;
-                    float *dst = dxs + (size_t)c * g.P;
-                    for (int p = 0; p < g.P; p++) dst[p] += src[p];
+                    for (int p = 0; p < g.P; p++) dxc[p] += src[p];
+                } else {
+                    col2im_channel(cfg, &g, col + (size_t)s * g.P, ld, c, dxc);
                 }
-            } else {
-                col2im(cfg, &g, col + (size_t)s * g.P, ld, dxs);
             }
-        }
     }
     return AM_OK;
 }

@@ -217,7 +217,9 @@ static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind ki
                        const float *src, float **dst) {
     size_t n = am_shape_numel(s);
     AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
-    memcpy(*dst, src, n * sizeof(float));
+    float *d = *dst;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i += 4096) memcpy(d + i, src + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
     if (a->ledger_on) {
         if (a->led_n == a->led_cap) {
             int nc = a->led_cap ? 2 * a->led_cap : 256;
@@ -245,7 +247,6 @@ static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float
 
 /* W' (K x r x kk) = W folded with U (C x r): W'[k] = U^T W[k]. */
 static void fold(const float *W, const float *U, int K, int C, int r, int kk, float *Wp) {
-#pragma omp parallel for schedule(static)
     for (int k = 0; k < K; k++)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kk, C, 1.f, U, r, W + (size_t)k * C * kk, kk,
                     0.f, Wp + (size_t)k * r * kk, kk);
@@ -253,7 +254,6 @@ static void fold(const float *W, const float *U, int K, int C, int r, int kk, fl
 
 /* dW[k] (+)= U dW'[k]: the low-rank weight gradient back in C channels. */
 static void unfold(const float *dWp, const float *U, int K, int C, int r, int kk, float beta, float *dW) {
-#pragma omp parallel for schedule(static)
     for (int k = 0; k < K; k++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, kk, r, 1.f, U, r, dWp + (size_t)k * r * kk, kk,
                     beta, dW + (size_t)k * C * kk, kk);
@@ -363,7 +363,9 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     if (a->cfg.mode == AM_MODE_ASYMML) {
         AM_TRY(a->be->vt->wait(a->be));
         const size_t n = am_shape_numel(y->s);
-        for (size_t i = 0; i < n; i++) y->d[i] += by[i];
+        float *yd = y->d;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) yd[i] += by[i];
     }
     p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
     return AM_OK;
@@ -398,14 +400,15 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         }
     }
     if (db) {
-        for (int k = 0; k < K; k++) db[k] = 0.f;
-        for (int n = 0; n < B; n++)
-            for (int k = 0; k < K; k++) {
+#pragma omp parallel for schedule(static) if ((size_t)B * K * p->P > 65536)
+        for (int k = 0; k < K; k++) {
+            float t = 0.f;
+            for (int n = 0; n < B; n++) {
                 const float *g = dy->d + ((size_t)n * K + k) * p->P;
-                float s = 0.f;
-                for (int i = 0; i < p->P; i++) s += g[i];
-                db[k] += s;
+                for (int i = 0; i < p->P; i++) t += g[i];
             }
+            db[k] = t;
+        }
     }
     if (a->cfg.mode == AM_MODE_OPEN) {
         AM_TRY(a->be->vt->wait(a->be));
@@ -429,6 +432,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         }
         if (accel) {
             AM_TRY(a->be->vt->wait(a->be));
+#pragma omp parallel for simd schedule(static) if (wn > 65536)
             for (size_t i = 0; i < wn; i++) dw[i] += bdw[i];
         } else if (dx) {
             /* lowrank-only: nothing leaves; dX in the TEE (straight through). */
@@ -438,10 +442,9 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
     }
     if (accel && dx) {
         const size_t n = am_shape_numel(x->s);
-        if (accum)
-            for (size_t i = 0; i < n; i++) dx->d[i] += bdx[i];
-        else
-            memcpy(dx->d, bdx, n * sizeof(float));
+        float *d = dx->d;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+        for (size_t i = 0; i < n; i++) d[i] = (accum ? d[i] : 0.f) + bdx[i];
     }
     p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
     return AM_OK;
