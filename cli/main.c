@@ -258,15 +258,23 @@ static int check_mode(const am_asym_cfg *a) {
 }
 
 /* The DP statement, exactly what the accountant covers. */
-static void print_privacy(FILE *f, const am_asym_cfg *a, long releases, double delta, int split_layers) {
+static void print_privacy(FILE *f, const am_asym_cfg *a, long releases, long coupling, double delta, int split_layers) {
     if (a->mode != AM_MODE_ASYMML) return;
     if (a->sigma > 0.f) {
-        double eps = am_dp_epsilon(a->sigma, releases, delta);
+        double eps = am_dp_epsilon(a->sigma, releases, coupling, delta);
         fprintf(f, "privacy: (epsilon %.4g, delta %g) for the residuals that crossed to the accelerator: "
                    "clip %g, noise multiplier %g, %ld Gaussian releases per training sample (%d split layers x "
-                   "epochs begun), no subsampling amplification claimed. Not covered: the weights and weight "
-                   "gradients (public in this threat model) and the output gradients, which cross in the clear.\n",
+                   "epochs begun), no subsampling amplification claimed; ",
                 eps, delta, (double)a->clip, (double)a->sigma, releases, split_layers);
+        if (coupling > 1)
+            fprintf(f, "sensitivity 2 x clip x sqrt(%ld), because one sample can move every residual of its "
+                       "batch (%s). ", coupling,
+                    a->basis == AM_BASIS_SHARED ? "the basis is shared by the batch" : "BatchNorm's batch statistics");
+        else
+            fprintf(f, "sensitivity 2 x clip: each residual depends on its own sample only (per-sample basis, "
+                       "no BatchNorm before a split layer). ");
+        fprintf(f, "Not covered: the weights and weight gradients (public in this threat model) and the output "
+                   "gradients, which cross in the clear.\n");
     } else {
         fprintf(f, "privacy: no differential privacy guarantee: residuals cross without noise (--sigma 0); "
                    "only the low-rank part stays in the TEE.\n");
@@ -467,7 +475,7 @@ static int train_run(train_opts *o) {
         goto out;
     }
     printf("final test accuracy: %.4f\n", acc);
-    print_privacy(stdout, &c->asym, am_trainer_releases(t), o->delta, split_layers);
+    print_privacy(stdout, &c->asym, am_trainer_releases(t), am_trainer_coupling(t), o->delta, split_layers);
     rc = 0;
 out:
     if (log && (ferror(log) | fclose(log)) && rc == 0) rc = die(EXIT_RUNTIME, "%s: write failed", o->log);

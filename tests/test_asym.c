@@ -266,9 +266,12 @@ static void t_dp(void **st) {
     assert_true(e > 3.5 && e < 5.5);
     /* Composition: k releases at multiplier sigma equal one at sigma/sqrt(k):
      * with D = 2c, 16 releases at sigma 8 are one at sigma 2. */
-    assert_true(fabs(am_dp_epsilon(8, 16, 1e-5) - am_agm_epsilon(1e-5, 2, 2)) < 1e-9);
-    assert_true(am_dp_epsilon(8, 16, 1e-5) < am_dp_epsilon(8, 32, 1e-5));
-    assert_true(isinf(am_dp_epsilon(0, 3, 1e-5)));
+    assert_true(fabs(am_dp_epsilon(8, 16, 1, 1e-5) - am_agm_epsilon(1e-5, 2, 2)) < 1e-9);
+    assert_true(am_dp_epsilon(8, 16, 1, 1e-5) < am_dp_epsilon(8, 32, 1, 1e-5));
+    /* A batch of 4 that shares a basis: sensitivity 2c*2, as 4x the releases. */
+    assert_true(fabs(am_dp_epsilon(8, 4, 4, 1e-5) - am_dp_epsilon(8, 16, 1, 1e-5)) < 1e-12);
+    assert_true(isinf(am_dp_epsilon(0, 3, 1, 1e-5)));
+    assert_true(am_dp_epsilon(1, 0, 1, 1e-5) == 0);
     /* Clipping and noise. */
     const int B = 3;
     const size_t n = 20000;

@@ -124,11 +124,17 @@ am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, u
  * sensitivity D and noise std s, and the smallest eps that reaches delta. */
 double am_agm_delta(double eps, double D, double s);
 double am_agm_epsilon(double delta, double D, double s);
-/* (eps, delta) for what crosses as residuals: `releases` Gaussian releases of
- * one sample's residuals (split layers x epochs), noise multiplier sigma,
- * sensitivity 2c under replace-one. They compose into one Gaussian mechanism
- * with multiplier sigma / sqrt(releases). eps is +inf when sigma is 0. */
-double am_dp_epsilon(double sigma, long releases, double delta);
+/* (eps, delta) for what crosses as residuals: `releases` Gaussian releases
+ * that involve one sample (split layers x epochs begun), noise multiplier
+ * sigma. When each residual depends on its own sample only (per-sample
+ * basis, no BatchNorm batch statistics before the layer), replacing a sample
+ * moves its own residual by at most 2c: sensitivity 2c. When a sample can
+ * move every residual of its batch (a basis shared by the batch, or
+ * BatchNorm's batch statistics), the batch's release moves by at most
+ * 2c sqrt(B): pass coupling = B. The releases compose into one Gaussian
+ * mechanism with multiplier sigma / sqrt(releases * coupling). eps is +inf
+ * when sigma is 0. */
+double am_dp_epsilon(double sigma, long releases, long coupling, double delta);
 
 #ifdef __cplusplus
 }

@@ -67,6 +67,10 @@ int am_trainer_global_step(const am_trainer *t);
 /* Releases of one training sample's residuals so far (split layers x epochs
  * begun): what the DP accountant composes. 0 outside asymml mode. */
 long am_trainer_releases(const am_trainer *t);
+/* 1 if each residual depends on its own sample only (per-sample basis and no
+ * BatchNorm before a split layer), else the batch size: the coupling that
+ * am_dp_epsilon takes. */
+long am_trainer_coupling(const am_trainer *t);
 /* Share of the split layers' input energy left in the residuals, over the
  * batches since the last call (0 when nothing is split). */
 double am_trainer_residual_share(am_trainer *t);

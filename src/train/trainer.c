@@ -283,3 +283,20 @@ double am_trainer_residual_share(am_trainer *t) {
     am_model_reset_timers(t->m);
     return total > 0 ? 1.0 - kept / total : 0.0;
 }
+
+long am_trainer_coupling(const am_trainer *t) {
+    if (t->cfg.asym.basis != AM_BASIS_PER_SAMPLE) return t->cfg.batch;
+    /* BatchNorm in training mode normalizes with the batch's statistics: a
+     * sample then moves every later activation of its batch. Layers come in
+     * order, so any BatchNorm before the last split conv couples. */
+    int last_split = -1;
+    for (int i = 0; i < am_model_num_convs(t->m); i++) {
+        am_split_info si;
+        if (am_model_split_info(t->m, i, &si) == AM_OK && si.split) last_split = si.layer;
+    }
+    for (int i = 0; i < last_split; i++) {
+        am_layer_info li;
+        if (am_model_layer_info(t->m, i, &li) == AM_OK && !strcmp(li.kind, "bn")) return t->cfg.batch;
+    }
+    return 1;
+}

@@ -90,8 +90,10 @@ double am_agm_epsilon(double delta, double D, double s) {
     return hi;
 }
 
-double am_dp_epsilon(double sigma, long releases, double delta) {
-    if (!(sigma > 0) || releases < 1) return releases < 1 ? 0 : INFINITY;
-    /* Sensitivity 2c, std sigma c / sqrt(k): c cancels. */
-    return am_agm_epsilon(delta, 2.0, sigma / sqrt((double)releases));
+double am_dp_epsilon(double sigma, long releases, long coupling, double delta) {
+    if (releases < 1) return 0;
+    if (!(sigma > 0) || coupling < 1) return INFINITY;
+    /* Sensitivity 2c sqrt(coupling), std sigma c, k releases: one mechanism
+     * with std sigma c / sqrt(k coupling) against sensitivity 2c; c cancels. */
+    return am_agm_epsilon(delta, 2.0, sigma / sqrt((double)releases * (double)coupling));
 }

@@ -313,11 +313,16 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
      * it: training (and a resumed run) sees the same bases either way. */
     float *U = a->state + p->u_off;
     if (a->cfg.basis == AM_BASIS_SHARED) {
-        if (!training && p->warm) {
+        if (!training && p->warm && a->cfg.sigma == 0.f) {
             memcpy(a->u_eval, U, sizeof(float) * (size_t)C * r); /* u_eval holds basis_work_n >= C*r floats */
             U = a->u_eval;
         }
-        AM_TRY(am_shared_basis(x->d, B, C, N, r, a->cfg.iters, p->warm, U, a->basis_work, a->basis_work_n));
+        /* With noise on, every batch starts cold: a basis warm-started from
+         * earlier batches would carry one sample's influence into the
+         * residuals of every later batch, which the accountant does not
+         * count (see am_dp_epsilon). */
+        int warm = p->warm && a->cfg.sigma == 0.f;
+        AM_TRY(am_shared_basis(x->d, B, C, N, r, a->cfg.iters, warm, U, a->basis_work, a->basis_work_n));
         if (training) p->warm = 1;
         AM_TRY(am_project(x->d, B, C, N, r, U, p->V, R));
     } else {
