@@ -205,7 +205,8 @@ static int cmd_info(int argc, char **argv) {
  * bench. Returns 1 if opt was one of them (ok = 0 on a bad value). */
 #define MODE_LONGOPTS                                                                              \
     {"mode", 1, 0, 1001}, {"rank-ratio", 1, 0, 1002}, {"rank", 1, 0, 1003}, {"basis", 1, 0, 1004}, \
-        {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}
+        {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}, \
+        {"protect-grads", 0, 0, 1009}
 
 #define MODE_HELP                                                                                  \
     "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
@@ -215,7 +216,8 @@ static int cmd_info(int argc, char **argv) {
     "  --iters N             subspace iterations per batch, or light-SVD steps (default 2)\n"      \
     "  --clip C              per-sample L2 bound of each residual that leaves (default 0: none)\n" \
     "  --sigma S             Gaussian noise std S*C on each residual (needs --clip; default 0)\n"  \
-    "  --noise-seed N        seed of the noise generator (default: --seed)\n"
+    "  --noise-seed N        seed of the noise generator (default: --seed)\n"                      \
+    "  --protect-grads       split output gradients too; only their residual (clipped, noised) leaves\n"
 
 static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, int *ok) {
     switch (opt) {
@@ -241,6 +243,7 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
     case 1005: *ok = arg_int("iters", arg, 1, 20, &a->iters); return 1;
     case 1006: *ok = arg_float("clip", arg, 0, 1e9, &a->clip); return 1;
     case 1007: *ok = arg_float("sigma", arg, 0, 1e6, &a->sigma); return 1;
+    case 1009: a->protect_grads = 1; return 1;
     case 1008: {
         int v;
         *ok = arg_int("noise-seed", arg, 0, 2147483647, &v);
@@ -264,8 +267,9 @@ static void print_privacy(FILE *f, const am_asym_cfg *a, long releases, long cou
         double eps = am_dp_epsilon(a->sigma, releases, coupling, delta);
         fprintf(f, "privacy: (epsilon %.4g, delta %g) for the residuals that crossed to the accelerator: "
                    "clip %g, noise multiplier %g, %ld Gaussian releases per training sample (%d split layers x "
-                   "epochs begun), no subsampling amplification claimed; ",
-                eps, delta, (double)a->clip, (double)a->sigma, releases, split_layers);
+                   "epochs begun%s), no subsampling amplification claimed; ",
+                eps, delta, (double)a->clip, (double)a->sigma, releases, split_layers,
+                a->protect_grads ? " x 2" : "");
         if (coupling > 1)
             fprintf(f, "sensitivity 2 x clip x sqrt(%ld), because one sample can move every residual of its "
                        "batch (%s). ", coupling,
@@ -273,8 +277,12 @@ static void print_privacy(FILE *f, const am_asym_cfg *a, long releases, long cou
         else
             fprintf(f, "sensitivity 2 x clip: each residual depends on its own sample only (per-sample basis, "
                        "no BatchNorm before a split layer). ");
-        fprintf(f, "Not covered: the weights and weight gradients (public in this threat model) and the output "
-                   "gradients, which cross in the clear.\n");
+        if (a->protect_grads)
+            fprintf(f, "Output gradients are split too: their residuals count as releases above. Not covered: the "
+                       "weights and weight gradients (public in this threat model).\n");
+        else
+            fprintf(f, "Not covered: the weights and weight gradients (public in this threat model) and the output "
+                       "gradients, which cross in the clear.\n");
     } else {
         fprintf(f, "privacy: no differential privacy guarantee: residuals cross without noise (--sigma 0); "
                    "only the low-rank part stays in the TEE.\n");

@@ -94,6 +94,10 @@ expect 0 "asymml train" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16
   --clip 1 --sigma 1 --threads 1 --checkpoint-dir "$dir/cka"
 grep -q "privacy: (epsilon" "$dir/out" || { echo "FAIL: asymml train printed no epsilon"; fail=$((fail + 1)); }
 grep -q "residual energy share" "$dir/out" || { echo "FAIL: asymml train printed no residual share"; fail=$((fail + 1)); }
+expect 0 "protected gradients" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode asymml \
+  --rank-ratio 0.25 --clip 1 --sigma 1 --protect-grads --basis per-sample --threads 1
+grep -q "Output gradients are split too" "$dir/out" || { echo "FAIL: protected run does not say so"; fail=$((fail + 1)); }
+grep -q "sqrt(16)" "$dir/out" || { echo "FAIL: protected run is not batch-coupled"; fail=$((fail + 1)); }
 expect 0 "asymml eval" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data" --mode asymml
 expect 0 "analyze" -- "$bin" analyze --data "$dir/data" --checkpoint "$dir/cka" --samples 8
 expect 0 "bench asymml" -- "$bin" bench --models lenet --input 1,28,28 --batch 4 --steps 1 --warmup 0 --mode asymml --layers

@@ -136,7 +136,7 @@ static double scaled_err(const float *a, const float *b, size_t n) {
     return e / mx;
 }
 
-static void exactness(const char *name, am_shape in, int B, am_basis_kind basis) {
+static void exactness(const char *name, am_shape in, int B, am_basis_kind basis, int protect) {
     static char desc[65536];
     assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
     am_model *m;
@@ -162,6 +162,7 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis)
     memcpy(am_model_buffers(m), bufs, nb * sizeof(float));
     am_asym_cfg c = am_asym_defaults();
     c.basis = basis;
+    c.protect_grads = protect;
     assert_int_equal(am_model_set_asym(m, &c), AM_OK);
     int split = 0;
     for (int i = 0; i < am_model_num_convs(m); i++) {
@@ -174,8 +175,8 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis)
     float loss1 = run(m, &x, lab, l1, g1);
     double eel = scaled_err(le1, le0, nl), eeg = scaled_err(e1, e0, nw);
     double el = scaled_err(l1, l0, nl), eg = scaled_err(g1, g0, nw);
-    print_message("%-18s %d of %d convs split: eval logits %.2g grads %.2g; train loss %.6f vs %.6f, "
-                  "logits %.2g, grads %.2g\n", name, split, am_model_num_convs(m), eel, eeg, loss1, loss0, el, eg);
+    print_message("%-18s%s %d of %d convs split: eval logits %.2g grads %.2g; train loss %.6f vs %.6f, "
+                  "logits %.2g, grads %.2g\n", name, protect ? " (protected)" : "", split, am_model_num_convs(m), eel, eeg, loss1, loss0, el, eg);
     assert_true(split > 0 || !strcmp(name, "lenet"));
     /* With BatchNorm's running statistics every layer is affine: the split
      * must agree to float rounding, 1e-4 of each tensor's scale. */
@@ -202,10 +203,15 @@ static void t_exactness_zoo(void **st) {
     (void)st;
     for (const char *const *n = am_zoo_names(); *n; n++) {
         int lenet = !strcmp(*n, "lenet");
-        exactness(*n, lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32), 4, AM_BASIS_SHARED);
+        exactness(*n, lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32), 4, AM_BASIS_SHARED, 0);
     }
-    exactness("vgg11", am_shape4(1, 1, 28, 28), 3, AM_BASIS_PER_SAMPLE);
-    exactness("resnet18", am_shape4(1, 3, 32, 32), 2, AM_BASIS_PER_SAMPLE);
+    exactness("vgg11", am_shape4(1, 1, 28, 28), 3, AM_BASIS_PER_SAMPLE, 0);
+    exactness("resnet18", am_shape4(1, 3, 32, 32), 2, AM_BASIS_PER_SAMPLE, 0);
+    /* Protected gradients: the A B terms in the TEE, S on the accelerator. */
+    exactness("vgg13", am_shape4(1, 3, 32, 32), 4, AM_BASIS_SHARED, 1);
+    exactness("resnet18", am_shape4(1, 3, 32, 32), 3, AM_BASIS_SHARED, 1);
+    exactness("resnet18-imagenet", am_shape4(1, 3, 32, 32), 4, AM_BASIS_PER_SAMPLE, 1);
+    exactness("lenet", am_shape4(1, 1, 28, 28), 4, AM_BASIS_PER_SAMPLE, 1);
 }
 
 static void t_modes(void **st) {
@@ -301,9 +307,9 @@ static void t_dp(void **st) {
  * layer's full output. */
 static void t_ledger(void **st) {
     (void)st;
-    const char *names[] = {"vgg11", "vgg16-imagenet", "resnet18", "resnet34-imagenet", "lenet"};
+    const char *names[] = {"vgg11", "vgg16-imagenet", "resnet18", "resnet34-imagenet", "lenet", "resnet18", "vgg11"};
     for (size_t k = 0; k < sizeof names / sizeof *names; k++) {
-        int lenet = k == 4;
+        int lenet = k == 4, protect = k >= 5;
         am_shape in = lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32);
         static char desc[65536];
         assert_int_equal(am_zoo_describe(names[k], in, 10, desc, sizeof desc), AM_OK);
@@ -313,6 +319,7 @@ static void t_ledger(void **st) {
         assert_int_equal(am_model_init(m, 1), AM_OK);
         am_asym_cfg c = am_asym_defaults();
         c.clip = 50.f, c.sigma = 0.5f;
+        c.protect_grads = protect;
         assert_int_equal(am_model_set_asym(m, &c), AM_OK);
         am_model_ledger_enable(m, 1);
         am_shape s = in;
@@ -326,11 +333,15 @@ static void t_ledger(void **st) {
         assert_int_equal(am_model_forward(m, &x, 1, &rng), AM_OK);
         assert_int_equal(am_model_loss(m, lab, &loss), AM_OK);
         assert_int_equal(am_model_backward(m), AM_OK);
-        int n = am_model_ledger_count(m), kinds[4] = {0};
+        int n = am_model_ledger_count(m), kinds[5] = {0};
         uint8_t h[16];
         for (int i = 0; i < n; i++) {
             const am_ledger_entry *e = am_model_ledger_entry(m, i);
-            assert_true(e->kind == AM_CROSS_WEIGHTS || e->kind == AM_CROSS_RESIDUAL || e->kind == AM_CROSS_OUTPUT_GRAD);
+            /* With protected gradients no output gradient crosses in the clear. */
+            if (protect)
+                assert_true(e->kind == AM_CROSS_WEIGHTS || e->kind == AM_CROSS_RESIDUAL || e->kind == AM_CROSS_GRAD_RESIDUAL);
+            else
+                assert_true(e->kind == AM_CROSS_WEIGHTS || e->kind == AM_CROSS_RESIDUAL || e->kind == AM_CROSS_OUTPUT_GRAD);
             kinds[e->kind]++;
             am_ledger_hash(x.d, am_shape_numel(s) * sizeof(float), h);
             assert_memory_not_equal(h, e->hash, 16);
@@ -345,9 +356,10 @@ static void t_ledger(void **st) {
         assert_true(kinds[AM_CROSS_RESIDUAL] > 0);
         if (lenet) assert_int_equal(kinds[AM_CROSS_RESIDUAL], 1); /* only its second conv is split */
         assert_int_equal(kinds[AM_CROSS_RESIDUAL], kinds[AM_CROSS_WEIGHTS]);
-        assert_int_equal(kinds[AM_CROSS_RESIDUAL], kinds[AM_CROSS_OUTPUT_GRAD]);
-        print_message("%-18s %d crossings: %d residuals, %d weights, %d output gradients\n", names[k], n,
-                      kinds[AM_CROSS_RESIDUAL], kinds[AM_CROSS_WEIGHTS], kinds[AM_CROSS_OUTPUT_GRAD]);
+        assert_int_equal(kinds[AM_CROSS_RESIDUAL], kinds[protect ? AM_CROSS_GRAD_RESIDUAL : AM_CROSS_OUTPUT_GRAD]);
+        print_message("%-18s %d crossings: %d residuals, %d weights, %d output gradients, %d gradient residuals\n",
+                      names[k], n, kinds[AM_CROSS_RESIDUAL], kinds[AM_CROSS_WEIGHTS], kinds[AM_CROSS_OUTPUT_GRAD],
+                      kinds[AM_CROSS_GRAD_RESIDUAL]);
         am_tensor_free(&x);
         am_model_free(m);
     }

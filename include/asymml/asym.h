@@ -45,6 +45,8 @@ typedef struct am_asym_cfg {
     float clip;            /* c: per-sample L2 bound of a residual (0: no clipping) */
     float sigma;           /* noise multiplier: noise std is sigma * c (0: no noise) */
     uint64_t noise_seed;   /* seeds the cryptographic noise generator */
+    int protect_grads;     /* asymml mode: split each output gradient G = A B + S too and
+                            * send only S (clipped and noised like R): no clear G crosses */
 } am_asym_cfg;
 
 /* The defaults: asymml mode, ratio 1/16, shared basis, 2 iterations, no
@@ -92,6 +94,7 @@ typedef enum am_cross_kind {
     AM_CROSS_RESIDUAL,     /* a residual R (clipped and noised when DP is on) */
     AM_CROSS_OUTPUT_GRAD,  /* dL/dY of a split conv, in the clear (the paper's scheme) */
     AM_CROSS_ACTIVATION,   /* a full activation: open mode only */
+    AM_CROSS_GRAD_RESIDUAL, /* the residual S of an output gradient (protected gradients) */
 } am_cross_kind;
 
 typedef struct am_ledger_entry {

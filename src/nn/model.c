@@ -820,7 +820,7 @@ am_status am_mode_parse(const char *s, am_mode *out) {
 }
 
 am_asym_cfg am_asym_defaults(void) {
-    am_asym_cfg c = {AM_MODE_ASYMML, AM_RANK_RATIO, 1.0 / 16, AM_BASIS_SHARED, 2, 0.f, 0.f, 1};
+    am_asym_cfg c = {AM_MODE_ASYMML, AM_RANK_RATIO, 1.0 / 16, AM_BASIS_SHARED, 2, 0.f, 0.f, 1, 0};
     return c;
 }
 
@@ -883,6 +883,7 @@ const char *am_cross_kind_name(am_cross_kind k) {
     case AM_CROSS_RESIDUAL: return "residual";
     case AM_CROSS_OUTPUT_GRAD: return "output-gradient";
     case AM_CROSS_ACTIVATION: return "activation";
+    case AM_CROSS_GRAD_RESIDUAL: return "gradient-residual";
     }
     return "unknown";
 }

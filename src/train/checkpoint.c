@@ -85,7 +85,7 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     uint64_t rv;
     memcpy(&rv, &a->rank_value, 8);
     put_u64(w, rv);
-    put_f32(w, a->clip), put_f32(w, a->sigma), put_i32(w, 0);
+    put_f32(w, a->clip), put_f32(w, a->sigma), put_i32(w, a->protect_grads);
     put_u64(w, a->noise_seed);
     put_u64(w, ck->n_asym);
     put_floats(w, ck->weights, ck->n_weights);
@@ -205,7 +205,7 @@ static am_status check_cfg(const am_train_cfg *c) {
     if (a->mode != AM_MODE_TEE_ONLY && ((int)a->policy < 0 || (int)a->policy > AM_RANK_ENERGY ||
         (int)a->basis < 0 || (int)a->basis > AM_BASIS_PER_SAMPLE || a->iters < 1 || a->iters > 20 ||
         !isfinite(a->rank_value) || !(a->clip >= 0.f) || !isfinite(a->clip) || !(a->sigma >= 0.f) ||
-        !isfinite(a->sigma)))
+        !isfinite(a->sigma) || (a->protect_grads != 0 && a->protect_grads != 1)))
         return am_fail(AM_EFORMAT, "checkpoint: execution mode configuration out of range");
     return AM_OK;
 }
@@ -259,7 +259,7 @@ am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     uint64_t rv = get_u64(&r);
     memcpy(&a->rank_value, &rv, 8);
     a->clip = get_f32(&r), a->sigma = get_f32(&r);
-    (void)get_i32(&r);
+    a->protect_grads = get_i32(&r);
     a->noise_seed = get_u64(&r);
     ck->n_asym = (size_t)get_u64(&r);
     am_status st = AM_OK;

@@ -269,7 +269,8 @@ long am_trainer_releases(const am_trainer *t) {
     /* Each epoch begun visits a sample at most once (shuffling, no
      * subsampling), and each visit releases one residual per split layer. */
     long epochs = (t->global_step + t->steps_per_epoch - 1) / t->steps_per_epoch;
-    return epochs * split;
+    /* Protected gradients release a second residual per split layer: S. */
+    return epochs * split * (t->cfg.asym.protect_grads ? 2 : 1);
 }
 
 double am_trainer_residual_share(am_trainer *t) {
@@ -285,7 +286,9 @@ double am_trainer_residual_share(am_trainer *t) {
 }
 
 long am_trainer_coupling(const am_trainer *t) {
-    if (t->cfg.asym.basis != AM_BASIS_PER_SAMPLE) return t->cfg.batch;
+    /* A shared basis (of inputs, or of output gradients when they are
+     * protected) couples the batch. */
+    if (t->cfg.asym.basis != AM_BASIS_PER_SAMPLE || t->cfg.asym.protect_grads) return t->cfg.batch;
     /* BatchNorm in training mode normalizes with the batch's statistics: a
      * sample then moves every later activation of its batch. Layers come in
      * order, so any BatchNorm before the last split conv couples. */

@@ -25,6 +25,9 @@ typedef struct layer_plan {
     int C, K, r, N, P, kk;
     size_t u_off; /* into state: U (C x r), shared basis */
     int warm;
+    int rg;       /* protected gradients: rank of the output-gradient basis */
+    size_t a_off; /* into state: A (K x rg) */
+    int warm_a;
     float *V;     /* B x r x N, kept for the backward pass */
     float *Ub;    /* per-sample bases: B x C x r */
     float *Wp;    /* K x r x kk: U folded into W (shared) */
@@ -45,6 +48,8 @@ struct am_asym {
     float *basis_work;
     size_t basis_work_n;
     float *u_eval; /* the basis of an evaluation batch (basis_work_n floats) */
+    float *gs, *gb, *wa, *crb; /* protected gradients: S, B, W folded with A, corr(R, B) */
+    size_t gs_n, gb_n, wa_n, crb_n;
     uint64_t step;
     int ledger_on;
     am_ledger_entry *led;
@@ -108,6 +113,10 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->scratch);
     am_aligned_free(a->basis_work);
     am_aligned_free(a->u_eval);
+    am_aligned_free(a->gs);
+    am_aligned_free(a->gb);
+    am_aligned_free(a->wa);
+    am_aligned_free(a->crb);
     free(a->led);
     free(a);
 }
@@ -124,6 +133,40 @@ static void costs(am_asym *a, layer_plan *p, int r) {
     p->whole_flops = 3 * 2.0 * K * C * kk * B * P;
 }
 
+/* Grows a trusted scratch buffer to at least n floats. */
+static am_status grow(float **buf, size_t *cap, size_t n) {
+    if (n <= *cap && *buf) return AM_OK;
+    am_aligned_free(*buf);
+    *buf = am_aligned_alloc(n * sizeof(float));
+    *cap = *buf ? n : 0;
+    return *buf ? AM_OK : am_fail(AM_ENOMEM, "asym: cannot allocate %zu MiB", (n * sizeof(float)) >> 20);
+}
+
+static am_status grow_basis_work(am_asym *a, size_t n) {
+    if (n <= a->basis_work_n) return AM_OK;
+    size_t cap = a->basis_work_n;
+    AM_TRY(grow(&a->basis_work, &cap, n));
+    cap = 0;
+    am_aligned_free(a->u_eval);
+    a->u_eval = NULL;
+    AM_TRY(grow(&a->u_eval, &cap, n));
+    a->basis_work_n = n;
+    return AM_OK;
+}
+
+/* Appends n floats (aligned) to the checkpointed state; *off receives where. */
+static am_status state_add(am_asym *a, size_t n, size_t *off) {
+    size_t add = am_align_up(n * sizeof(float)) / sizeof(float);
+    float *ns = am_aligned_alloc((a->state_len + add) * sizeof(float));
+    if (!ns) return am_fail(AM_ENOMEM, "asym: out of memory");
+    if (a->state) memcpy(ns, a->state, a->state_len * sizeof(float));
+    am_aligned_free(a->state);
+    a->state = ns;
+    *off = a->state_len;
+    a->state_len += add;
+    return AM_OK;
+}
+
 static am_status alloc_layer(am_asym *a, layer_plan *p) {
     size_t B = (size_t)p->x.n, r = (size_t)p->r;
     am_aligned_free(p->V);
@@ -136,25 +179,20 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     p->Ub = a->cfg.basis == AM_BASIS_PER_SAMPLE ? am_aligned_alloc(sizeof(float) * B * (size_t)p->C * r) : NULL;
     if (!p->V || !p->Wp || !p->dWp || (a->cfg.basis == AM_BASIS_PER_SAMPLE && !p->Ub))
         return am_fail(AM_ENOMEM, "asym: out of memory for layer %d", 0);
-    /* The basis state: one U per layer, contiguous for checkpoints. */
+    /* The basis state: one U (and A) per layer, contiguous for checkpoints. */
     if (a->cfg.basis == AM_BASIS_SHARED) {
-        size_t add = am_align_up((size_t)p->C * r * sizeof(float)) / sizeof(float);
-        float *ns = am_aligned_alloc((a->state_len + add) * sizeof(float));
-        if (!ns) return am_fail(AM_ENOMEM, "asym: out of memory");
-        if (a->state) memcpy(ns, a->state, a->state_len * sizeof(float));
-        am_aligned_free(a->state);
-        a->state = ns;
-        p->u_off = a->state_len;
-        a->state_len += add;
-        size_t bw = am_shared_basis_workspace(p->C, p->N, p->r);
-        if (bw > a->basis_work_n) {
-            am_aligned_free(a->basis_work);
-            am_aligned_free(a->u_eval);
-            a->basis_work = am_aligned_alloc(bw * sizeof(float));
-            a->u_eval = am_aligned_alloc(bw * sizeof(float));
-            a->basis_work_n = a->basis_work && a->u_eval ? bw : 0;
-            if (!a->basis_work_n) return am_fail(AM_ENOMEM, "asym: out of memory");
-        }
+        AM_TRY(state_add(a, (size_t)p->C * r, &p->u_off));
+        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->C, p->N, p->r)));
+    }
+    if (a->cfg.protect_grads && a->cfg.mode == AM_MODE_ASYMML) {
+        p->rg = am_rank_pick(a->cfg.policy == AM_RANK_FIXED ? AM_RANK_FIXED : AM_RANK_RATIO,
+                             a->cfg.policy == AM_RANK_FIXED ? a->cfg.rank_value : (double)p->r / p->C, NULL, p->K);
+        AM_TRY(state_add(a, (size_t)p->K * p->rg, &p->a_off));
+        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->K, p->P, p->rg)));
+        AM_TRY(grow(&a->gs, &a->gs_n, B * (size_t)p->K * p->P));
+        AM_TRY(grow(&a->gb, &a->gb_n, B * (size_t)p->rg * p->P));
+        AM_TRY(grow(&a->wa, &a->wa_n, (size_t)p->rg * p->C * p->kk));
+        AM_TRY(grow(&a->crb, &a->crb_n, (size_t)p->rg * p->C * p->kk));
     }
     return AM_OK;
 }
@@ -378,6 +416,43 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
 
 /* ---------------------------------------------------------------- backward */
 
+/* The terms of a protected backward pass that touch A B, in the TEE, all of
+ * rank rg:  dW += A (x) corr(R, B)  and  dX (=/+=) conv_transpose(W A, B).
+ * R is the residual the accelerator holds: recomputed from X and the bases,
+ * clipped and noised again with the forward pass's key (same step, layer). */
+static am_status protected_terms(am_asym *a, layer_plan *p, int layer, const am_conv2d_cfg *lc,
+                                 const am_tensor *x, const float *w, const am_tensor *gb, am_tensor *dx,
+                                 int accum, float *dw, float *work, size_t work_n) {
+    const int B = x->s.n, C = p->C, N = p->N, K = p->K, r = p->r, rg = p->rg;
+    const size_t ckk = (size_t)C * p->kk;
+    const float *A = a->state + p->a_off;
+    float *R = a->scratch;
+    if (a->cfg.basis == AM_BASIS_SHARED) {
+        AM_TRY(am_project(x->d, B, C, N, r, a->state + p->u_off, p->V, R));
+    } else {
+        memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
+        for (int s = 0; s < B; s++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, p->Ub + (size_t)s * C * r, r,
+                        p->V + (size_t)s * r * N, N, 1.f, R + (size_t)s * C * N, N);
+    }
+    AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
+    am_conv2d_cfg gc = *lc;
+    gc.out_c = rg;
+    am_tensor rt = {x->s, R};
+    /* corr(R, B): the weight gradient of a conv with rg outputs. */
+    AM_TRY(am_conv2d_backward(&gc, &rt, a->wa, gb, NULL, 0, a->crb, NULL, work, work_n));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, K, (int)ckk, rg, 1.f, A, rg, a->crb, (int)ckk, 1.f, dw,
+                (int)ckk);
+    if (dx) {
+        /* W A (rg x C x kk) = A^T W, then its transposed conv of B. */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, rg, (int)ckk, K, 1.f, A, rg, w, (int)ckk, 0.f, a->wa,
+                    (int)ckk);
+        am_tensor xs = {x->s, NULL};
+        AM_TRY(am_conv2d_backward(&gc, &xs, a->wa, gb, dx, accum, NULL, NULL, work, work_n));
+    }
+    return AM_OK;
+}
+
 am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                            const float *w, const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                            float *db, float *work, size_t work_n) {
@@ -388,9 +463,24 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
     const size_t wn = (size_t)K * C * kk;
     const int accel = a->cfg.mode == AM_MODE_ASYMML || a->cfg.mode == AM_MODE_OPEN;
     float *bg = NULL, *bdw = NULL, *bdx = NULL, *bx = NULL, *bw = NULL;
-    if (accel) {
+    const int protect = p->rg > 0 && a->cfg.mode == AM_MODE_ASYMML;
+    am_tensor gb = {am_shape4(B, p->rg, p->y.h, p->y.w), a->gb};
+    if (protect) {
+        /* Protected gradients: G = A B + S with a basis A of the output
+         * channels; only S, clipped and noised like the residual, leaves. */
+        float *A = a->state + p->a_off;
+        int warm = p->warm_a && a->cfg.sigma == 0.f;
+        AM_TRY(am_shared_basis(dy->d, B, K, p->P, p->rg, a->cfg.iters, warm, A, a->basis_work, a->basis_work_n));
+        p->warm_a = 1;
+        AM_TRY(am_project(dy->d, B, K, p->P, p->rg, A, a->gb, a->gs));
+        AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step,
+                                layer | (1 << 24)));
+        AM_TRY(cross(a, layer, AM_BUF_GRAD, AM_CROSS_GRAD_RESIDUAL, dy->s, a->gs, &bg));
+    } else if (accel) {
         /* The output gradient crosses in the clear (the paper's scheme). */
         AM_TRY(cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, &bg));
+    }
+    if (accel) {
         AM_TRY(result(a, layer, AM_BUF_INPUT, am_shape_numel(x->s), &bx));
         AM_TRY(result(a, layer, AM_BUF_WEIGHT, wn, &bw));
         AM_TRY(result(a, layer, AM_BUF_DW, wn, &bdw));
@@ -435,6 +525,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                 unfold(p->dWp, p->Ub + (size_t)s * C * r, K, C, r, kk, s ? 1.f : 0.f, dw);
             }
         }
+        if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
         if (accel) {
             AM_TRY(a->be->vt->wait(a->be));
 #pragma omp parallel for simd schedule(static) if (wn > 65536)
@@ -448,8 +539,10 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
     if (accel && dx) {
         const size_t n = am_shape_numel(x->s);
         float *d = dx->d;
+        /* With protected gradients the TEE's conv_T(W A, B) is already in dx. */
+        const int add = accum || protect;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) d[i] = (accum ? d[i] : 0.f) + bdx[i];
+        for (size_t i = 0; i < n; i++) d[i] = (add ? d[i] : 0.f) + bdx[i];
     }
     p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
     return AM_OK;
