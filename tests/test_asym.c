@@ -178,11 +178,15 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis,
     print_message("%-18s%s %d of %d convs split: eval logits %.2g grads %.2g; train loss %.6f vs %.6f, "
                   "logits %.2g, grads %.2g\n", name, protect ? " (protected)" : "", split, am_model_num_convs(m), eel, eeg, loss1, loss0, el, eg);
     assert_true(split > 0 || !strcmp(name, "lenet"));
-    /* With BatchNorm's running statistics every layer is affine: the split
-     * must agree to float rounding, 1e-4 of each tensor's scale. */
+    /* With BatchNorm's running statistics the forward pass is continuous in
+     * rounding: the split must agree to 1e-4 of the logits' scale. The
+     * gradients also pass ReLU and max-pool masks, and a pre-activation
+     * within rounding of zero can flip between the two runs (seen at 1e-3 in
+     * ResNet34 on some inputs): 1e-2 of scale, where a missing term of the
+     * split would be off by 0.1 to 1. */
     assert_true(fabs(eloss1 - eloss0) <= 1e-4 * fabs(eloss0));
     assert_true(eel < 1e-4);
-    assert_true(eeg < 1e-4);
+    assert_true(eeg < 1e-2);
     /* With batch statistics over a few values (4 samples of 2x2 in VGG's
      * last block), BatchNorm divides by small standard deviations and
      * amplifies rounding; dropping the residual instead moves these figures

@@ -50,6 +50,8 @@ struct am_asym {
     float *u_eval; /* the basis of an evaluation batch (basis_work_n floats) */
     float *gs, *gb, *wa, *crb; /* protected gradients: S, B, W folded with A, corr(R, B) */
     size_t gs_n, gb_n, wa_n, crb_n;
+    float *wt, *fm, *ucat, *fe; /* folding: W as C x (K kk), stacked factors, U stacked, C x (K kk) */
+    size_t wt_n, fm_n, ucat_n, fe_n;
     uint64_t step;
     int ledger_on;
     am_ledger_entry *led;
@@ -117,6 +119,10 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->gb);
     am_aligned_free(a->wa);
     am_aligned_free(a->crb);
+    am_aligned_free(a->wt);
+    am_aligned_free(a->fm);
+    am_aligned_free(a->ucat);
+    am_aligned_free(a->fe);
     free(a->led);
     free(a);
 }
@@ -179,6 +185,13 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     p->Ub = a->cfg.basis == AM_BASIS_PER_SAMPLE ? am_aligned_alloc(sizeof(float) * B * (size_t)p->C * r) : NULL;
     if (!p->V || !p->Wp || !p->dWp || (a->cfg.basis == AM_BASIS_PER_SAMPLE && !p->Ub))
         return am_fail(AM_ENOMEM, "asym: out of memory for layer %d", 0);
+    {
+        size_t nb = a->cfg.basis == AM_BASIS_SHARED ? 1 : B, kkk = (size_t)p->K * p->kk;
+        AM_TRY(grow(&a->wt, &a->wt_n, (size_t)p->C * kkk));
+        AM_TRY(grow(&a->fe, &a->fe_n, (size_t)p->C * kkk));
+        AM_TRY(grow(&a->fm, &a->fm_n, nb * r * kkk));
+        AM_TRY(grow(&a->ucat, &a->ucat_n, (size_t)p->C * nb * r));
+    }
     /* The basis state: one U (and A) per layer, contiguous for checkpoints. */
     if (a->cfg.basis == AM_BASIS_SHARED) {
         AM_TRY(state_add(a, (size_t)p->C * r, &p->u_off));
@@ -283,18 +296,44 @@ static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float
 
 /* ---------------------------------------------------------------- forward */
 
-/* W' (K x r x kk) = W folded with U (C x r): W'[k] = U^T W[k]. */
-static void fold(const float *W, const float *U, int K, int C, int r, int kk, float *Wp) {
-    for (int k = 0; k < K; k++)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kk, C, 1.f, U, r, W + (size_t)k * C * kk, kk,
-                    0.f, Wp + (size_t)k * r * kk, kk);
+/* Folding U into W and back, as single GEMMs over all output channels:
+ * with Wt = W laid out C x (K kk),
+ *     W'_b[k][j][t] = (U_b^T Wt)[j][k kk + t]            (fold, per basis b)
+ *     dW[k][c][t]   = (sum_b U_b D_b)[c][k kk + t],  D_b[j][k kk + t] = dW'_b[k][j][t]   (unfold)
+ * instead of K small GEMMs per basis. */
+static void to_ck(const float *W, int K, int C, int kk, float *Wt) {
+#pragma omp parallel for schedule(static) if ((size_t)K * C * kk > 65536)
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < K; k++)
+            memcpy(Wt + ((size_t)c * K + k) * kk, W + ((size_t)k * C + c) * kk, sizeof(float) * (size_t)kk);
 }
 
-/* dW[k] (+)= U dW'[k]: the low-rank weight gradient back in C channels. */
-static void unfold(const float *dWp, const float *U, int K, int C, int r, int kk, float beta, float *dW) {
+/* W' (K x r x kk) for the basis U (C x r); Wt from to_ck; M scratch r x K kk. */
+static void fold(const float *Wt, const float *U, int K, int C, int r, int kk, float *M, float *Wp) {
+    const int kkk = K * kk;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kkk, C, 1.f, U, r, Wt, kkk, 0.f, M, kkk);
     for (int k = 0; k < K; k++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, kk, r, 1.f, U, r, dWp + (size_t)k * r * kk, kk,
-                    beta, dW + (size_t)k * C * kk, kk);
+        for (int j = 0; j < r; j++)
+            memcpy(Wp + ((size_t)k * r + j) * kk, M + (size_t)j * kkk + (size_t)k * kk, sizeof(float) * (size_t)kk);
+}
+
+/* dW'_b (K x r x kk) into rows b*r .. b*r + r of D (nb*r x K kk). */
+static void stack_grad(const float *dWp, int K, int r, int kk, int b, float *D) {
+    const size_t kkk = (size_t)K * kk;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < r; j++)
+            memcpy(D + ((size_t)b * r + j) * kkk + (size_t)k * kk, dWp + ((size_t)k * r + j) * kk,
+                   sizeof(float) * (size_t)kk);
+}
+
+/* dW = sum_b U_b D_b with Ucat = [U_1 ... U_nb] (C x nb*r); E scratch C x K kk. */
+static void unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW) {
+    const int kkk = K * kk;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, kkk, nb * r, 1.f, Ucat, nb * r, D, kkk, 0.f, E, kkk);
+#pragma omp parallel for schedule(static) if ((size_t)K * C * kk > 65536)
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++)
+            memcpy(dW + ((size_t)k * C + c) * kk, E + ((size_t)c * K + k) * kk, sizeof(float) * (size_t)kk);
 }
 
 /* The rank of a data-driven policy, from the first batch's spectrum. */
@@ -391,13 +430,14 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     }
     /* The low-rank conv in the TEE: conv(W U, V) + b. */
     am_conv2d_cfg lc = *cfg;
+    to_ck(w, p->K, C, p->kk, a->wt);
     if (a->cfg.basis == AM_BASIS_SHARED) {
-        fold(w, U, p->K, C, r, p->kk, p->Wp);
+        fold(a->wt, U, p->K, C, r, p->kk, a->fm, p->Wp);
         am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
         AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, y, work, work_n));
     } else {
         for (int s = 0; s < B; s++) {
-            fold(w, p->Ub + (size_t)s * C * r, p->K, C, r, p->kk, p->Wp);
+            fold(a->wt, p->Ub + (size_t)s * C * r, p->K, C, r, p->kk, a->fm, p->Wp);
             am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * N};
             am_tensor ys = {am_shape4(1, p->K, p->y.h, p->y.w), y->d + (size_t)s * p->K * p->P};
             AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, &ys, work, work_n));
@@ -516,14 +556,19 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         if (a->cfg.basis == AM_BASIS_SHARED) {
             am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
             AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
-            unfold(p->dWp, a->state + p->u_off, K, C, r, kk, 0.f, dw);
+            stack_grad(p->dWp, K, r, kk, 0, a->fm);
+            unfold(a->state + p->u_off, a->fm, 1, K, C, r, kk, a->fe, dw);
         } else {
             for (int s = 0; s < B; s++) {
                 am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * p->N};
                 am_tensor g = {am_shape4(1, K, p->y.h, p->y.w), dy->d + (size_t)s * K * p->P};
                 AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, &g, NULL, 0, p->dWp, NULL, work, work_n));
-                unfold(p->dWp, p->Ub + (size_t)s * C * r, K, C, r, kk, s ? 1.f : 0.f, dw);
+                stack_grad(p->dWp, K, r, kk, s, a->fm);
+                /* Ucat[c][s r + j] = U_s[c][j] */
+                for (int c = 0; c < C; c++)
+                    memcpy(a->ucat + ((size_t)c * B + s) * r, p->Ub + ((size_t)s * C + c) * r, sizeof(float) * (size_t)r);
             }
+            unfold(a->ucat, a->fm, B, K, C, r, kk, a->fe, dw);
         }
         if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
         if (accel) {
