@@ -748,7 +748,6 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
             goto out;
         }
         double md[2][2];
-        int split = 0;
         for (int mode = 0; mode < 2; mode++) {
             if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, md[mode]))) goto out;
             if (mode == 0 && layers) {
@@ -765,7 +764,6 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
                     printf("  %-5d %-11s %-9s %-4d %-5s %10.2f %10.2f %8.4f %8.1f\n", si.layer, ck, hw, si.r,
                            si.split ? "yes" : "whole", si.tee_s * 1e3 / (steps + warm), si.decomp_s * 1e3 / (steps + warm),
                            si.split ? si.energy_kept : 1.0, si.tee_flops / 1e6);
-                    split += si.split;
                 }
             }
         }
@@ -775,7 +773,6 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
                "TEE speedup over tee-only: train %.2fx infer %.2fx\n",
                name, am_mode_name(asym->mode), md[0][0] * 1e3, tee_tr * 1e3, md[0][1] * 1e3, md[1][0] * 1e3,
                tee_in * 1e3, base[0][0] / tee_tr, base[1][0] / tee_in);
-        (void)split;
     }
     fflush(stdout);
 out:

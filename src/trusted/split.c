@@ -180,11 +180,11 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     am_aligned_free(p->Wp);
     am_aligned_free(p->dWp);
     p->V = am_aligned_alloc(sizeof(float) * B * r * (size_t)p->N);
-    p->Wp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk * (a->cfg.basis == AM_BASIS_SHARED ? 1 : 1));
+    p->Wp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk);
     p->dWp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk);
     p->Ub = a->cfg.basis == AM_BASIS_PER_SAMPLE ? am_aligned_alloc(sizeof(float) * B * (size_t)p->C * r) : NULL;
     if (!p->V || !p->Wp || !p->dWp || (a->cfg.basis == AM_BASIS_PER_SAMPLE && !p->Ub))
-        return am_fail(AM_ENOMEM, "asym: out of memory for layer %d", 0);
+        return am_fail(AM_ENOMEM, "asym: out of memory for a split layer (%d channels, rank %d)", p->C, p->r);
     {
         size_t nb = a->cfg.basis == AM_BASIS_SHARED ? 1 : B, kkk = (size_t)p->K * p->kk;
         AM_TRY(grow(&a->wt, &a->wt_n, (size_t)p->C * kkk));
@@ -419,7 +419,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     float *bx = NULL, *by = NULL, *bw;
     am_shape ws = am_shape4(p->K, C, cfg->kh, cfg->kw);
     if (a->cfg.mode == AM_MODE_ASYMML) {
-        (void)training; /* every release is clipped and noised, evaluation too */
+        /* Every release is clipped and noised, in evaluation too. */
         AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
         AM_TRY(cross(a, layer, AM_BUF_INPUT, AM_CROSS_RESIDUAL, x->s, R, &bx));
         AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
