@@ -296,6 +296,12 @@ static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float
 
 /* ---------------------------------------------------------------- forward */
 
+/* The per-sample path makes many small GEMMs; OpenBLAS would spread each
+ * over all threads and spend more on waking them than on the arithmetic.
+ * (Calling OpenBLAS from several threads at once instead gave wrong results
+ * with Debian's 0.3.21 OpenMP build.) */
+static void blas_serial(int on) { openblas_set_num_threads(on ? 1 : am_get_threads()); }
+
 /* Folding U into W and back, as single GEMMs over all output channels:
  * with Wt = W laid out C x (K kk),
  *     W'_b[k][j][t] = (U_b^T Wt)[j][k kk + t]            (fold, per basis b)
@@ -404,9 +410,13 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         AM_TRY(am_project(x->d, B, C, N, r, U, p->V, R));
     } else {
         memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
-        for (int s = 0; s < B; s++)
-            AM_TRY(am_light_svd(R + (size_t)s * C * N, C, N, r, a->cfg.iters, p->Ub + (size_t)s * C * r,
-                                p->V + (size_t)s * r * N));
+        blas_serial(1);
+        am_status st = AM_OK;
+        for (int s = 0; s < B && st == AM_OK; s++)
+            st = am_light_svd(R + (size_t)s * C * N, C, N, r, a->cfg.iters, p->Ub + (size_t)s * C * r,
+                              p->V + (size_t)s * r * N);
+        blas_serial(0);
+        AM_TRY(st);
     }
     /* Energy: with an orthonormal U, ||X||^2 = ||V||^2 + ||R||^2. */
     double er = am_sumsq(R, (size_t)B * C * N);
@@ -436,12 +446,16 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
         AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, y, work, work_n));
     } else {
-        for (int s = 0; s < B; s++) {
+        blas_serial(1);
+        am_status st = AM_OK;
+        for (int s = 0; s < B && st == AM_OK; s++) {
             fold(a->wt, p->Ub + (size_t)s * C * r, p->K, C, r, p->kk, a->fm, p->Wp);
             am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * N};
             am_tensor ys = {am_shape4(1, p->K, p->y.h, p->y.w), y->d + (size_t)s * p->K * p->P};
-            AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, &ys, work, work_n));
+            st = am_conv2d_forward(&lc, &v, p->Wp, b, &ys, work, work_n);
         }
+        blas_serial(0);
+        AM_TRY(st);
     }
     if (a->cfg.mode == AM_MODE_ASYMML) {
         AM_TRY(a->be->vt->wait(a->be));
@@ -559,15 +573,19 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
             stack_grad(p->dWp, K, r, kk, 0, a->fm);
             unfold(a->state + p->u_off, a->fm, 1, K, C, r, kk, a->fe, dw);
         } else {
-            for (int s = 0; s < B; s++) {
+            blas_serial(1);
+            am_status st = AM_OK;
+            for (int s = 0; s < B && st == AM_OK; s++) {
                 am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * p->N};
                 am_tensor g = {am_shape4(1, K, p->y.h, p->y.w), dy->d + (size_t)s * K * p->P};
-                AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, &g, NULL, 0, p->dWp, NULL, work, work_n));
+                st = am_conv2d_backward(&lc, &v, p->Wp, &g, NULL, 0, p->dWp, NULL, work, work_n);
                 stack_grad(p->dWp, K, r, kk, s, a->fm);
                 /* Ucat[c][s r + j] = U_s[c][j] */
                 for (int c = 0; c < C; c++)
                     memcpy(a->ucat + ((size_t)c * B + s) * r, p->Ub + ((size_t)s * C + c) * r, sizeof(float) * (size_t)r);
             }
+            blas_serial(0);
+            AM_TRY(st);
             unfold(a->ucat, a->fm, B, K, C, r, kk, a->fe, dw);
         }
         if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
