@@ -111,6 +111,13 @@ const am_train_cfg *am_trainer_cfg(const am_trainer *t) { return &t->cfg; }
 int am_trainer_global_step(const am_trainer *t) { return t->global_step; }
 int am_trainer_done(const am_trainer *t) { return t->global_step >= t->total_steps; }
 
+/* The predicted class: the first largest logit. */
+static int argmax(const float *z, int K) {
+    int best = 0;
+    for (int k = 1; k < K; k++) best = z[k] > z[best] ? k : best;
+    return best;
+}
+
 am_status am_trainer_step(am_trainer *t, am_step_info *info) {
     if (am_trainer_done(t)) return am_fail(AM_EINVAL, "trainer: all %d steps are done", t->total_steps);
     am_shape s = am_model_input_shape(t->m);
@@ -129,12 +136,8 @@ am_status am_trainer_step(am_trainer *t, am_step_info *info) {
     if (info) {
         const am_tensor *lg = am_model_logits(t->m);
         int correct = 0;
-        for (int b = 0; b < t->cfg.batch; b++) {
-            const float *z = lg->d + (size_t)b * lg->s.c;
-            int best = 0;
-            for (int k = 1; k < lg->s.c; k++) best = z[k] > z[best] ? k : best;
-            correct += best == t->labels[b];
-        }
+        for (int b = 0; b < t->cfg.batch; b++)
+            correct += argmax(lg->d + (size_t)b * lg->s.c, lg->s.c) == t->labels[b];
         *info = (am_step_info){(t->global_step - 1) / t->steps_per_epoch + 1,
                                (t->global_step - 1) % t->steps_per_epoch + 1,
                                t->steps_per_epoch, t->global_step, t->total_steps, loss, lr, correct,
@@ -172,12 +175,8 @@ am_status am_evaluate(am_model *m, const am_dataset *d, const float *mean, const
         int K = lg->s.c;
         for (int b = 0; b < real; b++) {
             const float *z = lg->d + (size_t)b * K;
-            int best = 0;
-            double mx = z[0], se = 0;
-            for (int k = 1; k < K; k++) {
-                best = z[k] > z[best] ? k : best;
-                mx = z[k] > mx ? z[k] : mx;
-            }
+            int best = argmax(z, K);
+            double mx = z[best], se = 0;
             for (int k = 0; k < K; k++) se += exp(z[k] - mx);
             total += mx + log(se) - z[lab[b]];
             correct += best == lab[b];
