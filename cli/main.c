@@ -206,13 +206,19 @@ static int cmd_info(int argc, char **argv) {
 #define MODE_LONGOPTS                                                                              \
     {"mode", 1, 0, 1001}, {"rank-ratio", 1, 0, 1002}, {"rank", 1, 0, 1003}, {"basis", 1, 0, 1004}, \
         {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}, \
-        {"protect-grads", 0, 0, 1009}
+        {"protect-grads", 0, 0, 1009}, {"rank-list", 1, 0, 1010}, {"rank-entropy", 0, 0, 1011},     \
+        {"rank-energy", 1, 0, 1012}
 
 #define MODE_HELP                                                                                  \
     "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
     "  --rank-ratio X        split layers keep rank ceil(X * channels) (default 0.0625)\n"         \
     "  --rank N              or a fixed rank for every split layer\n"                              \
-    "  --basis B             shared (one basis per batch, default) or per-sample (light SVD)\n"    \
+    "  --rank-list R1,R2,..  or one rank per conv layer after the first, in model order (0: whole)\n" \
+    "  --rank-entropy        or ceil(2^entropy) of the first batch's spectrum, per layer\n"       \
+    "  --rank-energy TAU     or the smallest rank leaving a residual share below TAU, per layer\n" \
+    "  --basis B             shared (one basis per batch, default), per-sample (light SVD), or auto:\n" \
+    "                        per layer the cheaper for the TEE at equal energy (first batch; with\n" \
+    "                        noise, per-sample wherever shared would couple the batch)\n"         \
     "  --iters N             subspace iterations per batch, or light-SVD steps (default 2)\n"      \
     "  --clip C              per-sample L2 bound of each residual that leaves (default 0: none)\n" \
     "  --sigma S             Gaussian noise std S*C on each residual (needs --clip; default 0)\n"  \
@@ -229,7 +235,7 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
         *ok = arg_float("rank-ratio", arg, 1e-6, 1, &(float){0}) && (a->rank_value = strtod(arg, NULL), 1);
         return 1;
     case 1003: {
-        int r;
+        int r = 0;
         *ok = arg_int("rank", arg, 1, 65536, &r);
         a->policy = AM_RANK_FIXED;
         a->rank_value = r;
@@ -238,14 +244,47 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
     case 1004:
         if (!strcmp(arg, "shared")) a->basis = AM_BASIS_SHARED;
         else if (!strcmp(arg, "per-sample")) a->basis = AM_BASIS_PER_SAMPLE;
-        else *ok = 0, die(EXIT_USAGE, "--basis: '%s' is not shared or per-sample", arg);
+        else if (!strcmp(arg, "auto")) a->basis = AM_BASIS_AUTO;
+        else *ok = 0, die(EXIT_USAGE, "--basis: '%s' is not shared, per-sample or auto", arg);
         return 1;
+    case 1010: {
+        a->policy = AM_RANK_LIST;
+        a->n_ranks = 0;
+        const char *q = arg;
+        while (*ok && *q) {
+            char *end;
+            errno = 0;
+            long v = strtol(q, &end, 10);
+            if (end == q || errno || v < 0 || v > 65536 || (*end && *end != ',') || a->n_ranks == AM_MAX_RANKS) {
+                *ok = 0;
+                die(EXIT_USAGE, "--rank-list: '%s' is not a comma-separated list of at most %d ranks in [0, 65536]", arg,
+                    AM_MAX_RANKS);
+                break;
+            }
+            a->ranks[a->n_ranks++] = (int)v;
+            q = *end ? end + 1 : end;
+            if (*end && !*q) *ok = 0, die(EXIT_USAGE, "--rank-list: '%s' ends with a comma", arg);
+        }
+        if (*ok && !a->n_ranks) *ok = 0, die(EXIT_USAGE, "--rank-list: empty list");
+        return 1;
+    }
+    case 1011:
+        a->policy = AM_RANK_ENTROPY;
+        a->rank_value = 0;
+        return 1;
+    case 1012: {
+        float tau = 0;
+        *ok = arg_float("rank-energy", arg, 1e-6f, 0.999999f, &tau);
+        a->policy = AM_RANK_ENERGY;
+        a->rank_value = tau;
+        return 1;
+    }
     case 1005: *ok = arg_int("iters", arg, 1, 20, &a->iters); return 1;
     case 1006: *ok = arg_float("clip", arg, 0, 1e9, &a->clip); return 1;
     case 1007: *ok = arg_float("sigma", arg, 0, 1e6, &a->sigma); return 1;
     case 1009: a->protect_grads = 1; return 1;
     case 1008: {
-        int v;
+        int v = 0;
         *ok = arg_int("noise-seed", arg, 0, 2147483647, &v);
         a->noise_seed = (uint64_t)v;
         *seed_set = 1;
@@ -261,7 +300,45 @@ static int check_mode(const am_asym_cfg *a) {
 }
 
 /* The DP statement, exactly what the accountant covers. */
-static void print_privacy(FILE *f, const am_asym_cfg *a, long releases, long coupling, double delta, int split_layers) {
+/* Why one sample can move its whole batch's residuals, for the statement. */
+static const char *coupling_reason(const am_model *m, const am_asym_cfg *a) {
+    if (a->protect_grads) return "the output gradients' basis is shared by the batch";
+    for (int i = 0; i < am_model_num_convs(m); i++) {
+        am_split_info si;
+        if (am_model_split_info(m, i, &si) == AM_OK && si.split && si.basis != AM_BASIS_PER_SAMPLE)
+            return "a split layer's basis is shared by the batch";
+    }
+    return "BatchNorm's batch statistics";
+}
+
+/* The rank policy and basis, in words. */
+static void plan_words(const am_asym_cfg *a, char *buf, size_t n) {
+    const char *basis = a->basis == AM_BASIS_SHARED ? "shared basis"
+                        : a->basis == AM_BASIS_PER_SAMPLE ? "per-sample basis"
+                                                          : "basis chosen per layer on the first batch";
+    switch (a->policy) {
+    case AM_RANK_RATIO: snprintf(buf, n, "rank ratio %g, %s", a->rank_value, basis); break;
+    case AM_RANK_FIXED: snprintf(buf, n, "rank %g, %s", a->rank_value, basis); break;
+    case AM_RANK_LIST: snprintf(buf, n, "ranks from a list of %d, %s", a->n_ranks, basis); break;
+    case AM_RANK_ENTROPY: snprintf(buf, n, "entropy ranks from the first batch, %s", basis); break;
+    case AM_RANK_ENERGY: snprintf(buf, n, "energy ranks (residual share < %g) from the first batch, %s", a->rank_value, basis); break;
+    }
+}
+
+/* One line: each conv's rank (s: shared basis, p: per-sample; - whole). */
+static void print_plan(FILE *f, const am_model *m) {
+    fprintf(f, "plan:");
+    for (int i = 0; i < am_model_num_convs(m); i++) {
+        am_split_info si;
+        if (am_model_split_info(m, i, &si) != AM_OK) continue;
+        if (si.split) fprintf(f, " %d%s", si.r, si.basis == AM_BASIS_PER_SAMPLE ? "p" : "s");
+        else fprintf(f, " -");
+    }
+    fprintf(f, " (rank per conv layer; s shared basis, p per-sample, - whole in the TEE)\n");
+}
+
+static void print_privacy(FILE *f, const am_model *m, const am_asym_cfg *a, long releases, long coupling, double delta,
+                          int split_layers) {
     if (a->mode != AM_MODE_ASYMML) return;
     if (a->sigma > 0.f) {
         double eps = am_dp_epsilon(a->sigma, releases, coupling, delta);
@@ -273,7 +350,7 @@ static void print_privacy(FILE *f, const am_asym_cfg *a, long releases, long cou
         if (coupling > 1)
             fprintf(f, "sensitivity 2 x clip x sqrt(%ld), because one sample can move every residual of its "
                        "batch (%s). ", coupling,
-                    a->basis == AM_BASIS_SHARED ? "the basis is shared by the batch" : "BatchNorm's batch statistics");
+                    coupling_reason(m, a));
         else
             fprintf(f, "sensitivity 2 x clip: each residual depends on its own sample only (per-sample basis, "
                        "no BatchNorm before a split layer). ");
@@ -415,13 +492,15 @@ static int train_run(train_opts *o) {
     }
     printf("train: %d train / %d test images of %dx%dx%d, %zu parameters, batch %d, %d epochs, %d threads\n",
            tr.n, te.n, tr.c, tr.h, tr.w, am_model_trainable_count(m), c->batch, c->epochs, am_get_threads());
-    if (c->asym.mode != AM_MODE_TEE_ONLY)
-        printf("mode: %s, %d of %d conv layers split (rank ratio %g%s), clip %g, sigma %g; accelerator: the CPU "
-               "backend in this same process (no isolation yet)\n", am_mode_name(c->asym.mode),
-               split_layers, convs, c->asym.policy == AM_RANK_RATIO ? c->asym.rank_value : 0,
-               c->asym.basis == AM_BASIS_SHARED ? ", shared basis" : ", per-sample basis", (double)c->asym.clip,
-               (double)c->asym.sigma);
-    else
+    int plan_pending = c->asym.mode != AM_MODE_TEE_ONLY && !am_model_plan_get(m, (int[AM_MAX_RANKS + 1]){0},
+                                                                                (int[AM_MAX_RANKS + 1]){0}, AM_MAX_RANKS + 1);
+    if (c->asym.mode != AM_MODE_TEE_ONLY) {
+        char pw[160];
+        plan_words(&c->asym, pw, sizeof pw);
+        printf("mode: %s, %s, clip %g, sigma %g; accelerator: the CPU backend in this same process (no isolation "
+               "yet)\n", am_mode_name(c->asym.mode), pw, (double)c->asym.clip, (double)c->asym.sigma);
+        if (!plan_pending) print_plan(stdout, m);
+    } else
         printf("mode: tee-only (everything in the trusted process; nothing is sent to an accelerator)\n");
     fflush(stdout);
     int tty = isatty(STDOUT_FILENO);
@@ -434,6 +513,10 @@ static int train_run(train_opts *o) {
             lib_fail("train");
             if (last_ckpt) fprintf(stderr, "%s: the last checkpoint is %s\n", prog, last_ckpt);
             goto out;
+        }
+        if (plan_pending) {
+            print_plan(stdout, m);
+            plan_pending = 0;
         }
         run_loss += si.loss;
         run_correct += si.correct;
@@ -483,7 +566,7 @@ static int train_run(train_opts *o) {
         goto out;
     }
     printf("final test accuracy: %.4f\n", acc);
-    print_privacy(stdout, &c->asym, am_trainer_releases(t), am_trainer_coupling(t), o->delta, split_layers);
+    print_privacy(stdout, m, &c->asym, am_trainer_releases(t), am_trainer_coupling(t), o->delta, split_layers);
     rc = 0;
 out:
     if (log && (ferror(log) | fclose(log)) && rc == 0) rc = die(EXIT_RUNTIME, "%s: write failed", o->log);
@@ -693,16 +776,19 @@ static int cmp_double(const void *a, const void *b) {
 /* Median seconds of a training step (mode 0) or an inference pass (1), and
  * the median of the accelerator's share of it. */
 static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab, am_rng *r, int mode,
-                      int steps, int warm, double *t, double *acc, double out[2]) {
+                      int steps, int warm, double *t, double *acc, double out[2], double *sgd_s) {
+    *sgd_s = 0;
     for (int i = 0; i < warm + steps; i++) {
         if (i == warm) am_model_reset_timers(m);
         double a0 = am_model_accel_seconds(m), t0 = now_s();
         float loss;
         am_model_set_step(m, (uint64_t)i);
         if (am_model_forward(m, x, mode == 0, r) ||
-            (mode == 0 && (am_model_loss(m, lab, &loss) || am_model_backward(m) ||
-                           am_sgd_step(opt, am_model_weights(m), am_model_grads(m), 1e-3f))))
+            (mode == 0 && (am_model_loss(m, lab, &loss) || am_model_backward(m))))
             return lib_fail("bench");
+        double ts = now_s();
+        if (mode == 0 && am_sgd_step(opt, am_model_weights(m), am_model_grads(m), 1e-3f)) return lib_fail("bench");
+        if (i >= warm) *sgd_s += now_s() - ts;
         if (i >= warm) {
             t[i - warm] = now_s() - t0;
             acc[i - warm] = am_model_accel_seconds(m) - a0;
@@ -736,9 +822,9 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
     am_rng_seed(&r, 5);
     for (size_t i = 0; i < am_shape_numel(s); i++) x.d[i] = am_rng_normal(&r);
     for (int b = 0; b < B; b++) lab[b] = (int32_t)am_rng_below(&r, (uint32_t)classes);
-    double base[2][2];
+    double base[2][2], sgd_s;
     for (int mode = 0; mode < 2; mode++)
-        if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, base[mode]))) goto out;
+        if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, base[mode], &sgd_s))) goto out;
     printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB\n",
            name, in.c, in.h, in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
            peak_rss_mib());
@@ -749,8 +835,12 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
         }
         double md[2][2];
         for (int mode = 0; mode < 2; mode++) {
-            if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, md[mode]))) goto out;
+            if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, md[mode], &sgd_s))) goto out;
             if (mode == 0 && layers) {
+                printf("  TEE ms per training step by kind (mean):");
+                for (int k = 0; k < AM_PROF_KINDS; k++)
+                    printf(" %s %.1f,", am_prof_kind_name((am_prof_kind)k), am_model_profile(m, (am_prof_kind)k) * 1e3 / steps);
+                printf(" sgd %.1f\n", sgd_s * 1e3 / steps);
                 printf("  %-5s %-11s %-9s %-4s %-5s %10s %10s %8s %8s\n", "layer", "C->K", "HxW", "r", "split",
                        "TEE ms", "decomp ms", "energy", "MFLOP");
                 for (int i = 0; i < am_model_num_convs(m); i++) {

@@ -122,6 +122,18 @@ int main(int argc, char **argv) {
         return 1;
     }
     am_trainer_free(t);
+    /* One in asymml mode whose plan was decided on the first batch. */
+    cfg.asym = am_asym_defaults();
+    cfg.asym.policy = AM_RANK_ENTROPY;
+    cfg.asym.basis = AM_BASIS_AUTO;
+    char p2[1024];
+    snprintf(p2, sizeof p2, "%s/checkpoint/valid-plan", root);
+    if (am_trainer_create(&cfg, "input 1 4 4\nconv 8 k=3 p=1\nrelu\nconv 8 k=3 p=1\ngap\nflatten\nlinear 2", &ds, &t) ||
+        am_trainer_step(t, NULL) || am_trainer_save(t, p2)) {
+        fprintf(stderr, "make_corpus: %s\n", am_last_error());
+        return 1;
+    }
+    am_trainer_free(t);
     am_dataset_free(&ds);
     FILE *f = fopen(p, "rb");
     uint8_t ck[65536];
@@ -134,7 +146,7 @@ int main(int argc, char **argv) {
     m[n / 2] ^= 0x10;
     put("checkpoint", "flipped-bit", m, n);
     memcpy(m, ck, n);
-    m[4] = 2;
+    m[4] = 9;
     put("checkpoint", "future-version", m, n);
     memcpy(m, ck, n);
     memset(m + n, 0, 4);

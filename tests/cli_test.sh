@@ -53,6 +53,14 @@ expect 2 "batch larger than the data" -- "$bin" train --data "$dir/data" --batch
 expect 2 "unknown mode" -- "$bin" train --data "$dir/data" --mode gpu
 expect 2 "noise without a clip" -- "$bin" train --data "$dir/data" --mode asymml --sigma 1
 expect 2 "rank ratio above 1" -- "$bin" train --data "$dir/data" --mode asymml --rank-ratio 2
+expect 2 "rank list with an empty entry" -- "$bin" train --data "$dir/data" --mode asymml --rank-list 4,,5
+expect 2 "rank list ending in a comma" -- "$bin" train --data "$dir/data" --mode asymml --rank-list 4,
+expect 2 "rank list with a word" -- "$bin" train --data "$dir/data" --mode asymml --rank-list four
+expect 2 "negative rank in a list" -- "$bin" train --data "$dir/data" --mode asymml --rank-list 4,-1
+expect 2 "unknown basis" -- "$bin" train --data "$dir/data" --mode asymml --basis random
+expect 2 "energy threshold of 1" -- "$bin" train --data "$dir/data" --mode asymml --rank-energy 1
+expect 2 "rank list of the wrong length" -- "$bin" train --data "$dir/data" --mode asymml --rank-list 4,4,4
+grep -q "the model has 1 conv layers after the first" "$dir/err" || { echo "FAIL: list length error unclear"; fail=$((fail + 1)); }
 expect 1 "missing data" -- "$bin" train --data "$dir/nowhere"
 expect 1 "missing CIFAR data" -- "$bin" train --data "$dir/nowhere" --dataset cifar10
 
@@ -98,6 +106,15 @@ expect 0 "protected gradients" -- "$bin" train --data "$dir/data" --epochs 1 --b
   --rank-ratio 0.25 --clip 1 --sigma 1 --protect-grads --basis per-sample --threads 1
 grep -q "Output gradients are split too" "$dir/out" || { echo "FAIL: protected run does not say so"; fail=$((fail + 1)); }
 grep -q "sqrt(16)" "$dir/out" || { echo "FAIL: protected run is not batch-coupled"; fail=$((fail + 1)); }
+# Ranks and bases decided on the first batch, with noise: per-sample bases on
+# LeNet (no BatchNorm), so the per-sample sensitivity holds; the plan resumes.
+expect 0 "entropy ranks, auto basis" -- "$bin" train --data "$dir/data" --epochs 2 --batch 16 --mode asymml \
+  --rank-entropy --basis auto --clip 1 --sigma 1 --threads 1 --checkpoint-dir "$dir/ckb" --save-every 3 --keep 10
+grep -q "^plan: - [0-9]*p " "$dir/out" || { echo "FAIL: auto basis with noise is not per-sample"; fail=$((fail + 1)); }
+grep -q "sensitivity 2 x clip:" "$dir/out" || { echo "FAIL: auto basis run is coupled"; fail=$((fail + 1)); }
+plan=$(grep "^plan:" "$dir/out")
+expect 0 "resume a decided plan" -- "$bin" train --data "$dir/data" --resume "$dir/ckb/ckpt-0000000003.amck"
+[ "$(grep "^plan:" "$dir/out")" = "$plan" ] || { echo "FAIL: resumed plan differs"; fail=$((fail + 1)); }
 expect 0 "asymml eval" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data" --mode asymml
 expect 0 "analyze" -- "$bin" analyze --data "$dir/data" --checkpoint "$dir/cka" --samples 8
 expect 0 "bench asymml" -- "$bin" bench --models lenet --input 1,28,28 --batch 4 --steps 1 --warmup 0 --mode asymml --layers

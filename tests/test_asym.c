@@ -216,6 +216,128 @@ static void t_exactness_zoo(void **st) {
     exactness("resnet18", am_shape4(1, 3, 32, 32), 3, AM_BASIS_SHARED, 1);
     exactness("resnet18-imagenet", am_shape4(1, 3, 32, 32), 4, AM_BASIS_PER_SAMPLE, 1);
     exactness("lenet", am_shape4(1, 1, 28, 28), 4, AM_BASIS_PER_SAMPLE, 1);
+    /* The basis chosen per layer on the first batch. */
+    exactness("vgg11", am_shape4(1, 3, 32, 32), 4, AM_BASIS_AUTO, 0);
+    exactness("resnet18", am_shape4(1, 3, 32, 32), 3, AM_BASIS_AUTO, 0);
+}
+
+/* A model of `name` on batch B of 3x32x32 (1x28x28 for LeNet), converted. */
+static am_model *planned(const char *name, int B, const am_asym_cfg *c, am_status want) {
+    static char desc[65536];
+    int lenet = !strcmp(name, "lenet");
+    assert_int_equal(am_zoo_describe(name, lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32), 10, desc, sizeof desc),
+                     AM_OK);
+    am_model *m;
+    assert_int_equal(am_model_create(desc, &m), AM_OK);
+    assert_int_equal(am_model_init(m, 3), AM_OK);
+    assert_int_equal(am_model_set_batch(m, B), AM_OK);
+    am_status st = am_model_set_asym(m, c);
+    if (st != want) fail_msg("set_asym: %d (%s), expected %d", st, am_last_error(), want);
+    return m;
+}
+
+static void forward_once(am_model *m, int B, int lenet) {
+    am_tensor x;
+    assert_int_equal(am_tensor_alloc(&x, lenet ? am_shape4(B, 1, 28, 28) : am_shape4(B, 3, 32, 32)), AM_OK);
+    for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&rng);
+    if (am_model_forward(m, &x, 1, &rng)) fail_msg("%s", am_last_error());
+    am_tensor_free(&x);
+}
+
+/* Rank lists, data-driven ranks, the basis chosen per layer, and replaying a
+ * decided plan (what resuming does). */
+static void t_plan(void **st) {
+    (void)st;
+    /* vgg11: 8 convs, 7 after the first. */
+    am_asym_cfg c = am_asym_defaults();
+    c.policy = AM_RANK_LIST;
+    c.n_ranks = 7;
+    int want[7] = {2, 4, 0, 8, 8, 16, 3};
+    memcpy(c.ranks, want, sizeof want);
+    am_model *m = planned("vgg11", 4, &c, AM_OK);
+    int rank[16], basis[16];
+    assert_int_equal(am_model_plan_get(m, rank, basis, 16), 8);
+    assert_int_equal(rank[0], 0); /* the first conv: whole */
+    for (int i = 0; i < 7; i++) {
+        am_split_info si;
+        assert_int_equal(am_model_split_info(m, i + 1, &si), AM_OK);
+        assert_int_equal(si.split, want[i] != 0);
+        assert_int_equal(rank[i + 1], want[i]);
+        if (want[i]) assert_int_equal(si.r, want[i]);
+    }
+    am_model_free(m);
+    c.n_ranks = 6;
+    m = planned("vgg11", 4, &c, AM_EINVAL);
+    assert_non_null(strstr(am_last_error(), "6 entries; the model has 7"));
+    am_model_free(m);
+    c.n_ranks = 7;
+    c.ranks[2] = -1;
+    m = planned("vgg11", 4, &c, AM_EINVAL);
+    am_model_free(m);
+
+    /* Entropy ranks and AUTO bases: nothing decided before the first batch;
+     * afterwards every split layer has a rank in [1, C) and a basis; a
+     * fresh model replays that plan and splits the same. */
+    c = am_asym_defaults();
+    c.policy = AM_RANK_ENTROPY;
+    c.basis = AM_BASIS_AUTO;
+    m = planned("vgg11", 8, &c, AM_OK);
+    assert_int_equal(am_model_plan_get(m, rank, basis, 16), 0);
+    forward_once(m, 8, 0);
+    assert_int_equal(am_model_plan_get(m, rank, basis, 16), 8);
+    int shared = 0, per = 0;
+    for (int i = 1; i < 8; i++) {
+        am_split_info si;
+        assert_int_equal(am_model_split_info(m, i, &si), AM_OK);
+        if (!si.split) continue;
+        assert_true(si.r >= 1 && si.r < si.C);
+        shared += si.basis == AM_BASIS_SHARED;
+        per += si.basis == AM_BASIS_PER_SAMPLE;
+    }
+    print_message("vgg11, entropy ranks, auto basis: %d shared, %d per-sample\n", shared, per);
+    assert_true(shared + per > 0);
+    am_model *m2 = planned("vgg11", 8, &c, AM_OK);
+    assert_int_equal(am_model_plan_set(m2, rank, basis, 8), AM_OK);
+    int rank2[16], basis2[16];
+    assert_int_equal(am_model_plan_get(m2, rank2, basis2, 16), 8);
+    assert_memory_equal(rank, rank2, sizeof(int) * 8);
+    assert_memory_equal(basis, basis2, sizeof(int) * 8);
+    assert_int_equal(am_model_asym_state_len(m2), am_model_asym_state_len(m));
+    /* A plan that does not fit is refused. */
+    am_model_free(m2);
+    m2 = planned("vgg11", 8, &c, AM_OK);
+    assert_int_equal(am_model_plan_set(m2, rank, basis, 7), AM_EINVAL);
+    am_model_free(m2);
+    m2 = planned("vgg11", 8, &c, AM_OK);
+    rank[0] = 3; /* the first conv cannot split */
+    assert_int_equal(am_model_plan_set(m2, rank, basis, 8), AM_EINVAL);
+    am_model_free(m2);
+    am_model_free(m);
+
+    /* With noise on and no BatchNorm (LeNet), AUTO keeps every residual
+     * dependent on its own sample only: per-sample bases throughout. */
+    c = am_asym_defaults();
+    c.basis = AM_BASIS_AUTO;
+    c.rank_value = 0.5;
+    c.clip = 1.f, c.sigma = 1.f;
+    m = planned("lenet", 4, &c, AM_OK);
+    forward_once(m, 4, 1);
+    for (int i = 0; i < am_model_num_convs(m); i++) {
+        am_split_info si;
+        assert_int_equal(am_model_split_info(m, i, &si), AM_OK);
+        if (si.split) assert_int_equal(si.basis, AM_BASIS_PER_SAMPLE);
+    }
+    am_model_free(m);
+    /* Energy ranks with a shared basis: each split layer keeps the rank
+     * that leaves less than tau of the batch's energy in the residual. */
+    c = am_asym_defaults();
+    c.policy = AM_RANK_ENERGY;
+    c.rank_value = 0.2;
+    m = planned("vgg11", 4, &c, AM_OK);
+    forward_once(m, 4, 0);
+    assert_int_equal(am_model_plan_get(m, rank, basis, 16), 8);
+    for (int i = 1; i < 8; i++) assert_true(rank[i] == 0 || basis[i] == AM_BASIS_SHARED);
+    am_model_free(m);
 }
 
 static void t_modes(void **st) {
@@ -373,7 +495,7 @@ int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     am_rng_seed(&rng, 2024);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_decomposition), cmocka_unit_test(t_exactness_zoo), cmocka_unit_test(t_modes),
+        cmocka_unit_test(t_decomposition), cmocka_unit_test(t_exactness_zoo), cmocka_unit_test(t_plan), cmocka_unit_test(t_modes),
         cmocka_unit_test(t_dp),            cmocka_unit_test(t_ledger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,12 +34,26 @@ am_status am_mode_parse(const char *s, am_mode *out);
 typedef enum am_basis_kind {
     AM_BASIS_SHARED = 0, /* one U per batch (subspace iteration) */
     AM_BASIS_PER_SAMPLE, /* one U_b per sample (the paper's light SVD) */
+    AM_BASIS_AUTO,       /* the planner picks per layer, on the first batch (see am_asym_cfg) */
 } am_basis_kind;
+
+/* At most this many conv layers take a rank from a list. */
+#define AM_MAX_RANKS 256
 
 typedef struct am_asym_cfg {
     am_mode mode;
-    am_rank_policy policy; /* RATIO (default), FIXED, ENTROPY, ENERGY */
+    am_rank_policy policy; /* RATIO (default), FIXED, LIST, ENTROPY, ENERGY */
     double rank_value;     /* ratio (default 1/16), fixed rank, or tau */
+    int n_ranks;           /* LIST: one rank per conv layer after the first, in model order; */
+    int ranks[AM_MAX_RANKS]; /* 0 runs that layer whole in the TEE */
+    /* SHARED, PER_SAMPLE, or AUTO: on the first batch, per layer, the one
+     * that costs the TEE fewer FLOPs for the same energy: the per-sample
+     * basis at the policy's rank, or a shared basis at the smallest rank
+     * that keeps at least as much energy (exact spectra of that batch).
+     * With noise on, AUTO takes the per-sample basis wherever the layer's
+     * residuals would otherwise each depend on their own sample only (no
+     * BatchNorm before it, no protected gradients): a shared basis couples
+     * the batch and multiplies the sensitivity by sqrt(batch). */
     am_basis_kind basis;
     int iters;             /* subspace iterations per batch (shared, warm-started) or T (per sample) */
     float clip;            /* c: per-sample L2 bound of a residual (0: no clipping) */
@@ -69,7 +83,8 @@ void am_model_set_step(am_model *m, uint64_t step);
 typedef struct am_split_info {
     int layer;          /* index in the model */
     int split;          /* 1: split; 0: whole in the TEE (first conv, or cheaper) */
-    int C, K, r;        /* input channels, output channels, rank */
+    int C, K, r;        /* input channels, output channels, rank (0: not decided yet) */
+    am_basis_kind basis; /* SHARED or PER_SAMPLE (AUTO: not decided yet) */
     double energy_kept; /* share of ||X||^2 in U V, over the batches since the timers' reset */
     double energy_total; /* ||X||^2 summed over those batches */
     double tee_flops, whole_flops; /* per training step: TEE side if split, and whole */
@@ -81,6 +96,24 @@ am_status am_model_split_info(const am_model *m, int i, am_split_info *out);
 /* Seconds the accelerator spent computing, in total. */
 double am_model_accel_seconds(const am_model *m);
 void am_model_reset_timers(am_model *m);
+
+/* Where the trusted side's time goes: seconds per kind of work in forward and
+ * backward passes since the timers' reset, the accelerator's time excluded.
+ * "other" is the loss, flatten, dropout and the shortcut add. */
+typedef enum am_prof_kind {
+    AM_PROF_FIRST_CONV, AM_PROF_SPLIT_CONV, AM_PROF_WHOLE_CONV, AM_PROF_BN, AM_PROF_RELU, AM_PROF_POOL,
+    AM_PROF_LINEAR, AM_PROF_OTHER, AM_PROF_KINDS
+} am_prof_kind;
+double am_model_profile(const am_model *m, am_prof_kind k);
+const char *am_prof_kind_name(am_prof_kind k);
+
+/* The plan as decided, one entry per conv layer in model order: rank (0:
+ * whole) and basis. Data-driven choices (entropy, energy, AUTO) are made on
+ * the first batch; am_model_plan_get returns 0 entries before that. Set it
+ * (from a checkpoint) right after am_model_set_asym, before any batch, to
+ * replay those choices. */
+int am_model_plan_get(const am_model *m, int *rank, int *basis, int max);
+am_status am_model_plan_set(am_model *m, const int *rank, const int *basis, int n);
 
 /* State that resuming needs bit-exactly: the warm-started bases (floats). */
 size_t am_model_asym_state_len(const am_model *m);

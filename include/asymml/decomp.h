@@ -50,9 +50,10 @@ double am_sumsq(const float *a, size_t n);
 /* ---- rank policies ---- */
 typedef enum am_rank_policy {
     AM_RANK_RATIO,   /* r = ceil(ratio * C) */
-    AM_RANK_FIXED,   /* r from a per-layer list */
+    AM_RANK_FIXED,   /* r = value, every layer */
     AM_RANK_ENTROPY, /* r = ceil(2^mu) */
     AM_RANK_ENERGY,  /* smallest r whose residual share is below tau */
+    AM_RANK_LIST,    /* r from a per-layer list: am_rank_pick takes this layer's entry as value */
 } am_rank_policy;
 
 /* The rank a policy picks for a layer with C channels whose singular values

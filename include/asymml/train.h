@@ -88,6 +88,8 @@ typedef struct am_checkpoint {
     am_rng rng;                   /* the dropout generator */
     size_t n_asym;                /* floats of split-execution state */
     float *asym;
+    int n_plan;                   /* the split plan as decided (am_model_plan_get): 0, or one per conv */
+    int plan_rank[AM_MAX_RANKS + 1], plan_basis[AM_MAX_RANKS + 1];
 } am_checkpoint;
 
 am_status am_checkpoint_write(const char *path, const am_checkpoint *ck);

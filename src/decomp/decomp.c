@@ -227,7 +227,8 @@ int am_rank_pick(am_rank_policy p, double value, const float *s, int C) {
     int r = 1;
     switch (p) {
     case AM_RANK_RATIO: r = (int)ceil(value * C - 1e-9); break;
-    case AM_RANK_FIXED: r = (int)value; break;
+    case AM_RANK_FIXED:
+    case AM_RANK_LIST: r = (int)value; break;
     case AM_RANK_ENTROPY: r = s ? (int)ceil(pow(2.0, am_svd_entropy(s, C)) - 1e-9) : 1; break;
     case AM_RANK_ENERGY:
         r = C;

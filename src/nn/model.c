@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum kind { K_INPUT, K_CONV, K_BN, K_RELU, K_MAXPOOL, K_AVGPOOL, K_ADAPTIVE, K_LINEAR,
             K_DROPOUT, K_FLATTEN, K_ADD };
@@ -67,7 +68,38 @@ struct am_model {
     float **slot_base;
     am_asym *asym;  /* split execution; NULL in tee-only mode */
     am_asym_cfg asym_cfg;
+    double prof[AM_PROF_KINDS]; /* trusted seconds per kind of work, accelerator time excluded */
 };
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static am_prof_kind prof_kind(const am_model *m, int i) {
+    const layer *l = &m->L[i];
+    switch (l->kind) {
+    case K_CONV:
+        if (l->in[0] == 0) return AM_PROF_FIRST_CONV;
+        return m->asym && am_asym_handles(m->asym, i) ? AM_PROF_SPLIT_CONV : AM_PROF_WHOLE_CONV;
+    case K_BN: return AM_PROF_BN;
+    case K_RELU: return AM_PROF_RELU;
+    case K_MAXPOOL:
+    case K_AVGPOOL:
+    case K_ADAPTIVE: return AM_PROF_POOL;
+    case K_LINEAR: return AM_PROF_LINEAR;
+    default: return AM_PROF_OTHER;
+    }
+}
+
+/* Charges the time since *t0, less the accelerator's share of it, to kind k. */
+static void prof_add(am_model *m, am_prof_kind k, double *t0, double *a0) {
+    double t = mono_s(), a = m->asym ? am_asym_accel_seconds(m->asym) : 0;
+    m->prof[k] += (t - *t0) - (a - *a0);
+    *t0 = t;
+    *a0 = a;
+}
 
 /* ---------------------------------------------------------------- parser */
 
@@ -706,8 +738,10 @@ am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng
     m->L[0].y.d = x->d;
     m->have_loss = 0;
     m->training = training;
+    double t0 = mono_s(), a0 = m->asym ? am_asym_accel_seconds(m->asym) : 0;
     for (int i = 1; i < m->n; i++) {
         am_status st = fwd_layer(m, i, training, rng);
+        prof_add(m, prof_kind(m, i), &t0, &a0);
         if (st != AM_OK) {
             char msg[400];
             snprintf(msg, sizeof msg, "%s", am_last_error());
@@ -722,8 +756,10 @@ const am_tensor *am_model_output(const am_model *m, int i) { return i >= 0 && i 
 
 am_status am_model_loss(am_model *m, const int32_t *labels, float *loss) {
     if (!labels || !loss) return am_fail(AM_EINVAL, "model loss: NULL argument");
+    double t0 = mono_s();
     AM_TRY(am_softmax_ce_forward(&m->L[m->n - 1].y, labels, m->probs, loss));
     memcpy(m->labels, labels, sizeof(int32_t) * (size_t)m->B);
+    m->prof[AM_PROF_OTHER] += mono_s() - t0;
     m->have_loss = 1;
     return AM_OK;
 }
@@ -775,7 +811,9 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
 am_status am_model_backward(am_model *m) {
     if (!m->have_loss) return am_fail(AM_EINVAL, "model: backward needs a forward pass and a loss");
     layer *last = &m->L[m->n - 1];
+    double t0 = mono_s(), a0 = m->asym ? am_asym_accel_seconds(m->asym) : 0;
     AM_TRY(am_softmax_ce_backward(&last->y, m->labels, m->probs, &last->dy));
+    prof_add(m, AM_PROF_OTHER, &t0, &a0);
     char written[MAX_LAYERS];
     memset(written, 0, (size_t)m->n);
     written[m->n - 1] = 1;
@@ -789,6 +827,7 @@ am_status am_model_backward(am_model *m) {
         /* A flatten or in-place ReLU shares its gradient with its input:
          * that input's gradient is "written" once this layer's is. */
         am_status st = bwd_layer(m, i, written);
+        prof_add(m, prof_kind(m, i), &t0, &a0);
         if (st != AM_OK) {
             char msg[400];
             snprintf(msg, sizeof msg, "%s", am_last_error());
@@ -820,7 +859,8 @@ am_status am_mode_parse(const char *s, am_mode *out) {
 }
 
 am_asym_cfg am_asym_defaults(void) {
-    am_asym_cfg c = {AM_MODE_ASYMML, AM_RANK_RATIO, 1.0 / 16, AM_BASIS_SHARED, 2, 0.f, 0.f, 1, 0};
+    am_asym_cfg c = {.mode = AM_MODE_ASYMML, .policy = AM_RANK_RATIO, .rank_value = 1.0 / 16, .basis = AM_BASIS_SHARED,
+                     .iters = 2, .noise_seed = 1};
     return c;
 }
 
@@ -832,16 +872,20 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg) {
     if (cfg->mode == AM_MODE_TEE_ONLY) return AM_OK;
     am_asym *a;
     AM_TRY(am_asym_create(cfg, m->n, &a));
-    for (int i = 1; i < m->n; i++) {
+    int bn_seen = 0;
+    am_status st = AM_OK;
+    for (int i = 1; i < m->n && st == AM_OK; i++) {
         layer *l = &m->L[i];
+        bn_seen |= l->kind == K_BN;
         if (l->kind != K_CONV) continue;
         am_shape xs = m->L[l->in[0]].os;
         xs.n = m->B;
-        am_status st = am_asym_plan(a, i, &l->conv, xs, l->in[0] == 0);
-        if (st != AM_OK) {
-            am_asym_free(a);
-            return st;
-        }
+        st = am_asym_plan(a, i, &l->conv, xs, l->in[0] == 0, bn_seen);
+    }
+    if (st == AM_OK) st = am_asym_plan_done(a);
+    if (st != AM_OK) {
+        am_asym_free(a);
+        return st;
     }
     m->asym = a;
     m->asym_cfg = *cfg;
@@ -859,7 +903,21 @@ am_status am_model_split_info(const am_model *m, int i, am_split_info *out) {
 }
 double am_model_accel_seconds(const am_model *m) { return m->asym ? am_asym_accel_seconds(m->asym) : 0; }
 void am_model_reset_timers(am_model *m) {
+    memset(m->prof, 0, sizeof m->prof);
     if (m->asym) am_asym_reset_timers(m->asym);
+}
+double am_model_profile(const am_model *m, am_prof_kind k) { return k >= 0 && k < AM_PROF_KINDS ? m->prof[k] : 0; }
+const char *am_prof_kind_name(am_prof_kind k) {
+    static const char *const names[AM_PROF_KINDS] = {"first conv", "split convs", "whole convs", "batchnorm",
+                                                     "relu",       "pooling",     "linear",      "other"};
+    return k >= 0 && k < AM_PROF_KINDS ? names[k] : "unknown";
+}
+int am_model_plan_get(const am_model *m, int *rank, int *basis, int max) {
+    return m->asym ? am_asym_plan_get(m->asym, rank, basis, max) : 0;
+}
+am_status am_model_plan_set(am_model *m, const int *rank, const int *basis, int n) {
+    if (!m->asym) return n ? am_fail(AM_EINVAL, "model: a stored split plan, but the mode is tee-only") : AM_OK;
+    return am_asym_plan_set(m->asym, rank, basis, n);
 }
 size_t am_model_asym_state_len(const am_model *m) { return m->asym ? am_asym_state_len(m->asym) : 0; }
 float *am_model_asym_state(am_model *m) { return m->asym ? am_asym_state(m->asym) : NULL; }

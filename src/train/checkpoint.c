@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #define MAGIC "AMCK"
-#define VERSION 2u
+#define VERSION 3u
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
 #define HEADER_LEN 16
 #define MAX_DESC (1u << 20)
@@ -60,6 +60,7 @@ static size_t payload_len(const am_checkpoint *ck) {
     n += 2 * 8 + 2 * 4;             /* sizes, momentum flags */
     n += 4 * 8 + 4 + 4;             /* rng */
     n += 4 * 4 + 8 + 3 * 4 + 8 + 8; /* asym: mode, policy, basis, iters, rank value, clip, sigma, pad, seed, n */
+    n += 4 + 4 * (size_t)ck->cfg.asym.n_ranks + 4 + 8 * (size_t)ck->n_plan; /* rank list, plan */
     n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers + ck->n_asym) * sizeof(float);
     return n;
 }
@@ -87,6 +88,10 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     put_u64(w, rv);
     put_f32(w, a->clip), put_f32(w, a->sigma), put_i32(w, a->protect_grads);
     put_u64(w, a->noise_seed);
+    put_i32(w, a->n_ranks);
+    for (int i = 0; i < a->n_ranks; i++) put_i32(w, a->ranks[i]);
+    put_i32(w, ck->n_plan);
+    for (int i = 0; i < ck->n_plan; i++) put_i32(w, ck->plan_rank[i]), put_i32(w, ck->plan_basis[i]);
     put_u64(w, ck->n_asym);
     put_floats(w, ck->weights, ck->n_weights);
     put_floats(w, ck->buffers, ck->n_buffers);
@@ -202,8 +207,9 @@ static am_status check_cfg(const am_train_cfg *c) {
     const am_asym_cfg *a = &c->asym;
     if ((int)a->mode < 0 || (int)a->mode > AM_MODE_OPEN)
         return am_fail(AM_EFORMAT, "checkpoint: unknown execution mode %d", (int)a->mode);
-    if (a->mode != AM_MODE_TEE_ONLY && ((int)a->policy < 0 || (int)a->policy > AM_RANK_ENERGY ||
-        (int)a->basis < 0 || (int)a->basis > AM_BASIS_PER_SAMPLE || a->iters < 1 || a->iters > 20 ||
+    if (a->mode != AM_MODE_TEE_ONLY && ((int)a->policy < 0 || (int)a->policy > AM_RANK_LIST ||
+        (int)a->basis < 0 || (int)a->basis > AM_BASIS_AUTO || a->iters < 1 || a->iters > 20 ||
+        (a->policy == AM_RANK_LIST) != (a->n_ranks > 0) ||
         !isfinite(a->rank_value) || !(a->clip >= 0.f) || !isfinite(a->clip) || !(a->sigma >= 0.f) ||
         !isfinite(a->sigma) || (a->protect_grads != 0 && a->protect_grads != 1)))
         return am_fail(AM_EFORMAT, "checkpoint: execution mode configuration out of range");
@@ -261,9 +267,22 @@ am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     a->clip = get_f32(&r), a->sigma = get_f32(&r);
     a->protect_grads = get_i32(&r);
     a->noise_seed = get_u64(&r);
-    ck->n_asym = (size_t)get_u64(&r);
     am_status st = AM_OK;
+    a->n_ranks = get_i32(&r);
+    if (a->n_ranks < 0 || a->n_ranks > AM_MAX_RANKS) st = am_fail(AM_EFORMAT, "checkpoint: bad rank list length");
+    for (int i = 0; st == AM_OK && i < a->n_ranks; i++) a->ranks[i] = get_i32(&r);
+    ck->n_plan = st == AM_OK ? get_i32(&r) : 0;
+    if (st == AM_OK && (ck->n_plan < 0 || ck->n_plan > AM_MAX_RANKS + 1))
+        st = am_fail(AM_EFORMAT, "checkpoint: bad split plan length");
+    for (int i = 0; st == AM_OK && i < ck->n_plan; i++) {
+        ck->plan_rank[i] = get_i32(&r), ck->plan_basis[i] = get_i32(&r);
+        if (ck->plan_rank[i] < 0 || ck->plan_rank[i] > 65536 ||
+            (ck->plan_basis[i] != AM_BASIS_SHARED && ck->plan_basis[i] != AM_BASIS_PER_SAMPLE))
+            st = am_fail(AM_EFORMAT, "checkpoint: split plan entry %d out of range", i + 1);
+    }
+    ck->n_asym = (size_t)get_u64(&r);
     if (r.short_read) st = am_fail(AM_EFORMAT, "checkpoint truncated");
+    if (st == AM_OK && ck->n_plan && c->asym.mode == AM_MODE_TEE_ONLY) st = am_fail(AM_EFORMAT, "checkpoint: a split plan in tee-only mode");
     if (st == AM_OK) st = check_cfg(c);
     if (st == AM_OK && (ck->channels < 1 || ck->channels > 4))
         st = am_fail(AM_EFORMAT, "checkpoint: %d channels", ck->channels);

@@ -47,12 +47,7 @@ static am_status make(const am_train_cfg *cfg, const char *desc, const am_datase
     }
     if (st == AM_OK) st = am_model_init(t->m, cfg->seed);
     if (st == AM_OK) st = am_model_set_batch(t->m, cfg->batch);
-    if (st == AM_OK && cfg->asym.mode != AM_MODE_TEE_ONLY) {
-        if (cfg->asym.policy != AM_RANK_RATIO && cfg->asym.policy != AM_RANK_FIXED)
-            st = am_fail(AM_EINVAL, "training supports the ratio and fixed rank policies (resume must be exact)");
-        else
-            st = am_model_set_asym(t->m, &cfg->asym);
-    }
+    if (st == AM_OK && cfg->asym.mode != AM_MODE_TEE_ONLY) st = am_model_set_asym(t->m, &cfg->asym);
     if (st == AM_OK) {
         am_sgd_cfg sc = {cfg->momentum, 0.f, cfg->wd, cfg->nesterov};
         st = am_sgd_create(&sc, am_model_weights_len(t->m), &t->opt);
@@ -217,6 +212,7 @@ am_status am_trainer_save(am_trainer *t, const char *path) {
     ck.rng = t->rng;
     ck.n_asym = am_model_asym_state_len(t->m);
     ck.asym = am_model_asym_state(t->m);
+    ck.n_plan = am_model_plan_get(t->m, ck.plan_rank, ck.plan_basis, AM_MAX_RANKS + 1);
     return am_checkpoint_write(path, &ck);
 }
 
@@ -230,6 +226,8 @@ am_status am_trainer_resume(const char *path, const am_dataset *train, am_traine
         st = am_fail(AM_EINVAL, "%s: checkpoint of a %d-channel model, the data has %d channels", path, ck.channels,
                      train ? train->c : 0);
     if (st == AM_OK) st = make(&ck.cfg, ck.desc, train, ck.mean, ck.std, &t);
+    /* Data-driven ranks and bases were decided on the first batch: replay them. */
+    if (st == AM_OK && ck.n_plan) st = am_model_plan_set(t->m, ck.plan_rank, ck.plan_basis, ck.n_plan);
     if (st == AM_OK && (am_model_weights_len(t->m) != ck.n_weights || am_model_buffers_len(t->m) != ck.n_buffers ||
                         am_model_asym_state_len(t->m) != ck.n_asym))
         st = am_fail(AM_EFORMAT, "%s: tensor sizes do not match the model description", path);
@@ -287,14 +285,18 @@ double am_trainer_residual_share(am_trainer *t) {
 long am_trainer_coupling(const am_trainer *t) {
     /* A shared basis (of inputs, or of output gradients when they are
      * protected) couples the batch. */
-    if (t->cfg.asym.basis != AM_BASIS_PER_SAMPLE || t->cfg.asym.protect_grads) return t->cfg.batch;
+    if (t->cfg.asym.protect_grads) return t->cfg.batch;
     /* BatchNorm in training mode normalizes with the batch's statistics: a
      * sample then moves every later activation of its batch. Layers come in
-     * order, so any BatchNorm before the last split conv couples. */
+     * order, so any BatchNorm before the last split conv couples. A layer
+     * whose basis is not decided yet (AUTO before the first batch) counts
+     * as shared. */
     int last_split = -1;
     for (int i = 0; i < am_model_num_convs(t->m); i++) {
         am_split_info si;
-        if (am_model_split_info(t->m, i, &si) == AM_OK && si.split) last_split = si.layer;
+        if (am_model_split_info(t->m, i, &si) != AM_OK || !si.split) continue;
+        if (si.basis != AM_BASIS_PER_SAMPLE) return t->cfg.batch;
+        last_split = si.layer;
     }
     for (int i = 0; i < last_split; i++) {
         am_layer_info li;

@@ -20,6 +20,10 @@ typedef struct layer_plan {
     int active;   /* a conv layer that was planned */
     int split;    /* 1 split, 0 whole (in the TEE, or on the accelerator in open mode) */
     int first;
+    int decided;  /* rank and basis known (data-driven choices wait for the first batch) */
+    int coupled;  /* a BatchNorm before it already couples the batch */
+    int list_r;   /* LIST policy: this layer's entry */
+    am_basis_kind basis;
     am_conv2d_cfg cfg;
     am_shape x, y;
     int C, K, r, N, P, kk;
@@ -41,6 +45,7 @@ struct am_asym {
     am_backend *be;
     layer_plan *L;
     int n;
+    int n_cand;     /* conv layers after the first, planned so far */
     float *state;
     size_t state_len;
     float *scratch; /* B x C x N: the residual before it leaves */
@@ -84,8 +89,17 @@ am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out) {
         if (!(cfg->rank_value > 0 && cfg->rank_value < 1)) return am_fail(AM_EINVAL, "asym: energy threshold must be in (0, 1)");
         break;
     case AM_RANK_ENTROPY: break;
+    case AM_RANK_LIST:
+        if (cfg->n_ranks < 1 || cfg->n_ranks > AM_MAX_RANKS)
+            return am_fail(AM_EINVAL, "asym: a rank list needs 1 to %d entries", AM_MAX_RANKS);
+        for (int i = 0; i < cfg->n_ranks; i++)
+            if (cfg->ranks[i] < 0 || cfg->ranks[i] > 65536)
+                return am_fail(AM_EINVAL, "asym: rank list entry %d is %d (want 0 to 65536; 0 runs the layer whole)", i + 1,
+                               cfg->ranks[i]);
+        break;
     default: return am_fail(AM_EINVAL, "asym: unknown rank policy");
     }
+    if (cfg->basis < AM_BASIS_SHARED || cfg->basis > AM_BASIS_AUTO) return am_fail(AM_EINVAL, "asym: unknown basis kind");
     am_asym *a = calloc(1, sizeof *a);
     if (!a) return am_fail(AM_ENOMEM, "out of memory");
     a->cfg = *cfg;
@@ -129,14 +143,20 @@ void am_asym_free(am_asym *a) {
 
 /* TEE flops per training step of a split layer with rank r (forward and
  * backward), and of the same layer whole (forward, dW, dX). */
-static void costs(am_asym *a, layer_plan *p, int r) {
+static double split_flops(const am_asym *a, const layer_plan *p, am_basis_kind kind, int r) {
     double B = p->x.n, N = p->N, C = p->C, K = p->K, kk = p->kk, P = p->P;
-    double basis = a->cfg.basis == AM_BASIS_SHARED ? a->cfg.iters * 4.0 * B * N * C * r
-                                                   : a->cfg.iters * 4.0 * B * N * C * r + 2 * B * N * C * r;
-    double folds = (a->cfg.basis == AM_BASIS_SHARED ? 1 : B) * 2 * (2.0 * K * C * kk * r);
+    double basis = kind == AM_BASIS_PER_SAMPLE ? a->cfg.iters * 4.0 * B * N * C * r + 2 * B * N * C * r
+                                               : a->cfg.iters * 4.0 * B * N * C * r;
+    double folds = (kind == AM_BASIS_PER_SAMPLE ? B : 1) * 2 * (2.0 * K * C * kk * r);
     double lowrank = 2 * (2.0 * K * r * kk * B * P);
-    p->tee_flops = basis + 4.0 * B * N * C * r + folds + lowrank;
-    p->whole_flops = 3 * 2.0 * K * C * kk * B * P;
+    return basis + 4.0 * B * N * C * r + folds + lowrank;
+}
+
+#define K_C_KK_BP(p) ((double)(p)->K * (p)->C * (p)->kk * (p)->x.n * (p)->P)
+
+static void costs(am_asym *a, layer_plan *p, int r) {
+    p->tee_flops = split_flops(a, p, p->basis, r);
+    p->whole_flops = 3 * 2.0 * K_C_KK_BP(p);
 }
 
 /* Grows a trusted scratch buffer to at least n floats. */
@@ -182,18 +202,18 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     p->V = am_aligned_alloc(sizeof(float) * B * r * (size_t)p->N);
     p->Wp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk);
     p->dWp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk);
-    p->Ub = a->cfg.basis == AM_BASIS_PER_SAMPLE ? am_aligned_alloc(sizeof(float) * B * (size_t)p->C * r) : NULL;
-    if (!p->V || !p->Wp || !p->dWp || (a->cfg.basis == AM_BASIS_PER_SAMPLE && !p->Ub))
+    p->Ub = p->basis == AM_BASIS_PER_SAMPLE ? am_aligned_alloc(sizeof(float) * B * (size_t)p->C * r) : NULL;
+    if (!p->V || !p->Wp || !p->dWp || (p->basis == AM_BASIS_PER_SAMPLE && !p->Ub))
         return am_fail(AM_ENOMEM, "asym: out of memory for a split layer (%d channels, rank %d)", p->C, p->r);
     {
-        size_t nb = a->cfg.basis == AM_BASIS_SHARED ? 1 : B, kkk = (size_t)p->K * p->kk;
+        size_t nb = p->basis == AM_BASIS_SHARED ? 1 : B, kkk = (size_t)p->K * p->kk;
         AM_TRY(grow(&a->wt, &a->wt_n, (size_t)p->C * kkk));
         AM_TRY(grow(&a->fe, &a->fe_n, (size_t)p->C * kkk));
         AM_TRY(grow(&a->fm, &a->fm_n, nb * r * kkk));
         AM_TRY(grow(&a->ucat, &a->ucat_n, (size_t)p->C * nb * r));
     }
     /* The basis state: one U (and A) per layer, contiguous for checkpoints. */
-    if (a->cfg.basis == AM_BASIS_SHARED) {
+    if (p->basis == AM_BASIS_SHARED) {
         AM_TRY(state_add(a, (size_t)p->C * r, &p->u_off));
         AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->C, p->N, p->r)));
     }
@@ -210,40 +230,120 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     return AM_OK;
 }
 
-am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first) {
+static am_status grow_scratch(am_asym *a, const layer_plan *p) {
+    size_t need = (size_t)p->x.n * p->x.c * p->x.h * p->x.w;
+    if (need <= a->scratch_n) return AM_OK;
+    am_aligned_free(a->scratch);
+    a->scratch = am_aligned_alloc(need * sizeof(float));
+    a->scratch_n = a->scratch ? need : 0;
+    return a->scratch ? AM_OK : am_fail(AM_ENOMEM, "asym: out of memory for the residual");
+}
+
+/* Fixes a layer's basis and rank (0: whole). It splits only where that saves
+ * the TEE work; a rank that covers all channels leaves no residual: whole. */
+static am_status settle(am_asym *a, layer_plan *p, am_basis_kind kind, int r) {
+    p->basis = kind;
+    p->r = r;
+    p->decided = 1;
+    costs(a, p, r ? r : 1);
+    p->split = r > 0 && r < p->C && p->tee_flops < p->whole_flops;
+    if (!p->split) {
+        p->r = 0;
+        costs(a, p, (p->C + 15) / 16);
+        return AM_OK;
+    }
+    AM_TRY(alloc_layer(a, p));
+    return grow_scratch(a, p);
+}
+
+am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first, int coupled) {
     if (layer < 0 || layer >= a->n) return am_fail(AM_EINVAL, "asym: layer %d out of range", layer);
     layer_plan *p = &a->L[layer];
     memset(p, 0, sizeof *p);
     p->active = 1;
     p->first = first;
+    p->coupled = coupled;
     p->cfg = *cfg;
     p->x = x;
     AM_TRY(am_conv2d_out_shape(cfg, x, &p->y));
     p->C = x.c, p->K = cfg->out_c, p->N = x.h * x.w, p->P = p->y.h * p->y.w, p->kk = cfg->kh * cfg->kw;
-    size_t need = (size_t)x.n * x.c * x.h * x.w;
+    p->basis = a->cfg.basis == AM_BASIS_AUTO ? AM_BASIS_SHARED : a->cfg.basis;
     costs(a, p, (p->C + 15) / 16); /* whole_flops for every layer */
-    if (a->cfg.mode == AM_MODE_OPEN) { /* no privacy: every conv whole on the accelerator */
-        p->split = 0;
-        return AM_OK;
+    p->decided = 1;
+    /* Open mode: every conv whole on the accelerator. The first conv reads
+     * the raw image, which never leaves. */
+    if (a->cfg.mode == AM_MODE_OPEN || first) return AM_OK;
+    int k = a->n_cand++;
+    double value = a->cfg.rank_value;
+    if (a->cfg.policy == AM_RANK_LIST) {
+        if (k >= a->cfg.n_ranks) return AM_OK; /* am_asym_plan_done reports it */
+        p->list_r = a->cfg.ranks[k];
+        if (p->list_r == 0) return AM_OK; /* whole, as the list says */
+        value = p->list_r;
     }
-    if (first) return AM_OK; /* the raw image never leaves */
-    int r = am_rank_pick(a->cfg.policy, a->cfg.rank_value, NULL, p->C);
-    if (a->cfg.policy == AM_RANK_ENTROPY || a->cfg.policy == AM_RANK_ENERGY)
-        r = 0; /* decided on the first batch, from its singular values */
-    p->r = r;
-    costs(a, p, r ? r : (p->C + 15) / 16);
-    /* Split only where it saves the TEE work. A rank that covers all
-     * channels leaves no residual: run whole. */
-    p->split = (r == 0 || r < p->C) && p->tee_flops < p->whole_flops;
-    if (!p->split) return AM_OK;
-    if (r) AM_TRY(alloc_layer(a, p));
-    if (need > a->scratch_n) {
-        am_aligned_free(a->scratch);
-        a->scratch = am_aligned_alloc(need * sizeof(float));
-        a->scratch_n = a->scratch ? need : 0;
-        if (!a->scratch) return am_fail(AM_ENOMEM, "asym: out of memory for the residual");
+    if (a->cfg.policy == AM_RANK_ENTROPY || a->cfg.policy == AM_RANK_ENERGY || a->cfg.basis == AM_BASIS_AUTO) {
+        /* Decided on the first batch, from its singular values. */
+        p->decided = 0;
+        p->split = 1;
+        return grow_scratch(a, p);
     }
+    return settle(a, p, p->basis, am_rank_pick(a->cfg.policy, value, NULL, p->C));
+}
+
+am_status am_asym_plan_done(am_asym *a) {
+    if (a->cfg.mode != AM_MODE_OPEN && a->cfg.policy == AM_RANK_LIST && a->n_cand != a->cfg.n_ranks)
+        return am_fail(AM_EINVAL, "asym: the rank list has %d entries; the model has %d conv layers after the first",
+                       a->cfg.n_ranks, a->n_cand);
     return AM_OK;
+}
+
+/* Smallest rank whose share of the energy (cumulative e, e[C] the total) is
+ * at least want. */
+static int rank_for_energy(const double *e, int C, double want) {
+    for (int r = 1; r <= C; r++)
+        if (e[r] >= want * e[C] * (1 - 1e-12)) return r;
+    return C;
+}
+
+/* The first batch's decisions: the rank of a data-driven policy, and with
+ * AUTO the basis. Exact spectra: of the whole batch (what a shared basis can
+ * keep) and of each sample (what per-sample bases can keep). */
+static am_status decide(am_asym *a, layer_plan *p, const float *X) {
+    const int B = p->x.n, C = p->C, N = p->N;
+    float *s = malloc(sizeof(float) * (size_t)C * 2);
+    double *esh = calloc((size_t)(C + 1) * 2, sizeof(double)), *eps = esh + C + 1;
+    am_status st = s && esh ? am_exact_basis(X, B, C, N, 1, NULL, s) : am_fail(AM_ENOMEM, "asym: out of memory");
+    for (int j = 0; st == AM_OK && j < C; j++) esh[j + 1] = esh[j] + (double)s[j] * s[j];
+    const double value = a->cfg.policy == AM_RANK_LIST ? p->list_r : a->cfg.rank_value;
+    am_basis_kind kind = a->cfg.basis;
+    int r = st == AM_OK ? am_rank_pick(a->cfg.policy, value, s, C) : 0;
+    if (st == AM_OK && kind == AM_BASIS_AUTO) {
+        float *sb = s + C;
+        for (int b = 0; b < B && st == AM_OK; b++) {
+            st = am_exact_basis(X + (size_t)b * C * N, 1, C, N, 1, NULL, sb);
+            double acc = 0;
+            for (int j = 0; st == AM_OK && j < C; j++) {
+                acc += (double)sb[j] * sb[j];
+                eps[j + 1] += acc;
+            }
+        }
+        /* eps[j] sums, over samples, the energy of each sample's top j. */
+        int r_ps = r;
+        if (a->cfg.policy == AM_RANK_ENERGY) r_ps = rank_for_energy(eps, C, 1.0 - a->cfg.rank_value + 1e-12);
+        int r_sh = a->cfg.policy == AM_RANK_ENERGY ? r : rank_for_energy(esh, C, eps[C] > 0 ? eps[r_ps] / eps[C] : 1.0);
+        if (a->cfg.sigma > 0.f && !p->coupled && !a->cfg.protect_grads) {
+            kind = AM_BASIS_PER_SAMPLE; /* a shared basis would couple the batch */
+        } else {
+            double fs = r_sh < C ? split_flops(a, p, AM_BASIS_SHARED, r_sh) : INFINITY;
+            double fp = r_ps < C ? split_flops(a, p, AM_BASIS_PER_SAMPLE, r_ps) : INFINITY;
+            kind = fs <= fp ? AM_BASIS_SHARED : AM_BASIS_PER_SAMPLE;
+        }
+        r = kind == AM_BASIS_SHARED ? r_sh : r_ps;
+    }
+    free(s);
+    free(esh);
+    AM_TRY(st);
+    return settle(a, p, kind, r);
 }
 
 int am_asym_handles(const am_asym *a, int layer) {
@@ -342,18 +442,6 @@ static void unfold(const float *Ucat, const float *D, int nb, int K, int C, int 
             memcpy(dW + ((size_t)k * C + c) * kk, E + ((size_t)c * K + k) * kk, sizeof(float) * (size_t)kk);
 }
 
-/* The rank of a data-driven policy, from the first batch's spectrum. */
-static am_status decide_rank(am_asym *a, layer_plan *p, const float *X) {
-    float *s = malloc(sizeof(float) * (size_t)p->C);
-    if (!s) return am_fail(AM_ENOMEM, "asym: out of memory");
-    am_status st = am_exact_basis(X, p->x.n, p->C, p->N, 1, NULL, s);
-    if (st == AM_OK) p->r = am_rank_pick(a->cfg.policy, a->cfg.rank_value, s, p->C);
-    free(s);
-    AM_TRY(st);
-    costs(a, p, p->r);
-    return alloc_layer(a, p);
-}
-
 static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_tensor *x, const float *w,
                               const float *b, am_tensor *y) {
     float *bx, *bw, *by;
@@ -387,15 +475,18 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
         return st;
     }
+    if (!p->decided) {
+        AM_TRY(decide(a, p, x->d));
+        if (!p->split) return am_conv2d_forward(cfg, x, w, b, y, work, work_n);
+    }
     const int B = x->s.n, C = p->C, N = p->N;
-    if (!p->r) AM_TRY(decide_rank(a, p, x->d));
     const int r = p->r;
     float *R = a->scratch;
     /* Decompose: X = U V + R. */
     /* An evaluation batch starts from the training basis but does not move
      * it: training (and a resumed run) sees the same bases either way. */
     float *U = a->state + p->u_off;
-    if (a->cfg.basis == AM_BASIS_SHARED) {
+    if (p->basis == AM_BASIS_SHARED) {
         if (!training && p->warm && a->cfg.sigma == 0.f) {
             memcpy(a->u_eval, U, sizeof(float) * (size_t)C * r); /* u_eval holds basis_work_n >= C*r floats */
             U = a->u_eval;
@@ -420,7 +511,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     }
     /* Energy: with an orthonormal U, ||X||^2 = ||V||^2 + ||R||^2. */
     double er = am_sumsq(R, (size_t)B * C * N);
-    double ev = a->cfg.basis == AM_BASIS_SHARED ? am_sumsq(p->V, (size_t)B * r * N)
+    double ev = p->basis == AM_BASIS_SHARED ? am_sumsq(p->V, (size_t)B * r * N)
                                                 : am_sumsq(x->d, (size_t)B * C * N) - er;
     p->e_total += ev + er;
     p->e_kept += ev;
@@ -441,7 +532,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     /* The low-rank conv in the TEE: conv(W U, V) + b. */
     am_conv2d_cfg lc = *cfg;
     to_ck(w, p->K, C, p->kk, a->wt);
-    if (a->cfg.basis == AM_BASIS_SHARED) {
+    if (p->basis == AM_BASIS_SHARED) {
         fold(a->wt, U, p->K, C, r, p->kk, a->fm, p->Wp);
         am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
         AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, y, work, work_n));
@@ -481,7 +572,7 @@ static am_status protected_terms(am_asym *a, layer_plan *p, int layer, const am_
     const size_t ckk = (size_t)C * p->kk;
     const float *A = a->state + p->a_off;
     float *R = a->scratch;
-    if (a->cfg.basis == AM_BASIS_SHARED) {
+    if (p->basis == AM_BASIS_SHARED) {
         AM_TRY(am_project(x->d, B, C, N, r, a->state + p->u_off, p->V, R));
     } else {
         memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
@@ -567,7 +658,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         am_conv2d_cfg lc = *cfg;
         lc.bias = 0;
         const int r = p->r;
-        if (a->cfg.basis == AM_BASIS_SHARED) {
+        if (p->basis == AM_BASIS_SHARED) {
             am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
             AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
             stack_grad(p->dWp, K, r, kk, 0, a->fm);
@@ -627,13 +718,48 @@ am_status am_asym_info(const am_asym *a, int i, am_split_info *out) {
         const layer_plan *p = &a->L[l];
         if (!p->active) continue;
         if (k++ != i) continue;
-        *out = (am_split_info){l, p->split, p->C, p->K, p->r, p->e_total > 0 ? p->e_kept / p->e_total : 0,
+        *out = (am_split_info){l, p->split, p->C, p->K, p->r, p->basis, p->e_total > 0 ? p->e_kept / p->e_total : 0,
                                p->e_total, p->split ? p->tee_flops : p->whole_flops, p->whole_flops, p->tee_s,
                                p->decomp_s};
         if (!p->split && a->cfg.mode == AM_MODE_OPEN) out->tee_flops = 0;
         return AM_OK;
     }
     return am_fail(AM_EINVAL, "asym: conv %d out of range", i);
+}
+
+int am_asym_plan_get(const am_asym *a, int *rank, int *basis, int max) {
+    int n = 0;
+    for (int l = 0; l < a->n; l++) {
+        const layer_plan *p = &a->L[l];
+        if (!p->active) continue;
+        if (!p->decided || n >= max) return 0;
+        rank[n] = p->split ? p->r : 0;
+        basis[n++] = (int)p->basis;
+    }
+    return n;
+}
+
+am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n) {
+    int k = 0;
+    for (int l = 0; l < a->n; l++) {
+        layer_plan *p = &a->L[l];
+        if (!p->active) continue;
+        if (k >= n) return am_fail(AM_EINVAL, "asym: the stored plan covers %d conv layers, the model has more", n);
+        int r = rank[k], bk = basis[k++];
+        if (r < 0 || r > p->C || (bk != AM_BASIS_SHARED && bk != AM_BASIS_PER_SAMPLE))
+            return am_fail(AM_EINVAL, "asym: stored plan entry %d (rank %d, basis %d) is out of range", k, r, bk);
+        if (p->decided) {
+            if ((p->split ? p->r : 0) != r || (p->split && (int)p->basis != bk))
+                return am_fail(AM_EINVAL, "asym: the stored plan (conv %d: rank %d) does not match this configuration's (rank %d)",
+                               k, r, p->split ? p->r : 0);
+            continue;
+        }
+        AM_TRY(settle(a, p, (am_basis_kind)bk, r));
+        if ((p->split ? p->r : 0) != r)
+            return am_fail(AM_EINVAL, "asym: stored plan entry %d (rank %d) does not fit this model", k, r);
+    }
+    if (k != n) return am_fail(AM_EINVAL, "asym: the stored plan covers %d conv layers, the model has %d", n, k);
+    return AM_OK;
 }
 
 double am_asym_accel_seconds(const am_asym *a) { return a->be->vt->busy_seconds(a->be); }

@@ -13,8 +13,12 @@ typedef struct am_asym am_asym;
 am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out);
 void am_asym_free(am_asym *a);
 /* Plans conv layer `layer` reading input shape x (x.n = batch). first: it
- * reads the input image. */
-am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first);
+ * reads the input image; coupled: a BatchNorm before it mixes the batch.
+ * Call in model order, then am_asym_plan_done. */
+am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first, int coupled);
+am_status am_asym_plan_done(am_asym *a);
+int am_asym_plan_get(const am_asym *a, int *rank, int *basis, int max);
+am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n);
 /* 1 if the layer runs through here (split, or whole on the accelerator),
  * 0 if it runs whole in the TEE as usual. */
 int am_asym_handles(const am_asym *a, int layer);
