@@ -852,7 +852,7 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
                     snprintf(ck, sizeof ck, "%d->%d", si.C, si.K);
                     snprintf(hw, sizeof hw, "%dx%d", li.out.h, li.out.w);
                     printf("  %-5d %-11s %-9s %-4d %-5s %10.2f %10.2f %8.4f %8.1f\n", si.layer, ck, hw, si.r,
-                           si.split ? "yes" : "whole", si.tee_s * 1e3 / (steps + warm), si.decomp_s * 1e3 / (steps + warm),
+                           si.split ? "yes" : "whole", si.tee_s * 1e3 / steps, si.decomp_s * 1e3 / steps,
                            si.split ? si.energy_kept : 1.0, si.tee_flops / 1e6);
                 }
             }
@@ -1071,7 +1071,7 @@ static int cmd_analyze(int argc, char **argv) {
             tot += e;
         }
         /* The runtime's shared basis: subspace iteration from the largest channels. */
-        size_t bwn = am_shared_basis_workspace(C, N, r_ratio);
+        size_t bwn = am_shared_basis_workspace(n, C, N, r_ratio);
         float *Ur = am_aligned_alloc(sizeof(float) * ((size_t)C * r_ratio + bwn)), *Vr = malloc(sizeof(float) * (size_t)n * r_ratio * N);
         double runtime = 0;
         if (Ur && Vr && am_shared_basis(X->d, n, C, N, r_ratio, 2, 0, Ur, Ur + (size_t)C * r_ratio, bwn) == AM_OK &&

@@ -49,7 +49,7 @@ static void t_decomposition(void **st) {
     /* Shared basis by subspace iteration: orthonormal, and within 2% of the
      * exact energy after 2 iterations from the largest channels. */
     float U[32 * 4];
-    size_t wn = am_shared_basis_workspace(C, N, r);
+    size_t wn = am_shared_basis_workspace(B, C, N, r);
     float *work = am_aligned_alloc(wn * sizeof(float));
     assert_int_equal(am_shared_basis(X, B, C, N, r, 2, 0, U, work, wn), AM_OK);
     for (int i = 0; i < r; i++)

@@ -25,10 +25,15 @@ extern "C" {
  * eps is scaled by ||X||_F^2 so that small activations are not shrunk. */
 am_status am_light_svd(float *X, int C, int N, int r, int T, float *U, float *V);
 
+/* The shared basis is computed from at most about this many columns of
+ * [X_1 ... X_B] (runs of contiguous pixels spread evenly over each sample);
+ * the projection then uses all of them. */
+#define AM_BASIS_COLS(C) ((size_t)((C) * 32 > 4096 ? (C) * 32 : 4096))
 /* Floats of scratch am_shared_basis needs. */
-size_t am_shared_basis_workspace(int C, int N, int r);
+size_t am_shared_basis_workspace(int B, int C, int N, int r);
 /* U (C x r, orthonormal columns) spanning approximately the top-r left
- * singular subspace of [X_1 ... X_B] (each X_b is C x N at X + b*C*N).
+ * singular subspace of [X_1 ... X_B] (each X_b is C x N at X + b*C*N),
+ * estimated from up to AM_BASIS_COLS(C) of its columns.
  * iters >= 1 subspace iterations; warm != 0 starts from the U passed in
  * (the previous batch's), else from the r largest-norm channels. */
 am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters, int warm, float *U,
@@ -41,6 +46,11 @@ am_status am_exact_basis(const float *X, int B, int C, int N, int r, float *U, f
 
 /* V_b = U^T X_b (r x N each), R_b = X_b - U V_b (C x N each). R may be NULL. */
 am_status am_project(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R);
+/* The same with caller-provided scratch of am_project_workspace floats (else
+ * it allocates). */
+size_t am_project_workspace(int B, int C, int N, int r);
+am_status am_project_ws(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R, float *work,
+                        size_t work_n);
 
 /* SVD-channel entropy mu = -log2(sum_j (s_j / sum_p s_p)^2), 0 <= mu <= log2 n. */
 double am_svd_entropy(const float *s, int n);

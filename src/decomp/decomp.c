@@ -64,24 +64,51 @@ am_status am_light_svd(float *X, int C, int N, int r, int T, float *U, float *V)
     return AM_OK;
 }
 
-/* P_b (N x r) and Z (C x r). */
-size_t am_shared_basis_workspace(int C, int N, int r) {
-    return am_align_up(sizeof(float) * (size_t)N * r) / sizeof(float) + (size_t)C * r;
+/* Which columns of [X_1 ... X_B] the shared basis is computed from: all of
+ * them up to AM_BASIS_COLS(C); beyond that, cps runs of L contiguous pixels
+ * per sample, spread evenly over each sample. The basis of a C-dimensional
+ * subspace needs many more columns than C, not all of a 224x224 batch. */
+static void sample_plan(int B, int C, int N, int *L, int *cps) {
+    const size_t want = AM_BASIS_COLS(C);
+    if ((size_t)B * N <= want) {
+        *L = N, *cps = 1;
+        return;
+    }
+    int l = N < 256 ? N : 256;
+    size_t per = (want + (size_t)B * l - 1) / ((size_t)B * l);
+    int maxc = N / l;
+    *L = l;
+    *cps = per < 1 ? 1 : per > (size_t)maxc ? maxc : (int)per;
+}
+
+/* Xs (C x cols), P (cols x r) and Z (C x r). */
+size_t am_shared_basis_workspace(int B, int C, int N, int r) {
+    int L, cps;
+    sample_plan(B, C, N, &L, &cps);
+    size_t cols = (size_t)B * cps * L;
+    return am_align_up(sizeof(float) * (size_t)C * cols) / sizeof(float) +
+           am_align_up(sizeof(float) * cols * r) / sizeof(float) + (size_t)C * r;
 }
 
 /* Modified Gram-Schmidt on the r columns of Q (C x r, row-major), in
  * double. A column that vanishes is replaced by the unit vector of a channel
  * not yet covered, so that U always has r orthonormal columns. */
-static void orthonormalize(float *Q, int C, int r) {
-    double *col = malloc(sizeof(double) * (size_t)C * 2);
-    double *tmp = col + C;
+static am_status orthonormalize(float *Q, int C, int r) {
+    /* Columns made contiguous (column j at Qt + j*C), so the inner loops run
+     * over unit strides. */
+    double *Qt = malloc(sizeof(double) * (size_t)C * (r + 1));
+    if (!Qt) return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
+    double *tmp = Qt + (size_t)C * r;
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < r; j++) Qt[(size_t)j * C + c] = Q[(size_t)c * r + j];
     for (int j = 0; j < r; j++) {
-        for (int c = 0; c < C; c++) col[c] = Q[(size_t)c * r + j];
+        double *col = Qt + (size_t)j * C;
         for (int pass = 0; pass < 2; pass++) /* twice is enough (Kahan) */
             for (int k = 0; k < j; k++) {
+                const double *q = Qt + (size_t)k * C;
                 double d = 0;
-                for (int c = 0; c < C; c++) d += col[c] * Q[(size_t)c * r + k];
-                for (int c = 0; c < C; c++) col[c] -= d * Q[(size_t)c * r + k];
+                for (int c = 0; c < C; c++) d += col[c] * q[c];
+                for (int c = 0; c < C; c++) col[c] -= d * q[c];
             }
         double n = 0;
         for (int c = 0; c < C; c++) n += col[c] * col[c];
@@ -90,8 +117,9 @@ static void orthonormalize(float *Q, int C, int r) {
             for (int e = 0; e < C; e++) {
                 for (int c = 0; c < C; c++) tmp[c] = c == e;
                 for (int k = 0; k < j; k++) {
-                    double d = Q[(size_t)e * r + k];
-                    for (int c = 0; c < C; c++) tmp[c] -= d * Q[(size_t)c * r + k];
+                    const double *q = Qt + (size_t)k * C;
+                    double d = q[e];
+                    for (int c = 0; c < C; c++) tmp[c] -= d * q[c];
                 }
                 n = 0;
                 for (int c = 0; c < C; c++) n += tmp[c] * tmp[c];
@@ -102,27 +130,43 @@ static void orthonormalize(float *Q, int C, int r) {
             }
         }
         double inv = 1.0 / sqrt(n);
-        for (int c = 0; c < C; c++) Q[(size_t)c * r + j] = (float)(col[c] * inv);
+        for (int c = 0; c < C; c++) col[c] *= inv;
     }
-    free(col);
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < r; j++) Q[(size_t)c * r + j] = (float)Qt[(size_t)j * C + c];
+    free(Qt);
+    return AM_OK;
 }
 
 am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters, int warm, float *U,
                           float *work, size_t work_n) {
     AM_TRY(check_dims(B, C, N, r));
     if (!X || !U || iters < 1 || iters > 100) return am_fail(AM_EINVAL, "shared basis: bad argument");
-    if (!work || work_n < am_shared_basis_workspace(C, N, r))
+    if (!work || work_n < am_shared_basis_workspace(B, C, N, r))
         return am_fail(AM_EINVAL, "shared basis: workspace too small");
+    int L, cps;
+    sample_plan(B, C, N, &L, &cps);
+    const int per = B * cps * L; /* columns */
+    float *Xs = work, *P = Xs + am_align_up(sizeof(float) * (size_t)C * per) / sizeof(float);
+    float *Z = P + am_align_up(sizeof(float) * (size_t)per * r) / sizeof(float);
+    /* Gather the columns into one C x per matrix: one GEMM per step below
+     * instead of two per sample. */
+    const int stride = N / cps, off = (stride - L) / 2;
+#pragma omp parallel for schedule(static) if ((size_t)C * per > 65536)
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < cps; k++)
+                memcpy(Xs + (size_t)c * per + ((size_t)b * cps + k) * L,
+                       X + ((size_t)b * C + c) * N + (size_t)k * stride + off, sizeof(float) * (size_t)L);
     if (!warm) {
-        /* Start from the r channels of largest energy over the batch. */
+        /* Start from the r channels of largest energy. */
         double *en = calloc((size_t)C, sizeof(double));
         char *used = calloc((size_t)C, 1);
         if (!en || !used) {
             free(en), free(used);
             return am_fail(AM_ENOMEM, "shared basis: out of memory");
         }
-        for (int b = 0; b < B; b++)
-            for (int c = 0; c < C; c++) en[c] += am_sumsq(X + ((size_t)b * C + c) * N, (size_t)N);
+        for (int c = 0; c < C; c++) en[c] = am_sumsq(Xs + (size_t)c * per, (size_t)per);
         memset(U, 0, sizeof(float) * (size_t)C * r);
         for (int j = 0; j < r; j++) {
             int best = -1;
@@ -133,20 +177,14 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
         }
         free(en), free(used);
     }
-    /* Z = sum_b X_b (X_b^T U), through P_b = X_b^T U (N x r), sample by
-     * sample. The GEMMs are called one at a time: OpenBLAS 0.3.21's OpenMP
-     * build gave wrong results when called from several threads at once
-     * (seen here), so the parallelism is OpenBLAS's own. */
-    float *P = work, *Z = work + am_align_up(sizeof(float) * (size_t)N * r) / sizeof(float);
+    /* Z = Xs (Xs^T U). The GEMMs are called one at a time: OpenBLAS
+     * 0.3.21's OpenMP build gave wrong results when called from several
+     * threads at once (seen here), so the parallelism is OpenBLAS's own. */
     for (int it = 0; it < iters; it++) {
-        for (int b = 0; b < B; b++) {
-            const float *Xb = X + (size_t)b * C * N;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, C, 1.f, Xb, N, U, r, 0.f, P, r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, N, 1.f, Xb, N, P, r,
-                        b ? 1.f : 0.f, Z, r);
-        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, per, r, C, 1.f, Xs, per, U, r, 0.f, P, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, per, 1.f, Xs, per, P, r, 0.f, Z, r);
         memcpy(U, Z, sizeof(float) * (size_t)C * r);
-        orthonormalize(U, C, r);
+        AM_TRY(orthonormalize(U, C, r));
     }
     return AM_OK;
 }
@@ -186,17 +224,55 @@ am_status am_exact_basis(const float *X, int B, int C, int N, int r, float *U, f
     return AM_OK;
 }
 
+size_t am_project_workspace(int B, int C, int N, int r) { return N < 256 ? (size_t)B * N * (size_t)(C + r) : 0; }
+
 am_status am_project(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R) {
+    return am_project_ws(X, B, C, N, r, U, V, R, NULL, 0);
+}
+
+am_status am_project_ws(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R, float *work,
+                        size_t work_n) {
     AM_TRY(check_dims(B, C, N, r));
     if (!X || !U || !V) return am_fail(AM_EINVAL, "project: bad argument");
+    if (N < 256) {
+        /* Small planes: gather the batch into one C x B*N matrix, project it
+         * with two GEMMs, scatter back (two tiny GEMMs per sample cost more
+         * in calls than in arithmetic). */
+        const size_t BN = (size_t)B * N;
+        const int own = !work || work_n < am_project_workspace(B, C, N, r);
+        float *Xc = own ? am_aligned_alloc(sizeof(float) * BN * (size_t)(C + r)) : work;
+        if (!Xc) return am_fail(AM_ENOMEM, "project: out of memory");
+        float *Vc = Xc + BN * C;
+#pragma omp parallel for schedule(static) if (BN * C > 65536)
+        for (int c = 0; c < C; c++)
+            for (int b = 0; b < B; b++)
+                memcpy(Xc + c * BN + (size_t)b * N, X + ((size_t)b * C + c) * N, sizeof(float) * (size_t)N);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, (int)BN, C, 1.f, U, r, Xc, (int)BN, 0.f, Vc, (int)BN);
+        if (R) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, (int)BN, r, -1.f, U, r, Vc, (int)BN, 1.f, Xc, (int)BN);
+#pragma omp parallel for schedule(static) if (BN * C > 65536)
+        for (int b = 0; b < B; b++) {
+            for (int j = 0; j < r; j++)
+                memcpy(V + ((size_t)b * r + j) * N, Vc + j * BN + (size_t)b * N, sizeof(float) * (size_t)N);
+            if (R)
+                for (int c = 0; c < C; c++)
+                    memcpy(R + ((size_t)b * C + c) * N, Xc + c * BN + (size_t)b * N, sizeof(float) * (size_t)N);
+        }
+        if (own) am_aligned_free(Xc);
+        return AM_OK;
+    }
+    /* Large planes: column blocks that stay in cache, so that X is read once
+     * and R written once. */
+    const int cb = C >= 256 ? 256 : 65536 / C;
     for (int b = 0; b < B; b++) { /* one GEMM at a time: see am_shared_basis */
         const float *Xb = X + (size_t)b * C * N;
-        float *Vb = V + (size_t)b * r * N;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, N, C, 1.f, U, r, Xb, N, 0.f, Vb, N);
-        if (R) {
-            float *Rb = R + (size_t)b * C * N;
-            if (Rb != Xb) memcpy(Rb, Xb, sizeof(float) * (size_t)C * N);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, U, r, Vb, N, 1.f, Rb, N);
+        float *Vb = V + (size_t)b * r * N, *Rb = R ? R + (size_t)b * C * N : NULL;
+        for (int n0 = 0; n0 < N; n0 += cb) {
+            int w = N - n0 < cb ? N - n0 : cb;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, w, C, 1.f, U, r, Xb + n0, N, 0.f, Vb + n0, N);
+            if (!Rb) continue;
+            if (Rb != Xb)
+                for (int c = 0; c < C; c++) memcpy(Rb + (size_t)c * N + n0, Xb + (size_t)c * N + n0, sizeof(float) * (size_t)w);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, w, r, -1.f, U, r, Vb + n0, N, 1.f, Rb + n0, N);
         }
     }
     return AM_OK;

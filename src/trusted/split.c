@@ -215,13 +215,14 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     /* The basis state: one U (and A) per layer, contiguous for checkpoints. */
     if (p->basis == AM_BASIS_SHARED) {
         AM_TRY(state_add(a, (size_t)p->C * r, &p->u_off));
-        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->C, p->N, p->r)));
+        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->x.n, p->C, p->N, p->r)));
+        AM_TRY(grow_basis_work(a, am_project_workspace(p->x.n, p->C, p->N, p->r)));
     }
     if (a->cfg.protect_grads && a->cfg.mode == AM_MODE_ASYMML) {
         p->rg = am_rank_pick(a->cfg.policy == AM_RANK_FIXED ? AM_RANK_FIXED : AM_RANK_RATIO,
                              a->cfg.policy == AM_RANK_FIXED ? a->cfg.rank_value : (double)p->r / p->C, NULL, p->K);
         AM_TRY(state_add(a, (size_t)p->K * p->rg, &p->a_off));
-        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->K, p->P, p->rg)));
+        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->x.n, p->K, p->P, p->rg)));
         AM_TRY(grow(&a->gs, &a->gs_n, B * (size_t)p->K * p->P));
         AM_TRY(grow(&a->gb, &a->gb_n, B * (size_t)p->rg * p->P));
         AM_TRY(grow(&a->wa, &a->wa_n, (size_t)p->rg * p->C * p->kk));
@@ -498,7 +499,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         int warm = p->warm && a->cfg.sigma == 0.f;
         AM_TRY(am_shared_basis(x->d, B, C, N, r, a->cfg.iters, warm, U, a->basis_work, a->basis_work_n));
         if (training) p->warm = 1;
-        AM_TRY(am_project(x->d, B, C, N, r, U, p->V, R));
+        AM_TRY(am_project_ws(x->d, B, C, N, r, U, p->V, R, a->basis_work, a->basis_work_n));
     } else {
         memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
         blas_serial(1);
