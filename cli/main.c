@@ -18,11 +18,40 @@
 #include <unistd.h>
 
 #include "asymml/asymml.h"
+#include "boundary/channel.h"
+#ifdef ASYMML_ENCLAVE
+#include <sys/socket.h>
+#include <sys/syscall.h>
+
+#include "enclave/remote_backend.h"
+#include "enclave/sandbox.h"
+#else
+#include "untrusted/host.h"
+#endif
 
 #define EXIT_RUNTIME 1
 #define EXIT_USAGE 2
 
 static const char *prog = "asymml";
+
+/* Subcommands the enclave program does not offer. */
+#ifdef ASYMML_ENCLAVE
+#define HOST_ONLY __attribute__((unused))
+#else
+#define HOST_ONLY
+#endif
+
+/* Where the trusted side runs: "inproc" (this process does everything, the
+ * accelerator is simulated in it) or "process" (the enclave program, with
+ * the host serving the accelerator). */
+static const char *g_tee = "inproc";
+static int g_shm_mib = 32768;
+#ifdef ASYMML_ENCLAVE
+static am_chan g_chan;
+static int g_locked;              /* mlockall succeeded */
+static char g_lock_err[160];
+static int g_test_syscall_step;   /* tests: make a denied system call after this step */
+#endif
 
 __attribute__((format(printf, 2, 3))) static int die(int code, const char *fmt, ...) {
     va_list ap;
@@ -158,7 +187,7 @@ static void usage_info(FILE *f) {
             "  --help             this text\n");
 }
 
-static int cmd_info(int argc, char **argv) {
+HOST_ONLY static int cmd_info(int argc, char **argv) {
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"model-file", 1, 0, 'f'},
                                        {"input", 1, 0, 'i'}, {"classes", 1, 0, 'c'},
                                        {"list", 0, 0, 'l'},  {"help", 0, 0, 'h'},
@@ -207,7 +236,7 @@ static int cmd_info(int argc, char **argv) {
     {"mode", 1, 0, 1001}, {"rank-ratio", 1, 0, 1002}, {"rank", 1, 0, 1003}, {"basis", 1, 0, 1004}, \
         {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}, \
         {"protect-grads", 0, 0, 1009}, {"rank-list", 1, 0, 1010}, {"rank-entropy", 0, 0, 1011},     \
-        {"rank-energy", 1, 0, 1012}
+        {"rank-energy", 1, 0, 1012}, {"tee", 1, 0, 1013}, {"shm-mib", 1, 0, 1014}
 
 #define MODE_HELP                                                                                  \
     "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
@@ -223,7 +252,11 @@ static int cmd_info(int argc, char **argv) {
     "  --clip C              per-sample L2 bound of each residual that leaves (default 0: none)\n" \
     "  --sigma S             Gaussian noise std S*C on each residual (needs --clip; default 0)\n"  \
     "  --noise-seed N        seed of the noise generator (default: --seed)\n"                      \
-    "  --protect-grads       split output gradients too; only their residual (clipped, noised) leaves\n"
+    "  --protect-grads       split output gradients too; only their residual (clipped, noised) leaves\n" \
+    "  --tee T               inproc (default: one process; the accelerator is simulated inside it) or\n" \
+    "                        process: the trusted side runs as the asymml-enclave program (non-dumpable,\n" \
+    "                        memory-locked, seccomp-sandboxed); this process serves the accelerator\n"   \
+    "  --shm-mib N           process: shared-memory arena for what crosses (default 32768; sparse)\n"
 
 static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, int *ok) {
     switch (opt) {
@@ -268,6 +301,11 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
         if (*ok && !a->n_ranks) *ok = 0, die(EXIT_USAGE, "--rank-list: empty list");
         return 1;
     }
+    case 1013:
+        if (strcmp(arg, "inproc") && strcmp(arg, "process")) *ok = 0, die(EXIT_USAGE, "--tee: '%s' is not inproc or process", arg);
+        else g_tee = arg;
+        return 1;
+    case 1014: *ok = arg_int("shm-mib", arg, 1, 1 << 20, &g_shm_mib); return 1;
     case 1011:
         a->policy = AM_RANK_ENTROPY;
         a->rank_value = 0;
@@ -297,6 +335,28 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
 static int check_mode(const am_asym_cfg *a) {
     if (a->sigma > 0.f && a->clip == 0.f) return die(EXIT_USAGE, "--sigma needs --clip: noise without a bound protects nothing");
     return 0;
+}
+
+/* The enclave's lock-down once start-up is done: memory locked where the
+ * system allows it, then the seccomp filter. A no-op in the host build. */
+static int lockdown(void) {
+#ifdef ASYMML_ENCLAVE
+    g_locked = am_enclave_lock_memory() == AM_OK;
+    if (!g_locked) snprintf(g_lock_err, sizeof g_lock_err, "%s", am_last_error());
+    if (am_enclave_sandbox() != AM_OK) return lib_fail("enclave");
+#endif
+    return 0;
+}
+
+/* Where the accelerator is, in words, for the mode line. */
+static void accel_words(char *buf, size_t n) {
+#ifdef ASYMML_ENCLAVE
+    snprintf(buf, n, "a separate host process, over shared memory; this trusted process is non-dumpable, %s%s%s, "
+                     "and seccomp-sandboxed", g_locked ? "memory-locked" : "NOT memory-locked (", g_locked ? "" : g_lock_err,
+             g_locked ? "" : ")");
+#else
+    snprintf(buf, n, "the CPU backend in this same process (no isolation; --tee process isolates the trusted side)");
+#endif
 }
 
 /* The DP statement, exactly what the accountant covers. */
@@ -483,6 +543,7 @@ static int train_run(train_opts *o) {
         die(EXIT_RUNTIME, "%s: cannot open for writing (%s)", o->log, strerror(errno));
         goto out;
     }
+    if (lockdown()) goto out;
     const am_train_cfg *c = am_trainer_cfg(t);
     am_model *m = am_trainer_model(t);
     int split_layers = 0, convs = am_model_num_convs(m);
@@ -495,10 +556,11 @@ static int train_run(train_opts *o) {
     int plan_pending = c->asym.mode != AM_MODE_TEE_ONLY && !am_model_plan_get(m, (int[AM_MAX_RANKS + 1]){0},
                                                                                 (int[AM_MAX_RANKS + 1]){0}, AM_MAX_RANKS + 1);
     if (c->asym.mode != AM_MODE_TEE_ONLY) {
-        char pw[160];
+        char pw[160], aw[400];
         plan_words(&c->asym, pw, sizeof pw);
-        printf("mode: %s, %s, clip %g, sigma %g; accelerator: the CPU backend in this same process (no isolation "
-               "yet)\n", am_mode_name(c->asym.mode), pw, (double)c->asym.clip, (double)c->asym.sigma);
+        accel_words(aw, sizeof aw);
+        printf("mode: %s, %s, clip %g, sigma %g; accelerator: %s\n", am_mode_name(c->asym.mode), pw,
+               (double)c->asym.clip, (double)c->asym.sigma, aw);
         if (!plan_pending) print_plan(stdout, m);
     } else
         printf("mode: tee-only (everything in the trusted process; nothing is sent to an accelerator)\n");
@@ -518,6 +580,14 @@ static int train_run(train_opts *o) {
             print_plan(stdout, m);
             plan_pending = 0;
         }
+#ifdef ASYMML_ENCLAVE
+        if (g_test_syscall_step && si.global_step == g_test_syscall_step) {
+            /* The test of the sandbox: what an exfiltrating enclave would try. */
+            long fd = syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+            die(EXIT_RUNTIME, "sandbox test: socket() was allowed (fd %ld)", fd);
+            goto out;
+        }
+#endif
         run_loss += si.loss;
         run_correct += si.correct;
         run_n++;
@@ -599,7 +669,7 @@ static int cmd_train(int argc, char **argv) {
     o.delta = 1e-5;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         /* Options that define the run; with --resume they come from the checkpoint. */
-        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100)) hyper = opt;
+        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014)) hyper = opt;
         if (mode_option(opt, optarg, &o.cfg.asym, &noise_seed_set, &ok)) continue;
         switch (opt) {
         case 'D': {
@@ -722,6 +792,7 @@ static int cmd_eval(int argc, char **argv) {
     am_dataset d = {0};
     am_model *m = NULL;
     int rc = load_data(kind, data, split, limit, &d);
+    if (!rc) rc = lockdown();
     double acc, loss;
     if (!rc && (am_model_create(ck.desc, &m) != AM_OK)) rc = lib_fail("checkpoint model");
     if (!rc && (am_model_weights_len(m) != ck.n_weights || am_model_buffers_len(m) != ck.n_buffers))
@@ -907,6 +978,7 @@ static int cmd_bench(int argc, char **argv) {
     if (optind < argc) return die(EXIT_USAGE, "bench: unexpected argument '%s'", argv[optind]);
     if (check_mode(&asym)) return EXIT_USAGE;
     if (threads && am_set_threads(threads)) return lib_fail("threads");
+    if (lockdown()) return EXIT_RUNTIME;
     printf("bench: %d threads, median of %d steps after %d warm-up\n", am_get_threads(), steps, warm);
     char *save = NULL;
     for (char *nm = strtok_r(models, ",", &save); nm; nm = strtok_r(NULL, ",", &save)) {
@@ -937,7 +1009,7 @@ static void usage_analyze(FILE *f) {
             "  --help              this text\n");
 }
 
-static int cmd_analyze(int argc, char **argv) {
+HOST_ONLY static int cmd_analyze(int argc, char **argv) {
     static const struct option lo[] = {{"data", 1, 0, 'd'},    {"dataset", 1, 0, 'k'}, {"checkpoint", 1, 0, 'c'},
                                        {"model", 1, 0, 'm'},   {"seed", 1, 0, 'x'},    {"samples", 1, 0, 'n'},
                                        {"ratio", 1, 0, 'r'},   {"tau", 1, 0, 'u'},     {"rank", 1, 0, 'f'},
@@ -1107,7 +1179,7 @@ out:
 
 /* ------------------------------------------------------------------ main */
 
-static void usage(FILE *f) {
+HOST_ONLY static void usage(FILE *f) {
     fprintf(f,
             "usage: asymml COMMAND [options]   (asymml COMMAND --help for each)\n"
             "  train   train a model (MNIST, Fashion-MNIST, CIFAR-10/100); checkpoints, resume\n"
@@ -1117,6 +1189,99 @@ static void usage(FILE *f) {
             "  bench   time training and inference steps of zoo models\n"
             "  --version, --help\n"
             "exit codes: 0 success, 1 run-time failure, 2 bad usage\n");
+}
+
+#ifdef ASYMML_ENCLAVE
+static int dispatch(int argc, char **argv);
+
+/* The enclave program: started by the host with the channel's descriptors
+ * as its last argument; runs train, eval or bench with the accelerator on
+ * the other side of the channel. */
+int main(int argc, char **argv) {
+    prog = "asymml-enclave";
+    opterr = 0;
+    /* Before anything touches data: no ptrace, no /proc/PID/mem, no core. */
+    if (am_enclave_undumpable() != AM_OK) return lib_fail("enclave");
+    int fm, fh, fe;
+    if (argc < 3 || sscanf(argv[argc - 1], "--channel=%d,%d,%d", &fm, &fh, &fe) != 3)
+        return die(EXIT_USAGE, "this program is started by `asymml train|eval|bench --tee process`, not by hand");
+    if (am_chan_attach(fm, fh, fe, &g_chan) != AM_OK) return lib_fail("enclave");
+    am_remote_backend_use(&g_chan);
+    am_set_accelerator(am_remote_backend_create);
+    const char *t = getenv("ASYMML_ENCLAVE_TEST_SYSCALL");
+    if (t) g_test_syscall_step = atoi(t);
+    argv[--argc] = NULL;
+    int rc = dispatch(argc, argv);
+    am_chan_close(&g_chan);
+    return rc;
+}
+
+static int dispatch(int argc, char **argv) {
+    const char *cmd = argv[1];
+    optind = 1;
+    if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    return die(EXIT_USAGE, "the enclave runs train, eval and bench, not '%s'", cmd);
+}
+#else
+/* --tee process: this process becomes the host. It starts the enclave
+ * program (beside this one, or $ASYMML_ENCLAVE) with the same arguments,
+ * gives up its privileges, and serves the accelerator until the enclave
+ * exits, whose exit code it returns. It reads no data itself. */
+static int host_main(int argc, char **argv) {
+    /* Two processes share the cores: OpenMP threads that spin while they
+     * wait would take them from the other side. The policy is read when the
+     * OpenMP runtime loads, so set it and start again. */
+    if (!getenv("OMP_WAIT_POLICY")) {
+        setenv("OMP_WAIT_POLICY", "passive", 1);
+        execv("/proc/self/exe", argv);
+    }
+    char path[4096];
+    const char *env = getenv("ASYMML_ENCLAVE");
+    if (env) {
+        snprintf(path, sizeof path, "%s", env);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 32);
+        if (n <= 0) return die(EXIT_RUNTIME, "cannot find this program's folder (/proc/self/exe)");
+        path[n] = 0;
+        char *slash = strrchr(path, '/');
+        snprintf(slash ? slash + 1 : path, 32, "asymml-enclave");
+    }
+    for (int i = 2; i < argc; i++) { /* the arena size, before the enclave parses it */
+        if (!strcmp(argv[i], "--shm-mib") && i + 1 < argc && !arg_int("shm-mib", argv[i + 1], 1, 1 << 20, &g_shm_mib))
+            return EXIT_USAGE;
+        if (!strncmp(argv[i], "--shm-mib=", 10) && !arg_int("shm-mib", argv[i] + 10, 1, 1 << 20, &g_shm_mib))
+            return EXIT_USAGE;
+    }
+    (void)argc;
+    char *argv0 = argv[0];
+    argv[0] = path;
+    am_host *h;
+    am_status st = am_host_start(path, argv, (uint64_t)g_shm_mib << 20, &h);
+    argv[0] = argv0;
+    if (st != AM_OK) return lib_fail("--tee process");
+    if (am_host_drop_privileges() != AM_OK) {
+        am_host_free(h);
+        return lib_fail("--tee process");
+    }
+    int code;
+    st = am_host_serve(h, 0, &code);
+    am_host_free(h);
+    if (st != AM_OK) return die(EXIT_RUNTIME, "%s", am_last_error());
+    return code;
+}
+
+/* Whether argv asks for --tee process (and not for help). */
+static int wants_process(int argc, char **argv) {
+    int proc = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 0;
+        if ((!strcmp(argv[i], "--tee") && i + 1 < argc && !strcmp(argv[i + 1], "process")) ||
+            !strcmp(argv[i], "--tee=process"))
+            proc = 1;
+    }
+    return proc;
 }
 
 int main(int argc, char **argv) {
@@ -1131,6 +1296,8 @@ int main(int argc, char **argv) {
         printf("asymml %s\n", ASYMML_VERSION);
         return 0;
     }
+    if ((!strcmp(cmd, "train") || !strcmp(cmd, "eval") || !strcmp(cmd, "bench")) && wants_process(argc, argv))
+        return host_main(argc, argv);
     optind = 1;
     if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
@@ -1139,3 +1306,4 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     return die(EXIT_USAGE, "unknown command '%s' (see asymml --help)", cmd);
 }
+#endif

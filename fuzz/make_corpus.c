@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "asymml/asymml.h"
+#include "boundary/channel.h"
 
 static const char *root;
 
@@ -152,5 +153,28 @@ int main(int argc, char **argv) {
     memset(m + n, 0, 4);
     put("checkpoint", "trailing", m, n + 4);
     free(m);
+
+    /* Channel messages: 8 bytes of arena size, then a slot. */
+    snprintf(p, sizeof p, "%s/channel", root);
+    mkdir(p, 0755);
+    const uint64_t arena = (uint64_t)64 << 20;
+    uint8_t msg[8 + AM_CHAN_SLOT_BYTES];
+    memcpy(msg, &arena, 8);
+    am_msg cm = {.kind = AM_MSG_CONV, .seq = 1, .conv = AM_REQ_CONV_BWD_FILTER, .layer = 4,
+                 .cfg = {.out_c = 32, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+                 .x = {8, 16, 14, 14}, .off_in0 = 0, .off_in1 = 1 << 20, .off_out = 2 << 20};
+    am_chan_encode(&cm, msg + 8);
+    put("channel", "conv", msg, sizeof msg);
+    cm.off_out = arena - 64;
+    am_chan_encode(&cm, msg + 8);
+    put("channel", "conv-past-arena", msg, sizeof msg);
+    am_msg bm = {.kind = AM_MSG_BUFFER, .seq = 2, .layer = 4, .role = AM_BUF_GRAD, .n = 25088};
+    am_chan_encode(&bm, msg + 8);
+    put("channel", "buffer", msg, sizeof msg);
+    am_msg rm = {.kind = AM_MSG_REPLY, .seq = 2, .status = AM_ENOMEM, .off = 4096, .busy = 0.25};
+    snprintf(rm.err, sizeof rm.err, "shared arena full");
+    am_chan_encode(&rm, msg + 8);
+    put("channel", "reply", msg, sizeof msg);
+    put("channel", "short", msg, 8 + 100);
     return 0;
 }

@@ -63,6 +63,13 @@ typedef struct am_asym_cfg {
                             * send only S (clipped and noised like R): no clear G crosses */
 } am_asym_cfg;
 
+/* The accelerator that split layers talk to. Left alone, an in-process CPU
+ * backend (a simulation: nothing is isolated); the enclave program installs
+ * its channel to the host process. Affects models converted afterwards. */
+typedef struct am_backend am_backend;
+typedef am_status (*am_accelerator_fn)(am_backend **out);
+void am_set_accelerator(am_accelerator_fn make);
+
 /* The defaults: asymml mode, ratio 1/16, shared basis, 2 iterations, no
  * clipping, no noise. */
 am_asym_cfg am_asym_defaults(void);

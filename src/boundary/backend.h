@@ -38,6 +38,7 @@ typedef struct am_req {
 } am_req;
 
 typedef struct am_backend am_backend;
+typedef am_status (*am_accelerator_fn)(am_backend **out); /* as in asymml/asym.h */
 
 typedef struct am_backend_vt {
     const char *name;
@@ -53,5 +54,11 @@ typedef struct am_backend_vt {
 struct am_backend {
     const am_backend_vt *vt;
 };
+
+/* Which backend split layers get: the front end installs a factory (the
+ * enclave: its channel to the host); without one, the in-process CPU
+ * backend (simulation: no isolation). */
+void am_backend_set_factory(am_accelerator_fn make);
+am_status am_backend_make(am_backend **out);
 
 #endif

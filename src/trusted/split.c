@@ -14,7 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "untrusted/cpu_backend.h"
 
 typedef struct layer_plan {
     int active;   /* a conv layer that was planned */
@@ -69,6 +68,8 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void am_set_accelerator(am_accelerator_fn make) { am_backend_set_factory(make); }
+
 am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out) {
     *out = NULL;
     if (!cfg || n_layers < 1) return am_fail(AM_EINVAL, "asym: bad argument");
@@ -105,7 +106,7 @@ am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out) {
     a->cfg = *cfg;
     a->n = n_layers;
     a->L = calloc((size_t)n_layers, sizeof(layer_plan));
-    am_status st = a->L ? am_cpu_backend_create(&a->be) : am_fail(AM_ENOMEM, "out of memory");
+    am_status st = a->L ? am_backend_make(&a->be) : am_fail(AM_ENOMEM, "out of memory");
     if (st != AM_OK) {
         am_asym_free(a);
         return st;

@@ -1,0 +1,13 @@
+/* The enclave's accelerator backend: requests go to the host process over
+ * the shared-memory channel. One backend at a time per channel. */
+#ifndef ASYMML_ENCLAVE_REMOTE_BACKEND_H
+#define ASYMML_ENCLAVE_REMOTE_BACKEND_H
+
+#include "boundary/backend.h"
+#include "boundary/channel.h"
+
+/* The channel that backends made from now on talk over. */
+void am_remote_backend_use(am_chan *ch);
+am_status am_remote_backend_create(am_backend **out);
+
+#endif

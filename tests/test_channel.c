@@ -1,0 +1,162 @@
+/* The enclave-host channel: messages round-trip, and the decoder refuses
+ * every malformed request (wrong size or magic, unknown kinds, offsets out
+ * of the arena or unaligned, shapes that overflow, absurd conv settings)
+ * with an error instead of touching memory; the rings hold what they say. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "boundary/channel.h"
+
+#define ARENA ((uint64_t)64 << 20)
+
+static am_msg conv(void) {
+    am_msg m = {.kind = AM_MSG_CONV, .seq = 7, .conv = AM_REQ_CONV_FWD, .layer = 3,
+                .cfg = {.out_c = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
+                .x = {4, 16, 10, 10}, .off_in0 = 0, .off_in1 = 1 << 20, .off_out = 2 << 20};
+    return m;
+}
+
+static am_status dec(const am_msg *m, am_msg *out) {
+    uint8_t s[AM_CHAN_SLOT_BYTES];
+    am_chan_encode(m, s);
+    return am_chan_decode_request(s, sizeof s, ARENA, out);
+}
+
+static void t_roundtrip(void **st) {
+    (void)st;
+    am_msg m = conv(), d;
+    assert_int_equal(dec(&m, &d), AM_OK);
+    assert_int_equal(d.kind, AM_MSG_CONV);
+    assert_int_equal(d.seq, 7);
+    assert_int_equal(d.layer, 3);
+    assert_int_equal(d.cfg.out_c, 8);
+    assert_int_equal(d.x.c, 16);
+    assert_true(d.off_in1 == 1 << 20 && d.off_out == 2 << 20);
+    am_msg b = {.kind = AM_MSG_BUFFER, .seq = 1, .layer = 5, .role = AM_BUF_DW, .n = 1000};
+    assert_int_equal(dec(&b, &d), AM_OK);
+    assert_true(d.layer == 5 && d.role == AM_BUF_DW && d.n == 1000);
+    am_msg r = {.kind = AM_MSG_REPLY, .seq = 9, .status = AM_ENOMEM, .off = 4096, .busy = 1.5};
+    snprintf(r.err, sizeof r.err, "arena full");
+    uint8_t s[AM_CHAN_SLOT_BYTES];
+    am_chan_encode(&r, s);
+    assert_int_equal(am_chan_decode_reply(s, sizeof s, &d), AM_OK);
+    assert_true(d.seq == 9 && d.status == AM_ENOMEM && d.off == 4096 && d.busy == 1.5);
+    assert_string_equal(d.err, "arena full");
+    /* A reply's message is cut at its field, whatever the bytes. */
+    memset(s + 128, 'x', AM_CHAN_SLOT_BYTES - 128);
+    assert_int_equal(am_chan_decode_reply(s, sizeof s, &d), AM_OK);
+    assert_int_equal(strlen(d.err), sizeof d.err - 1);
+}
+
+static void t_malformed(void **st) {
+    (void)st;
+    am_msg m, d;
+    uint8_t s[AM_CHAN_SLOT_BYTES];
+    /* Size and magic. */
+    m = conv();
+    am_chan_encode(&m, s);
+    assert_int_equal(am_chan_decode_request(s, sizeof s - 1, ARENA, &d), AM_EFORMAT);
+    assert_int_equal(am_chan_decode_request(NULL, sizeof s, ARENA, &d), AM_EFORMAT);
+    s[0] ^= 1;
+    assert_int_equal(am_chan_decode_request(s, sizeof s, ARENA, &d), AM_EFORMAT);
+    /* A reply where a request belongs, and the reverse. */
+    m = (am_msg){.kind = AM_MSG_REPLY};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv();
+    am_chan_encode(&m, s);
+    assert_int_equal(am_chan_decode_reply(s, sizeof s, &d), AM_EFORMAT);
+    m = (am_msg){.kind = (am_msg_kind)77};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* Kinds and ranges. */
+    m = conv(), m.conv = (am_req_kind)9;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.layer = -1;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.cfg.bias = 1; /* the accelerator never adds the bias */
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.cfg.kh = 0;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.cfg.sh = -2;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.cfg.kh = 30; /* a kernel larger than the padded input */
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.x.n = 0;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* Shapes whose product overflows 32 or 64 bits, or exceeds the arena. */
+    m = conv(), m.x = (am_shape){65536, 65536, 65536, 65536};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.x = (am_shape){65, 64, 64, 64};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.cfg.out_c = 65536, m.x.c = 65536;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* Offsets: unaligned, past the end, a buffer that runs over the end,
+     * and one that wraps around. */
+    m = conv(), m.off_in0 = 4;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.off_out = ARENA;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.off_in1 = ARENA - 64;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.off_in0 = UINT64_MAX - 63;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* The output of a backward-data request is the size of the input: it
+     * must fit where the forward's output fitted too. */
+    m = conv(), m.conv = AM_REQ_CONV_BWD_DATA, m.off_out = ARENA - 4096;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* Buffers: role, layer, size. */
+    m = (am_msg){.kind = AM_MSG_BUFFER, .layer = 1, .role = AM_BUF_ROLES, .n = 10};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = (am_msg){.kind = AM_MSG_BUFFER, .layer = 70000, .role = AM_BUF_INPUT, .n = 10};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = (am_msg){.kind = AM_MSG_BUFFER, .layer = 1, .role = AM_BUF_INPUT, .n = 0};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = (am_msg){.kind = AM_MSG_BUFFER, .layer = 1, .role = AM_BUF_INPUT, .n = ARENA};
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* Replies with a status no library function returns. */
+    m = (am_msg){.kind = AM_MSG_REPLY, .status = 99};
+    am_chan_encode(&m, s);
+    assert_int_equal(am_chan_decode_reply(s, sizeof s, &d), AM_EFORMAT);
+}
+
+static void t_rings(void **st) {
+    (void)st;
+    am_chan c;
+    assert_int_equal(am_chan_create(1 << 20, &c), AM_OK);
+    am_chan e;
+    assert_int_equal(am_chan_attach(c.fd_mem, -1, -1, &e), AM_OK);
+    e.fd_mem = -1; /* the descriptor belongs to c */
+    uint8_t s[AM_CHAN_SLOT_BYTES];
+    assert_int_equal(am_chan_recv_request(&c, s), 0);
+    am_msg m = {.kind = AM_MSG_BYE};
+    for (int i = 0; i < AM_CHAN_SLOTS; i++) {
+        m.seq = (uint32_t)i;
+        assert_int_equal(am_chan_send_request(&e, &m), AM_OK);
+    }
+    assert_int_equal(am_chan_send_request(&e, &m), AM_EIO); /* full */
+    am_msg d;
+    for (int i = 0; i < AM_CHAN_SLOTS; i++) {
+        assert_int_equal(am_chan_recv_request(&c, s), 1);
+        assert_int_equal(am_chan_decode_request(s, sizeof s, c.arena_bytes, &d), AM_OK);
+        assert_int_equal(d.seq, (uint32_t)i);
+    }
+    assert_int_equal(am_chan_recv_request(&c, s), 0);
+    /* Arena writes on one side are seen on the other. */
+    memcpy(e.arena + 4096, "residual", 8);
+    assert_memory_equal(c.arena + 4096, "residual", 8);
+    am_chan_close(&e);
+    am_chan_close(&c);
+    /* A descriptor that is not a channel. */
+    assert_int_equal(am_chan_attach(0, -1, -1, &e), AM_EINVAL);
+    assert_int_equal(am_chan_create(12345, &c), AM_EINVAL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(t_roundtrip), cmocka_unit_test(t_malformed),
+                                       cmocka_unit_test(t_rings)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
