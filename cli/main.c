@@ -236,7 +236,7 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
     {"mode", 1, 0, 1001}, {"rank-ratio", 1, 0, 1002}, {"rank", 1, 0, 1003}, {"basis", 1, 0, 1004}, \
         {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}, \
         {"protect-grads", 0, 0, 1009}, {"rank-list", 1, 0, 1010}, {"rank-entropy", 0, 0, 1011},     \
-        {"rank-energy", 1, 0, 1012}, {"tee", 1, 0, 1013}, {"shm-mib", 1, 0, 1014}
+        {"rank-energy", 1, 0, 1012}, {"tee", 1, 0, 1013}, {"shm-mib", 1, 0, 1014}, {"key", 1, 0, 1015}
 
 #define MODE_HELP                                                                                  \
     "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
@@ -256,7 +256,8 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
     "  --tee T               inproc (default: one process; the accelerator is simulated inside it) or\n" \
     "                        process: the trusted side runs as the asymml-enclave program (non-dumpable,\n" \
     "                        memory-locked, seccomp-sandboxed); this process serves the accelerator\n"   \
-    "  --shm-mib N           process: shared-memory arena for what crosses (default 32768; sparse)\n"
+    "  --shm-mib N           process: shared-memory arena for what crosses (default 32768; sparse)\n" \
+    "  --key FILE            open sealed data and checkpoints (asymml seal) and write checkpoints sealed\n"
 
 static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, int *ok) {
     switch (opt) {
@@ -306,6 +307,17 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
         else g_tee = arg;
         return 1;
     case 1014: *ok = arg_int("shm-mib", arg, 1, 1 << 20, &g_shm_mib); return 1;
+    case 1015: {
+        uint8_t key[AM_SEAL_KEY_BYTES];
+        if (am_seal_key_read(arg, key) != AM_OK) {
+            *ok = 0;
+            lib_fail("--key");
+            return 1;
+        }
+        am_seal_set_key(key);
+        memset(key, 0, sizeof key);
+        return 1;
+    }
     case 1011:
         a->policy = AM_RANK_ENTROPY;
         a->rank_value = 0;
@@ -669,7 +681,7 @@ static int cmd_train(int argc, char **argv) {
     o.delta = 1e-5;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         /* Options that define the run; with --resume they come from the checkpoint. */
-        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014)) hyper = opt;
+        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014 && opt != 1015)) hyper = opt;
         if (mode_option(opt, optarg, &o.cfg.asym, &noise_seed_set, &ok)) continue;
         switch (opt) {
         case 'D': {
@@ -723,6 +735,10 @@ static int cmd_train(int argc, char **argv) {
         return die(EXIT_USAGE, "train: with --resume the model and training options come from the checkpoint");
     if (o.cfg.nesterov && o.cfg.momentum == 0.f) return die(EXIT_USAGE, "--nesterov needs --momentum > 0");
     if (o.save_every && !o.ckdir) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
+#ifdef ASYMML_ENCLAVE
+    if (o.ckdir && !am_seal_have_key())
+        return die(EXIT_USAGE, "--tee process writes sealed checkpoints: give --key FILE (`asymml keygen FILE` makes one)");
+#endif
     int cifar = o.kind != AM_DATA_IDX;
     if (!o.crop_set) o.cfg.crop_pad = cifar ? 4 : 0;
     if (!o.flip_set) o.cfg.flip = cifar;
@@ -1179,6 +1195,56 @@ out:
 
 /* ------------------------------------------------------------------ main */
 
+/* ------------------------------------------------------------------ seal */
+
+HOST_ONLY static int cmd_keygen(int argc, char **argv) {
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        printf("usage: asymml keygen FILE\nWrite a new random 32-byte sealing key to FILE (mode 0600; never overwrites).\n");
+        return 0;
+    }
+    if (argc != 2 || argv[1][0] == '-') return die(EXIT_USAGE, "keygen: give one FILE (see asymml keygen --help)");
+    if (am_seal_keygen(argv[1]) != AM_OK) return lib_fail("keygen");
+    printf("keygen: wrote a new key to %s\n", argv[1]);
+    return 0;
+}
+
+HOST_ONLY static int cmd_seal(int argc, char **argv) {
+    static const struct option lo[] = {{"key", 1, 0, 'k'}, {"out-dir", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *keyf = NULL, *outdir = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        switch (opt) {
+        case 'k': keyf = optarg; break;
+        case 'o': outdir = optarg; break;
+        case 'h':
+            printf("usage: asymml seal --key KEYFILE [--out-dir DIR] FILE...\n"
+                   "Encrypt and authenticate files (XChaCha20-Poly1305, libsodium secretstream) into\n"
+                   "FILE.sealed (or DIR/NAME.sealed). Dataset readers and checkpoints given --key open them;\n"
+                   "a wrong key or a changed byte is an error. Existing outputs are never overwritten.\n"
+                   "  --key KEYFILE   a key from `asymml keygen`\n"
+                   "  --out-dir DIR   where the sealed files go (default: beside each FILE)\n");
+            return 0;
+        default: return bad_option("seal", argv);
+        }
+    }
+    if (!keyf) return die(EXIT_USAGE, "seal: --key KEYFILE is required");
+    if (optind >= argc) return die(EXIT_USAGE, "seal: no FILE given");
+    uint8_t key[AM_SEAL_KEY_BYTES];
+    if (am_seal_key_read(keyf, key) != AM_OK) return lib_fail("seal");
+    int rc = 0;
+    for (int i = optind; i < argc && !rc; i++) {
+        char out[4096];
+        const char *base = strrchr(argv[i], '/');
+        base = base ? base + 1 : argv[i];
+        if (outdir) snprintf(out, sizeof out, "%s/%s.sealed", outdir, base);
+        else snprintf(out, sizeof out, "%s.sealed", argv[i]);
+        if (am_seal_file(key, argv[i], out) != AM_OK) rc = lib_fail("seal");
+        else printf("seal: %s -> %s\n", argv[i], out);
+    }
+    memset(key, 0, sizeof key);
+    return rc;
+}
+
 HOST_ONLY static void usage(FILE *f) {
     fprintf(f,
             "usage: asymml COMMAND [options]   (asymml COMMAND --help for each)\n"
@@ -1187,6 +1253,7 @@ HOST_ONLY static void usage(FILE *f) {
             "  analyze per conv layer: entropy, ranks, energy kept, TEE/accelerator FLOPs\n"
             "  info    print a model's layers, shapes, parameters and FLOPs\n"
             "  bench   time training and inference steps of zoo models\n"
+            "  seal    encrypt dataset files (or anything) under a key; keygen makes a key\n"
             "  --version, --help\n"
             "exit codes: 0 success, 1 run-time failure, 2 bad usage\n");
 }
@@ -1304,6 +1371,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "analyze")) return cmd_analyze(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "seal")) return cmd_seal(argc - 1, argv + 1);
+    if (!strcmp(cmd, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     return die(EXIT_USAGE, "unknown command '%s' (see asymml --help)", cmd);
 }
 #endif

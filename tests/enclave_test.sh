@@ -3,9 +3,13 @@
 # process does; a system call outside the sandbox's list kills it and the
 # host says so, leaving only whole checkpoints; an enclave killed mid-run
 # leaves the last checkpoint intact and resumable; the enclave refuses to
-# run by hand. Usage: enclave_test.sh PATH/TO/asymml (asymml-enclave beside it)
+# run by hand; a canary planted in a sealed dataset never appears in the
+# host process's memory during training (while it does appear in the single
+# process's, which shows the scan works).
+# Usage: enclave_test.sh PATH/TO/asymml PATH/TO/memscan (asymml-enclave beside asymml)
 set -u
 bin=$1
+memscan=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 pass=0 fail=0
@@ -22,7 +26,9 @@ mkidx() {
 mkdir -p "$dir/data"
 mkidx train 96
 mkidx t10k 32
-run=(train --data "$dir/data" --epochs 2 --batch 16 --every 1 --mode asymml --rank-ratio 0.25 --clip 1 --sigma 1 --threads 2)
+key=$dir/key0
+"$bin" keygen "$key" >/dev/null
+run=(train --data "$dir/data" --epochs 2 --batch 16 --every 1 --mode asymml --rank-ratio 0.25 --clip 1 --sigma 1 --threads 2 --key "$key")
 
 # 1. The same losses, accuracies and privacy statement as in one process.
 "$bin" "${run[@]}" >"$dir/inproc" 2>&1 || bad "inproc run failed"
@@ -42,7 +48,7 @@ code=$?
 [ "$code" -eq 1 ] && ok || bad "sandbox kill: exit $code, expected 1"
 grep -q "^asymml: the enclave was killed by its sandbox" "$dir/err" && ok || { bad "sandbox kill not reported"; cat "$dir/err"; }
 [ "$(ls "$dir/ck1")" = "ckpt-0000000002.amck" ] && ok || bad "sandbox kill left: $(ls -a "$dir/ck1" | tr '\n' ' ')"
-"$bin" train --data "$dir/data" --resume "$dir/ck1" --tee process >"$dir/out" 2>&1 && grep -q "^final test accuracy" "$dir/out" &&
+"$bin" train --data "$dir/data" --resume "$dir/ck1" --tee process --key "$key" >"$dir/out" 2>&1 && grep -q "^final test accuracy" "$dir/out" &&
   ok || bad "resume after the sandbox kill failed"
 
 # 3. The enclave killed (SIGKILL) mid-run: the host reports it and exits 1;
@@ -56,8 +62,51 @@ wait "$host"
 code=$?
 [ "$code" -eq 1 ] && ok || bad "killed enclave: host exit $code, expected 1"
 grep -q "^asymml: the enclave was killed by signal 9" "$dir/err" && ok || { bad "kill not reported"; cat "$dir/err"; }
-"$bin" train --data "$dir/data" --resume "$dir/ck2" --tee process --every 1000 >"$dir/out" 2>&1 &&
+"$bin" train --data "$dir/data" --resume "$dir/ck2" --tee process --key "$key" --every 1000 >"$dir/out" 2>&1 &&
   grep -q "^final test accuracy" "$dir/out" && ok || { bad "resume after the kill failed"; tail -3 "$dir/out"; }
+
+# 5. Sealed data and the canary. Image 0 of the training set carries a
+# random string; the files are sealed and the plain ones removed.
+canary="ASYMML-CANARY-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+mkdir -p "$dir/sealed"
+cp "$dir/data/"* "$dir/sealed/"
+printf '%s' "$canary" | dd of="$dir/sealed/train-images-idx3-ubyte" bs=1 seek=100 conv=notrunc status=none
+"$bin" keygen "$dir/key" >/dev/null && ok || bad "keygen failed"
+"$bin" keygen "$dir/key" >/dev/null 2>&1 && bad "keygen overwrote a key" || ok
+"$bin" seal --key "$dir/key" "$dir/sealed/"*-ubyte >/dev/null && ok || bad "seal failed"
+rm "$dir/sealed/"*-ubyte
+grep -rqF "$canary" "$dir/sealed" && bad "canary readable in the sealed files" || ok
+"$bin" train --data "$dir/sealed" --epochs 1 --batch 16 >"$dir/out" 2>"$dir/err"
+[ $? -eq 1 ] && grep -q "is sealed: give the key" "$dir/err" && ok || bad "sealed data opened without a key"
+"$bin" keygen "$dir/key2" >/dev/null
+"$bin" train --data "$dir/sealed" --epochs 1 --batch 16 --key "$dir/key2" >"$dir/out" 2>"$dir/err"
+[ $? -eq 1 ] && grep -q "wrong key, or the file was altered" "$dir/err" && ok || bad "sealed data opened with another key"
+# scan_during PIDFILE-less: start a run, scan its top process while it trains.
+scan_during() { # expect-found(0|1) args...
+  local want=$1
+  shift
+  "$bin" "$@" >"$dir/scan.out" 2>&1 &
+  local pid=$! got=0 i
+  for i in $(seq 1 200); do grep -q "step" "$dir/scan.out" && break; sleep 0.05; done
+  for i in 1 2 3; do
+    "$memscan" "$pid" "$canary" 2>>"$dir/scan.log"
+    [ $? -eq 1 ] && got=1
+    sleep 0.2
+  done
+  wait "$pid" || bad "scanned run failed: $(tail -1 "$dir/scan.out")"
+  [ "$got" -eq "$want" ] && ok || bad "canary found=$got in $* (expected $want)"
+}
+long=(train --data "$dir/sealed" --key "$dir/key" --epochs 100 --batch 16 --every 1 --mode asymml --rank-ratio 0.25 --threads 2)
+scan_during 1 "${long[@]}"
+scan_during 0 "${long[@]}" --tee process --shm-mib 512 --checkpoint-dir "$dir/ck3"
+# Checkpoints written by the enclave are sealed; eval opens them with the key.
+f=$(ls "$dir/ck3" | head -1)
+[ "$(head -c 6 "$dir/ck3/$f")" = "AMSEAL" ] && ok || bad "enclave checkpoint not sealed"
+"$bin" eval --checkpoint "$dir/ck3" --data "$dir/sealed" --key "$dir/key" >/dev/null 2>&1 && ok || bad "sealed checkpoint does not open"
+"$bin" eval --checkpoint "$dir/ck3" --data "$dir/sealed" --key "$dir/key2" >/dev/null 2>&1 && bad "sealed checkpoint opened with another key" || ok
+"$bin" train --data "$dir/sealed" --key "$dir/key" --tee process --checkpoint-dir "$dir/ck4" >"$dir/out" 2>"$dir/err"
+"$bin" train --data "$dir/sealed" --tee process --checkpoint-dir "$dir/ck4" >"$dir/out" 2>"$dir/err"
+[ $? -eq 2 ] && grep -q "writes sealed checkpoints: give --key" "$dir/err" && ok || bad "enclave checkpoints without a key"
 
 # 4. Usage: an unknown --tee, and the enclave program started by hand.
 "$bin" train --data "$dir/data" --tee vm >"$dir/out" 2>"$dir/err"
@@ -65,5 +114,6 @@ grep -q "^asymml: the enclave was killed by signal 9" "$dir/err" && ok || { bad 
 "$(dirname "$bin")/asymml-enclave" train --data "$dir/data" >"$dir/out" 2>"$dir/err"
 [ $? -eq 2 ] && grep -q "^asymml-enclave: this program is started by" "$dir/err" && ok || bad "enclave ran by hand"
 
+cat "$dir/scan.log"
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -12,5 +12,6 @@
 #include "asymml/train.h"
 #include "asymml/decomp.h"
 #include "asymml/asym.h"
+#include "asymml/seal.h"
 
 #endif

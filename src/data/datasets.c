@@ -2,13 +2,16 @@
  * and parsing IDX and CIFAR binary data held in memory. Every header field
  * is checked against the bytes actually present; nothing is trusted. */
 #include "asymml/data.h"
+#include "asymml/seal.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -21,9 +24,99 @@ am_status am_data_kind_parse(const char *name, am_data_kind *out) {
     return AM_OK;
 }
 
+/* gzip data in memory (a sealed .gz file, once opened). */
+static am_status gunzip_mem(const uint8_t *in, size_t n, size_t max, const char *path, uint8_t **buf, size_t *out_n) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return am_fail(AM_ENOMEM, "%s: zlib failed to start", path);
+    size_t cap = n * 4 + 4096, len = 0;
+    uint8_t *b = malloc(cap);
+    am_status st = b ? AM_OK : am_fail(AM_ENOMEM, "%s: out of memory", path);
+    z.next_in = (uint8_t *)in;
+    z.avail_in = n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
+    int r = Z_OK;
+    while (st == AM_OK && r != Z_STREAM_END) {
+        if (len == cap) {
+            if (cap > max) {
+                st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
+                break;
+            }
+            uint8_t *nb = realloc(b, cap * 2);
+            if (!nb) {
+                st = am_fail(AM_ENOMEM, "%s: out of memory", path);
+                break;
+            }
+            b = nb, cap *= 2;
+        }
+        z.next_out = b + len;
+        size_t room = cap - len > UINT32_MAX ? UINT32_MAX : cap - len;
+        z.avail_out = (unsigned)room;
+        r = inflate(&z, Z_NO_FLUSH);
+        len += room - z.avail_out;
+        if (r != Z_OK && r != Z_STREAM_END) st = am_fail(AM_EFORMAT, "%s: %s", path, z.msg ? z.msg : "bad gzip data");
+        else if (r == Z_OK && z.avail_in == 0 && z.avail_out != 0) st = am_fail(AM_EFORMAT, "%s: gzip data truncated", path);
+    }
+    inflateEnd(&z);
+    if (st == AM_OK && len > max) st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
+    if (st != AM_OK) {
+        free(b);
+        return st;
+    }
+    *buf = b;
+    *out_n = len;
+    return AM_OK;
+}
+
+/* A sealed file: read whole, opened with the process-wide key, gunzipped
+ * if what was sealed was a .gz file. Returns 0 (and nothing done) if the
+ * file is not sealed. */
+static int read_sealed(const char *path, size_t max, uint8_t **buf, size_t *n, am_status *st) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t head[8];
+    size_t h = fread(head, 1, sizeof head, f);
+    if (!am_is_sealed(head, h)) {
+        fclose(f);
+        return 0;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) || (size_t)sb.st_size > max + (max >> 4) + 4096) {
+        fclose(f);
+        *st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
+        return 1;
+    }
+    size_t len = (size_t)sb.st_size;
+    uint8_t *raw = malloc(len ? len : 1);
+    fseek(f, 0, SEEK_SET);
+    size_t got = raw ? fread(raw, 1, len, f) : 0;
+    fclose(f);
+    if (!raw || got != len) {
+        free(raw);
+        *st = am_fail(raw ? AM_EIO : AM_ENOMEM, "%s: read failed", path);
+        return 1;
+    }
+    uint8_t *plain;
+    size_t pn;
+    *st = am_unseal_current(raw, len, path, &plain, &pn);
+    free(raw);
+    if (*st != AM_OK) return 1;
+    if (pn >= 2 && plain[0] == 0x1f && plain[1] == 0x8b) {
+        *st = gunzip_mem(plain, pn, max, path, buf, n);
+        free(plain);
+    } else if (pn > max) {
+        free(plain);
+        *st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
+    } else {
+        *buf = plain, *n = pn;
+    }
+    return 1;
+}
+
 am_status am_read_file(const char *path, size_t max, uint8_t **buf, size_t *n) {
     *buf = NULL;
     *n = 0;
+    am_status sst;
+    if (read_sealed(path, max, buf, n, &sst)) return sst;
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f) return am_fail(AM_EIO, "%s: cannot open (%s)", path, errno ? strerror(errno) : "zlib");
@@ -193,8 +286,13 @@ am_status am_cifar_parse(const uint8_t *buf, size_t n, int cifar100, const char 
 
 /* dir/name, or dir/sub/name when that exists. */
 static void find_in(const char *dir, const char *sub, const char *name, char *path, size_t cap) {
-    snprintf(path, cap, "%s/%s/%s", dir, sub, name);
-    if (access(path, F_OK) == 0) return;
+    /* In the sub-folder or directly in dir; plain, else sealed. */
+    for (int sealed = 0; sealed < 2; sealed++)
+        for (int in_sub = 1; in_sub >= 0; in_sub--) {
+            if (in_sub) snprintf(path, cap, "%s/%s/%s%s", dir, sub, name, sealed ? ".sealed" : "");
+            else snprintf(path, cap, "%s/%s%s", dir, name, sealed ? ".sealed" : "");
+            if (access(path, F_OK) == 0) return;
+        }
     snprintf(path, cap, "%s/%s", dir, name);
 }
 
@@ -206,10 +304,12 @@ am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split,
     char p1[4096], p2[4096];
     if (kind == AM_DATA_IDX) {
         const char *pre = train ? "train" : "t10k";
-        /* Plain names first, then .gz, as Debian and the original site ship them. */
-        for (int gz = 0; gz < 2; gz++) {
-            snprintf(p1, sizeof p1, "%s/%s-images-idx3-ubyte%s", dir, pre, gz ? ".gz" : "");
-            snprintf(p2, sizeof p2, "%s/%s-labels-idx1-ubyte%s", dir, pre, gz ? ".gz" : "");
+        /* Plain names first, then .gz, as Debian and the original site ship
+         * them, then sealed copies of either. */
+        static const char *const suf[4] = {"", ".gz", ".sealed", ".gz.sealed"};
+        for (int k = 0; k < 4; k++) {
+            snprintf(p1, sizeof p1, "%s/%s-images-idx3-ubyte%s", dir, pre, suf[k]);
+            snprintf(p2, sizeof p2, "%s/%s-labels-idx1-ubyte%s", dir, pre, suf[k]);
             if (access(p1, F_OK) == 0) break;
         }
         return am_idx_load(p1, p2, 10, out);

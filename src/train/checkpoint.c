@@ -1,9 +1,11 @@
 /* Checkpoint files: a versioned binary format with a BLAKE2b checksum
  * (libsodium) over header and payload, written atomically (temporary file,
  * fsync, rename, fsync of the directory), parsed from memory with every
- * length and value checked before use. Integrity only: sealing against a
- * malicious host comes with the enclave. */
+ * length and value checked before use. The checksum detects damage; with a
+ * key set (asymml/seal.h) the whole file is also sealed, which detects
+ * tampering and hides the contents. */
 #include "asymml/train.h"
+#include "asymml/seal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +28,8 @@
 
 typedef struct wr {
     FILE *f;
+    uint8_t *mem; /* sealed checkpoints: the plain bytes go here first */
+    size_t mem_n;
     crypto_generichash_state h;
     int err;
 } wr;
@@ -33,7 +37,12 @@ typedef struct wr {
 static void put(wr *w, const void *p, size_t n) {
     if (w->err || !n) return;
     crypto_generichash_update(&w->h, p, n);
-    if (fwrite(p, 1, n, w->f) != n) w->err = errno ? errno : EIO;
+    if (w->mem) {
+        memcpy(w->mem + w->mem_n, p, n);
+        w->mem_n += n;
+    } else if (fwrite(p, 1, n, w->f) != n) {
+        w->err = errno ? errno : EIO;
+    }
 }
 static void put_u32(wr *w, uint32_t v) {
     unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
@@ -122,8 +131,17 @@ am_status am_checkpoint_write(const char *path, const am_checkpoint *ck) {
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return am_fail(AM_EINVAL, "checkpoint: path too long");
     wr w = {0};
+    const size_t total = HEADER_LEN + payload_len(ck) + HASH_LEN;
+    /* With a key set, the checkpoint is sealed: built in memory, then
+     * encrypted as a whole. */
+    if (am_seal_have_key() && !(w.mem = malloc(total)))
+        return am_fail(AM_ENOMEM, "checkpoint: cannot hold %zu MiB to seal", total >> 20);
     w.f = fopen(tmp, "wb");
-    if (!w.f) return am_fail(AM_EIO, "%s: cannot create (%s)", tmp, strerror(errno));
+    if (!w.f) {
+        int e = errno;
+        free(w.mem);
+        return am_fail(AM_EIO, "%s: cannot create (%s)", tmp, strerror(e));
+    }
     crypto_generichash_init(&w.h, NULL, 0, HASH_LEN);
     put(&w, MAGIC, 4);
     put_u32(&w, VERSION);
@@ -131,7 +149,24 @@ am_status am_checkpoint_write(const char *path, const am_checkpoint *ck) {
     put_payload(&w, ck);
     unsigned char hash[HASH_LEN];
     crypto_generichash_final(&w.h, hash, HASH_LEN);
-    if (!w.err && fwrite(hash, 1, HASH_LEN, w.f) != HASH_LEN) w.err = errno ? errno : EIO;
+    if (w.mem) {
+        memcpy(w.mem + w.mem_n, hash, HASH_LEN);
+        w.mem_n += HASH_LEN;
+        uint8_t *sealed;
+        size_t sn;
+        am_status st = am_seal_current(w.mem, w.mem_n, &sealed, &sn);
+        sodium_memzero(w.mem, w.mem_n);
+        free(w.mem);
+        if (st != AM_OK) {
+            fclose(w.f);
+            unlink(tmp);
+            return st;
+        }
+        if (fwrite(sealed, 1, sn, w.f) != sn) w.err = errno ? errno : EIO;
+        free(sealed);
+    } else if (!w.err && fwrite(hash, 1, HASH_LEN, w.f) != HASH_LEN) {
+        w.err = errno ? errno : EIO;
+    }
     if (!w.err && fflush(w.f)) w.err = errno;
     if (!w.err && fsync(fileno(w.f))) w.err = errno;
     if (fclose(w.f) && !w.err) w.err = errno;
@@ -216,9 +251,22 @@ static am_status check_cfg(const am_train_cfg *c) {
     return AM_OK;
 }
 
+static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck);
+
 am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
     if (!buf) return am_fail(AM_EINVAL, "checkpoint: NULL buffer");
+    if (!am_is_sealed(buf, n)) return parse_plain(buf, n, ck);
+    uint8_t *plain;
+    size_t pn;
+    AM_TRY(am_unseal_current(buf, n, "checkpoint", &plain, &pn));
+    am_status st = parse_plain(plain, pn, ck);
+    sodium_memzero(plain, pn);
+    free(plain);
+    return st;
+}
+
+static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     if (sodium_init() < 0) return am_fail(AM_EIO, "checkpoint: libsodium failed to initialize");
     if (n < 4 || memcmp(buf, MAGIC, 4)) return am_fail(AM_EFORMAT, "not an asymml checkpoint (bad magic)");
     if (n < HEADER_LEN + HASH_LEN) return am_fail(AM_EFORMAT, "checkpoint truncated");
