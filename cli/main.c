@@ -70,7 +70,26 @@ static int bad_option(const char *cmd, char **argv) {
     return die(EXIT_USAGE, "%s: unknown option or missing value: '%s' (see asymml %s --help)", cmd, arg, cmd);
 }
 
-static int lib_fail(const char *what) { return die(EXIT_RUNTIME, "%s: %s", what, am_last_error()); }
+static int lib_fail(const char *what) {
+    if (am_mem_limit_hit())
+        return die(EXIT_RUNTIME, "%s: %s (the trusted memory limit, --tee-mem %zu MiB, was reached)", what,
+                   am_last_error(), am_mem_limit() >> 20);
+    return die(EXIT_RUNTIME, "%s: %s", what, am_last_error());
+}
+
+/* The trusted side's counted heap, for the last lines of train and bench. */
+static void mem_words(char *buf, size_t n) {
+    size_t lim = am_mem_limit();
+    char l[64] = "no limit";
+    if (lim) snprintf(l, sizeof l, "limit %zu MiB", lim >> 20);
+    snprintf(buf, n, "peak %.1f MiB of asymml's own allocations (%s%s)", (double)am_mem_peak() / (1 << 20), l,
+#ifdef ASYMML_ENCLAVE
+             ""
+#else
+             "; in one process, the accelerator's buffers count too"
+#endif
+    );
+}
 
 static double now_s(void) {
     struct timespec ts;
@@ -236,7 +255,8 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
     {"mode", 1, 0, 1001}, {"rank-ratio", 1, 0, 1002}, {"rank", 1, 0, 1003}, {"basis", 1, 0, 1004}, \
         {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}, \
         {"protect-grads", 0, 0, 1009}, {"rank-list", 1, 0, 1010}, {"rank-entropy", 0, 0, 1011},     \
-        {"rank-energy", 1, 0, 1012}, {"tee", 1, 0, 1013}, {"shm-mib", 1, 0, 1014}, {"key", 1, 0, 1015}
+        {"rank-energy", 1, 0, 1012}, {"tee", 1, 0, 1013}, {"shm-mib", 1, 0, 1014}, {"key", 1, 0, 1015},      \
+        {"tee-mem", 1, 0, 1016}
 
 #define MODE_HELP                                                                                  \
     "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
@@ -257,7 +277,8 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
     "                        process: the trusted side runs as the asymml-enclave program (non-dumpable,\n" \
     "                        memory-locked, seccomp-sandboxed); this process serves the accelerator\n"   \
     "  --shm-mib N           process: shared-memory arena for what crosses (default 32768; sparse)\n" \
-    "  --key FILE            open sealed data and checkpoints (asymml seal) and write checkpoints sealed\n"
+    "  --key FILE            open sealed data and checkpoints (asymml seal) and write checkpoints sealed\n" \
+    "  --tee-mem MIB         limit the trusted side's heap, like an SGX EPC (default: none)\n"
 
 static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, int *ok) {
     switch (opt) {
@@ -307,6 +328,12 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
         else g_tee = arg;
         return 1;
     case 1014: *ok = arg_int("shm-mib", arg, 1, 1 << 20, &g_shm_mib); return 1;
+    case 1016: {
+        int mib = 0;
+        *ok = arg_int("tee-mem", arg, 1, 1 << 24, &mib);
+        am_mem_set_limit((size_t)mib << 20);
+        return 1;
+    }
     case 1015: {
         uint8_t key[AM_SEAL_KEY_BYTES];
         if (am_seal_key_read(arg, key) != AM_OK) {
@@ -547,7 +574,7 @@ static int train_run(train_opts *o) {
         }
         am_status st = am_trainer_create(&o->cfg, desc, &tr, &t);
         if (st != AM_OK) {
-            rc = die(st == AM_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "train: %s", am_last_error());
+            rc = st == AM_EINVAL ? die(EXIT_USAGE, "train: %s", am_last_error()) : lib_fail("train");
             goto out;
         }
     }
@@ -648,6 +675,9 @@ static int train_run(train_opts *o) {
         goto out;
     }
     printf("final test accuracy: %.4f\n", acc);
+    char mw[200];
+    mem_words(mw, sizeof mw);
+    printf("trusted memory: %s\n", mw);
     print_privacy(stdout, m, &c->asym, am_trainer_releases(t), am_trainer_coupling(t), o->delta, split_layers);
     rc = 0;
 out:
@@ -681,7 +711,7 @@ static int cmd_train(int argc, char **argv) {
     o.delta = 1e-5;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         /* Options that define the run; with --resume they come from the checkpoint. */
-        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014 && opt != 1015)) hyper = opt;
+        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014 && opt != 1015 && opt != 1016)) hyper = opt;
         if (mode_option(opt, optarg, &o.cfg.asym, &noise_seed_set, &ok)) continue;
         switch (opt) {
         case 'D': {
@@ -910,17 +940,20 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
     for (size_t i = 0; i < am_shape_numel(s); i++) x.d[i] = am_rng_normal(&r);
     for (int b = 0; b < B; b++) lab[b] = (int32_t)am_rng_below(&r, (uint32_t)classes);
     double base[2][2], sgd_s;
+    am_mem_reset_peak();
     for (int mode = 0; mode < 2; mode++)
         if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, base[mode], &sgd_s))) goto out;
-    printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB\n",
+    printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB"
+           "  heap %.0f MiB\n",
            name, in.c, in.h, in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
-           peak_rss_mib());
+           peak_rss_mib(), (double)am_mem_peak() / (1 << 20));
     if (asym->mode != AM_MODE_TEE_ONLY) {
         if (am_model_set_asym(m, asym)) {
             rc = lib_fail(name);
             goto out;
         }
         double md[2][2];
+        am_mem_reset_peak();
         for (int mode = 0; mode < 2; mode++) {
             if ((rc = time_steps(m, opt, &x, lab, &r, mode, steps, warm, t, ac, md[mode], &sgd_s))) goto out;
             if (mode == 0 && layers) {
@@ -947,9 +980,9 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
         /* The TEE's share: the step minus the accelerator's time. */
         double tee_tr = md[0][0] - md[0][1], tee_in = md[1][0] - md[1][1];
         printf("%-18s %-8s train %8.1f ms (TEE %8.1f, accelerator %8.1f)  infer %8.1f ms (TEE %8.1f)  "
-               "TEE speedup over tee-only: train %.2fx infer %.2fx\n",
+               "TEE speedup over tee-only: train %.2fx infer %.2fx  heap %.0f MiB\n",
                name, am_mode_name(asym->mode), md[0][0] * 1e3, tee_tr * 1e3, md[0][1] * 1e3, md[1][0] * 1e3,
-               tee_in * 1e3, base[0][0] / tee_tr, base[1][0] / tee_in);
+               tee_in * 1e3, base[0][0] / tee_tr, base[1][0] / tee_in, (double)am_mem_peak() / (1 << 20));
     }
     fflush(stdout);
 out:

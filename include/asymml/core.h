@@ -61,6 +61,16 @@ am_status am_shape_check(am_shape s);
 void *am_aligned_alloc(size_t bytes); /* zeroed; NULL on failure */
 void am_aligned_free(void *p);
 
+/* This program's heap, counted (see src/core/mem.c): bytes in use, the peak
+ * since the last reset, and a limit (0: none) past which allocations fail,
+ * like an SGX enclave's EPC. am_mem_limit_hit: some allocation was refused. */
+void am_mem_set_limit(size_t bytes);
+size_t am_mem_limit(void);
+size_t am_mem_in_use(void);
+size_t am_mem_peak(void);
+void am_mem_reset_peak(void);
+int am_mem_limit_hit(void);
+
 am_status am_tensor_alloc(am_tensor *t, am_shape s); /* zeroed */
 void am_tensor_free(am_tensor *t);
 
