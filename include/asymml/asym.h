@@ -96,12 +96,18 @@ typedef struct am_split_info {
     double energy_total; /* ||X||^2 summed over those batches */
     double tee_flops, whole_flops; /* per training step: TEE side if split, and whole */
     double tee_s, decomp_s;       /* seconds spent in the TEE on this layer, and in the decomposition */
+    double xfer_s;                /* of tee_s: copying across (releases out, results back) */
+    double accel_s;               /* the accelerator's compute for this layer */
+    double wait_s;                /* the TEE blocked on the accelerator: accel_s - wait_s overlapped */
 } am_split_info;
 
 int am_model_num_convs(const am_model *m);
 am_status am_model_split_info(const am_model *m, int i, am_split_info *out);
-/* Seconds the accelerator spent computing, in total. */
+/* Seconds the accelerator spent computing, in total; and seconds the TEE
+ * spent blocked on it (the rest of the accelerator's time overlapped with
+ * TEE work). */
 double am_model_accel_seconds(const am_model *m);
+double am_model_blocked_seconds(const am_model *m);
 void am_model_reset_timers(am_model *m);
 
 /* Where the trusted side's time goes: seconds per kind of work in forward and

@@ -95,7 +95,7 @@ static am_prof_kind prof_kind(const am_model *m, int i) {
 
 /* Charges the time since *t0, less the accelerator's share of it, to kind k. */
 static void prof_add(am_model *m, am_prof_kind k, double *t0, double *a0) {
-    double t = mono_s(), a = m->asym ? am_asym_accel_seconds(m->asym) : 0;
+    double t = mono_s(), a = m->asym ? am_asym_blocked_seconds(m->asym) : 0;
     m->prof[k] += (t - *t0) - (a - *a0);
     *t0 = t;
     *a0 = a;
@@ -738,7 +738,7 @@ am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng
     m->L[0].y.d = x->d;
     m->have_loss = 0;
     m->training = training;
-    double t0 = mono_s(), a0 = m->asym ? am_asym_accel_seconds(m->asym) : 0;
+    double t0 = mono_s(), a0 = m->asym ? am_asym_blocked_seconds(m->asym) : 0;
     for (int i = 1; i < m->n; i++) {
         am_status st = fwd_layer(m, i, training, rng);
         prof_add(m, prof_kind(m, i), &t0, &a0);
@@ -811,7 +811,7 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
 am_status am_model_backward(am_model *m) {
     if (!m->have_loss) return am_fail(AM_EINVAL, "model: backward needs a forward pass and a loss");
     layer *last = &m->L[m->n - 1];
-    double t0 = mono_s(), a0 = m->asym ? am_asym_accel_seconds(m->asym) : 0;
+    double t0 = mono_s(), a0 = m->asym ? am_asym_blocked_seconds(m->asym) : 0;
     AM_TRY(am_softmax_ce_backward(&last->y, m->labels, m->probs, &last->dy));
     prof_add(m, AM_PROF_OTHER, &t0, &a0);
     char written[MAX_LAYERS];
@@ -902,6 +902,7 @@ am_status am_model_split_info(const am_model *m, int i, am_split_info *out) {
     return am_asym_info(m->asym, i, out);
 }
 double am_model_accel_seconds(const am_model *m) { return m->asym ? am_asym_accel_seconds(m->asym) : 0; }
+double am_model_blocked_seconds(const am_model *m) { return m->asym ? am_asym_blocked_seconds(m->asym) : 0; }
 void am_model_reset_timers(am_model *m) {
     memset(m->prof, 0, sizeof m->prof);
     if (m->asym) am_asym_reset_timers(m->asym);

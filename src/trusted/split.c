@@ -37,6 +37,7 @@ typedef struct layer_plan {
     float *dWp;   /* K x r x kk */
     double e_kept, e_total;
     double tee_s, decomp_s, tee_flops, whole_flops;
+    double xfer_s, accel_s, wait_s; /* copies across, accelerator compute, TEE blocked on it */
 } layer_plan;
 
 struct am_asym {
@@ -57,6 +58,7 @@ struct am_asym {
     float *wt, *fm, *ucat, *fe; /* folding: W as C x (K kk), stacked factors, U stacked, C x (K kk) */
     size_t wt_n, fm_n, ucat_n, fe_n;
     uint64_t step;
+    double blocked_s; /* total time the TEE spent blocked in submit or wait */
     int ledger_on;
     am_ledger_entry *led;
     int led_n, led_cap;
@@ -69,6 +71,27 @@ static double now(void) {
 }
 
 void am_set_accelerator(am_accelerator_fn make) { am_backend_set_factory(make); }
+
+/* The accelerator's calls, timed: what the TEE spends blocked on them is not
+ * TEE work. (The in-process backend computes inside submit; the host
+ * process computes while the TEE goes on, and only wait blocks.) */
+static am_status be_submit(am_asym *a, layer_plan *p, const am_req *q) {
+    double t = now();
+    am_status st = a->be->vt->submit(a->be, q);
+    t = now() - t;
+    p->wait_s += t;
+    a->blocked_s += t;
+    return st;
+}
+
+static am_status be_wait(am_asym *a, layer_plan *p) {
+    double t = now();
+    am_status st = a->be->vt->wait(a->be);
+    t = now() - t;
+    p->wait_s += t;
+    a->blocked_s += t;
+    return st;
+}
 
 am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out) {
     *out = NULL;
@@ -369,10 +392,12 @@ void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {
 static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s,
                        const float *src, float **dst) {
     size_t n = am_shape_numel(s);
+    double t0 = now();
     AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
     float *d = *dst;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i += 4096) memcpy(d + i, src + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
+    a->L[layer].xfer_s += now() - t0;
     if (a->ledger_on) {
         if (a->led_n == a->led_cap) {
             int nc = a->led_cap ? 2 * a->led_cap : 256;
@@ -453,8 +478,8 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
     AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
     am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by};
     rq.cfg.bias = 0;
-    AM_TRY(a->be->vt->submit(a->be, &rq));
-    AM_TRY(a->be->vt->wait(a->be));
+    AM_TRY(be_submit(a, p, &rq));
+    AM_TRY(be_wait(a, p));
     const size_t per = (size_t)p->P;
     for (int n = 0; n < y->s.n; n++)
         for (int k = 0; k < p->K; k++) {
@@ -471,10 +496,11 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     layer_plan *p = &a->L[layer];
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
     if (!am_shape_eq(x->s, p->x)) return am_fail(AM_EINVAL, "asym: layer %d planned for another batch size", layer);
-    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be);
+    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be), wait0 = p->wait_s;
     if (a->cfg.mode == AM_MODE_OPEN) {
         am_status st = forward_open(a, layer, p, x, w, b, y);
-        p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
+        p->accel_s += a->be->vt->busy_seconds(a->be) - accel0;
+        p->tee_s += now() - t0 - (p->wait_s - wait0);
         return st;
     }
     if (!p->decided) {
@@ -529,7 +555,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
         am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by};
         rq.cfg.bias = 0;
-        AM_TRY(a->be->vt->submit(a->be, &rq));
+        AM_TRY(be_submit(a, p, &rq));
     }
     /* The low-rank conv in the TEE: conv(W U, V) + b. */
     am_conv2d_cfg lc = *cfg;
@@ -551,13 +577,16 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         AM_TRY(st);
     }
     if (a->cfg.mode == AM_MODE_ASYMML) {
-        AM_TRY(a->be->vt->wait(a->be));
+        AM_TRY(be_wait(a, p));
+        double tx = now();
         const size_t n = am_shape_numel(y->s);
         float *yd = y->d;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) yd[i] += by[i];
+        p->xfer_s += now() - tx;
     }
-    p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
+    p->accel_s += a->be->vt->busy_seconds(a->be) - accel0;
+    p->tee_s += now() - t0 - (p->wait_s - wait0);
     return AM_OK;
 }
 
@@ -605,7 +634,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                            float *db, float *work, size_t work_n) {
     layer_plan *p = &a->L[layer];
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
-    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be);
+    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be), wait0 = p->wait_s;
     const int B = x->s.n, C = p->C, K = p->K, kk = p->kk;
     const size_t wn = (size_t)K * C * kk;
     const int accel = a->cfg.mode == AM_MODE_ASYMML || a->cfg.mode == AM_MODE_OPEN;
@@ -633,12 +662,12 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(result(a, layer, AM_BUF_DW, wn, &bdw));
         am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw};
         rf.cfg.bias = 0;
-        AM_TRY(a->be->vt->submit(a->be, &rf));
+        AM_TRY(be_submit(a, p, &rf));
         if (dx) {
             AM_TRY(result(a, layer, AM_BUF_DX, am_shape_numel(x->s), &bdx));
             am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx};
             rd.cfg.bias = 0;
-            AM_TRY(a->be->vt->submit(a->be, &rd));
+            AM_TRY(be_submit(a, p, &rd));
         }
     }
     if (db) {
@@ -653,7 +682,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         }
     }
     if (a->cfg.mode == AM_MODE_OPEN) {
-        AM_TRY(a->be->vt->wait(a->be));
+        AM_TRY(be_wait(a, p));
         memcpy(dw, bdw, wn * sizeof(float));
     } else {
         /* The low-rank part of dW in the TEE: U (x) corr(V, G). */
@@ -683,9 +712,11 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         }
         if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
         if (accel) {
-            AM_TRY(a->be->vt->wait(a->be));
+            AM_TRY(be_wait(a, p));
+            double tx = now();
 #pragma omp parallel for simd schedule(static) if (wn > 65536)
             for (size_t i = 0; i < wn; i++) dw[i] += bdw[i];
+            p->xfer_s += now() - tx;
         } else if (dx) {
             /* lowrank-only: nothing leaves; dX in the TEE (straight through). */
             am_tensor xs = {x->s, NULL};
@@ -697,10 +728,13 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         float *d = dx->d;
         /* With protected gradients the TEE's conv_T(W A, B) is already in dx. */
         const int add = accum || protect;
+        double tx = now();
 #pragma omp parallel for simd schedule(static) if (n > 65536)
         for (size_t i = 0; i < n; i++) d[i] = (add ? d[i] : 0.f) + bdx[i];
+        p->xfer_s += now() - tx;
     }
-    p->tee_s += now() - t0 - (a->be->vt->busy_seconds(a->be) - accel0);
+    p->accel_s += a->be->vt->busy_seconds(a->be) - accel0;
+    p->tee_s += now() - t0 - (p->wait_s - wait0);
     return AM_OK;
 }
 
@@ -722,7 +756,7 @@ am_status am_asym_info(const am_asym *a, int i, am_split_info *out) {
         if (k++ != i) continue;
         *out = (am_split_info){l, p->split, p->C, p->K, p->r, p->basis, p->e_total > 0 ? p->e_kept / p->e_total : 0,
                                p->e_total, p->split ? p->tee_flops : p->whole_flops, p->whole_flops, p->tee_s,
-                               p->decomp_s};
+                               p->decomp_s, p->xfer_s, p->accel_s, p->wait_s};
         if (!p->split && a->cfg.mode == AM_MODE_OPEN) out->tee_flops = 0;
         return AM_OK;
     }
@@ -765,10 +799,11 @@ am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n)
 }
 
 double am_asym_accel_seconds(const am_asym *a) { return a->be->vt->busy_seconds(a->be); }
+double am_asym_blocked_seconds(const am_asym *a) { return a->blocked_s; }
 
 void am_asym_reset_timers(am_asym *a) {
     for (int i = 0; i < a->n; i++) {
-        a->L[i].tee_s = a->L[i].decomp_s = 0;
+        a->L[i].tee_s = a->L[i].decomp_s = a->L[i].xfer_s = a->L[i].accel_s = a->L[i].wait_s = 0;
         a->L[i].e_kept = a->L[i].e_total = 0;
     }
 }

@@ -34,6 +34,7 @@ const am_asym_cfg *am_asym_config(const am_asym *a);
 int am_asym_num_convs(const am_asym *a);
 am_status am_asym_info(const am_asym *a, int i, am_split_info *out);
 double am_asym_accel_seconds(const am_asym *a);
+double am_asym_blocked_seconds(const am_asym *a);
 void am_asym_reset_timers(am_asym *a);
 size_t am_asym_state_len(const am_asym *a);
 float *am_asym_state(am_asym *a);
