@@ -62,6 +62,16 @@ expect 2 "energy threshold of 1" -- "$bin" train --data "$dir/data" --mode asymm
 expect 2 "rank list of the wrong length" -- "$bin" train --data "$dir/data" --mode asymml --rank-list 4,4,4
 grep -q "the model has 1 conv layers after the first" "$dir/err" || { echo "FAIL: list length error unclear"; fail=$((fail + 1)); }
 expect 1 "missing data" -- "$bin" train --data "$dir/nowhere"
+# A trusted-memory limit like an SGX EPC: LeNet trains in 128 MiB; VGG11 at
+# batch 32 does not fit in 128 MiB, and says so instead of crashing.
+expect 0 "lenet under --tee-mem 128" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --tee-mem 128 --mode asymml
+grep -q "^trusted memory: peak [0-9.]* MiB of asymml's own allocations (limit 128 MiB" "$dir/out" ||
+  { echo "FAIL: no trusted-memory peak"; fail=$((fail + 1)); }
+expect 1 "vgg11 over --tee-mem 128" -- "$bin" train --data "$dir/data" --model vgg11 --epochs 1 --batch 32 --tee-mem 128
+grep -q "the trusted memory limit, --tee-mem 128 MiB, was reached" "$dir/err" || { echo "FAIL: limit not named"; fail=$((fail + 1)); }
+expect 0 "vgg11 in asymml mode under --tee-mem 256" -- "$bin" train --data "$dir/data" --model vgg11 --epochs 1 --batch 16 \
+  --tee-mem 256 --mode asymml --limit-test 16 --tee process
+expect 2 "absurd --tee-mem" -- "$bin" train --data "$dir/data" --tee-mem 0
 expect 1 "missing CIFAR data" -- "$bin" train --data "$dir/nowhere" --dataset cifar10
 
 # Damaged data: truncated images, labels out of range, wrong kind of file.
