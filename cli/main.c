@@ -1355,7 +1355,12 @@ static int host_main(int argc, char **argv) {
         char *slash = strrchr(path, '/');
         snprintf(slash ? slash + 1 : path, 32, "asymml-enclave");
     }
-    for (int i = 2; i < argc; i++) { /* the arena size, before the enclave parses it */
+    for (int i = 2; i < argc; i++) { /* the arena size and the threads, before the enclave parses them */
+        const char *tv = !strcmp(argv[i], "--threads") && i + 1 < argc ? argv[i + 1]
+                         : !strncmp(argv[i], "--threads=", 10)     ? argv[i] + 10
+                                                                   : NULL;
+        int th;
+        if (tv && arg_int("threads", tv, 1, 1024, &th) && am_set_threads(th) != AM_OK) return lib_fail("threads");
         if (!strcmp(argv[i], "--shm-mib") && i + 1 < argc && !arg_int("shm-mib", argv[i + 1], 1, 1 << 20, &g_shm_mib))
             return EXIT_USAGE;
         if (!strncmp(argv[i], "--shm-mib=", 10) && !arg_int("shm-mib", argv[i] + 10, 1, 1 << 20, &g_shm_mib))

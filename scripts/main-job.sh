@@ -3,13 +3,15 @@
 # on Debian's Fashion-MNIST for 3 epochs in asymml mode: its second conv is
 # split at rank 8 of 16 per sample (the low-rank part stays on the trusted
 # side), and each residual, clipped to L2 norm 0.25 and noised with
-# multiplier 2, goes to the accelerator backend. It prints the test accuracy,
-# the residual energy share, and (epsilon, delta) with what they cover.
+# multiplier 2, goes to the accelerator backend. The trusted side runs as its
+# own sandboxed process (asymml-enclave); this one serves the accelerator.
+# It prints the test accuracy, the residual energy share, and (epsilon,
+# delta) with what they cover.
 # Extra arguments go to `asymml train` (see `asymml train --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target asymml-cli >/dev/null
+cmake --build build -j"$(nproc)" --target asymml-cli asymml-enclave >/dev/null
 exec build/asymml train --model lenet --data /usr/share/datasets/fashion-mnist --epochs 3 \
-  --mode asymml --basis per-sample --rank-ratio 0.5 --clip 0.25 --sigma 2 "$@"
+  --mode asymml --basis per-sample --rank-ratio 0.5 --clip 0.25 --sigma 2 --tee process "$@"

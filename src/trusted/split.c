@@ -427,7 +427,17 @@ static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float
  * over all threads and spend more on waking them than on the arithmetic.
  * (Calling OpenBLAS from several threads at once instead gave wrong results
  * with Debian's 0.3.21 OpenMP build.) */
-static void blas_serial(int on) { openblas_set_num_threads(on ? 1 : am_get_threads()); }
+static void blas_serial(int on) {
+    /* OpenBLAS's OpenMP build sets OpenMP's thread count too: remember the
+     * count to go back to, or everything after would run on one thread. */
+    static int saved;
+    if (on) {
+        saved = am_get_threads();
+        openblas_set_num_threads(1);
+    } else if (saved > 0) {
+        openblas_set_num_threads(saved);
+    }
+}
 
 /* Folding U into W and back, as single GEMMs over all output channels:
  * with Wt = W laid out C x (K kk),
