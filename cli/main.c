@@ -1145,7 +1145,8 @@ HOST_ONLY static int cmd_analyze(int argc, char **argv) {
     for (int i = 0; i < n; i++) idx[i] = (uint32_t)i;
     in.n = n;
     am_tensor xt = {in, x};
-    if (am_dataset_batch(&d, idx, n, mean, sd, x, lab) || am_model_set_batch(m, n) || am_model_forward(m, &xt, 0, NULL)) {
+    if (am_dataset_batch(&d, idx, n, mean, sd, x, lab) || am_model_set_batch(m, n) ||
+        am_model_keep_outputs(m, 1) || am_model_forward(m, &xt, 0, NULL)) {
         lib_fail("analyze");
         goto out;
     }

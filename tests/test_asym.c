@@ -447,6 +447,8 @@ static void t_ledger(void **st) {
         c.clip = 50.f, c.sigma = 0.5f;
         c.protect_grads = protect;
         assert_int_equal(am_model_set_asym(m, &c), AM_OK);
+        /* Every layer's output, to compare with what crossed. */
+        assert_int_equal(am_model_keep_outputs(m, 1), AM_OK);
         am_model_ledger_enable(m, 1);
         am_shape s = in;
         s.n = 2;

@@ -101,8 +101,11 @@ size_t am_model_arena_bytes(const am_model *m);
  * x must stay valid until the backward pass. */
 am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng *rng);
 const am_tensor *am_model_logits(const am_model *m);
-/* Layer i's output of the last forward pass (for tests and analysis). */
+/* Layer i's output of the last forward pass (for tests and analysis). Only
+ * outputs that a backward pass reads survive the forward pass, unless
+ * am_model_keep_outputs(m, 1) was called (it lays the buffers out again). */
 const am_tensor *am_model_output(const am_model *m, int i);
+am_status am_model_keep_outputs(am_model *m, int on);
 /* Softmax cross-entropy of the last forward pass; labels: B values. */
 am_status am_model_loss(am_model *m, const int32_t *labels, float *loss);
 /* Gradients of the loss of the last am_model_loss into am_model_grads. */

@@ -63,6 +63,10 @@ am_status am_bn_backward(const am_bn_cfg *cfg, int training, const am_tensor *x,
 am_status am_relu_forward(const am_tensor *x, am_tensor *y);
 /* Uses the output y (y > 0 exactly where x > 0). */
 am_status am_relu_backward(const am_tensor *y, const am_tensor *dy, am_tensor *dx, int accum);
+/* The same with the mask kept as bits ((n + 31) / 32 words): the backward
+ * pass then needs neither x nor y. y may be x (in place). */
+am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits);
+am_status am_relu_backward_bits(const uint32_t *bits, const am_tensor *dy, am_tensor *dx, int accum);
 
 /* ---- pooling ---- */
 typedef struct am_pool_cfg {

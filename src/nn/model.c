@@ -44,6 +44,7 @@ typedef struct layer {
     am_tensor y, dy;
     float *save_mean, *save_invstd, *mask;
     int32_t *argmax;
+    uint32_t *bits;   /* ReLU: the mask, one bit per element */
 } layer;
 
 struct am_model {
@@ -66,6 +67,7 @@ struct am_model {
     int *tmp;       /* scratch for planning the gradient buffers */
     size_t *tmp_sz;
     float **slot_base;
+    int keep_all;   /* every layer's output survives the forward pass (am_model_keep_outputs) */
     am_asym *asym;  /* split execution; NULL in tee-only mode */
     am_asym_cfg asym_cfg;
     double prof[AM_PROF_KINDS]; /* trusted seconds per kind of work, accelerator time excluded */
@@ -621,6 +623,77 @@ static void plan_grads(am_model *m, size_t *need) {
     for (int i = 1; i < n; i++) m->L[i].dy.d = m->slot_base[slot_of[root[i]]];
 }
 
+/* Whether layer j's backward pass reads its input's values. */
+static int reads_input_backward(const am_model *m, int j) {
+    switch (m->L[j].kind) {
+    case K_CONV: return m->asym && am_asym_handles(m->asym, j) ? am_asym_needs_input(m->asym, j) : 1;
+    case K_BN:
+    case K_LINEAR: return 1;
+    default: return 0; /* ReLU keeps bits, max-pool its argmax, dropout its mask */
+    }
+}
+
+/* Activation buffers. An output that some backward pass reads (or the
+ * logits, which the loss reads) has its own buffer for the whole step; the
+ * others live only from their layer's forward to their last reader's, and
+ * share slots as gradients do: a split conv's input, which its backward does
+ * not need (V and the residual stand in for it), no longer stays in the TEE
+ * for the backward pass. */
+static void plan_outputs(am_model *m, int B, size_t *need) {
+    int n = m->n;
+    int *root = m->tmp, *end = m->tmp + n, *slot_of = m->tmp + 2 * n, *slot_end = m->tmp + 3 * n;
+    size_t *slot_size = m->tmp_sz;
+    char keep[MAX_LAYERS];
+    for (int i = 0; i < n; i++) {
+        root[i] = m->L[i].alias_y ? root[m->L[i].in[0]] : i;
+        end[i] = i;
+        keep[i] = m->keep_all || i == n - 1;
+    }
+    for (int j = 1; j < n; j++)
+        for (int k = 0; k < m->L[j].n_in; k++) {
+            int r = root[m->L[j].in[k]];
+            if (end[r] < j) end[r] = j;
+            if (reads_input_backward(m, j)) keep[r] = 1;
+        }
+    keep[root[n - 1]] = 1;
+    int nslots = 0;
+    for (int i = 1; i < n; i++) {
+        layer *l = &m->L[i];
+        if (root[i] != i) continue;
+        am_shape s = l->os;
+        s.n = B;
+        size_t bytes = am_shape_numel(s) * sizeof(float);
+        if (keep[i]) {
+            l->y.d = take(&m->arena, bytes, need);
+            continue;
+        }
+        /* Layers come in forward order: a slot whose last reader ran before
+         * this layer is free. */
+        int best = -1;
+        for (int k = 0; k < nslots; k++) {
+            if (slot_end[k] >= i) continue;
+            if (best < 0 || (slot_size[k] >= bytes ? (slot_size[best] < bytes || slot_size[k] < slot_size[best])
+                                                   : (slot_size[best] < bytes && slot_size[k] > slot_size[best])))
+                best = k;
+        }
+        if (best < 0) {
+            best = nslots++;
+            slot_size[best] = 0;
+        }
+        if (slot_size[best] < bytes) slot_size[best] = bytes;
+        slot_end[best] = end[i];
+        slot_of[i] = best;
+        l->y.d = NULL;
+    }
+    for (int k = 0; k < nslots; k++) m->slot_base[k] = take(&m->arena, slot_size[k], need);
+    for (int i = 1; i < n; i++) {
+        layer *l = &m->L[i];
+        if (root[i] == i && !keep[i]) l->y.d = m->slot_base[slot_of[i]];
+    }
+    for (int i = 1; i < n; i++)
+        if (root[i] != i) m->L[i].y.d = m->L[root[i]].y.d;
+}
+
 static void lay_out(am_model *m, int B, size_t *need) {
     am_arena *a = &m->arena;
     *need = 0;
@@ -635,9 +708,9 @@ static void lay_out(am_model *m, int B, size_t *need) {
             l->y.d = l->dy.d = NULL; /* the caller's batch; no gradient */
             continue;
         }
-        l->y.d = l->alias_y ? m->L[l->in[0]].y.d : take(a, bytes, need);
         l->save_mean = l->save_invstd = l->mask = NULL;
         l->argmax = NULL;
+        l->bits = NULL;
         if (l->kind == K_BN) {
             l->save_mean = take(a, sizeof(float) * (size_t)s.c, need);
             l->save_invstd = take(a, sizeof(float) * (size_t)s.c, need);
@@ -645,6 +718,8 @@ static void lay_out(am_model *m, int B, size_t *need) {
             l->argmax = take(a, am_shape_numel(s) * sizeof(int32_t), need);
         } else if (l->kind == K_DROPOUT) {
             l->mask = take(a, bytes, need);
+        } else if (l->kind == K_RELU) {
+            l->bits = take(a, sizeof(uint32_t) * ((am_shape_numel(s) + 31) / 32), need);
         } else if (l->kind == K_CONV) {
             am_shape xs = m->L[l->in[0]].os;
             xs.n = B;
@@ -652,12 +727,32 @@ static void lay_out(am_model *m, int B, size_t *need) {
             if (w > wn) wn = w;
         }
     }
+    plan_outputs(m, B, need);
     plan_grads(m, need);
     int K = am_model_num_classes(m);
     m->probs = take(a, sizeof(float) * (size_t)B * K, need);
     m->labels = take(a, sizeof(int32_t) * (size_t)B, need);
     m->work = take(a, sizeof(float) * (wn ? wn : 1), need);
     m->work_n = wn;
+}
+
+/* Lays the arena out again for the current batch (after the split plan or
+ * the keep-outputs setting changed). */
+static am_status relayout(am_model *m) {
+    if (!m->B) return AM_OK;
+    int B = m->B;
+    am_arena_free(&m->arena);
+    m->have_loss = 0;
+    size_t need;
+    lay_out(m, B, &need);
+    AM_TRY(am_arena_init(&m->arena, need));
+    lay_out(m, B, &need);
+    return AM_OK;
+}
+
+am_status am_model_keep_outputs(am_model *m, int on) {
+    m->keep_all = on != 0;
+    return relayout(m);
 }
 
 am_status am_model_set_batch(am_model *m, int B) {
@@ -705,7 +800,7 @@ static am_status fwd_layer(am_model *m, int i, int training, am_rng *rng) {
     case K_BN:
         return am_bn_forward(&l->bn, training, x, pdat(m, l, 0), pdat(m, l, 1), pdat(m, l, 2),
                              pdat(m, l, 3), l->save_mean, l->save_invstd, &l->y);
-    case K_RELU: return am_relu_forward(x, &l->y);
+    case K_RELU: return am_relu_forward_bits(x, &l->y, l->bits);
     case K_MAXPOOL: return am_maxpool_forward(&l->pool, x, &l->y, l->argmax);
     case K_AVGPOOL: return am_avgpool_forward(&l->pool, x, &l->y);
     case K_ADAPTIVE: return am_adaptive_avgpool_forward(x, &l->y);
@@ -791,7 +886,7 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
     }
     if (!dx) return AM_OK;
     switch (l->kind) {
-    case K_RELU: return am_relu_backward(&l->y, &l->dy, dx, acc);
+    case K_RELU: return am_relu_backward_bits(l->bits, &l->dy, dx, acc);
     case K_MAXPOOL: return am_maxpool_backward(&l->pool, l->argmax, &l->dy, dx, acc);
     case K_AVGPOOL: return am_avgpool_backward(&l->pool, &l->dy, dx, acc);
     case K_ADAPTIVE: return am_adaptive_avgpool_backward(&l->dy, dx, acc);
@@ -869,7 +964,7 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg) {
     if (!m->B) return am_fail(AM_EINVAL, "asym: call am_model_set_batch first");
     am_asym_free(m->asym);
     m->asym = NULL;
-    if (cfg->mode == AM_MODE_TEE_ONLY) return AM_OK;
+    if (cfg->mode == AM_MODE_TEE_ONLY) return relayout(m);
     am_asym *a;
     AM_TRY(am_asym_create(cfg, m->n, &a));
     int bn_seen = 0;
@@ -889,7 +984,8 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg) {
     }
     m->asym = a;
     m->asym_cfg = *cfg;
-    return AM_OK;
+    /* What the TEE keeps for the backward pass depends on the plan. */
+    return relayout(m);
 }
 
 am_mode am_model_mode(const am_model *m) { return m->asym ? m->asym_cfg.mode : AM_MODE_TEE_ONLY; }
@@ -918,7 +1014,8 @@ int am_model_plan_get(const am_model *m, int *rank, int *basis, int max) {
 }
 am_status am_model_plan_set(am_model *m, const int *rank, const int *basis, int n) {
     if (!m->asym) return n ? am_fail(AM_EINVAL, "model: a stored split plan, but the mode is tee-only") : AM_OK;
-    return am_asym_plan_set(m->asym, rank, basis, n);
+    AM_TRY(am_asym_plan_set(m->asym, rank, basis, n));
+    return relayout(m);
 }
 size_t am_model_asym_state_len(const am_model *m) { return m->asym ? am_asym_state_len(m->asym) : 0; }
 float *am_model_asym_state(am_model *m) { return m->asym ? am_asym_state(m->asym) : NULL; }

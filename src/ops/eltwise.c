@@ -39,6 +39,44 @@ am_status am_relu_backward(const am_tensor *y, const am_tensor *dy, am_tensor *d
     return AM_OK;
 }
 
+am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits) {
+    AM_TRY(same(x, y, "relu"));
+    if (!bits) return am_fail(AM_EINVAL, "relu: NULL mask");
+    const size_t n = am_shape_numel(x->s), words = (n + 31) / 32;
+    const float *a = x->d;
+    float *b = y->d;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t w = 0; w < words; w++) {
+        size_t i0 = w * 32, i1 = i0 + 32 < n ? i0 + 32 : n;
+        uint32_t m = 0;
+        for (size_t i = i0; i < i1; i++) {
+            uint32_t pos = a[i] > 0.f;
+            m |= pos << (i - i0);
+            b[i] = a[i] > 0.f ? a[i] : 0.f;
+        }
+        bits[w] = m;
+    }
+    return AM_OK;
+}
+
+am_status am_relu_backward_bits(const uint32_t *bits, const am_tensor *dy, am_tensor *dx, int accum) {
+    AM_TRY(same(dy, dx, "relu backward"));
+    if (!bits) return am_fail(AM_EINVAL, "relu backward: NULL mask");
+    const size_t n = am_shape_numel(dy->s), words = (n + 31) / 32;
+    const float *g = dy->d;
+    float *d = dx->d;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t w = 0; w < words; w++) {
+        size_t i0 = w * 32, i1 = i0 + 32 < n ? i0 + 32 : n;
+        uint32_t m = bits[w];
+        if (accum)
+            for (size_t i = i0; i < i1; i++) d[i] += g[i] * (float)((m >> (i - i0)) & 1u);
+        else
+            for (size_t i = i0; i < i1; i++) d[i] = g[i] * (float)((m >> (i - i0)) & 1u);
+    }
+    return AM_OK;
+}
+
 am_status am_dropout_mask(float p, am_rng *rng, float *mask, size_t n) {
     if (!(p >= 0.f && p < 1.f)) return am_fail(AM_EINVAL, "dropout: p = %g outside [0, 1)", (double)p);
     if (!rng || (!mask && n)) return am_fail(AM_EINVAL, "dropout: NULL argument");

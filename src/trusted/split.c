@@ -377,6 +377,17 @@ int am_asym_handles(const am_asym *a, int layer) {
     return p->active && (p->split || a->cfg.mode == AM_MODE_OPEN);
 }
 
+int am_asym_needs_input(const am_asym *a, int layer) {
+    if (!a || layer < 0 || layer >= a->n) return 1;
+    const layer_plan *p = &a->L[layer];
+    if (!am_asym_handles(a, layer)) return 1;
+    if (a->cfg.mode == AM_MODE_OPEN) return 0; /* the accelerator kept what it was sent */
+    if (!p->decided) return 1;                 /* may still run whole */
+    /* Protected gradients recompute the residual from X; otherwise V and the
+     * accelerator's copy of R are all the backward pass reads. */
+    return p->rg > 0 && a->cfg.mode == AM_MODE_ASYMML;
+}
+
 /* ---------------------------------------------------------------- crossing */
 
 void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {

@@ -22,6 +22,9 @@ am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n)
 /* 1 if the layer runs through here (split, or whole on the accelerator),
  * 0 if it runs whole in the TEE as usual. */
 int am_asym_handles(const am_asym *a, int layer);
+/* 1 if the layer's backward pass reads its input's values (whole convs do;
+ * a split conv needs only V and the accelerator's copy of the residual). */
+int am_asym_needs_input(const am_asym *a, int layer);
 am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const float *w, const float *b, am_tensor *y, float *work, size_t work_n,
                           int training);
