@@ -387,6 +387,24 @@ static void t_modes(void **st) {
 
 static void t_dp(void **st) {
     (void)st;
+    /* Noise drawn for a group of samples equals the same samples' noise in
+     * one call over the batch, also where the generator's 65536-value
+     * chunks and its Box-Muller pairs straddle the groups. */
+    {
+        const int B = 7;
+        const size_t n = 30001; /* odd, and chunks fall inside samples */
+        float *all = malloc(sizeof(float) * B * n), *part = malloc(sizeof(float) * B * n);
+        for (size_t i = 0; i < B * n; i++) all[i] = part[i] = (float)((i % 97) * 0.01 - 0.4);
+        assert_int_equal(am_dp_clip_noise(all, B, n, 3.f, 0.7f, 42, 5, 9), AM_OK);
+        const int groups[][2] = {{0, 2}, {2, 1}, {3, 3}, {6, 1}};
+        for (int g = 0; g < 4; g++)
+            assert_int_equal(am_dp_clip_noise_at(part + (size_t)groups[g][0] * n, groups[g][1], n, groups[g][0], 3.f, 0.7f,
+                                                 42, 5, 9),
+                             AM_OK);
+        assert_memory_equal(all, part, sizeof(float) * B * n);
+        free(all);
+        free(part);
+    }
     /* The analytic Gaussian mechanism at known points. For D = s (sigma 1 of
      * sensitivity 1), delta(0) = Phi(1/2) - Phi(-1/2) = 0.382924922548026. */
     assert_true(fabs(am_agm_delta(0, 1, 1) - 0.382924922548026) < 1e-12);

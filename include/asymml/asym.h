@@ -168,6 +168,10 @@ void am_ledger_hash(const void *p, size_t n, uint8_t out[16]);
  * layer): reproducible for a seed, unpredictable without it. */
 am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, uint64_t seed,
                            uint64_t step, int layer);
+/* The same for samples first .. first + B - 1 of a batch (R holds just
+ * them): they get exactly the noise one call over the whole batch gives. */
+am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, uint64_t seed,
+                              uint64_t step, int layer);
 
 /* The analytic Gaussian mechanism (Balle and Wang, 2018): delta at eps for
  * sensitivity D and noise std s, and the smallest eps that reaches delta. */

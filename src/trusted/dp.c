@@ -10,7 +10,12 @@
 
 am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, uint64_t seed,
                            uint64_t step, int layer) {
-    if (!R || B < 1 || !n) return am_fail(AM_EINVAL, "dp: bad argument");
+    return am_dp_clip_noise_at(R, B, n, 0, clip, sigma, seed, step, layer);
+}
+
+am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, uint64_t seed,
+                              uint64_t step, int layer) {
+    if (!R || B < 1 || !n || first < 0) return am_fail(AM_EINVAL, "dp: bad argument");
     if (!(clip >= 0.f) || !(sigma >= 0.f) || !isfinite(clip) || !isfinite(sigma))
         return am_fail(AM_EINVAL, "dp: clip and sigma must be finite and >= 0");
     if (clip == 0.f) return AM_OK;
@@ -32,23 +37,26 @@ am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, u
     memcpy(in + 8, &step, 8);
     memcpy(in + 16, &layer, 4);
     crypto_generichash(key, sizeof key, in, sizeof in, NULL, 0);
-    const size_t total = (size_t)B * n, chunk = 1 << 16;
+    /* One ChaCha20 stream for the whole batch's tensor; Box-Muller on pairs
+     * of 32-bit uniforms mapped into (0, 1]. The stream is generated in
+     * chunks by re-keying per chunk (key || chunk index), so memory stays
+     * small and samples first .. first + B - 1 draw exactly the values they
+     * would draw in one call over the whole batch. */
+    const size_t chunk = 1 << 16, lo = (size_t)first * n, hi = lo + (size_t)B * n;
     uint32_t *u = malloc(sizeof(uint32_t) * (chunk + 2));
     if (!u) return am_fail(AM_ENOMEM, "dp: out of memory");
-    /* One ChaCha20 stream for the whole tensor; Box-Muller on pairs of
-     * 32-bit uniforms mapped into (0, 1]. The stream is generated in chunks
-     * by re-keying per chunk (key || chunk index), so memory stays small. */
     const double sd = (double)sigma * clip;
-    for (size_t base = 0, ci = 0; base < total; base += chunk, ci++) {
-        size_t m = total - base < chunk ? total - base : chunk;
+    for (size_t ci = lo / chunk; ci * chunk < hi; ci++) {
+        size_t base = ci * chunk, from = lo > base ? lo - base : 0, to = hi - base < chunk ? hi - base : chunk;
         unsigned char ck[randombytes_SEEDBYTES];
         crypto_generichash(ck, sizeof ck, (const unsigned char *)&ci, sizeof ci, key, sizeof key);
-        randombytes_buf_deterministic(u, sizeof(uint32_t) * ((m + 1) & ~(size_t)1), ck);
-        for (size_t i = 0; i < m; i += 2) {
-            double u1 = ((double)u[i] + 1.0) / 4294967296.0, u2 = (double)u[i + 1] / 4294967296.0;
+        /* A prefix of the chunk's stream, to the pair that holds `to - 1`. */
+        randombytes_buf_deterministic(u, sizeof(uint32_t) * ((to + 1) & ~(size_t)1), ck);
+        for (size_t j = from & ~(size_t)1; j < to; j += 2) {
+            double u1 = ((double)u[j] + 1.0) / 4294967296.0, u2 = (double)u[j + 1] / 4294967296.0;
             double rad = sqrt(-2.0 * log(u1)) * sd, th = 6.283185307179586 * u2;
-            R[base + i] += (float)(rad * cos(th));
-            if (i + 1 < m) R[base + i + 1] += (float)(rad * sin(th));
+            if (j >= from) R[base + j - lo] += (float)(rad * cos(th));
+            if (j + 1 >= from && j + 1 < to) R[base + j + 1 - lo] += (float)(rad * sin(th));
         }
     }
     sodium_memzero(key, sizeof key);

@@ -255,8 +255,18 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     return AM_OK;
 }
 
+/* Samples per group in the forward pass's residual buffer: up to 4 Mi
+ * floats; all of them with protected gradients, whose backward pass
+ * recomputes the whole residual there. */
+static int group_size(const am_asym *a, const layer_plan *p) {
+    size_t per = (size_t)p->x.c * p->x.h * p->x.w, cap = (size_t)1 << 22;
+    if (a->cfg.protect_grads && a->cfg.mode == AM_MODE_ASYMML) return p->x.n;
+    size_t g = per >= cap ? 1 : cap / per;
+    return g >= (size_t)p->x.n ? p->x.n : (int)g;
+}
+
 static am_status grow_scratch(am_asym *a, const layer_plan *p) {
-    size_t need = (size_t)p->x.n * p->x.c * p->x.h * p->x.w;
+    size_t need = (size_t)group_size(a, p) * p->x.c * p->x.h * p->x.w;
     if (need <= a->scratch_n) return AM_OK;
     am_aligned_free(a->scratch);
     a->scratch = am_aligned_alloc(need * sizeof(float));
@@ -398,6 +408,8 @@ void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {
     crypto_generichash(out, 16, p, n, NULL, 0);
 }
 
+static am_status record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf);
+
 /* Copies n floats of trusted memory into the accelerator's (layer, role)
  * buffer and records the crossing. */
 static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s,
@@ -409,6 +421,12 @@ static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind ki
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i += 4096) memcpy(d + i, src + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
     a->L[layer].xfer_s += now() - t0;
+    return record(a, layer, kind, s, *dst);
+}
+
+/* Records in the ledger what now lies in an accelerator buffer. */
+static am_status record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf) {
+    size_t n = am_shape_numel(s);
     if (a->ledger_on) {
         if (a->led_n == a->led_cap) {
             int nc = a->led_cap ? 2 * a->led_cap : 256;
@@ -423,7 +441,7 @@ static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind ki
         e->kind = kind;
         e->shape = s;
         e->bytes = n * sizeof(float);
-        am_ledger_hash(*dst, e->bytes, e->hash);
+        am_ledger_hash(buf, e->bytes, e->hash);
     }
     return AM_OK;
 }
@@ -547,31 +565,53 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         int warm = p->warm && a->cfg.sigma == 0.f;
         AM_TRY(am_shared_basis(x->d, B, C, N, r, a->cfg.iters, warm, U, a->basis_work, a->basis_work_n));
         if (training) p->warm = 1;
-        AM_TRY(am_project_ws(x->d, B, C, N, r, U, p->V, R, a->basis_work, a->basis_work_n));
-    } else {
-        memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
-        blas_serial(1);
-        am_status st = AM_OK;
-        for (int s = 0; s < B && st == AM_OK; s++)
-            st = am_light_svd(R + (size_t)s * C * N, C, N, r, a->cfg.iters, p->Ub + (size_t)s * C * r,
-                              p->V + (size_t)s * r * N);
-        blas_serial(0);
-        AM_TRY(st);
     }
-    /* Energy: with an orthonormal U, ||X||^2 = ||V||^2 + ||R||^2. */
-    double er = am_sumsq(R, (size_t)B * C * N);
-    double ev = p->basis == AM_BASIS_SHARED ? am_sumsq(p->V, (size_t)B * r * N)
-                                                : am_sumsq(x->d, (size_t)B * C * N) - er;
+    /* The residual, a group of samples at a time through a small trusted
+     * buffer: projected (or decomposed per sample), clipped and noised, then
+     * copied out. Only the released copy is whole. */
+    float *bx = NULL, *by = NULL, *bw;
+    const int asym = a->cfg.mode == AM_MODE_ASYMML;
+    if (asym) AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_INPUT, am_shape_numel(x->s), &bx));
+    const size_t per = (size_t)C * N;
+    const int G = group_size(a, p);
+    double er = 0, ev = 0;
+    for (int b0 = 0; b0 < B; b0 += G) {
+        const int g = B - b0 < G ? B - b0 : G;
+        const float *Xg = x->d + (size_t)b0 * per;
+        float *Vg = p->V + (size_t)b0 * r * N;
+        if (p->basis == AM_BASIS_SHARED) {
+            AM_TRY(am_project_ws(Xg, g, C, N, r, U, Vg, R, a->basis_work, a->basis_work_n));
+        } else {
+            memcpy(R, Xg, sizeof(float) * (size_t)g * per);
+            blas_serial(1);
+            am_status st = AM_OK;
+            for (int s = 0; s < g && st == AM_OK; s++)
+                st = am_light_svd(R + (size_t)s * per, C, N, r, a->cfg.iters, p->Ub + (size_t)(b0 + s) * C * r,
+                                  Vg + (size_t)s * r * N);
+            blas_serial(0);
+            AM_TRY(st);
+        }
+        /* Energy: with an orthonormal U, ||X||^2 = ||V||^2 + ||R||^2. */
+        double eg = am_sumsq(R, (size_t)g * per);
+        er += eg;
+        ev += p->basis == AM_BASIS_SHARED ? am_sumsq(Vg, (size_t)g * r * N) : am_sumsq(Xg, (size_t)g * per) - eg;
+        if (!asym) continue;
+        /* Every release is clipped and noised, in evaluation too. */
+        AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
+        double tx = now();
+        float *dst = bx + (size_t)b0 * per;
+#pragma omp parallel for schedule(static) if ((size_t)g * per > 65536)
+        for (size_t i = 0; i < (size_t)g * per; i += 4096)
+            memcpy(dst + i, R + i, sizeof(float) * ((size_t)g * per - i < 4096 ? (size_t)g * per - i : 4096));
+        p->xfer_s += now() - tx;
+    }
     p->e_total += ev + er;
     p->e_kept += ev;
     p->decomp_s += now() - t0;
-    /* Release the residual (clipped and noised) and the weights. */
-    float *bx = NULL, *by = NULL, *bw;
+    /* Release the weights; the residual is out: record it, and submit. */
     am_shape ws = am_shape4(p->K, C, cfg->kh, cfg->kw);
-    if (a->cfg.mode == AM_MODE_ASYMML) {
-        /* Every release is clipped and noised, in evaluation too. */
-        AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
-        AM_TRY(cross(a, layer, AM_BUF_INPUT, AM_CROSS_RESIDUAL, x->s, R, &bx));
+    if (asym) {
+        AM_TRY(record(a, layer, AM_CROSS_RESIDUAL, x->s, bx));
         AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
         AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
         am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by};
