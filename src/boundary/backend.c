@@ -1,11 +1,26 @@
 /* The backend factory: see backend.h. */
 #include "boundary/backend.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "untrusted/cpu_backend.h"
 
 static am_accelerator_fn g_make;
 
 void am_backend_set_factory(am_accelerator_fn make) { g_make = make; }
+
+am_status am_backend_slots(int layer, size_t elem, void **table, int *layers) {
+    if (layer < 0 || layer > 65535) return am_fail(AM_EINVAL, "backend: layer %d out of range", layer);
+    if (layer < *layers) return AM_OK;
+    int nl = layer + 16;
+    char *t = realloc(*table, elem * (size_t)nl * AM_BUF_ROLES);
+    if (!t) return am_fail(AM_ENOMEM, "backend: out of memory");
+    memset(t + elem * (size_t)*layers * AM_BUF_ROLES, 0, elem * (size_t)(nl - *layers) * AM_BUF_ROLES);
+    *table = t;
+    *layers = nl;
+    return AM_OK;
+}
 
 am_status am_backend_make(am_backend **out) {
     *out = NULL;

@@ -60,5 +60,8 @@ struct am_backend {
  * backend (simulation: no isolation). */
 void am_backend_set_factory(am_accelerator_fn make);
 am_status am_backend_make(am_backend **out);
+/* For backends' (layer, role) tables: grows *table (zeroed, *layers rows of
+ * AM_BUF_ROLES entries of elem bytes) to hold layer; checks layer. */
+am_status am_backend_slots(int layer, size_t elem, void **table, int *layers);
 
 #endif

@@ -24,6 +24,16 @@ am_status am_data_kind_parse(const char *name, am_data_kind *out) {
     return AM_OK;
 }
 
+/* Doubles a read buffer, refusing past max. */
+static am_status grow_buf(uint8_t **b, size_t *cap, size_t max, const char *path) {
+    if (*cap > max) return am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
+    uint8_t *nb = realloc(*b, *cap * 2);
+    if (!nb) return am_fail(AM_ENOMEM, "%s: out of memory", path);
+    *b = nb;
+    *cap *= 2;
+    return AM_OK;
+}
+
 /* gzip data in memory (a sealed .gz file, once opened). */
 static am_status gunzip_mem(const uint8_t *in, size_t n, size_t max, const char *path, uint8_t **buf, size_t *out_n) {
     z_stream z;
@@ -36,18 +46,7 @@ static am_status gunzip_mem(const uint8_t *in, size_t n, size_t max, const char 
     z.avail_in = n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
     int r = Z_OK;
     while (st == AM_OK && r != Z_STREAM_END) {
-        if (len == cap) {
-            if (cap > max) {
-                st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
-                break;
-            }
-            uint8_t *nb = realloc(b, cap * 2);
-            if (!nb) {
-                st = am_fail(AM_ENOMEM, "%s: out of memory", path);
-                break;
-            }
-            b = nb, cap *= 2;
-        }
+        if (len == cap && (st = grow_buf(&b, &cap, max, path)) != AM_OK) break;
         z.next_out = b + len;
         size_t room = cap - len > UINT32_MAX ? UINT32_MAX : cap - len;
         z.avail_out = (unsigned)room;
@@ -124,19 +123,7 @@ am_status am_read_file(const char *path, size_t max, uint8_t **buf, size_t *n) {
     uint8_t *b = malloc(cap);
     am_status st = b ? AM_OK : am_fail(AM_ENOMEM, "%s: out of memory", path);
     while (st == AM_OK) {
-        if (len == cap) {
-            if (cap > max) {
-                st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
-                break;
-            }
-            uint8_t *nb = realloc(b, cap * 2);
-            if (!nb) {
-                st = am_fail(AM_ENOMEM, "%s: out of memory", path);
-                break;
-            }
-            b = nb;
-            cap *= 2;
-        }
+        if (len == cap && (st = grow_buf(&b, &cap, max, path)) != AM_OK) break;
         size_t want = cap - len > (1u << 30) ? (1u << 30) : cap - len;
         int got = gzread(f, b + len, (unsigned)want);
         if (got < 0) {

@@ -56,14 +56,7 @@ static am_status r_buffer(am_backend *b, int layer, am_buf_role role, size_t n, 
     remote_be *be = (remote_be *)b;
     if (layer < 0 || layer > 65535 || role < 0 || role >= AM_BUF_ROLES || !n)
         return am_fail(AM_EINVAL, "backend: bad buffer request (layer %d, role %d)", layer, (int)role);
-    if (layer >= be->layers) {
-        int nl = layer + 16;
-        slot *ns = realloc(be->slots, sizeof(slot) * (size_t)nl * AM_BUF_ROLES);
-        if (!ns) return am_fail(AM_ENOMEM, "backend: out of memory");
-        memset(ns + (size_t)be->layers * AM_BUF_ROLES, 0, sizeof(slot) * (size_t)(nl - be->layers) * AM_BUF_ROLES);
-        be->slots = ns;
-        be->layers = nl;
-    }
+    AM_TRY(am_backend_slots(layer, sizeof(slot), (void **)&be->slots, &be->layers));
     slot *s = &be->slots[(size_t)layer * AM_BUF_ROLES + role];
     if (s->n < n) {
         /* The host places it; earlier requests must be done before it may move. */

@@ -577,6 +577,25 @@ static void *take(am_arena *a, size_t bytes, size_t *need) {
     return a->base ? am_arena_take(a, bytes) : NULL;
 }
 
+/* Best fit among the free slots: the smallest that holds bytes, else the
+ * largest (which then grows); a new slot when none is free. Slot k is free
+ * when mark[k] > limit (above) or mark[k] < limit (!above). */
+static int fit_slot(size_t *size, int *nslots, const int *mark, int limit, int above, size_t bytes) {
+    int best = -1;
+    for (int k = 0; k < *nslots; k++) {
+        if (above ? mark[k] <= limit : mark[k] >= limit) continue;
+        if (best < 0 || (size[k] >= bytes ? (size[best] < bytes || size[k] < size[best])
+                                          : (size[best] < bytes && size[k] > size[best])))
+            best = k;
+    }
+    if (best < 0) {
+        best = (*nslots)++;
+        size[best] = 0;
+    }
+    if (size[best] < bytes) size[best] = bytes;
+    return best;
+}
+
 /* Gradient buffers are shared. The gradient of layer i (with the views that
  * share it: flatten, in-place ReLU) is live from the backward pass of its last
  * reader down to its own; layers whose lives do not overlap take the same
@@ -603,19 +622,7 @@ static void plan_grads(am_model *m, size_t *need) {
         for (int i = 1; i < n; i++) {
             if (root[i] != i || end[i] != e) continue;
             size_t bytes = am_shape_numel(m->L[i].y.s) * sizeof(float);
-            int best = -1;
-            for (int k = 0; k < nslots; k++) {
-                if (slot_start[k] <= e) continue;
-                /* Best fit: the smallest slot that holds it, else the largest. */
-                if (best < 0 || (slot_size[k] >= bytes ? (slot_size[best] < bytes || slot_size[k] < slot_size[best])
-                                                       : (slot_size[best] < bytes && slot_size[k] > slot_size[best])))
-                    best = k;
-            }
-            if (best < 0) {
-                best = nslots++;
-                slot_size[best] = 0;
-            }
-            if (slot_size[best] < bytes) slot_size[best] = bytes;
+            int best = fit_slot(slot_size, &nslots, slot_start, e, 1, bytes);
             slot_start[best] = i;
             slot_of[i] = best;
         }
@@ -669,18 +676,7 @@ static void plan_outputs(am_model *m, int B, size_t *need) {
         }
         /* Layers come in forward order: a slot whose last reader ran before
          * this layer is free. */
-        int best = -1;
-        for (int k = 0; k < nslots; k++) {
-            if (slot_end[k] >= i) continue;
-            if (best < 0 || (slot_size[k] >= bytes ? (slot_size[best] < bytes || slot_size[k] < slot_size[best])
-                                                   : (slot_size[best] < bytes && slot_size[k] > slot_size[best])))
-                best = k;
-        }
-        if (best < 0) {
-            best = nslots++;
-            slot_size[best] = 0;
-        }
-        if (slot_size[best] < bytes) slot_size[best] = bytes;
+        int best = fit_slot(slot_size, &nslots, slot_end, i, 0, bytes);
         slot_end[best] = end[i];
         slot_of[i] = best;
         l->y.d = NULL;

@@ -176,11 +176,9 @@ static double split_flops(const am_asym *a, const layer_plan *p, am_basis_kind k
     return basis + 4.0 * B * N * C * r + folds + lowrank;
 }
 
-#define K_C_KK_BP(p) ((double)(p)->K * (p)->C * (p)->kk * (p)->x.n * (p)->P)
-
 static void costs(am_asym *a, layer_plan *p, int r) {
     p->tee_flops = split_flops(a, p, p->basis, r);
-    p->whole_flops = 3 * 2.0 * K_C_KK_BP(p);
+    p->whole_flops = 3 * 2.0 * p->K * p->C * p->kk * p->x.n * p->P;
 }
 
 /* Grows a trusted scratch buffer to at least n floats. */
@@ -410,6 +408,12 @@ void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {
 
 static am_status record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf);
 
+/* n floats into an accelerator buffer, in parallel pieces. */
+static void copy_out(float *d, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i += 4096) memcpy(d + i, src + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
+}
+
 /* Copies n floats of trusted memory into the accelerator's (layer, role)
  * buffer and records the crossing. */
 static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s,
@@ -417,9 +421,7 @@ static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind ki
     size_t n = am_shape_numel(s);
     double t0 = now();
     AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
-    float *d = *dst;
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i += 4096) memcpy(d + i, src + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
+    copy_out(*dst, src, n);
     a->L[layer].xfer_s += now() - t0;
     return record(a, layer, kind, s, *dst);
 }
@@ -599,10 +601,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         /* Every release is clipped and noised, in evaluation too. */
         AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
         double tx = now();
-        float *dst = bx + (size_t)b0 * per;
-#pragma omp parallel for schedule(static) if ((size_t)g * per > 65536)
-        for (size_t i = 0; i < (size_t)g * per; i += 4096)
-            memcpy(dst + i, R + i, sizeof(float) * ((size_t)g * per - i < 4096 ? (size_t)g * per - i : 4096));
+        copy_out(bx + (size_t)b0 * per, R, (size_t)g * per);
         p->xfer_s += now() - tx;
     }
     p->e_total += ev + er;

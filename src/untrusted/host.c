@@ -44,7 +44,6 @@ am_status am_host_start(const char *enclave, char *const *argv, uint64_t arena_b
     am_host *h = calloc(1, sizeof *h);
     if (!h) return am_fail(AM_ENOMEM, "host: out of memory");
     h->pidfd = -1;
-    h->next = 0;
     am_status st = am_chan_create(arena_bytes, &h->ch);
     if (st == AM_OK) st = am_cpu_backend_create(&h->cpu);
     int argc = 0;
