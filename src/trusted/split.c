@@ -215,6 +215,20 @@ static am_status state_add(am_asym *a, size_t n, size_t *off) {
     return AM_OK;
 }
 
+/* Folding's scratch (see fold below): at most FOLD_FLOATS floats of
+ * transposed weights at a time. */
+#define FOLD_FLOATS ((size_t)1 << 20)
+
+/* Output channels per chunk, and samples per unfold group. */
+static int fold_chunk(int K, int C, int kk) {
+    size_t kc = FOLD_FLOATS / ((size_t)C * kk);
+    return kc < 1 ? 1 : kc > (size_t)K ? K : (int)kc;
+}
+static int unfold_group(int B, int K, int r, int kk) {
+    size_t g = FOLD_FLOATS / ((size_t)r * K * kk);
+    return g < 1 ? 1 : g > (size_t)B ? B : (int)g;
+}
+
 static am_status alloc_layer(am_asym *a, layer_plan *p) {
     size_t B = (size_t)p->x.n, r = (size_t)p->r;
     am_aligned_free(p->V);
@@ -228,9 +242,11 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     if (!p->V || !p->Wp || !p->dWp || (p->basis == AM_BASIS_PER_SAMPLE && !p->Ub))
         return am_fail(AM_ENOMEM, "asym: out of memory for a split layer (%d channels, rank %d)", p->C, p->r);
     {
-        size_t nb = p->basis == AM_BASIS_SHARED ? 1 : B, kkk = (size_t)p->K * p->kk;
-        AM_TRY(grow(&a->wt, &a->wt_n, (size_t)p->C * kkk));
-        AM_TRY(grow(&a->fe, &a->fe_n, (size_t)p->C * kkk));
+        const int per = p->basis == AM_BASIS_PER_SAMPLE;
+        size_t nb = per ? (size_t)unfold_group(p->x.n, p->K, p->r, p->kk) : 1, kkk = (size_t)p->K * p->kk;
+        size_t chunk = (size_t)p->C * fold_chunk(p->K, p->C, p->kk) * p->kk;
+        AM_TRY(grow(&a->wt, &a->wt_n, per ? (size_t)p->C * kkk : chunk));
+        AM_TRY(grow(&a->fe, &a->fe_n, chunk));
         AM_TRY(grow(&a->fm, &a->fm_n, nb * r * kkk));
         AM_TRY(grow(&a->ucat, &a->ucat_n, (size_t)p->C * nb * r));
     }
@@ -253,11 +269,11 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
     return AM_OK;
 }
 
-/* Samples per group in the forward pass's residual buffer: up to 4 Mi
- * floats; all of them with protected gradients, whose backward pass
+/* Samples per group in the forward pass's residual buffer: up to 1 Mi
+ * floats (4 MiB); all of them with protected gradients, whose backward pass
  * recomputes the whole residual there. */
 static int group_size(const am_asym *a, const layer_plan *p) {
-    size_t per = (size_t)p->x.c * p->x.h * p->x.w, cap = (size_t)1 << 22;
+    size_t per = (size_t)p->x.c * p->x.h * p->x.w, cap = (size_t)1 << 20;
     if (a->cfg.protect_grads && a->cfg.mode == AM_MODE_ASYMML) return p->x.n;
     size_t g = per >= cap ? 1 : cap / per;
     return g >= (size_t)p->x.n ? p->x.n : (int)g;
@@ -470,11 +486,16 @@ static void blas_serial(int on) {
     }
 }
 
-/* Folding U into W and back, as single GEMMs over all output channels:
+/* Folding U into W and back, as GEMMs over many output channels at once:
  * with Wt = W laid out C x (K kk),
  *     W'_b[k][j][t] = (U_b^T Wt)[j][k kk + t]            (fold, per basis b)
  *     dW[k][c][t]   = (sum_b U_b D_b)[c][k kk + t],  D_b[j][k kk + t] = dW'_b[k][j][t]   (unfold)
- * instead of K small GEMMs per basis. */
+ * instead of K small GEMMs per basis. The transposed copies (Wt, and E in
+ * the unfold) hold a chunk of output channels at a time, at most
+ * FOLD_FLOATS floats, so that they stay small in trusted memory; only the
+ * per-sample forward keeps all of Wt, which every sample's fold reads
+ * (FOLD_FLOATS, fold_chunk, unfold_group: above alloc_layer). */
+/* Rows k of W (K x C x kk) as Wt (C x K kk). */
 static void to_ck(const float *W, int K, int C, int kk, float *Wt) {
 #pragma omp parallel for schedule(static) if ((size_t)K * C * kk > 65536)
     for (int c = 0; c < C; c++)
@@ -482,13 +503,26 @@ static void to_ck(const float *W, int K, int C, int kk, float *Wt) {
             memcpy(Wt + ((size_t)c * K + k) * kk, W + ((size_t)k * C + c) * kk, sizeof(float) * (size_t)kk);
 }
 
-/* W' (K x r x kk) for the basis U (C x r); Wt from to_ck; M scratch r x K kk. */
+/* W' (K x r x kk) for the basis U (C x r) from Wt (C x K kk, as to_ck);
+ * M scratch r x K kk. */
 static void fold(const float *Wt, const float *U, int K, int C, int r, int kk, float *M, float *Wp) {
     const int kkk = K * kk;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kkk, C, 1.f, U, r, Wt, kkk, 0.f, M, kkk);
     for (int k = 0; k < K; k++)
         for (int j = 0; j < r; j++)
             memcpy(Wp + ((size_t)k * r + j) * kk, M + (size_t)j * kkk + (size_t)k * kk, sizeof(float) * (size_t)kk);
+}
+
+/* The same for one shared basis, a chunk of output channels at a time;
+ * Wt scratch C x kc kk. */
+static void fold_chunked(const float *W, const float *U, int K, int C, int r, int kk, float *Wt, float *M,
+                         float *Wp) {
+    const int kc = fold_chunk(K, C, kk);
+    for (int k0 = 0; k0 < K; k0 += kc) {
+        const int n = K - k0 < kc ? K - k0 : kc;
+        to_ck(W + (size_t)k0 * C * kk, n, C, kk, Wt);
+        fold(Wt, U, n, C, r, kk, M, Wp + (size_t)k0 * r * kk);
+    }
 }
 
 /* dW'_b (K x r x kk) into rows b*r .. b*r + r of D (nb*r x K kk). */
@@ -500,14 +534,27 @@ static void stack_grad(const float *dWp, int K, int r, int kk, int b, float *D) 
                    sizeof(float) * (size_t)kk);
 }
 
-/* dW = sum_b U_b D_b with Ucat = [U_1 ... U_nb] (C x nb*r); E scratch C x K kk. */
-static void unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW) {
-    const int kkk = K * kk;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, kkk, nb * r, 1.f, Ucat, nb * r, D, kkk, 0.f, E, kkk);
-#pragma omp parallel for schedule(static) if ((size_t)K * C * kk > 65536)
-    for (int k = 0; k < K; k++)
-        for (int c = 0; c < C; c++)
-            memcpy(dW + ((size_t)k * C + c) * kk, E + ((size_t)c * K + k) * kk, sizeof(float) * (size_t)kk);
+/* dW (=, or += with add) sum_b U_b D_b with Ucat = [U_1 ... U_nb]
+ * (C x nb*r), a chunk of output channels at a time; E scratch C x kc kk. */
+static void unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW,
+                   int add) {
+    const int kkk = K * kk, kc = fold_chunk(K, C, kk);
+    for (int k0 = 0; k0 < K; k0 += kc) {
+        const int n = K - k0 < kc ? K - k0 : kc, nk = n * kk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, nk, nb * r, 1.f, Ucat, nb * r,
+                    D + (size_t)k0 * kk, kkk, 0.f, E, nk);
+        float *dst = dW + (size_t)k0 * C * kk;
+#pragma omp parallel for schedule(static) if ((size_t)n * C * kk > 65536)
+        for (int k = 0; k < n; k++)
+            for (int c = 0; c < C; c++) {
+                float *d = dst + ((size_t)k * C + c) * kk;
+                const float *e = E + ((size_t)c * n + k) * kk;
+                if (add)
+                    for (int t = 0; t < kk; t++) d[t] += e[t];
+                else
+                    memcpy(d, e, sizeof(float) * (size_t)kk);
+            }
+    }
 }
 
 static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_tensor *x, const float *w,
@@ -619,12 +666,12 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     }
     /* The low-rank conv in the TEE: conv(W U, V) + b. */
     am_conv2d_cfg lc = *cfg;
-    to_ck(w, p->K, C, p->kk, a->wt);
     if (p->basis == AM_BASIS_SHARED) {
-        fold(a->wt, U, p->K, C, r, p->kk, a->fm, p->Wp);
+        fold_chunked(w, U, p->K, C, r, p->kk, a->wt, a->fm, p->Wp);
         am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
         AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, y, work, work_n));
     } else {
+        to_ck(w, p->K, C, p->kk, a->wt);
         blas_serial(1);
         am_status st = AM_OK;
         for (int s = 0; s < B && st == AM_OK; s++) {
@@ -753,22 +800,29 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
             am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
             AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
             stack_grad(p->dWp, K, r, kk, 0, a->fm);
-            unfold(a->state + p->u_off, a->fm, 1, K, C, r, kk, a->fe, dw);
+            unfold(a->state + p->u_off, a->fm, 1, K, C, r, kk, a->fe, dw, 0);
         } else {
-            blas_serial(1);
+            /* A group of samples at a time: their dW'_s stacked, then unfolded. */
+            const int G = unfold_group(B, K, r, kk);
             am_status st = AM_OK;
-            for (int s = 0; s < B && st == AM_OK; s++) {
-                am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * p->N};
-                am_tensor g = {am_shape4(1, K, p->y.h, p->y.w), dy->d + (size_t)s * K * p->P};
-                st = am_conv2d_backward(&lc, &v, p->Wp, &g, NULL, 0, p->dWp, NULL, work, work_n);
-                stack_grad(p->dWp, K, r, kk, s, a->fm);
-                /* Ucat[c][s r + j] = U_s[c][j] */
-                for (int c = 0; c < C; c++)
-                    memcpy(a->ucat + ((size_t)c * B + s) * r, p->Ub + ((size_t)s * C + c) * r, sizeof(float) * (size_t)r);
+            for (int s0 = 0; s0 < B && st == AM_OK; s0 += G) {
+                const int g = B - s0 < G ? B - s0 : G;
+                blas_serial(1);
+                for (int i = 0; i < g && st == AM_OK; i++) {
+                    const int s = s0 + i;
+                    am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * p->N};
+                    am_tensor gs = {am_shape4(1, K, p->y.h, p->y.w), dy->d + (size_t)s * K * p->P};
+                    st = am_conv2d_backward(&lc, &v, p->Wp, &gs, NULL, 0, p->dWp, NULL, work, work_n);
+                    stack_grad(p->dWp, K, r, kk, i, a->fm);
+                    /* Ucat[c][i r + j] = U_s[c][j] */
+                    for (int c = 0; c < C; c++)
+                        memcpy(a->ucat + ((size_t)c * g + i) * r, p->Ub + ((size_t)s * C + c) * r,
+                               sizeof(float) * (size_t)r);
+                }
+                blas_serial(0);
+                if (st == AM_OK) unfold(a->ucat, a->fm, g, K, C, r, kk, a->fe, dw, s0 > 0);
             }
-            blas_serial(0);
             AM_TRY(st);
-            unfold(a->ucat, a->fm, B, K, C, r, kk, a->fe, dw);
         }
         if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
         if (accel) {
