@@ -26,6 +26,7 @@
 #include "enclave/remote_backend.h"
 #include "enclave/sandbox.h"
 #else
+#include "untrusted/cuda/cuda_backend.h"
 #include "untrusted/host.h"
 #endif
 
@@ -45,6 +46,9 @@ static const char *prog = "asymml";
  * accelerator is simulated in it) or "process" (the enclave program, with
  * the host serving the accelerator). */
 static const char *g_tee = "inproc";
+/* The accelerator backend: "cpu" (simulated on this machine's cores) or
+ * "cuda" (the GPU); with --tee process, the host's. */
+static const char *g_accel = "cpu";
 static int g_shm_mib = 32768;
 #ifdef ASYMML_ENCLAVE
 static am_chan g_chan;
@@ -256,7 +260,7 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
         {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}, \
         {"protect-grads", 0, 0, 1009}, {"rank-list", 1, 0, 1010}, {"rank-entropy", 0, 0, 1011},     \
         {"rank-energy", 1, 0, 1012}, {"tee", 1, 0, 1013}, {"shm-mib", 1, 0, 1014}, {"key", 1, 0, 1015},      \
-        {"tee-mem", 1, 0, 1016}
+        {"tee-mem", 1, 0, 1016}, {"accel", 1, 0, 1017}
 
 #define MODE_HELP                                                                                  \
     "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
@@ -278,7 +282,9 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
     "                        memory-locked, seccomp-sandboxed); this process serves the accelerator\n"   \
     "  --shm-mib N           process: shared-memory arena for what crosses (default 32768; sparse)\n" \
     "  --key FILE            open sealed data and checkpoints (asymml seal) and write checkpoints sealed\n" \
-    "  --tee-mem MIB         limit the trusted side's heap, like an SGX EPC (default: none)\n"
+    "  --tee-mem MIB         limit the trusted side's heap, like an SGX EPC (default: none)\n"     \
+    "  --accel A             the accelerator: cpu (default; simulated on this machine's cores) or\n" \
+    "                        cuda (cuDNN on the GPU; with --tee process, the host process drives it)\n"
 
 static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, int *ok) {
     switch (opt) {
@@ -328,6 +334,27 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
         else g_tee = arg;
         return 1;
     case 1014: *ok = arg_int("shm-mib", arg, 1, 1 << 20, &g_shm_mib); return 1;
+    case 1017:
+        if (strcmp(arg, "cpu") && strcmp(arg, "cuda")) {
+            *ok = 0, die(EXIT_USAGE, "--accel: '%s' is not cpu or cuda", arg);
+            return 1;
+        }
+        g_accel = arg;
+#ifndef ASYMML_ENCLAVE
+        /* In one process the trusted side calls the backend directly. The
+         * enclave's accelerator is always its channel to the host. */
+        if (!strcmp(arg, "cuda")) {
+            am_backend *probe;
+            if (am_cuda_backend_create(&probe) != AM_OK) {
+                *ok = 0;
+                die(EXIT_USAGE, "--accel cuda: %s", am_last_error());
+                return 1;
+            }
+            probe->vt->destroy(probe);
+            am_set_accelerator(am_cuda_backend_create);
+        }
+#endif
+        return 1;
     case 1016: {
         int mib = 0;
         *ok = arg_int("tee-mem", arg, 1, 1 << 24, &mib);
@@ -391,10 +418,13 @@ static int lockdown(void) {
 static void accel_words(char *buf, size_t n) {
 #ifdef ASYMML_ENCLAVE
     snprintf(buf, n, "a separate host process, over shared memory; this trusted process is non-dumpable, %s%s%s, "
-                     "and seccomp-sandboxed", g_locked ? "memory-locked" : "NOT memory-locked (", g_locked ? "" : g_lock_err,
-             g_locked ? "" : ")");
+                     "and seccomp-sandboxed; the host runs the %s backend", g_locked ? "memory-locked" : "NOT memory-locked (",
+             g_locked ? "" : g_lock_err, g_locked ? "" : ")", !strcmp(g_accel, "cuda") ? "CUDA" : "CPU");
 #else
-    snprintf(buf, n, "the CPU backend in this same process (no isolation; --tee process isolates the trusted side)");
+    char gpu[160] = "";
+    if (!strcmp(g_accel, "cuda")) am_cuda_describe(gpu, sizeof gpu);
+    snprintf(buf, n, "the %s%s%s backend in this same process (no isolation; --tee process isolates the trusted side)",
+             !strcmp(g_accel, "cuda") ? "CUDA (" : "CPU", gpu, !strcmp(g_accel, "cuda") ? ")" : "");
 #endif
 }
 
@@ -711,7 +741,7 @@ static int cmd_train(int argc, char **argv) {
     o.delta = 1e-5;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         /* Options that define the run; with --resume they come from the checkpoint. */
-        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014 && opt != 1015 && opt != 1016)) hyper = opt;
+        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014 && opt != 1015 && opt != 1016 && opt != 1017)) hyper = opt;
         if (mode_option(opt, optarg, &o.cfg.asym, &noise_seed_set, &ok)) continue;
         switch (opt) {
         case 'D': {
@@ -872,8 +902,10 @@ static void usage_bench(FILE *f) {
             "on synthetic data; print ms per step and images/s. With --mode other than\n"
             "tee-only, also time that mode and print the TEE's share of each step (the step\n"
             "minus the accelerator's compute) and tee-only's time over it: the speedup that\n"
-            "an infinitely fast accelerator would give.\n"
+            "an infinitely fast accelerator would give; and tee-only's step over the mode's\n"
+            "whole step: the speedup measured with this accelerator. A summary table ends it.\n"
             "  --models LIST   comma-separated zoo names (default vgg16,vgg19,resnet18,resnet34)\n"
+            "  --modes LIST    several modes after tee-only, e.g. asymml,open (instead of --mode)\n"
             "  --input C,H,W   default 3,32,32\n"
             "  --classes N     default 10\n"
             "  --batch N       default 32\n"
@@ -920,8 +952,25 @@ static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab
     return 0;
 }
 
+/* The summary table's rows. */
+typedef struct bench_row {
+    char model[40], mode[16];
+    double train, infer, sp_train, sp_infer;
+} bench_row;
+static bench_row g_rows[64];
+static int g_nrows;
+
+static void bench_note(const char *model, const char *mode, double train, double infer, double sp_train,
+                       double sp_infer) {
+    if (g_nrows == (int)(sizeof g_rows / sizeof *g_rows)) return;
+    bench_row *r = &g_rows[g_nrows++];
+    snprintf(r->model, sizeof r->model, "%s", model);
+    snprintf(r->mode, sizeof r->mode, "%s", mode);
+    r->train = train, r->infer = infer, r->sp_train = sp_train, r->sp_infer = sp_infer;
+}
+
 static int bench_one(const char *name, am_shape in, int classes, int B, int steps, int warm,
-                     const am_asym_cfg *asym, int layers) {
+                     const am_asym_cfg *asym0, const am_mode *modes, int n_modes, int layers) {
     am_model *m;
     int rc = make_model(name, NULL, in, classes, &m);
     if (rc) return rc;
@@ -949,7 +998,12 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
            "  heap %.0f MiB\n",
            name, in.c, in.h, in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
            peak_rss_mib(), (double)am_mem_peak() / (1 << 20));
-    if (asym->mode != AM_MODE_TEE_ONLY) {
+    bench_note(name, "tee-only", base[0][0], base[1][0], 1, 1);
+    for (int mi = 0; mi < n_modes; mi++) {
+        am_asym_cfg mcfg = *asym0;
+        const am_asym_cfg *asym = &mcfg;
+        mcfg.mode = modes[mi];
+        if (mcfg.mode == AM_MODE_TEE_ONLY) continue;
         if (am_model_set_asym(m, asym)) {
             rc = lib_fail(name);
             goto out;
@@ -990,6 +1044,9 @@ static int bench_one(const char *name, am_shape in, int classes, int B, int step
                "TEE speedup over tee-only: train %.2fx infer %.2fx  heap %.0f MiB\n",
                name, am_mode_name(asym->mode), md[0][0] * 1e3, tee_tr * 1e3, md[0][1] * 1e3, md[0][2] * 1e3,
                md[1][0] * 1e3, tee_in * 1e3, base[0][0] / tee_tr, base[1][0] / tee_in, (double)am_mem_peak() / (1 << 20));
+        printf("%-18s %-8s step speedup over tee-only: train %.2fx infer %.2fx\n", name, am_mode_name(asym->mode),
+               base[0][0] / md[0][0], base[1][0] / md[1][0]);
+        bench_note(name, am_mode_name(asym->mode), md[0][0], md[1][0], base[0][0] / md[0][0], base[1][0] / md[1][0]);
     }
     fflush(stdout);
 out:
@@ -1007,9 +1064,11 @@ static int cmd_bench(int argc, char **argv) {
                                        {"classes", 1, 0, 'c'}, {"batch", 1, 0, 'b'},
                                        {"steps", 1, 0, 's'},  {"warmup", 1, 0, 'w'},
                                        {"threads", 1, 0, 't'}, {"help", 0, 0, 'h'},
-                                       {"layers", 0, 0, 'L'},  MODE_LONGOPTS,
-                                       {0, 0, 0, 0}};
+                                       {"layers", 0, 0, 'L'},  {"modes", 1, 0, 'M'},
+                                       MODE_LONGOPTS,          {0, 0, 0, 0}};
     char models[1024] = "vgg16,vgg19,resnet18,resnet34";
+    am_mode modes[8];
+    int n_modes = 0;
     am_asym_cfg asym = am_asym_defaults();
     asym.mode = AM_MODE_TEE_ONLY;
     int layers = 0, seed_set = 0;
@@ -1019,6 +1078,18 @@ static int cmd_bench(int argc, char **argv) {
         if (mode_option(opt, optarg, &asym, &seed_set, &ok)) continue;
         switch (opt) {
         case 'L': layers = 1; break;
+        case 'M': {
+            char buf[256], *sv = NULL;
+            snprintf(buf, sizeof buf, "%s", optarg);
+            n_modes = 0;
+            for (char *t = strtok_r(buf, ",", &sv); t && ok; t = strtok_r(NULL, ",", &sv)) {
+                if (n_modes == 8) ok = 0, die(EXIT_USAGE, "--modes: at most 8 modes");
+                else if (am_mode_parse(t, &modes[n_modes]) != AM_OK) ok = 0, die(EXIT_USAGE, "--modes: %s", am_last_error());
+                else n_modes++;
+            }
+            if (ok && !n_modes) ok = 0, die(EXIT_USAGE, "--modes: empty list");
+            break;
+        }
         case 'm': snprintf(models, sizeof models, "%s", optarg); break;
         case 'i': ok = arg_shape("input", optarg, &in); break;
         case 'c': ok = arg_int("classes", optarg, 2, 1000000, &classes); break;
@@ -1036,11 +1107,23 @@ static int cmd_bench(int argc, char **argv) {
     if (threads && am_set_threads(threads)) return lib_fail("threads");
     if (lockdown()) return EXIT_RUNTIME;
     printf("bench: %d threads, median of %d steps after %d warm-up\n", am_get_threads(), steps, warm);
+    if (!n_modes) modes[n_modes++] = asym.mode;
+    for (int i = 0; i < n_modes; i++) {
+        asym.mode = modes[i];
+        if (check_mode(&asym)) return EXIT_USAGE;
+    }
     char *save = NULL;
     for (char *nm = strtok_r(models, ",", &save); nm; nm = strtok_r(NULL, ",", &save)) {
-        int rc = bench_one(nm, in, classes, B, steps, warm, &asym, layers);
+        int rc = bench_one(nm, in, classes, B, steps, warm, &asym, modes, n_modes, layers);
         if (rc) return rc;
     }
+    printf("\nsummary (%dx%dx%d, batch %d; median ms per step; speedup: tee-only's step over the mode's)\n", in.c, in.h,
+           in.w, B);
+    printf("%-18s %-12s %10s %10s %14s %14s\n", "model", "mode", "train ms", "infer ms", "train speedup",
+           "infer speedup");
+    for (int i = 0; i < g_nrows; i++)
+        printf("%-18s %-12s %10.1f %10.1f %13.2fx %13.2fx\n", g_rows[i].model, g_rows[i].mode, g_rows[i].train * 1e3,
+               g_rows[i].infer * 1e3, g_rows[i].sp_train, g_rows[i].sp_infer);
     return 0;
 }
 
@@ -1366,12 +1449,23 @@ static int host_main(int argc, char **argv) {
             return EXIT_USAGE;
         if (!strncmp(argv[i], "--shm-mib=", 10) && !arg_int("shm-mib", argv[i] + 10, 1, 1 << 20, &g_shm_mib))
             return EXIT_USAGE;
+        const char *av = !strcmp(argv[i], "--accel") && i + 1 < argc ? argv[i + 1]
+                         : !strncmp(argv[i], "--accel=", 8)          ? argv[i] + 8
+                                                                     : NULL;
+        if (av && strcmp(av, "cpu") && strcmp(av, "cuda")) return die(EXIT_USAGE, "--accel: '%s' is not cpu or cuda", av);
+        if (av) g_accel = av;
     }
-    (void)argc;
+    am_accelerator_fn make = NULL;
+    if (!strcmp(g_accel, "cuda")) {
+        am_backend *probe;
+        if (am_cuda_backend_create(&probe) != AM_OK) return die(EXIT_USAGE, "--accel cuda: %s", am_last_error());
+        probe->vt->destroy(probe);
+        make = am_cuda_backend_create;
+    }
     char *argv0 = argv[0];
     argv[0] = path;
     am_host *h;
-    am_status st = am_host_start(path, argv, (uint64_t)g_shm_mib << 20, &h);
+    am_status st = am_host_start(path, argv, (uint64_t)g_shm_mib << 20, make, &h);
     argv[0] = argv0;
     if (st != AM_OK) return lib_fail("--tee process");
     if (am_host_drop_privileges() != AM_OK) {

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 scripts/deps.sh --fuzz
-CC=clang cmake -S . -B build-fuzz -DASYMML_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+CC=clang cmake -S . -B build-fuzz -DASYMML_FUZZ=ON -DASYMML_CUDA=off -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=(idx cifar checkpoint desc channel)
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}" >/dev/null
 work=$(mktemp -d)

@@ -72,6 +72,19 @@ grep -q "the trusted memory limit, --tee-mem 128 MiB, was reached" "$dir/err" ||
 expect 0 "vgg11 in asymml mode under --tee-mem 256" -- "$bin" train --data "$dir/data" --model vgg11 --epochs 1 --batch 16 \
   --tee-mem 256 --mode asymml --limit-test 16 --tee process
 expect 2 "absurd --tee-mem" -- "$bin" train --data "$dir/data" --tee-mem 0
+# The accelerator: cpu or cuda; cuda without a GPU (or without the backend
+# in this build) is a usage error that says which.
+expect 2 "unknown accelerator" -- "$bin" train --data "$dir/data" --mode asymml --accel gpu
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  for tee in inproc process; do
+    expect 2 "--accel cuda without a GPU ($tee)" -- "$bin" train --data "$dir/data" --mode asymml --accel cuda --tee $tee
+    grep -q "^asymml: --accel cuda: \(no usable GPU\|this build has no CUDA backend\)" "$dir/err" ||
+      { echo "FAIL: --accel cuda ($tee): reason unclear"; sed 's/^/  /' "$dir/err"; fail=$((fail + 1)); }
+  done
+fi
+expect 2 "unknown mode in --modes" -- "$bin" bench --models lenet --modes asymml,bogus
+expect 0 "bench with two modes" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 --modes asymml,open
+grep -q "^lenet  *open  *[0-9.]*  *[0-9.]*  *[0-9.]*x" "$dir/out" || { echo "FAIL: no summary row"; fail=$((fail + 1)); }
 expect 1 "missing CIFAR data" -- "$bin" train --data "$dir/nowhere" --dataset cifar10
 
 # Damaged data: truncated images, labels out of range, wrong kind of file.

@@ -46,7 +46,7 @@ static void t_host_cannot_read_enclave(void **st) {
     char *argv[] = {"asymml-enclave", "bench", "--models", "lenet", "--input", "1,28,28", "--batch", "4",
                     "--steps", "50", "--warmup", "0", "--mode", "asymml", "--tee", "process", NULL};
     am_host *h;
-    assert_int_equal(am_host_start(ASYMML_ENCLAVE_BIN, argv, (uint64_t)256 << 20, &h), AM_OK);
+    assert_int_equal(am_host_start(ASYMML_ENCLAVE_BIN, argv, (uint64_t)256 << 20, NULL, &h), AM_OK);
     assert_int_equal(am_host_drop_privileges(), AM_OK);
     /* The enclave's first request comes after its start-up and lock-down. */
     int code;

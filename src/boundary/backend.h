@@ -11,6 +11,10 @@
 
 #include "asymml/ops.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum am_req_kind {
     AM_REQ_CONV_FWD,        /* out[y] = conv(in0[x], in1[w]), no bias */
     AM_REQ_CONV_BWD_DATA,   /* out[dx] = conv_transpose(in1[w], in0[dy]) */
@@ -28,6 +32,13 @@ typedef enum am_buf_role {
     AM_BUF_ROLES
 } am_buf_role;
 
+/* am_req.keep: an input the trusted side has not written since the last
+ * request that read the same buffer (the residual in a layer's backward
+ * pass, its weights, the output gradient between the two backward
+ * requests). A backend with its own copy of that buffer may reuse it
+ * instead of copying it again; one without a copy must copy. */
+enum { AM_KEEP_IN0 = 1, AM_KEEP_IN1 = 2 };
+
 typedef struct am_req {
     am_req_kind kind;
     int layer;
@@ -35,6 +46,7 @@ typedef struct am_req {
     am_shape x;              /* the conv's input shape */
     const float *in0, *in1;  /* backend buffers */
     float *out;              /* backend buffer */
+    unsigned keep;           /* AM_KEEP_* hints; 0: copy everything */
 } am_req;
 
 typedef struct am_backend am_backend;
@@ -49,6 +61,10 @@ typedef struct am_backend_vt {
     am_status (*wait)(am_backend *be); /* all submitted requests done */
     double (*busy_seconds)(am_backend *be); /* time spent computing, in total */
     void (*destroy)(am_backend *be);
+    /* Optional (may be NULL): requests will name buffers inside
+     * [mem, mem + bytes) that this backend did not hand out (the host's
+     * shared arena); a GPU backend pins that memory for fast copies. */
+    am_status (*adopt)(am_backend *be, void *mem, size_t bytes);
 } am_backend_vt;
 
 struct am_backend {
@@ -63,5 +79,9 @@ am_status am_backend_make(am_backend **out);
 /* For backends' (layer, role) tables: grows *table (zeroed, *layers rows of
  * AM_BUF_ROLES entries of elem bytes) to hold layer; checks layer. */
 am_status am_backend_slots(int layer, size_t elem, void **table, int *layers);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

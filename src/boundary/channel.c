@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VERSION 1u
+#define VERSION 2u
 
 /* ------------------------------------------------------------ encoding */
 
@@ -20,7 +20,7 @@
  *   0 magic u32 | 4 kind u32 | 8 seq u32 | 12 status i32
  *   16 layer i32 | 20 role i32 | 24 n u64
  *   32 conv i32 | 36 out_c, kh, kw, sh, sw, ph, pw, bias (8 x i32) | 68 n, c, h, w (4 x i32)
- *   84 pad | 88 off_in0 u64 | 96 off_in1 u64 | 104 off_out u64
+ *   84 keep u32 (AM_KEEP_* bits) | 88 off_in0 u64 | 96 off_in1 u64 | 104 off_out u64
  *   112 off u64 | 120 busy f64 | 128 err (128 bytes, NUL-terminated) */
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -49,6 +49,7 @@ void am_chan_encode(const am_msg *m, uint8_t *s) {
     for (int i = 0; i < 8; i++) put32(s + 36 + 4 * i, (uint32_t)cf[i]);
     const int sh[4] = {m->x.n, m->x.c, m->x.h, m->x.w};
     for (int i = 0; i < 4; i++) put32(s + 68 + 4 * i, (uint32_t)sh[i]);
+    put32(s + 84, m->keep);
     put64(s + 88, m->off_in0);
     put64(s + 96, m->off_in1);
     put64(s + 104, m->off_out);
@@ -100,7 +101,10 @@ am_status am_chan_decode_request(const uint8_t *s, size_t len, uint64_t arena, a
         m->cfg = (am_conv2d_cfg){cf[0], cf[1], cf[2], cf[3], cf[4], cf[5], cf[6], cf[7]};
         m->x = (am_shape){sh[0], sh[1], sh[2], sh[3]};
         m->layer = (int)get32(s + 16);
+        m->keep = get32(s + 84);
         m->off_in0 = get64(s + 88), m->off_in1 = get64(s + 96), m->off_out = get64(s + 104);
+        if (m->keep & ~(unsigned)(AM_KEEP_IN0 | AM_KEEP_IN1))
+            return am_fail(AM_EFORMAT, "channel: unknown keep bits %#x", m->keep);
         if ((int)m->conv < AM_REQ_CONV_FWD || m->conv > AM_REQ_CONV_BWD_FILTER)
             return am_fail(AM_EFORMAT, "channel: unknown request kind %d", (int)m->conv);
         if (m->layer < 0 || m->layer > 65535) return am_fail(AM_EFORMAT, "channel: request for layer %d", m->layer);

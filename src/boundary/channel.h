@@ -47,6 +47,7 @@ typedef struct am_msg {
     am_conv2d_cfg cfg;
     am_shape x;
     uint64_t off_in0, off_in1, off_out; /* arena offsets in bytes */
+    unsigned keep;                      /* am_req.keep */
     /* REPLY */
     int status;         /* am_status of the request */
     uint64_t off;       /* BUFFER: where the buffer is */

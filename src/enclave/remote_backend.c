@@ -80,7 +80,7 @@ static am_status r_submit(am_backend *b, const am_req *q) {
     const uint8_t *a = be->ch->arena;
     am_msg m = {.kind = AM_MSG_CONV, .conv = q->kind, .layer = q->layer, .cfg = q->cfg, .x = q->x,
                 .off_in0 = (uint64_t)((const uint8_t *)q->in0 - a), .off_in1 = (uint64_t)((const uint8_t *)q->in1 - a),
-                .off_out = (uint64_t)((const uint8_t *)q->out - a)};
+                .off_out = (uint64_t)((const uint8_t *)q->out - a), .keep = q->keep};
     return request(be, &m);
 }
 
@@ -100,7 +100,7 @@ static void r_destroy(am_backend *b) {
     g_in_use = 0;
 }
 
-static const am_backend_vt remote_vt = {"remote", r_buffer, r_submit, r_wait, r_busy, r_destroy};
+static const am_backend_vt remote_vt = {"remote", r_buffer, r_submit, r_wait, r_busy, r_destroy, NULL};
 
 void am_remote_backend_use(am_chan *ch) { g_chan = ch; }
 

@@ -564,7 +564,7 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
     AM_TRY(cross(a, layer, AM_BUF_INPUT, AM_CROSS_ACTIVATION, x->s, x->d, &bx));
     AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
     AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
-    am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by};
+    am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by, 0};
     rq.cfg.bias = 0;
     AM_TRY(be_submit(a, p, &rq));
     AM_TRY(be_wait(a, p));
@@ -660,7 +660,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         AM_TRY(record(a, layer, AM_CROSS_RESIDUAL, x->s, bx));
         AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
         AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
-        am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by};
+        am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by, 0};
         rq.cfg.bias = 0;
         AM_TRY(be_submit(a, p, &rq));
     }
@@ -767,12 +767,14 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(result(a, layer, AM_BUF_INPUT, am_shape_numel(x->s), &bx));
         AM_TRY(result(a, layer, AM_BUF_WEIGHT, wn, &bw));
         AM_TRY(result(a, layer, AM_BUF_DW, wn, &bdw));
-        am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw};
+        /* The forward pass's input (residual, or X) is still in bx as it
+         * was sent; the weights too. */
+        am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw, AM_KEEP_IN0};
         rf.cfg.bias = 0;
         AM_TRY(be_submit(a, p, &rf));
         if (dx) {
             AM_TRY(result(a, layer, AM_BUF_DX, am_shape_numel(x->s), &bdx));
-            am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx};
+            am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx, AM_KEEP_IN0 | AM_KEEP_IN1};
             rd.cfg.bias = 0;
             AM_TRY(be_submit(a, p, &rd));
         }

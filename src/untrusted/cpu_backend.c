@@ -94,7 +94,7 @@ static void cpu_destroy(am_backend *b) {
     free(be);
 }
 
-static const am_backend_vt cpu_vt = {"cpu", cpu_buffer, cpu_submit, cpu_wait, cpu_busy, cpu_destroy};
+static const am_backend_vt cpu_vt = {"cpu", cpu_buffer, cpu_submit, cpu_wait, cpu_busy, cpu_destroy, NULL};
 
 am_status am_cpu_backend_create(am_backend **out) {
     cpu_be *be = calloc(1, sizeof *be);

@@ -1,6 +1,6 @@
 /* The host process's side of the channel: spawn the enclave, drop
- * privileges, serve requests with the CPU backend's kernels on arena
- * buffers. See host.h. */
+ * privileges, serve requests with an accelerator backend (the CPU's
+ * kernels, or the GPU) on arena buffers. See host.h. */
 #define _GNU_SOURCE
 #include "untrusted/host.h"
 
@@ -27,7 +27,7 @@ struct am_host {
     int pidfd;
     int reaped, status;
     uint64_t next;    /* arena bump pointer (bytes) */
-    am_backend *cpu;  /* its kernels and workspace; its own buffers are unused */
+    am_backend *acc;  /* its kernels and workspace; its own buffers are unused */
     double busy;
 };
 
@@ -37,7 +37,8 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-am_status am_host_start(const char *enclave, char *const *argv, uint64_t arena_bytes, am_host **out) {
+am_status am_host_start(const char *enclave, char *const *argv, uint64_t arena_bytes, am_accelerator_fn make,
+                        am_host **out) {
     *out = NULL;
     if (!enclave || !argv || !argv[0]) return am_fail(AM_EINVAL, "host: no enclave program");
     if (access(enclave, X_OK)) return am_fail(AM_EIO, "%s: cannot run the enclave program (%s)", enclave, strerror(errno));
@@ -45,7 +46,8 @@ am_status am_host_start(const char *enclave, char *const *argv, uint64_t arena_b
     if (!h) return am_fail(AM_ENOMEM, "host: out of memory");
     h->pidfd = -1;
     am_status st = am_chan_create(arena_bytes, &h->ch);
-    if (st == AM_OK) st = am_cpu_backend_create(&h->cpu);
+    if (st == AM_OK) st = (make ? make : am_cpu_backend_create)(&h->acc);
+    if (st == AM_OK && h->acc->vt->adopt) st = h->acc->vt->adopt(h->acc, h->ch.arena, h->ch.arena_bytes);
     int argc = 0;
     while (argv[argc]) argc++;
     char chan[96];
@@ -102,7 +104,10 @@ static am_status handle(am_host *h, const am_msg *m, am_msg *rep) {
     switch (m->kind) {
     case AM_MSG_BYE: return AM_OK;
     case AM_MSG_BUFFER: {
-        uint64_t off = (h->next + AM_CHAN_ALIGN - 1) / AM_CHAN_ALIGN * AM_CHAN_ALIGN;
+        /* Each buffer on its own pages (a multiple of AM_CHAN_ALIGN), so that a
+         * GPU backend can pin buffers one by one. */
+        const uint64_t page = 4096;
+        uint64_t off = (h->next + page - 1) / page * page;
         if (off > h->ch.arena_bytes || m->n * 4 > h->ch.arena_bytes - off)
             return am_fail(AM_ENOMEM, "shared arena full: %llu MiB in use, %llu MiB more asked for (--shm-mib)",
                            (unsigned long long)(h->next >> 20), (unsigned long long)((m->n * 4) >> 20));
@@ -113,9 +118,10 @@ static am_status handle(am_host *h, const am_msg *m, am_msg *rep) {
     case AM_MSG_CONV: {
         uint8_t *a = h->ch.arena;
         am_req q = {m->conv, m->layer, m->cfg, m->x, (const float *)(a + m->off_in0), (const float *)(a + m->off_in1),
-                    (float *)(a + m->off_out)};
+                    (float *)(a + m->off_out), m->keep};
         double t0 = now();
-        am_status st = h->cpu->vt->submit(h->cpu, &q);
+        am_status st = h->acc->vt->submit(h->acc, &q);
+        if (st == AM_OK) st = h->acc->vt->wait(h->acc);
         h->busy += now() - t0;
         return st;
     }
@@ -192,7 +198,7 @@ void am_host_free(am_host *h) {
         }
     }
     if (h->pidfd >= 0) close(h->pidfd);
-    if (h->cpu) h->cpu->vt->destroy(h->cpu);
+    if (h->acc) h->acc->vt->destroy(h->acc);
     am_chan_close(&h->ch);
     free(h);
 }

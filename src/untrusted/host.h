@@ -10,14 +10,17 @@
 #include <sys/types.h>
 
 #include "asymml/core.h"
+#include "boundary/backend.h"
 
 typedef struct am_host am_host;
 
 /* Starts `enclave` (a program path) with argv (argv[0] first, NULL-ended)
  * and the argument "--channel=MEM,TOHOST,TOENCLAVE" appended; the channel's
  * arena holds arena_bytes (a sparse file: only what is written takes
- * memory). */
-am_status am_host_start(const char *enclave, char *const *argv, uint64_t arena_bytes, am_host **out);
+ * memory). The accelerator requests are served with a backend from make
+ * (NULL: the CPU backend), which is given the arena (vt->adopt). */
+am_status am_host_start(const char *enclave, char *const *argv, uint64_t arena_bytes, am_accelerator_fn make,
+                        am_host **out);
 pid_t am_host_pid(const am_host *h);
 /* Drops every capability (CAP_SYS_PTRACE among them) and sets
  * no_new_privs, for good: afterwards this process can neither ptrace the

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with an NVIDIA GPU, run the CUDA backend's
+# tests, then time the ImageNet-style VGG16 and ResNet18 at batch 32 on
+# 3x224x224: training and inference steps in tee-only (all in the TEE, on
+# the CPU), asymml and open modes with the CUDA backend, and each mode's
+# speedup over tee-only, the table last. Open mode (no privacy) sends every
+# conv whole to the GPU; the other layers (BatchNorm, ReLU, pooling, the
+# classifier, SGD) run on the CPU in every mode.
+#
+# Usage: scripts/gpu-check.sh [BUNDLE]
+#   BUNDLE: a folder made by scripts/gpu-bundle.sh (default build-gpu/bundle):
+#   the programs and the libraries a machine without Debian's packages
+#   lacks. Without one, this builds into build-gpu (needs those packages).
+# Budget: about 6 minutes on one H100 with 16 cores.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+b=${1:-build-gpu/bundle}
+t0=$SECONDS
+say() { echo "== $* (at $((SECONDS - t0)) s)"; }
+if [ -x "$b/asymml" ]; then
+  bin=$b test=$b/test_cuda
+  export LD_LIBRARY_PATH="$b/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+  say "no bundle at $b: building build-gpu"
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DASYMML_CUDA=on >/dev/null &&
+    cmake --build build-gpu -j"$(nproc)" --target asymml-cli asymml-enclave test_cuda >/dev/null || {
+    echo "gpu-check: build failed (without a bundle this needs OpenBLAS, LAPACKE, libsodium, libseccomp, cmocka)"
+    exit 1
+  }
+  bin=build-gpu test=build-gpu/tests/test_cuda
+fi
+# cuDNN: the system's, or PyTorch's wheel's.
+if ! ldconfig -p 2>/dev/null | grep -q libcudnn.so.9; then
+  for py in python3 /opt/torch/.venv/bin/python3; do
+    d=$($py -c 'import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null) &&
+      [ -d "$d" ] && export LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH" && break
+  done
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
+echo "cpu: $(nproc) cores"
+missing=$(ldd "$bin/asymml" | grep "not found")
+[ -n "$missing" ] && { echo "gpu-check: missing libraries:"; echo "$missing"; exit 1; }
+
+status=0
+say "CUDA backend tests"
+timeout 240 "$test" || status=1
+
+say "--tee process with the host on the GPU (ResNet18, 3x32x32, batch 32)"
+timeout 60 "$bin/asymml" bench --models resnet18 --batch 32 --steps 2 --warmup 1 --mode asymml --tee process \
+  --accel cuda | tail -2 || status=1
+
+say "VGG16 and ResNet18 (ImageNet), 3x224x224, batch 32"
+timeout 330 "$bin/asymml" bench --models resnet18-imagenet,vgg16-imagenet --input 3,224,224 --classes 1000 \
+  --batch 32 --steps 3 --warmup 1 --modes asymml,open --accel cuda || status=1
+say "done, status $status"
+exit "$status"
