@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
     memcpy(msg, &arena, 8);
     am_msg cm = {.kind = AM_MSG_CONV, .seq = 1, .conv = AM_REQ_CONV_BWD_FILTER, .layer = 4,
                  .cfg = {.out_c = 32, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
-                 .x = {8, 16, 14, 14}, .off_in0 = 0, .off_in1 = 1 << 20, .off_out = 2 << 20};
+                 .x = {8, 16, 14, 14}, .off_in0 = 0, .off_in1 = 1 << 20, .off_out = 2 << 20, .keep = AM_KEEP_IN0};
     am_chan_encode(&cm, msg + 8);
     put("channel", "conv", msg, sizeof msg);
     cm.off_out = arena - 64;

@@ -87,6 +87,12 @@ static void t_malformed(void **st) {
     assert_int_equal(dec(&m, &d), AM_EFORMAT);
     m = conv(), m.x.n = 0;
     assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* Reuse hints: the two known bits travel; any other bit is refused. */
+    m = conv(), m.keep = AM_KEEP_IN0 | AM_KEEP_IN1;
+    assert_int_equal(dec(&m, &d), AM_OK);
+    assert_int_equal(d.keep, AM_KEEP_IN0 | AM_KEEP_IN1);
+    m = conv(), m.keep = 4;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
     /* Shapes whose product overflows 32 or 64 bits, or exceeds the arena. */
     m = conv(), m.x = (am_shape){65536, 65536, 65536, 65536};
     assert_int_equal(dec(&m, &d), AM_EFORMAT);
