@@ -49,6 +49,16 @@ static const char *g_tee = "inproc";
 /* The accelerator backend: "cpu" (simulated on this machine's cores) or
  * "cuda" (the GPU); with --tee process, the host's. */
 static const char *g_accel = "cpu";
+/* --overlap: whether the host computes while the enclave goes on (on), or
+ * only while it waits (off); auto: on for the GPU, off for the CPU backend,
+ * whose work would compete with the enclave's for the same cores. */
+static const char *g_overlap = "auto";
+
+static void apply_overlap(void) {
+#ifdef ASYMML_ENCLAVE
+    am_remote_backend_defer(!strcmp(g_overlap, "off") || (!strcmp(g_overlap, "auto") && strcmp(g_accel, "cuda")));
+#endif
+}
 static int g_shm_mib = 32768;
 #ifdef ASYMML_ENCLAVE
 static am_chan g_chan;
@@ -260,7 +270,7 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
         {"iters", 1, 0, 1005}, {"clip", 1, 0, 1006}, {"sigma", 1, 0, 1007}, {"noise-seed", 1, 0, 1008}, \
         {"protect-grads", 0, 0, 1009}, {"rank-list", 1, 0, 1010}, {"rank-entropy", 0, 0, 1011},     \
         {"rank-energy", 1, 0, 1012}, {"tee", 1, 0, 1013}, {"shm-mib", 1, 0, 1014}, {"key", 1, 0, 1015},      \
-        {"tee-mem", 1, 0, 1016}, {"accel", 1, 0, 1017}
+        {"tee-mem", 1, 0, 1016}, {"accel", 1, 0, 1017}, {"overlap", 1, 0, 1018}
 
 #define MODE_HELP                                                                                  \
     "  --mode M              tee-only (default), asymml, lowrank-only, open (no privacy)\n"         \
@@ -284,7 +294,10 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
     "  --key FILE            open sealed data and checkpoints (asymml seal) and write checkpoints sealed\n" \
     "  --tee-mem MIB         limit the trusted side's heap, like an SGX EPC (default: none)\n"     \
     "  --accel A             the accelerator: cpu (default; simulated on this machine's cores) or\n" \
-    "                        cuda (cuDNN on the GPU; with --tee process, the host process drives it)\n"
+    "                        cuda (cuDNN on the GPU; with --tee process, the host process drives it)\n" \
+    "  --overlap O           process: on (the host computes while the enclave goes on), off (only\n" \
+    "                        while it waits), auto (default: on with cuda, off with cpu, which\n"     \
+    "                        shares the enclave's cores)\n"
 
 static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, int *ok) {
     switch (opt) {
@@ -334,12 +347,21 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
         else g_tee = arg;
         return 1;
     case 1014: *ok = arg_int("shm-mib", arg, 1, 1 << 20, &g_shm_mib); return 1;
+    case 1018:
+        if (strcmp(arg, "auto") && strcmp(arg, "on") && strcmp(arg, "off")) {
+            *ok = 0, die(EXIT_USAGE, "--overlap: '%s' is not auto, on or off", arg);
+            return 1;
+        }
+        g_overlap = arg;
+        apply_overlap();
+        return 1;
     case 1017:
         if (strcmp(arg, "cpu") && strcmp(arg, "cuda")) {
             *ok = 0, die(EXIT_USAGE, "--accel: '%s' is not cpu or cuda", arg);
             return 1;
         }
         g_accel = arg;
+        apply_overlap();
 #ifndef ASYMML_ENCLAVE
         /* In one process the trusted side calls the backend directly. The
          * enclave's accelerator is always its channel to the host. */
@@ -741,7 +763,7 @@ static int cmd_train(int argc, char **argv) {
     o.delta = 1e-5;
     while (ok && (opt = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         /* Options that define the run; with --resume they come from the checkpoint. */
-        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014 && opt != 1015 && opt != 1016 && opt != 1017)) hyper = opt;
+        if ((opt < 256 && strchr("mfebrMNwsSgWxcFG", opt)) || (opt > 1000 && opt < 1100 && opt != 1013 && opt != 1014 && opt != 1015 && opt != 1016 && opt != 1017 && opt != 1018)) hyper = opt;
         if (mode_option(opt, optarg, &o.cfg.asym, &noise_seed_set, &ok)) continue;
         switch (opt) {
         case 'D': {
@@ -1399,6 +1421,7 @@ int main(int argc, char **argv) {
     if (am_chan_attach(fm, fh, fe, &g_chan) != AM_OK) return lib_fail("enclave");
     am_remote_backend_use(&g_chan);
     am_set_accelerator(am_remote_backend_create);
+    apply_overlap();
     const char *t = getenv("ASYMML_ENCLAVE_TEST_SYSCALL");
     if (t) g_test_syscall_step = atoi(t);
     argv[--argc] = NULL;

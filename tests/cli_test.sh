@@ -75,6 +75,7 @@ expect 2 "absurd --tee-mem" -- "$bin" train --data "$dir/data" --tee-mem 0
 # The accelerator: cpu or cuda; cuda without a GPU (or without the backend
 # in this build) is a usage error that says which.
 expect 2 "unknown accelerator" -- "$bin" train --data "$dir/data" --mode asymml --accel gpu
+expect 2 "unknown overlap" -- "$bin" train --data "$dir/data" --mode asymml --overlap maybe
 if ! nvidia-smi -L >/dev/null 2>&1; then
   for tee in inproc process; do
     expect 2 "--accel cuda without a GPU ($tee)" -- "$bin" train --data "$dir/data" --mode asymml --accel cuda --tee $tee

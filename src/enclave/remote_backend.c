@@ -1,7 +1,10 @@
 /* The accelerator as the enclave sees it: an am_backend whose buffers lie in
  * the shared arena and whose requests go to the host over the channel. The
  * host runs them on its own threads while the enclave goes on (submit
- * returns at once; wait blocks until every request is answered). */
+ * returns at once; wait blocks until every request is answered). Deferred
+ * (am_remote_backend_defer): requests are held until wait, so that the host
+ * computes only while the enclave waits, for an accelerator that shares
+ * the enclave's cores. */
 #include "enclave/remote_backend.h"
 
 #include <stdlib.h>
@@ -20,10 +23,16 @@ typedef struct remote_be {
     uint32_t seq, answered;
     double busy;
     am_status failed; /* the first error the host reported */
+    int defer;
+    am_msg held[8];   /* deferred requests, in order */
+    int n_held;
 } remote_be;
 
 static int g_in_use;   /* a backend exists */
 static am_chan *g_chan; /* the channel to make backends on */
+static int g_defer;    /* backends made from now on defer their requests */
+
+void am_remote_backend_defer(int on) { g_defer = on; }
 
 static am_status take_reply(remote_be *be, am_msg *m) {
     uint8_t s[AM_CHAN_SLOT_BYTES];
@@ -46,8 +55,22 @@ static am_status request(remote_be *be, am_msg *m) {
     return am_chan_notify(be->ch->fd_to_host);
 }
 
+/* Sends the deferred requests. */
+static am_status release(remote_be *be) {
+    for (int i = 0; i < be->n_held; i++) {
+        am_status st = request(be, &be->held[i]);
+        if (st != AM_OK) {
+            be->n_held = 0;
+            return st;
+        }
+    }
+    be->n_held = 0;
+    return AM_OK;
+}
+
 static am_status drain(remote_be *be) {
     am_msg m;
+    AM_TRY(release(be));
     while (be->answered != be->seq) AM_TRY(take_reply(be, &m));
     return AM_OK;
 }
@@ -81,7 +104,10 @@ static am_status r_submit(am_backend *b, const am_req *q) {
     am_msg m = {.kind = AM_MSG_CONV, .conv = q->kind, .layer = q->layer, .cfg = q->cfg, .x = q->x,
                 .off_in0 = (uint64_t)((const uint8_t *)q->in0 - a), .off_in1 = (uint64_t)((const uint8_t *)q->in1 - a),
                 .off_out = (uint64_t)((const uint8_t *)q->out - a), .keep = q->keep};
-    return request(be, &m);
+    if (!be->defer) return request(be, &m);
+    if (be->n_held == (int)(sizeof be->held / sizeof *be->held)) AM_TRY(release(be));
+    be->held[be->n_held++] = m;
+    return AM_OK;
 }
 
 static am_status r_wait(am_backend *b) { return drain((remote_be *)b); }
@@ -110,6 +136,7 @@ am_status am_remote_backend_create(am_backend **out) {
     remote_be *be = calloc(1, sizeof *be);
     if (!be) return am_fail(AM_ENOMEM, "backend: out of memory");
     be->base.vt = &remote_vt;
+    be->defer = g_defer;
     be->ch = g_chan;
     g_in_use = 1;
     *out = &be->base;

@@ -9,5 +9,8 @@
 /* The channel that backends made from now on talk over. */
 void am_remote_backend_use(am_chan *ch);
 am_status am_remote_backend_create(am_backend **out);
+/* on: backends made from now on hold requests until wait (the host then
+ * computes only while the enclave waits); off (default): send at once. */
+void am_remote_backend_defer(int on);
 
 #endif
