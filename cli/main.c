@@ -1128,7 +1128,10 @@ static int cmd_bench(int argc, char **argv) {
     if (check_mode(&asym)) return EXIT_USAGE;
     if (threads && am_set_threads(threads)) return lib_fail("threads");
     if (lockdown()) return EXIT_RUNTIME;
-    printf("bench: %d threads, median of %d steps after %d warm-up\n", am_get_threads(), steps, warm);
+    char where[512];
+    accel_words(where, sizeof where);
+    printf("bench: %d threads, median of %d steps after %d warm-up; accelerator: %s\n", am_get_threads(), steps, warm,
+           where);
     if (!n_modes) modes[n_modes++] = asym.mode;
     for (int i = 0; i < n_modes; i++) {
         asym.mode = modes[i];
