@@ -109,7 +109,21 @@ static void unpin(mirror *m) {
     m->pinned = 0;
 }
 
-/* The device copy of host buffer h of n floats (made, or grown, here). */
+/* Room for k more mirrors, so that pointers to mirrors stay valid while
+ * the k are looked up. */
+static am_status reserve(cuda_be *be, int k) {
+    if (be->n_mir + k <= be->cap_mir) return AM_OK;
+    int cap = be->cap_mir ? 2 * be->cap_mir : 64;
+    while (cap < be->n_mir + k) cap *= 2;
+    mirror *nm = (mirror *)realloc(be->mir, (size_t)cap * sizeof *nm);
+    if (!nm) return am_fail(AM_ENOMEM, "cuda: out of memory");
+    be->mir = nm;
+    be->cap_mir = cap;
+    return AM_OK;
+}
+
+/* The device copy of host buffer h of n floats (made, or grown, here);
+ * reserve() room first. */
 static am_status mirror_of(cuda_be *be, const float *h, size_t n, mirror **out) {
     for (int i = 0; i < be->n_mir; i++) {
         mirror *m = &be->mir[i];
@@ -128,13 +142,7 @@ static am_status mirror_of(cuda_be *be, const float *h, size_t n, mirror **out) 
         *out = m;
         return AM_OK;
     }
-    if (be->n_mir == be->cap_mir) {
-        int cap = be->cap_mir ? 2 * be->cap_mir : 64;
-        mirror *nm = (mirror *)realloc(be->mir, (size_t)cap * sizeof *nm);
-        if (!nm) return am_fail(AM_ENOMEM, "cuda: out of memory");
-        be->mir = nm;
-        be->cap_mir = cap;
-    }
+    if (be->n_mir == be->cap_mir) return am_fail(AM_EINVAL, "cuda: mirror table not reserved");
     mirror *m = &be->mir[be->n_mir];
     memset(m, 0, sizeof *m);
     AM_TRY(cu(cudaMalloc((void **)&m->dev, n * sizeof(float)), "device buffer"));
@@ -301,6 +309,7 @@ static am_status cuda_submit(am_backend *b, const am_req *r) {
     default: n0 = xn, n1 = yn, no = wn, per0 = xs, per1 = yss, pero = 0; break;
     }
     mirror *m0, *m1, *mo;
+    AM_TRY(reserve(be, 3));
     AM_TRY(mirror_of(be, r->in0, n0, &m0));
     AM_TRY(mirror_of(be, r->in1, n1, &m1));
     AM_TRY(mirror_of(be, r->out, no, &mo));
