@@ -366,13 +366,11 @@ static int mode_option(int opt, const char *arg, am_asym_cfg *a, int *seed_set, 
         /* In one process the trusted side calls the backend directly. The
          * enclave's accelerator is always its channel to the host. */
         if (!strcmp(arg, "cuda")) {
-            am_backend *probe;
-            if (am_cuda_backend_create(&probe) != AM_OK) {
+            if (am_cuda_usable() != AM_OK) {
                 *ok = 0;
                 die(EXIT_USAGE, "--accel cuda: %s", am_last_error());
                 return 1;
             }
-            probe->vt->destroy(probe);
             am_set_accelerator(am_cuda_backend_create);
         }
 #endif
@@ -1483,9 +1481,7 @@ static int host_main(int argc, char **argv) {
     }
     am_accelerator_fn make = NULL;
     if (!strcmp(g_accel, "cuda")) {
-        am_backend *probe;
-        if (am_cuda_backend_create(&probe) != AM_OK) return die(EXIT_USAGE, "--accel cuda: %s", am_last_error());
-        probe->vt->destroy(probe);
+        if (am_cuda_usable() != AM_OK) return die(EXIT_USAGE, "--accel cuda: %s", am_last_error());
         make = am_cuda_backend_create;
     }
     char *argv0 = argv[0];

@@ -106,3 +106,12 @@ double fx_err(const char *what, const float *a, const float *b, size_t n, double
 void fx_close(const char *what, const float *a, const float *b, size_t n, double atol, double rtol) {
     if (!(fx_err(what, a, b, n, atol, rtol) <= 1.0)) fail_msg("%s differs from PyTorch", what);
 }
+
+double fx_scaled_err(const float *a, const float *b, size_t n) {
+    double mx = 1e-30, e = 0;
+    for (size_t i = 0; i < n; i++) {
+        mx = fmax(mx, fabs(b[i]));
+        e = fmax(e, fabs((double)a[i] - b[i]));
+    }
+    return e / mx;
+}

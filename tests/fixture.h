@@ -36,4 +36,8 @@ int fx_has(const fx_file *f, const char *name);
 double fx_err(const char *what, const float *a, const float *b, size_t n, double atol, double rtol);
 void fx_close(const char *what, const float *a, const float *b, size_t n, double atol, double rtol);
 
+/* max |a - b| over max |b|: how far a is from b relative to b's scale, not
+ * to each (possibly tiny) element. */
+double fx_scaled_err(const float *a, const float *b, size_t n);
+
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "asymml/asymml.h"
+#include "fixture.h"
 
 static am_rng rng;
 
@@ -125,17 +126,6 @@ static float run(am_model *m, const am_tensor *x, const int32_t *lab, float *log
     return run_mode(m, x, lab, logits, grads, 1);
 }
 
-/* max |a-b| over max |b|: rounding differences of the split are relative to
- * the tensor's scale, not to each (possibly tiny) element. */
-static double scaled_err(const float *a, const float *b, size_t n) {
-    double mx = 1e-30, e = 0;
-    for (size_t i = 0; i < n; i++) {
-        mx = fmax(mx, fabs(b[i]));
-        e = fmax(e, fabs((double)a[i] - b[i]));
-    }
-    return e / mx;
-}
-
 static void exactness(const char *name, am_shape in, int B, am_basis_kind basis, int protect) {
     static char desc[65536];
     assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
@@ -173,8 +163,8 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis,
     }
     float eloss1 = run_mode(m, &x, lab, le1, e1, 0);
     float loss1 = run(m, &x, lab, l1, g1);
-    double eel = scaled_err(le1, le0, nl), eeg = scaled_err(e1, e0, nw);
-    double el = scaled_err(l1, l0, nl), eg = scaled_err(g1, g0, nw);
+    double eel = fx_scaled_err(le1, le0, nl), eeg = fx_scaled_err(e1, e0, nw);
+    double el = fx_scaled_err(l1, l0, nl), eg = fx_scaled_err(g1, g0, nw);
     print_message("%-18s%s %d of %d convs split: eval logits %.2g grads %.2g; train loss %.6f vs %.6f, "
                   "logits %.2g, grads %.2g\n", name, protect ? " (protected)" : "", split, am_model_num_convs(m), eel, eeg, loss1, loss0, el, eg);
     assert_true(split > 0 || !strcmp(name, "lenet"));
@@ -373,9 +363,9 @@ static void t_modes(void **st) {
         memcpy(am_model_buffers(m), bufs, nb * sizeof(float));
         run(m, &x, lab, l[k], g[k]);
     }
-    assert_true(scaled_err(l[1], l[0], 40) < 1e-4);   /* open: the same convs, elsewhere */
-    assert_true(scaled_err(g[1], g[0], nw) < 1e-4);
-    assert_true(scaled_err(l[2], l[0], 40) > 1e-2);   /* lowrank-only drops the residual */
+    assert_true(fx_scaled_err(l[1], l[0], 40) < 1e-4);   /* open: the same convs, elsewhere */
+    assert_true(fx_scaled_err(g[1], g[0], nw) < 1e-4);
+    assert_true(fx_scaled_err(l[2], l[0], 40) > 1e-2);   /* lowrank-only drops the residual */
     /* Bad configurations. */
     am_asym_cfg c = am_asym_defaults();
     c.sigma = 1.f; /* noise without a clipping bound */

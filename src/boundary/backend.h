@@ -76,9 +76,11 @@ struct am_backend {
  * backend (simulation: no isolation). */
 void am_backend_set_factory(am_accelerator_fn make);
 am_status am_backend_make(am_backend **out);
-/* For backends' (layer, role) tables: grows *table (zeroed, *layers rows of
- * AM_BUF_ROLES entries of elem bytes) to hold layer; checks layer. */
-am_status am_backend_slots(int layer, size_t elem, void **table, int *layers);
+/* For backends' (layer, role) tables: checks a buffer request (layer,
+ * role, n > 0), grows *table (zeroed, *layers rows of AM_BUF_ROLES entries
+ * of elem bytes) to hold layer, and points *entry at (layer, role)'s. */
+am_status am_backend_slot(int layer, am_buf_role role, size_t n, size_t elem, void **table, int *layers,
+                          void **entry);
 
 #ifdef __cplusplus
 }

@@ -77,10 +77,8 @@ static am_status drain(remote_be *be) {
 
 static am_status r_buffer(am_backend *b, int layer, am_buf_role role, size_t n, float **out) {
     remote_be *be = (remote_be *)b;
-    if (layer < 0 || layer > 65535 || role < 0 || role >= AM_BUF_ROLES || !n)
-        return am_fail(AM_EINVAL, "backend: bad buffer request (layer %d, role %d)", layer, (int)role);
-    AM_TRY(am_backend_slots(layer, sizeof(slot), (void **)&be->slots, &be->layers));
-    slot *s = &be->slots[(size_t)layer * AM_BUF_ROLES + role];
+    slot *s;
+    AM_TRY(am_backend_slot(layer, role, n, sizeof(slot), (void **)&be->slots, &be->layers, (void **)&s));
     if (s->n < n) {
         /* The host places it; earlier requests must be done before it may move. */
         AM_TRY(drain(be));

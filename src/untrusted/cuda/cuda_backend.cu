@@ -167,10 +167,8 @@ static void mirror_drop(cuda_be *be, const float *h) {
 
 static am_status cuda_buffer(am_backend *b, int layer, am_buf_role role, size_t n, float **out) {
     cuda_be *be = (cuda_be *)b;
-    if (layer < 0 || layer > 65535 || role < 0 || role >= AM_BUF_ROLES || !n)
-        return am_fail(AM_EINVAL, "backend: bad buffer request (layer %d, role %d)", layer, (int)role);
-    AM_TRY(am_backend_slots(layer, sizeof(slot), (void **)&be->slots, &be->layers));
-    slot *s = &be->slots[(size_t)layer * AM_BUF_ROLES + role];
+    slot *s;
+    AM_TRY(am_backend_slot(layer, role, n, sizeof(slot), (void **)&be->slots, &be->layers, (void **)&s));
     if (s->n < n) {
         AM_TRY(cu(cudaDeviceSynchronize(), "synchronize"));
         if (s->p) {
@@ -184,6 +182,18 @@ static am_status cuda_buffer(am_backend *b, int layer, am_buf_role role, size_t 
     }
     *out = s->p;
     return AM_OK;
+}
+
+/* The fastest of Find's results (sorted by time) that ran and needs at
+ * most WS_LIMIT bytes of workspace; 0 if none. Any of cuDNN's three
+ * AlgoPerf structs. */
+template <typename Perf> static int pick(const Perf *p, int got, algo *a) {
+    for (int i = 0; i < got; i++)
+        if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= WS_LIMIT) {
+            a->algo = (int)p[i].algo, a->math = p[i].mathType, a->ws = p[i].memory;
+            return 1;
+        }
+    return 0;
 }
 
 /* The algorithm for (kind, cfg, x) with descriptors already set. */
@@ -215,23 +225,17 @@ static am_status find_algo(cuda_be *be, int kind, const am_conv2d_cfg *cfg, am_s
         cudnnConvolutionFwdAlgoPerf_t p[N];
         AM_TRY(dnn(cudnnFindConvolutionForwardAlgorithm(be->dnn, be->td_x, be->fd_w, be->cd, be->td_y, N, &got, p),
                    "find forward algorithm"));
-        for (int i = 0; i < got && !found; i++)
-            if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= WS_LIMIT)
-                a.algo = (int)p[i].algo, a.math = p[i].mathType, a.ws = p[i].memory, found = 1;
+        found = pick(p, got, &a);
     } else if (kind == AM_REQ_CONV_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t p[N];
         AM_TRY(dnn(cudnnFindConvolutionBackwardDataAlgorithm(be->dnn, be->fd_w, be->td_y, be->cd, be->td_x, N, &got, p),
                    "find backward-data algorithm"));
-        for (int i = 0; i < got && !found; i++)
-            if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= WS_LIMIT)
-                a.algo = (int)p[i].algo, a.math = p[i].mathType, a.ws = p[i].memory, found = 1;
+        found = pick(p, got, &a);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t p[N];
         AM_TRY(dnn(cudnnFindConvolutionBackwardFilterAlgorithm(be->dnn, be->td_x, be->td_y, be->cd, be->fd_w, N, &got, p),
                    "find backward-filter algorithm"));
-        for (int i = 0; i < got && !found; i++)
-            if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= WS_LIMIT)
-                a.algo = (int)p[i].algo, a.math = p[i].mathType, a.ws = p[i].memory, found = 1;
+        found = pick(p, got, &a);
     }
     if (!found)
         return am_fail(AM_EIO, "cudnn: no algorithm for a %dx%d conv of %dx%dx%dx%d within %zu MiB of workspace",
@@ -328,7 +332,6 @@ static am_status cuda_submit(am_backend *b, const am_req *r) {
     AM_TRY(cu(cudaEventRecord(t0, be->s_in), "event"));
     if (per1 == 0) { /* the weights, whole, first */
         if (up1) AM_TRY(cu(cudaMemcpyAsync(m1->dev, r->in1, n1 * sizeof(float), cudaMemcpyHostToDevice, be->s_in), "copy in"));
-        m1->valid = 1;
         AM_TRY(cu(cudaEventRecord(be->ev_w, be->s_in), "event"));
         AM_TRY(cu(cudaStreamWaitEvent(be->s_comp, be->ev_w, 0), "wait"));
     }
@@ -355,8 +358,7 @@ static am_status cuda_submit(am_backend *b, const am_req *r) {
                       "copy out"));
         }
     }
-    m0->valid = 1;
-    if (per1) m1->valid = 1;
+    m0->valid = m1->valid = 1;
     if (!pero) {
         AM_TRY(cu(cudaStreamWaitEvent(be->s_out, be->ev_c[nc - 1], 0), "wait"));
         AM_TRY(cu(cudaMemcpyAsync(r->out, mo->dev, no * sizeof(float), cudaMemcpyDeviceToHost, be->s_out), "copy out"));
@@ -473,6 +475,13 @@ extern "C" am_status am_cuda_backend_create(am_backend **out) {
         return st;
     }
     *out = &be->base;
+    return AM_OK;
+}
+
+extern "C" am_status am_cuda_usable(void) {
+    am_backend *be;
+    AM_TRY(am_cuda_backend_create(&be));
+    be->vt->destroy(be);
     return AM_OK;
 }
 

@@ -13,6 +13,9 @@ extern "C" {
 /* A backend on the first visible GPU. Fails with a one-line reason where
  * this build has no CUDA backend or no GPU is visible. */
 am_status am_cuda_backend_create(am_backend **out);
+/* AM_OK if a backend can be made here (one is made and freed); else the
+ * reason, as am_cuda_backend_create gives it. */
+am_status am_cuda_usable(void);
 /* 1 if this build has the CUDA backend compiled in. */
 int am_cuda_built(void);
 /* The GPU's name and the cuDNN version, for the mode line; a reason when
