@@ -1130,6 +1130,7 @@ static int cmd_bench(int argc, char **argv) {
     accel_words(where, sizeof where);
     printf("bench: %d threads, median of %d steps after %d warm-up; accelerator: %s\n", am_get_threads(), steps, warm,
            where);
+    printf("bench: CPU BLAS %s\n", am_blas_describe());
     if (!n_modes) modes[n_modes++] = asym.mode;
     for (int i = 0; i < n_modes; i++) {
         asym.mode = modes[i];

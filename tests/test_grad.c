@@ -229,6 +229,46 @@ static void add_bwd(fcase *c, int accum) {
     assert_int_equal(am_add_backward(&c->dy, &gb, 0), AM_OK);
 }
 
+/* The bit-mask ReLU the models use (vector words and a short last word,
+ * serial and parallel sizes) against the plain one, exactly: zeros, -0 and a
+ * NaN input give 0 like the plain one; a masked NaN gradient gives 0. */
+static void t_relu_bits(void **st) {
+    (void)st;
+    const size_t sizes[] = {1, 31, 32, 33, 100, 70001};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        size_t n = sizes[t];
+        am_tensor x, y, y2, g, d, d2;
+        am_shape s = am_shape4(1, 1, 1, (int)n);
+        assert_int_equal(am_tensor_alloc(&x, s) | am_tensor_alloc(&y, s) | am_tensor_alloc(&y2, s) |
+                             am_tensor_alloc(&g, s) | am_tensor_alloc(&d, s) | am_tensor_alloc(&d2, s),
+                         AM_OK);
+        uint32_t *bits = calloc((n + 31) / 32, sizeof *bits);
+        assert_non_null(bits);
+        for (size_t i = 0; i < n; i++) {
+            x.d[i] = i % 7 == 0 ? 0.f : i % 11 == 0 ? -0.f : am_rng_normal(&rng);
+            g.d[i] = am_rng_normal(&rng);
+        }
+        if (n > 40) x.d[40] = NAN, g.d[39] = NAN, x.d[39] = -1.f;
+        assert_int_equal(am_relu_forward_bits(&x, &y, bits), AM_OK);
+        assert_int_equal(am_relu_forward(&x, &y2), AM_OK);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(y.d[i] == y2.d[i] && !signbit(y.d[i]));
+            assert_int_equal((bits[i / 32] >> (i % 32)) & 1u, x.d[i] > 0.f);
+        }
+        for (int accum = 0; accum < 2; accum++) {
+            for (size_t i = 0; i < n; i++) d.d[i] = d2.d[i] = accum ? (float)i : 99.f;
+            assert_int_equal(am_relu_backward_bits(bits, &g, &d, accum), AM_OK);
+            for (size_t i = 0; i < n; i++) {
+                float want = (accum ? d2.d[i] : 0.f) + (x.d[i] > 0.f ? g.d[i] : 0.f);
+                assert_true(d.d[i] == want);
+            }
+        }
+        free(bits);
+        am_tensor_free(&x), am_tensor_free(&y), am_tensor_free(&y2);
+        am_tensor_free(&g), am_tensor_free(&d), am_tensor_free(&d2);
+    }
+}
+
 static void t_eltwise(void **st) {
     (void)st;
     am_shape s = am_shape4(2, 3, 4, 5);
@@ -396,7 +436,7 @@ int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* run one test by name */
     am_rng_seed(&rng, 1234);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_eltwise),
+        cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_eltwise),    cmocka_unit_test(t_relu_bits),
         cmocka_unit_test(t_pool),      cmocka_unit_test(t_linear_loss), cmocka_unit_test(t_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -13,3 +13,8 @@ am_status am_set_threads(int n) {
 }
 
 int am_get_threads(void) { return omp_get_max_threads(); }
+
+const char *am_blas_describe(void) {
+    /* OpenBLAS's build options, with the kernel set it picked at run time. */
+    return openblas_get_config();
+}

@@ -260,20 +260,22 @@ am_status am_project_ws(const float *X, int B, int C, int N, int r, const float 
         if (own) am_aligned_free(Xc);
         return AM_OK;
     }
-    /* Large planes: column blocks that stay in cache, so that X is read once
-     * and R written once. */
-    const int cb = C >= 256 ? 256 : 65536 / C;
-    for (int b = 0; b < B; b++) { /* one GEMM at a time: see am_shared_basis */
+    /* Large planes: two GEMMs per sample over the whole plane. Blocks that
+     * stay in cache would read X once, but each block's GEMM is too small
+     * for OpenBLAS to spread over its threads (it runs those of at most 2^18
+     * multiply-adds on one), and the calls cannot run side by side (see
+     * am_shared_basis): whole planes keep every core busy. */
+    for (int b = 0; b < B; b++) {
         const float *Xb = X + (size_t)b * C * N;
         float *Vb = V + (size_t)b * r * N, *Rb = R ? R + (size_t)b * C * N : NULL;
-        for (int n0 = 0; n0 < N; n0 += cb) {
-            int w = N - n0 < cb ? N - n0 : cb;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, w, C, 1.f, U, r, Xb + n0, N, 0.f, Vb + n0, N);
-            if (!Rb) continue;
-            if (Rb != Xb)
-                for (int c = 0; c < C; c++) memcpy(Rb + (size_t)c * N + n0, Xb + (size_t)c * N + n0, sizeof(float) * (size_t)w);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, w, r, -1.f, U, r, Vb + n0, N, 1.f, Rb + n0, N);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, N, C, 1.f, U, r, Xb, N, 0.f, Vb, N);
+        if (!Rb) continue;
+        if (Rb != Xb) {
+            const size_t n = (size_t)C * N;
+#pragma omp parallel for schedule(static) if (n > 65536)
+            for (size_t i = 0; i < n; i += 4096) memcpy(Rb + i, Xb + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
         }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, U, r, Vb, N, 1.f, Rb, N);
     }
     return AM_OK;
 }

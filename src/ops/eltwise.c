@@ -1,9 +1,22 @@
 /* Element-wise ops: ReLU, dropout, the residual add. ReLU is branch-free
- * (fmaxf and a multiply by a 0/1 mask) because the trusted side runs it on
- * private activations. */
+ * (a max, and a multiply by or an AND with a 0/1 mask) because the trusted
+ * side runs it on private activations. */
 #include "asymml/ops.h"
 
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/* g where the mask bit is set, else +0 (a NaN gradient too): an AND on the
+ * bits, no branch. */
+static inline float keep_if(float g, uint32_t bit) {
+    uint32_t u;
+    memcpy(&u, &g, sizeof u);
+    u &= 0u - (bit & 1u);
+    memcpy(&g, &u, sizeof g);
+    return g;
+}
 
 static am_status same(const am_tensor *a, const am_tensor *b, const char *op) {
     if (!a || !a->d || !b || !b->d) return am_fail(AM_EINVAL, "%s: NULL tensor", op);
@@ -39,6 +52,45 @@ am_status am_relu_backward(const am_tensor *y, const am_tensor *dy, am_tensor *d
     return AM_OK;
 }
 
+/* One 32-element word of the mask: forward writes max(x, 0) and the sign
+ * bits, backward multiplies by them. SSE2 (in every x86-64) does four lanes
+ * at a time: the mask bits come from movemask and go back through a compare
+ * against each lane's own bit, with no table indexed by the private bits.
+ * Elsewhere, and for a short last word, the plain loops. */
+#if defined(__SSE2__)
+static uint32_t relu_word(const float *a, float *b) {
+    const __m128 z = _mm_setzero_ps();
+    uint32_t m = 0;
+    for (int i = 0; i < 32; i += 4) {
+        __m128 v = _mm_loadu_ps(a + i);
+        _mm_storeu_ps(b + i, _mm_max_ps(v, z));
+        m |= (uint32_t)_mm_movemask_ps(_mm_cmpgt_ps(v, z)) << i;
+    }
+    return m;
+}
+static void relu_back_word(uint32_t m, const float *g, float *d, int accum) {
+    const __m128i lane = _mm_set_epi32(8, 4, 2, 1);
+    for (int i = 0; i < 32; i += 4) {
+        __m128i bits = _mm_and_si128(_mm_set1_epi32((int)((m >> i) & 15u)), lane);
+        __m128 keep = _mm_castsi128_ps(_mm_cmpeq_epi32(bits, lane));
+        __m128 v = _mm_and_ps(_mm_loadu_ps(g + i), keep);
+        _mm_storeu_ps(d + i, accum ? _mm_add_ps(_mm_loadu_ps(d + i), v) : v);
+    }
+}
+#else
+static uint32_t relu_word(const float *a, float *b) {
+    uint32_t m = 0;
+    for (int i = 0; i < 32; i++) {
+        m |= (uint32_t)(a[i] > 0.f) << i;
+        b[i] = a[i] > 0.f ? a[i] : 0.f;
+    }
+    return m;
+}
+static void relu_back_word(uint32_t m, const float *g, float *d, int accum) {
+    for (int i = 0; i < 32; i++) d[i] = (accum ? d[i] : 0.f) + keep_if(g[i], m >> i);
+}
+#endif
+
 am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits) {
     AM_TRY(same(x, y, "relu"));
     if (!bits) return am_fail(AM_EINVAL, "relu: NULL mask");
@@ -47,11 +99,14 @@ am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits)
     float *b = y->d;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t w = 0; w < words; w++) {
-        size_t i0 = w * 32, i1 = i0 + 32 < n ? i0 + 32 : n;
+        size_t i0 = w * 32;
+        if (i0 + 32 <= n) {
+            bits[w] = relu_word(a + i0, b + i0);
+            continue;
+        }
         uint32_t m = 0;
-        for (size_t i = i0; i < i1; i++) {
-            uint32_t pos = a[i] > 0.f;
-            m |= pos << (i - i0);
+        for (size_t i = i0; i < n; i++) {
+            m |= (uint32_t)(a[i] > 0.f) << (i - i0);
             b[i] = a[i] > 0.f ? a[i] : 0.f;
         }
         bits[w] = m;
@@ -67,12 +122,13 @@ am_status am_relu_backward_bits(const uint32_t *bits, const am_tensor *dy, am_te
     float *d = dx->d;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t w = 0; w < words; w++) {
-        size_t i0 = w * 32, i1 = i0 + 32 < n ? i0 + 32 : n;
+        size_t i0 = w * 32;
         uint32_t m = bits[w];
-        if (accum)
-            for (size_t i = i0; i < i1; i++) d[i] += g[i] * (float)((m >> (i - i0)) & 1u);
-        else
-            for (size_t i = i0; i < i1; i++) d[i] = g[i] * (float)((m >> (i - i0)) & 1u);
+        if (i0 + 32 <= n) {
+            relu_back_word(m, g + i0, d + i0, accum);
+            continue;
+        }
+        for (size_t i = i0; i < n; i++) d[i] = (accum ? d[i] : 0.f) + keep_if(g[i], m >> (i - i0));
     }
     return AM_OK;
 }

@@ -19,16 +19,33 @@ am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, 
     if (!(clip >= 0.f) || !(sigma >= 0.f) || !isfinite(clip) || !isfinite(sigma))
         return am_fail(AM_EINVAL, "dp: clip and sigma must be finite and >= 0");
     if (clip == 0.f) return AM_OK;
-    for (int b = 0; b < B; b++) {
-        float *r = R + (size_t)b * n;
-        double nn = 0;
-        for (size_t i = 0; i < n; i++) nn += (double)r[i] * r[i];
-        double norm = sqrt(nn);
-        if (norm > clip) {
-            float s = (float)(clip / norm);
-            for (size_t i = 0; i < n; i++) r[i] *= s;
-        }
+    /* Each sample's norm from fixed blocks of its elements, summed in block
+     * order: in parallel, and the same whatever the thread count. */
+    const size_t blk = (size_t)1 << 16, nbk = (n + blk - 1) / blk;
+    double *part = malloc(sizeof(double) * nbk * (size_t)B);
+    if (!part) return am_fail(AM_ENOMEM, "dp: out of memory");
+#pragma omp parallel for schedule(static) if ((size_t)B * n > blk)
+    for (size_t t = 0; t < nbk * (size_t)B; t++) {
+        const float *r = R + (t / nbk) * n + (t % nbk) * blk;
+        size_t e = n - (t % nbk) * blk < blk ? n - (t % nbk) * blk : blk;
+        double acc = 0;
+        for (size_t i = 0; i < e; i++) acc += (double)r[i] * r[i];
+        part[t] = acc;
     }
+    for (int b = 0; b < B; b++) {
+        double nn = 0;
+        for (size_t k = 0; k < nbk; k++) nn += part[(size_t)b * nbk + k];
+        part[(size_t)b * nbk] = sqrt(nn) > clip ? clip / sqrt(nn) : 1.0;
+    }
+#pragma omp parallel for schedule(static) if ((size_t)B * n > blk)
+    for (size_t t = 0; t < nbk * (size_t)B; t++) {
+        float sc = (float)part[(t / nbk) * nbk];
+        if (sc == 1.f) continue;
+        float *r = R + (t / nbk) * n + (t % nbk) * blk;
+        size_t e = n - (t % nbk) * blk < blk ? n - (t % nbk) * blk : blk;
+        for (size_t i = 0; i < e; i++) r[i] *= sc;
+    }
+    free(part);
     if (sigma == 0.f) return AM_OK;
     if (sodium_init() < 0) return am_fail(AM_EIO, "dp: libsodium failed to initialize");
     /* key = BLAKE2b-256(seed || step || layer) */
@@ -39,28 +56,41 @@ am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, 
     crypto_generichash(key, sizeof key, in, sizeof in, NULL, 0);
     /* One ChaCha20 stream for the whole batch's tensor; Box-Muller on pairs
      * of 32-bit uniforms mapped into (0, 1]. The stream is generated in
-     * chunks by re-keying per chunk (key || chunk index), so memory stays
-     * small and samples first .. first + B - 1 draw exactly the values they
-     * would draw in one call over the whole batch. */
+     * chunks, each keyed by (key || chunk index), so memory stays small, the
+     * chunks run in parallel, and samples first .. first + B - 1 draw exactly
+     * the values they would draw in one call over the whole batch, whatever
+     * the thread count. */
     const size_t chunk = 1 << 16, lo = (size_t)first * n, hi = lo + (size_t)B * n;
-    uint32_t *u = malloc(sizeof(uint32_t) * (chunk + 2));
-    if (!u) return am_fail(AM_ENOMEM, "dp: out of memory");
     const double sd = (double)sigma * clip;
-    for (size_t ci = lo / chunk; ci * chunk < hi; ci++) {
-        size_t base = ci * chunk, from = lo > base ? lo - base : 0, to = hi - base < chunk ? hi - base : chunk;
-        unsigned char ck[randombytes_SEEDBYTES];
-        crypto_generichash(ck, sizeof ck, (const unsigned char *)&ci, sizeof ci, key, sizeof key);
-        /* A prefix of the chunk's stream, to the pair that holds `to - 1`. */
-        randombytes_buf_deterministic(u, sizeof(uint32_t) * ((to + 1) & ~(size_t)1), ck);
-        for (size_t j = from & ~(size_t)1; j < to; j += 2) {
-            double u1 = ((double)u[j] + 1.0) / 4294967296.0, u2 = (double)u[j + 1] / 4294967296.0;
-            double rad = sqrt(-2.0 * log(u1)) * sd, th = 6.283185307179586 * u2;
-            if (j >= from) R[base + j - lo] += (float)(rad * cos(th));
-            if (j + 1 >= from && j + 1 < to) R[base + j + 1 - lo] += (float)(rad * sin(th));
+    int oom = 0;
+#pragma omp parallel if (hi - lo > chunk)
+    {
+        uint32_t *u = malloc(sizeof(uint32_t) * (chunk + 2));
+        if (!u) {
+#pragma omp atomic write
+            oom = 1;
         }
+#pragma omp for schedule(static)
+        for (size_t ci = lo / chunk; ci < (hi + chunk - 1) / chunk; ci++) {
+            if (!u) continue;
+            size_t base = ci * chunk, from = lo > base ? lo - base : 0, to = hi - base < chunk ? hi - base : chunk;
+            unsigned char ck[randombytes_SEEDBYTES];
+            crypto_generichash(ck, sizeof ck, (const unsigned char *)&ci, sizeof ci, key, sizeof key);
+            /* A prefix of the chunk's stream, to the pair that holds `to - 1`. */
+            randombytes_buf_deterministic(u, sizeof(uint32_t) * ((to + 1) & ~(size_t)1), ck);
+            sodium_memzero(ck, sizeof ck);
+            for (size_t j = from & ~(size_t)1; j < to; j += 2) {
+                double u1 = ((double)u[j] + 1.0) / 4294967296.0, u2 = (double)u[j + 1] / 4294967296.0;
+                double rad = sqrt(-2.0 * log(u1)) * sd, th = 6.283185307179586 * u2;
+                if (j >= from) R[base + j - lo] += (float)(rad * cos(th));
+                if (j + 1 >= from && j + 1 < to) R[base + j + 1 - lo] += (float)(rad * sin(th));
+            }
+        }
+        if (u) sodium_memzero(u, sizeof(uint32_t) * (chunk + 2));
+        free(u);
     }
     sodium_memzero(key, sizeof key);
-    free(u);
+    if (oom) return am_fail(AM_ENOMEM, "dp: out of memory");
     return AM_OK;
 }
 

@@ -569,6 +569,7 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
     AM_TRY(be_submit(a, p, &rq));
     AM_TRY(be_wait(a, p));
     const size_t per = (size_t)p->P;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)y->s.n * p->K * per > 65536)
     for (int n = 0; n < y->s.n; n++)
         for (int k = 0; k < p->K; k++) {
             float bk = b ? b[k] : 0.f, *dst = y->d + ((size_t)n * p->K + k) * per;
