@@ -285,7 +285,8 @@ HOST_ONLY static int cmd_info(int argc, char **argv) {
     "  --iters N             subspace iterations per batch, or light-SVD steps (default 2)\n"      \
     "  --clip C              per-sample L2 bound of each residual that leaves (default 0: none)\n" \
     "  --sigma S             Gaussian noise std S*C on each residual (needs --clip; default 0)\n"  \
-    "  --noise-seed N        seed of the noise generator (default: --seed)\n"                      \
+    "  --noise-seed N        noise from seed N alone: reproducible, and removable by whoever knows N\n" \
+    "                        (default: a random secret key, drawn in the trusted process)\n"            \
     "  --protect-grads       split output gradients too; only their residual (clipped, noised) leaves\n" \
     "  --tee T               inproc (default: one process; the accelerator is simulated inside it) or\n" \
     "                        process: the trusted side runs as the asymml-enclave program (non-dumpable,\n" \
@@ -486,6 +487,20 @@ static void print_plan(FILE *f, const am_model *m) {
     fprintf(f, " (rank per conv layer; s shared basis, p per-sample, - whole in the TEE)\n");
 }
 
+static int has_noise_key(const am_asym_cfg *a) {
+    uint8_t any = 0;
+    for (size_t i = 0; i < sizeof a->noise_key; i++) any |= a->noise_key[i];
+    return any != 0;
+}
+
+/* With noise on and no --noise-seed, a secret key drawn here, in the trusted
+ * process: a noise that followed from a seed on the command line (which the
+ * host sees) could be regenerated and subtracted. */
+static int noise_key_setup(am_asym_cfg *a, int seed_set) {
+    if (a->sigma > 0.f && !seed_set && am_asym_secret_noise_key(a)) return lib_fail("noise key");
+    return 0;
+}
+
 static void print_privacy(FILE *f, const am_model *m, const am_asym_cfg *a, long releases, long coupling, double delta,
                           int split_layers) {
     if (a->mode != AM_MODE_ASYMML) return;
@@ -509,6 +524,14 @@ static void print_privacy(FILE *f, const am_model *m, const am_asym_cfg *a, long
         else
             fprintf(f, "Not covered: the weights and weight gradients (public in this threat model) and the output "
                        "gradients, which cross in the clear.\n");
+        if (has_noise_key(a))
+            fprintf(f, "noise: keyed by a random secret key drawn in the trusted process (kept in its checkpoints): "
+                       "it cannot be regenerated, and this run's losses cannot be reproduced\n");
+        else
+            fprintf(f, "noise: follows from the seed %llu alone (--noise-seed or --seed): whoever knows it, such as "
+                       "the host, which sees the command line, can regenerate and subtract the noise, and the figure "
+                       "above does not hold against them; leave --noise-seed out for a secret key\n",
+                    (unsigned long long)a->noise_seed);
     } else {
         fprintf(f, "privacy: no differential privacy guarantee: residuals cross without noise (--sigma 0); "
                    "only the low-rank part stays in the TEE.\n");
@@ -825,6 +848,7 @@ static int cmd_train(int argc, char **argv) {
     o.cfg.seed = (uint64_t)seed;
     if (!noise_seed_set) o.cfg.asym.noise_seed = (uint64_t)seed;
     if (check_mode(&o.cfg.asym)) return EXIT_USAGE;
+    if (!o.resume && noise_key_setup(&o.cfg.asym, noise_seed_set)) return EXIT_RUNTIME;
     if (o.threads && am_set_threads(o.threads)) return lib_fail("threads");
     return train_run(&o);
 }
@@ -881,6 +905,7 @@ static int cmd_eval(int argc, char **argv) {
     if (optind < argc) return die(EXIT_USAGE, "eval: unexpected argument '%s'", argv[optind]);
     if (!ckpt || !data) return die(EXIT_USAGE, "eval: --checkpoint and --data are required");
     if (check_mode(&asym)) return EXIT_USAGE;
+    if (noise_key_setup(&asym, seed_set)) return EXIT_RUNTIME;
     if (threads && am_set_threads(threads)) return lib_fail("threads");
     if (!(ckpt = resolve_ckpt(ckpt))) return lib_fail("--checkpoint");
     am_checkpoint ck;
@@ -1124,6 +1149,7 @@ static int cmd_bench(int argc, char **argv) {
     if (!ok) return EXIT_USAGE;
     if (optind < argc) return die(EXIT_USAGE, "bench: unexpected argument '%s'", argv[optind]);
     if (check_mode(&asym)) return EXIT_USAGE;
+    if (noise_key_setup(&asym, seed_set)) return EXIT_RUNTIME;
     if (threads && am_set_threads(threads)) return lib_fail("threads");
     if (lockdown()) return EXIT_RUNTIME;
     char where[512];

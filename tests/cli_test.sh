@@ -125,6 +125,7 @@ expect 1 "not a checkpoint" -- "$bin" eval --checkpoint "$dir/data/train-labels-
 expect 0 "asymml train" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode asymml --rank-ratio 0.25 \
   --clip 1 --sigma 1 --threads 1 --checkpoint-dir "$dir/cka"
 grep -q "privacy: (epsilon" "$dir/out" || { echo "FAIL: asymml train printed no epsilon"; fail=$((fail + 1)); }
+grep -q "^noise: keyed by a random secret key" "$dir/out" || { echo "FAIL: noise without --noise-seed is not secretly keyed"; fail=$((fail + 1)); }
 grep -q "residual energy share" "$dir/out" || { echo "FAIL: asymml train printed no residual share"; fail=$((fail + 1)); }
 expect 0 "protected gradients" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode asymml \
   --rank-ratio 0.25 --clip 1 --sigma 1 --protect-grads --basis per-sample --threads 1
@@ -133,7 +134,8 @@ grep -q "sqrt(16)" "$dir/out" || { echo "FAIL: protected run is not batch-couple
 # Ranks and bases decided on the first batch, with noise: per-sample bases on
 # LeNet (no BatchNorm), so the per-sample sensitivity holds; the plan resumes.
 expect 0 "entropy ranks, auto basis" -- "$bin" train --data "$dir/data" --epochs 2 --batch 16 --mode asymml \
-  --rank-entropy --basis auto --clip 1 --sigma 1 --threads 1 --checkpoint-dir "$dir/ckb" --save-every 3 --keep 10
+  --rank-entropy --basis auto --clip 1 --sigma 1 --noise-seed 5 --threads 1 --checkpoint-dir "$dir/ckb" --save-every 3 --keep 10
+grep -q "^noise: follows from the seed 5 alone" "$dir/out" || { echo "FAIL: a seeded noise is not flagged"; fail=$((fail + 1)); }
 grep -q "^plan: - [0-9]*p " "$dir/out" || { echo "FAIL: auto basis with noise is not per-sample"; fail=$((fail + 1)); }
 grep -q "sensitivity 2 x clip:" "$dir/out" || { echo "FAIL: auto basis run is coupled"; fail=$((fail + 1)); }
 plan=$(grep "^plan:" "$dir/out")

@@ -28,7 +28,7 @@ mkidx train 96
 mkidx t10k 32
 key=$dir/key0
 "$bin" keygen "$key" >/dev/null
-run=(train --data "$dir/data" --epochs 2 --batch 16 --every 1 --mode asymml --rank-ratio 0.25 --clip 1 --sigma 1 --threads 2 --key "$key")
+run=(train --data "$dir/data" --epochs 2 --batch 16 --every 1 --mode asymml --rank-ratio 0.25 --clip 1 --sigma 1 --noise-seed 7 --threads 2 --key "$key")
 
 # 1. The same losses, accuracies and privacy statement as in one process.
 "$bin" "${run[@]}" >"$dir/inproc" 2>&1 || bad "inproc run failed"

@@ -389,11 +389,13 @@ static void t_dp(void **st) {
         const size_t n = 30001; /* odd, and chunks fall inside samples */
         float *all = malloc(sizeof(float) * B * n), *part = malloc(sizeof(float) * B * n);
         for (size_t i = 0; i < B * n; i++) all[i] = part[i] = (float)((i % 97) * 0.01 - 0.4);
-        assert_int_equal(am_dp_clip_noise(all, B, n, 3.f, 0.7f, 42, 5, 9), AM_OK);
+        uint8_t key[32];
+        for (int i = 0; i < 32; i++) key[i] = (uint8_t)(i + 1);
+        assert_int_equal(am_dp_clip_noise(all, B, n, 3.f, 0.7f, key, 42, 5, 9), AM_OK);
         const int groups[][2] = {{0, 2}, {2, 1}, {3, 3}, {6, 1}};
         for (int g = 0; g < 4; g++)
             assert_int_equal(am_dp_clip_noise_at(part + (size_t)groups[g][0] * n, groups[g][1], n, groups[g][0], 3.f, 0.7f,
-                                                 42, 5, 9),
+                                                 key, 42, 5, 9),
                              AM_OK);
         assert_memory_equal(all, part, sizeof(float) * B * n);
         free(all);
@@ -422,20 +424,39 @@ static void t_dp(void **st) {
     float *R = malloc(sizeof(float) * B * n), *R2 = malloc(sizeof(float) * B * n);
     for (size_t i = 0; i < B * n; i++) R[i] = 0.f;
     R[0] = 30.f; /* sample 0 has norm 30, clipped to 2 */
-    assert_int_equal(am_dp_clip_noise(R, B, n, 2.f, 0.f, 1, 0, 0), AM_OK);
+    assert_int_equal(am_dp_clip_noise(R, B, n, 2.f, 0.f, NULL, 1, 0, 0), AM_OK);
     assert_float_equal(R[0], 2.f, 1e-6);
     memcpy(R2, R, sizeof(float) * B * n);
-    assert_int_equal(am_dp_clip_noise(R, B, n, 2.f, 1.5f, 9, 4, 7), AM_OK);
+    assert_int_equal(am_dp_clip_noise(R, B, n, 2.f, 1.5f, NULL, 9, 4, 7), AM_OK);
     double s = 0, ss = 0;
     for (size_t i = 1; i < B * n; i++) s += R[i], ss += (double)R[i] * R[i];
     double mean = s / (B * n - 1), sd = sqrt(ss / (B * n - 1) - mean * mean);
     assert_true(fabs(mean) < 0.05 && fabs(sd - 3.0) < 0.05); /* std sigma * c = 3 */
-    assert_int_equal(am_dp_clip_noise(R2, B, n, 2.f, 1.5f, 9, 4, 7), AM_OK);
+    float *R3 = malloc(sizeof(float) * B * n);
+    memcpy(R3, R2, sizeof(float) * B * n);
+    assert_int_equal(am_dp_clip_noise(R2, B, n, 2.f, 1.5f, NULL, 9, 4, 7), AM_OK);
     assert_memory_equal(R, R2, sizeof(float) * B * n); /* same key: same noise */
+    /* An all-zero key is no key; a secret key changes all of the noise. */
+    am_asym_cfg kc = {0};
+    float *R4 = malloc(sizeof(float) * B * n);
+    memcpy(R4, R3, sizeof(float) * B * n);
+    assert_int_equal(am_dp_clip_noise(R4, B, n, 2.f, 1.5f, kc.noise_key, 9, 4, 7), AM_OK);
+    assert_memory_equal(R, R4, sizeof(float) * B * n);
+    assert_int_equal(am_asym_secret_noise_key(&kc), AM_OK);
+    am_asym_cfg kc2 = {0};
+    assert_int_equal(am_asym_secret_noise_key(&kc2), AM_OK);
+    assert_true(memcmp(kc.noise_key, kc2.noise_key, 32) != 0);
+    memcpy(R4, R3, sizeof(float) * B * n);
+    assert_int_equal(am_dp_clip_noise(R4, B, n, 2.f, 1.5f, kc.noise_key, 9, 4, 7), AM_OK);
+    size_t same = 0;
+    for (size_t i = 0; i < B * n; i++) same += R4[i] == R[i];
+    assert_true(same < 10);
+    free(R3);
+    free(R4);
     for (size_t i = 0; i < B * n; i++) R2[i] = 0;
-    assert_int_equal(am_dp_clip_noise(R2, B, n, 2.f, 1.5f, 9, 5, 7), AM_OK);
+    assert_int_equal(am_dp_clip_noise(R2, B, n, 2.f, 1.5f, NULL, 9, 5, 7), AM_OK);
     assert_true(memcmp(R + 1, R2 + 1, 64) != 0); /* another step: other noise */
-    assert_int_equal(am_dp_clip_noise(R, B, n, -1.f, 1.f, 9, 4, 7), AM_EINVAL);
+    assert_int_equal(am_dp_clip_noise(R, B, n, -1.f, 1.f, NULL, 9, 4, 7), AM_EINVAL);
     free(R);
     free(R2);
 }

@@ -97,6 +97,9 @@ static void t_resume_bitwise(void **st) {
     am_asym_cfg a = am_asym_defaults();
     a.clip = 5.f, a.sigma = 0.3f, a.noise_seed = 11;
     resume_case(DESC2, &a);
+    /* With a secret noise key: the checkpoint keeps it. */
+    assert_int_equal(am_asym_secret_noise_key(&a), AM_OK);
+    resume_case(DESC2, &a);
     /* Ranks and bases decided on the first batch (entropy, AUTO): resuming
      * replays the plan from the checkpoint. */
     a = am_asym_defaults();

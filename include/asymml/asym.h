@@ -58,7 +58,10 @@ typedef struct am_asym_cfg {
     int iters;             /* subspace iterations per batch (shared, warm-started) or T (per sample) */
     float clip;            /* c: per-sample L2 bound of a residual (0: no clipping) */
     float sigma;           /* noise multiplier: noise std is sigma * c (0: no noise) */
-    uint64_t noise_seed;   /* seeds the cryptographic noise generator */
+    uint64_t noise_seed;   /* seeds the cryptographic noise generator, with noise_key */
+    uint8_t noise_key[32]; /* the noise generator's secret key: all zeros (the noise then follows
+                            * from noise_seed alone, and anyone who knows it can remove the
+                            * noise) unless am_asym_secret_noise_key drew one */
     int protect_grads;     /* asymml mode: split each output gradient G = A B + S too and
                             * send only S (clipped and noised like R): no clear G crosses */
 } am_asym_cfg;
@@ -165,13 +168,18 @@ void am_ledger_hash(const void *p, size_t n, uint8_t out[16]);
 /* Per-sample clipping to L2 norm c (if c > 0) and Gaussian noise of std
  * sigma*c (if sigma > 0 and c > 0) on B samples of n floats each. The noise
  * comes from libsodium's ChaCha20 generator keyed by BLAKE2b(seed, step,
- * layer): reproducible for a seed, unpredictable without it. */
-am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, uint64_t seed,
+ * layer), a keyed BLAKE2b under key (32 bytes) unless key is NULL or all
+ * zeros: with a secret key, unpredictable to whoever knows the seed. */
+am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, const uint8_t *key, uint64_t seed,
                            uint64_t step, int layer);
 /* The same for samples first .. first + B - 1 of a batch (R holds just
  * them): they get exactly the noise one call over the whole batch gives. */
-am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, uint64_t seed,
-                              uint64_t step, int layer);
+am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, const uint8_t *key,
+                              uint64_t seed, uint64_t step, int layer);
+/* Draws a->noise_key from the operating system's generator (libsodium's
+ * randombytes): call it in the trusted process, so that only it knows the
+ * key; the noise then cannot be regenerated (nor removed) from the seed. */
+am_status am_asym_secret_noise_key(am_asym_cfg *a);
 
 /* The analytic Gaussian mechanism (Balle and Wang, 2018): delta at eps for
  * sensitivity D and noise std s, and the smallest eps that reaches delta. */

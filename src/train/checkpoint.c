@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #define MAGIC "AMCK"
-#define VERSION 3u
+#define VERSION 4u /* 4: the noise key; 3 (without it) is still read */
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
 #define HEADER_LEN 16
 #define MAX_DESC (1u << 20)
@@ -69,6 +69,7 @@ static size_t payload_len(const am_checkpoint *ck) {
     n += 2 * 8 + 2 * 4;             /* sizes, momentum flags */
     n += 4 * 8 + 4 + 4;             /* rng */
     n += 4 * 4 + 8 + 3 * 4 + 8 + 8; /* asym: mode, policy, basis, iters, rank value, clip, sigma, pad, seed, n */
+    n += 32;                        /* noise key */
     n += 4 + 4 * (size_t)ck->cfg.asym.n_ranks + 4 + 8 * (size_t)ck->n_plan; /* rank list, plan */
     n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers + ck->n_asym) * sizeof(float);
     return n;
@@ -97,6 +98,7 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     put_u64(w, rv);
     put_f32(w, a->clip), put_f32(w, a->sigma), put_i32(w, a->protect_grads);
     put_u64(w, a->noise_seed);
+    put(w, a->noise_key, sizeof a->noise_key);
     put_i32(w, a->n_ranks);
     for (int i = 0; i < a->n_ranks; i++) put_i32(w, a->ranks[i]);
     put_i32(w, ck->n_plan);
@@ -272,7 +274,8 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     if (n < HEADER_LEN + HASH_LEN) return am_fail(AM_EFORMAT, "checkpoint truncated");
     rd r = {buf, n, 4, 0};
     uint32_t version = get_u32(&r);
-    if (version != VERSION) return am_fail(AM_EFORMAT, "checkpoint version %u; this build reads version %u", version, VERSION);
+    if (version != VERSION && version != 3)
+        return am_fail(AM_EFORMAT, "checkpoint version %u; this build reads versions 3 and %u", version, VERSION);
     uint64_t plen = get_u64(&r);
     if (plen != n - HEADER_LEN - HASH_LEN)
         return am_fail(AM_EFORMAT, "checkpoint %s: header says %llu payload bytes, file has %zu",
@@ -315,6 +318,12 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     a->clip = get_f32(&r), a->sigma = get_f32(&r);
     a->protect_grads = get_i32(&r);
     a->noise_seed = get_u64(&r);
+    if (version >= 4) {
+        const uint8_t *k = take_bytes(&r, sizeof a->noise_key);
+        if (k) memcpy(a->noise_key, k, sizeof a->noise_key);
+    } else {
+        memset(a->noise_key, 0, sizeof a->noise_key);
+    }
     am_status st = AM_OK;
     a->n_ranks = get_i32(&r);
     if (a->n_ranks < 0 || a->n_ranks > AM_MAX_RANKS) st = am_fail(AM_EFORMAT, "checkpoint: bad rank list length");

@@ -8,13 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, uint64_t seed,
+am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, const uint8_t *key, uint64_t seed,
                            uint64_t step, int layer) {
-    return am_dp_clip_noise_at(R, B, n, 0, clip, sigma, seed, step, layer);
+    return am_dp_clip_noise_at(R, B, n, 0, clip, sigma, key, seed, step, layer);
 }
 
-am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, uint64_t seed,
-                              uint64_t step, int layer) {
+am_status am_asym_secret_noise_key(am_asym_cfg *a) {
+    if (!a) return am_fail(AM_EINVAL, "noise key: NULL config");
+    if (sodium_init() < 0) return am_fail(AM_EIO, "noise key: libsodium failed to initialize");
+    do
+        randombytes_buf(a->noise_key, sizeof a->noise_key);
+    while (sodium_is_zero(a->noise_key, sizeof a->noise_key)); /* all zeros means "no key" */
+    return AM_OK;
+}
+
+am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, const uint8_t *secret,
+                              uint64_t seed, uint64_t step, int layer) {
     if (!R || B < 1 || !n || first < 0) return am_fail(AM_EINVAL, "dp: bad argument");
     if (!(clip >= 0.f) || !(sigma >= 0.f) || !isfinite(clip) || !isfinite(sigma))
         return am_fail(AM_EINVAL, "dp: clip and sigma must be finite and >= 0");
@@ -48,14 +57,20 @@ am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, 
     free(part);
     if (sigma == 0.f) return AM_OK;
     if (sodium_init() < 0) return am_fail(AM_EIO, "dp: libsodium failed to initialize");
-    /* key = BLAKE2b-256(seed || step || layer) */
+    /* key = BLAKE2b-256(seed || step || layer), keyed by the secret key if
+     * there is one. */
     unsigned char in[20], key[randombytes_SEEDBYTES];
     memcpy(in, &seed, 8);
     memcpy(in + 8, &step, 8);
     memcpy(in + 16, &layer, 4);
-    crypto_generichash(key, sizeof key, in, sizeof in, NULL, 0);
-    /* One ChaCha20 stream for the whole batch's tensor; Box-Muller on pairs
-     * of 32-bit uniforms mapped into (0, 1]. The stream is generated in
+    const int keyed = secret && !sodium_is_zero(secret, 32);
+    crypto_generichash(key, sizeof key, in, sizeof in, keyed ? secret : NULL, keyed ? 32 : 0);
+    /* One ChaCha20 stream for the whole batch's tensor; Box-Muller on
+     * pairs of values, each pair from three 32-bit words: a 64-bit uniform
+     * in (0, 1] for the radius and a 32-bit one for the angle. The radius
+     * sqrt(-2 ln u) reaches 9.42 (u = 2^-64), so the noise is cut off only
+     * past 9.42 sigma, where the Gaussian holds under 1e-19 of its mass
+     * (32-bit radii stopped at 6.66 sigma). The stream is generated in
      * chunks, each keyed by (key || chunk index), so memory stays small, the
      * chunks run in parallel, and samples first .. first + B - 1 draw exactly
      * the values they would draw in one call over the whole batch, whatever
@@ -65,7 +80,8 @@ am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, 
     int oom = 0;
 #pragma omp parallel if (hi - lo > chunk)
     {
-        uint32_t *u = malloc(sizeof(uint32_t) * (chunk + 2));
+        const size_t words = 3 * (chunk / 2 + 1);
+        uint32_t *u = malloc(sizeof(uint32_t) * words);
         if (!u) {
 #pragma omp atomic write
             oom = 1;
@@ -77,16 +93,17 @@ am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, 
             unsigned char ck[randombytes_SEEDBYTES];
             crypto_generichash(ck, sizeof ck, (const unsigned char *)&ci, sizeof ci, key, sizeof key);
             /* A prefix of the chunk's stream, to the pair that holds `to - 1`. */
-            randombytes_buf_deterministic(u, sizeof(uint32_t) * ((to + 1) & ~(size_t)1), ck);
+            randombytes_buf_deterministic(u, sizeof(uint32_t) * 3 * ((to + 1) / 2), ck);
             sodium_memzero(ck, sizeof ck);
             for (size_t j = from & ~(size_t)1; j < to; j += 2) {
-                double u1 = ((double)u[j] + 1.0) / 4294967296.0, u2 = (double)u[j + 1] / 4294967296.0;
+                const uint32_t *w = u + 3 * (j / 2);
+                double u1 = ((double)(((uint64_t)w[0] << 32) | w[1]) + 1.0) * 0x1p-64, u2 = (double)w[2] * 0x1p-32;
                 double rad = sqrt(-2.0 * log(u1)) * sd, th = 6.283185307179586 * u2;
                 if (j >= from) R[base + j - lo] += (float)(rad * cos(th));
                 if (j + 1 >= from && j + 1 < to) R[base + j + 1 - lo] += (float)(rad * sin(th));
             }
         }
-        if (u) sodium_memzero(u, sizeof(uint32_t) * (chunk + 2));
+        if (u) sodium_memzero(u, sizeof(uint32_t) * words);
         free(u);
     }
     sodium_memzero(key, sizeof key);

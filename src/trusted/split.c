@@ -647,7 +647,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         ev += p->basis == AM_BASIS_SHARED ? am_sumsq(Vg, (size_t)g * r * N) : am_sumsq(Xg, (size_t)g * per) - eg;
         if (!asym) continue;
         /* Every release is clipped and noised, in evaluation too. */
-        AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
+        AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, a->step, layer));
         double tx = now();
         copy_out(bx + (size_t)b0 * per, R, (size_t)g * per);
         p->xfer_s += now() - tx;
@@ -719,7 +719,7 @@ static am_status protected_terms(am_asym *a, layer_plan *p, int layer, const am_
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, p->Ub + (size_t)s * C * r, r,
                         p->V + (size_t)s * r * N, N, 1.f, R + (size_t)s * C * N, N);
     }
-    AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step, layer));
+    AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, a->step, layer));
     am_conv2d_cfg gc = *lc;
     gc.out_c = rg;
     am_tensor rt = {x->s, R};
@@ -757,7 +757,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(am_shared_basis(dy->d, B, K, p->P, p->rg, a->cfg.iters, warm, A, a->basis_work, a->basis_work_n));
         p->warm_a = 1;
         AM_TRY(am_project(dy->d, B, K, p->P, p->rg, A, a->gb, a->gs));
-        AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->cfg.noise_seed, a->step,
+        AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, a->step,
                                 layer | (1 << 24)));
         AM_TRY(cross(a, layer, AM_BUF_GRAD, AM_CROSS_GRAD_RESIDUAL, dy->s, a->gs, &bg));
     } else if (accel) {
