@@ -665,12 +665,15 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         rq.cfg.bias = 0;
         AM_TRY(be_submit(a, p, &rq));
     }
-    /* The low-rank conv in the TEE: conv(W U, V) + b. */
+    /* The low-rank conv in the TEE: conv(W U, V); the bias goes in with the
+     * accelerator's part, in one pass over the output. */
+    if (cfg->bias && !b) return am_fail(AM_EINVAL, "asym: layer %d expects a bias", layer);
     am_conv2d_cfg lc = *cfg;
+    lc.bias = 0;
     if (p->basis == AM_BASIS_SHARED) {
         fold_chunked(w, U, p->K, C, r, p->kk, a->wt, a->fm, p->Wp);
         am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
-        AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, b, y, work, work_n));
+        AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, NULL, y, work, work_n));
     } else {
         to_ck(w, p->K, C, p->kk, a->wt);
         blas_serial(1);
@@ -679,19 +682,29 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
             fold(a->wt, p->Ub + (size_t)s * C * r, p->K, C, r, p->kk, a->fm, p->Wp);
             am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * N};
             am_tensor ys = {am_shape4(1, p->K, p->y.h, p->y.w), y->d + (size_t)s * p->K * p->P};
-            st = am_conv2d_forward(&lc, &v, p->Wp, b, &ys, work, work_n);
+            st = am_conv2d_forward(&lc, &v, p->Wp, NULL, &ys, work, work_n);
         }
         blas_serial(0);
         AM_TRY(st);
     }
-    if (a->cfg.mode == AM_MODE_ASYMML) {
-        AM_TRY(be_wait(a, p));
+    const int accel = a->cfg.mode == AM_MODE_ASYMML;
+    if (accel) AM_TRY(be_wait(a, p));
+    if (accel || (cfg->bias && b)) {
         double tx = now();
-        const size_t n = am_shape_numel(y->s);
-        float *yd = y->d;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) yd[i] += by[i];
-        p->xfer_s += now() - tx;
+        const int K = p->K;
+        const size_t P = (size_t)p->P;
+        const float *bias = cfg->bias ? b : NULL;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * K * P > 65536)
+        for (int n = 0; n < B; n++)
+            for (int k = 0; k < K; k++) {
+                const size_t o = ((size_t)n * K + k) * P;
+                float *yk = y->d + o, bk = bias ? bias[k] : 0.f;
+                if (accel)
+                    for (size_t i = 0; i < P; i++) yk[i] += by[o + i] + bk;
+                else
+                    for (size_t i = 0; i < P; i++) yk[i] += bk;
+            }
+        if (accel) p->xfer_s += now() - tx;
     }
     p->accel_s += a->be->vt->busy_seconds(a->be) - accel0;
     p->tee_s += now() - t0 - (p->wait_s - wait0);
