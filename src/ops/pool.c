@@ -1,6 +1,8 @@
 /* Max pooling, average pooling and adaptive average pooling, forward and
  * backward, with PyTorch's output-size rules (ceil_mode included). Max pooling
- * records the argmax of each window so that the backward pass is a scatter.
+ * records the argmax of each window; both of its passes are branch-free and
+ * touch the same addresses whatever the data (it runs on private
+ * activations in the TEE).
  * Planes are independent, so every loop runs in parallel over (n, c). */
 #include "asymml/ops.h"
 
@@ -76,11 +78,25 @@ am_status am_maxpool_forward(const am_pool_cfg *c, const am_tensor *x, am_tensor
     return AM_OK;
 }
 
+/* g where the bit is set, else +0 (a NaN gradient too): an AND on its bits. */
+static inline float keep_if(float g, uint32_t bit) {
+    uint32_t u;
+    memcpy(&u, &g, sizeof u);
+    u &= 0u - (bit & 1u);
+    memcpy(&g, &u, sizeof g);
+    return g;
+}
+
+/* Each output's gradient goes to its window's argmax: written to every
+ * position of the window (masked off but the argmax), not scattered to the
+ * argmax alone, so that the addresses touched do not depend on where the
+ * private maxima were. */
 am_status am_maxpool_backward(const am_pool_cfg *c, const int32_t *argmax, const am_tensor *dy,
                               am_tensor *dx, int accum) {
     AM_TRY(check(c, dx, dy));
     if (!argmax) return am_fail(AM_EINVAL, "maxpool backward: NULL argmax buffer");
-    const size_t in_pl = (size_t)dx->s.h * dx->s.w, out_pl = (size_t)dy->s.h * dy->s.w;
+    const int H = dx->s.h, W = dx->s.w, Ho = dy->s.h, Wo = dy->s.w;
+    const size_t in_pl = (size_t)H * W, out_pl = (size_t)Ho * Wo;
     const int planes = dy->s.n * dy->s.c;
 #pragma omp parallel for schedule(static)
     for (int pl = 0; pl < planes; pl++) {
@@ -88,7 +104,20 @@ am_status am_maxpool_backward(const am_pool_cfg *c, const int32_t *argmax, const
         const float *g = dy->d + (size_t)pl * out_pl;
         const int32_t *a = argmax + (size_t)pl * out_pl;
         if (!accum) memset(d, 0, in_pl * sizeof(float));
-        for (size_t i = 0; i < out_pl; i++) d[a[i]] += g[i];
+        for (int oh = 0; oh < Ho; oh++) {
+            int h0 = oh * c->sh - c->ph, h1 = h0 + c->kh;
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            for (int ow = 0; ow < Wo; ow++) {
+                int w0 = ow * c->sw - c->pw, w1 = w0 + c->kw;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                const float go = g[oh * Wo + ow];
+                const int32_t ao = a[oh * Wo + ow];
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++) d[ih * W + iw] += keep_if(go, (uint32_t)(ih * W + iw == ao));
+            }
+        }
     }
     return AM_OK;
 }
