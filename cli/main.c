@@ -525,8 +525,9 @@ static void print_privacy(FILE *f, const am_model *m, const am_asym_cfg *a, long
             fprintf(f, "Not covered: the weights and weight gradients (public in this threat model) and the output "
                        "gradients, which cross in the clear.\n");
         if (has_noise_key(a))
-            fprintf(f, "noise: keyed by a random secret key drawn in the trusted process (kept in its checkpoints): "
-                       "it cannot be regenerated, and this run's losses cannot be reproduced\n");
+            fprintf(f, "noise: keyed by a random secret key drawn in the trusted process and kept in its "
+                       "checkpoints: no one else can regenerate it, and a new run with the same options draws "
+                       "other noise\n");
         else
             fprintf(f, "noise: follows from the seed %llu alone (--noise-seed or --seed): whoever knows it, such as "
                        "the host, which sees the command line, can regenerate and subtract the noise, and the figure "
