@@ -585,6 +585,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     layer_plan *p = &a->L[layer];
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
     if (!am_shape_eq(x->s, p->x)) return am_fail(AM_EINVAL, "asym: layer %d planned for another batch size", layer);
+    if (cfg->bias && !b) return am_fail(AM_EINVAL, "asym: layer %d expects a bias", layer);
     double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be), wait0 = p->wait_s;
     if (a->cfg.mode == AM_MODE_OPEN) {
         am_status st = forward_open(a, layer, p, x, w, b, y);
@@ -667,7 +668,6 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     }
     /* The low-rank conv in the TEE: conv(W U, V); the bias goes in with the
      * accelerator's part, in one pass over the output. */
-    if (cfg->bias && !b) return am_fail(AM_EINVAL, "asym: layer %d expects a bias", layer);
     am_conv2d_cfg lc = *cfg;
     lc.bias = 0;
     if (p->basis == AM_BASIS_SHARED) {
