@@ -59,6 +59,8 @@ am_status am_shape_check(am_shape s);
 
 #define AM_ALIGN 64
 void *am_aligned_alloc(size_t bytes); /* zeroed; NULL on failure */
+/* n floats from src to dst (not overlapping), in parallel pieces. */
+void am_copy_floats(float *dst, const float *src, size_t n);
 void am_aligned_free(void *p);
 
 /* This program's heap, counted (see src/core/mem.c): bytes in use, the peak

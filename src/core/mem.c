@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t m);
@@ -105,3 +106,8 @@ size_t am_mem_in_use(void) {
 size_t am_mem_peak(void) { return (size_t)atomic_load(&g_peak); }
 int am_mem_limit_hit(void) { return atomic_load(&g_hit); }
 void am_mem_reset_peak(void) { atomic_store(&g_peak, atomic_load(&g_cur)); }
+
+void am_copy_floats(float *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i += 4096) memcpy(dst + i, src + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
+}

@@ -270,11 +270,7 @@ am_status am_project_ws(const float *X, int B, int C, int N, int r, const float 
         float *Vb = V + (size_t)b * r * N, *Rb = R ? R + (size_t)b * C * N : NULL;
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, N, C, 1.f, U, r, Xb, N, 0.f, Vb, N);
         if (!Rb) continue;
-        if (Rb != Xb) {
-            const size_t n = (size_t)C * N;
-#pragma omp parallel for schedule(static) if (n > 65536)
-            for (size_t i = 0; i < n; i += 4096) memcpy(Rb + i, Xb + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
-        }
+        if (Rb != Xb) am_copy_floats(Rb, Xb, (size_t)C * N);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, U, r, Vb, N, 1.f, Rb, N);
     }
     return AM_OK;

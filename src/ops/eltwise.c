@@ -2,21 +2,12 @@
  * (a max, and a multiply by or an AND with a 0/1 mask) because the trusted
  * side runs it on private activations. */
 #include "asymml/ops.h"
+#include "mask.h"
 
 #include <string.h>
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-
-/* g where the mask bit is set, else +0 (a NaN gradient too): an AND on the
- * bits, no branch. */
-static inline float keep_if(float g, uint32_t bit) {
-    uint32_t u;
-    memcpy(&u, &g, sizeof u);
-    u &= 0u - (bit & 1u);
-    memcpy(&g, &u, sizeof g);
-    return g;
-}
 
 static am_status same(const am_tensor *a, const am_tensor *b, const char *op) {
     if (!a || !a->d || !b || !b->d) return am_fail(AM_EINVAL, "%s: NULL tensor", op);
@@ -52,11 +43,23 @@ am_status am_relu_backward(const am_tensor *y, const am_tensor *dy, am_tensor *d
     return AM_OK;
 }
 
-/* One 32-element word of the mask: forward writes max(x, 0) and the sign
- * bits, backward multiplies by them. SSE2 (in every x86-64) does four lanes
- * at a time: the mask bits come from movemask and go back through a compare
- * against each lane's own bit, with no table indexed by the private bits.
- * Elsewhere, and for a short last word, the plain loops. */
+/* Up to 32 elements, one mask word: forward writes max(x, 0) and returns
+ * the sign bits, backward keeps the gradient where they are set. The plain
+ * loops serve a short last word; SSE2 (in every x86-64) does whole words
+ * four lanes at a time: the mask bits come from movemask and go back through
+ * a compare against each lane's own bit, with no table indexed by the
+ * private bits. */
+static uint32_t relu_span(const float *a, float *b, size_t len) {
+    uint32_t m = 0;
+    for (size_t i = 0; i < len; i++) {
+        m |= (uint32_t)(a[i] > 0.f) << i;
+        b[i] = a[i] > 0.f ? a[i] : 0.f;
+    }
+    return m;
+}
+static void relu_back_span(uint32_t m, const float *g, float *d, int accum, size_t len) {
+    for (size_t i = 0; i < len; i++) d[i] = (accum ? d[i] : 0.f) + am_keep_if(g[i], m >> i);
+}
 #if defined(__SSE2__)
 static uint32_t relu_word(const float *a, float *b) {
     const __m128 z = _mm_setzero_ps();
@@ -78,17 +81,8 @@ static void relu_back_word(uint32_t m, const float *g, float *d, int accum) {
     }
 }
 #else
-static uint32_t relu_word(const float *a, float *b) {
-    uint32_t m = 0;
-    for (int i = 0; i < 32; i++) {
-        m |= (uint32_t)(a[i] > 0.f) << i;
-        b[i] = a[i] > 0.f ? a[i] : 0.f;
-    }
-    return m;
-}
-static void relu_back_word(uint32_t m, const float *g, float *d, int accum) {
-    for (int i = 0; i < 32; i++) d[i] = (accum ? d[i] : 0.f) + keep_if(g[i], m >> i);
-}
+static uint32_t relu_word(const float *a, float *b) { return relu_span(a, b, 32); }
+static void relu_back_word(uint32_t m, const float *g, float *d, int accum) { relu_back_span(m, g, d, accum, 32); }
 #endif
 
 am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits) {
@@ -100,16 +94,7 @@ am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits)
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t w = 0; w < words; w++) {
         size_t i0 = w * 32;
-        if (i0 + 32 <= n) {
-            bits[w] = relu_word(a + i0, b + i0);
-            continue;
-        }
-        uint32_t m = 0;
-        for (size_t i = i0; i < n; i++) {
-            m |= (uint32_t)(a[i] > 0.f) << (i - i0);
-            b[i] = a[i] > 0.f ? a[i] : 0.f;
-        }
-        bits[w] = m;
+        bits[w] = i0 + 32 <= n ? relu_word(a + i0, b + i0) : relu_span(a + i0, b + i0, n - i0);
     }
     return AM_OK;
 }
@@ -123,12 +108,10 @@ am_status am_relu_backward_bits(const uint32_t *bits, const am_tensor *dy, am_te
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t w = 0; w < words; w++) {
         size_t i0 = w * 32;
-        uint32_t m = bits[w];
-        if (i0 + 32 <= n) {
-            relu_back_word(m, g + i0, d + i0, accum);
-            continue;
-        }
-        for (size_t i = i0; i < n; i++) d[i] = (accum ? d[i] : 0.f) + keep_if(g[i], m >> (i - i0));
+        if (i0 + 32 <= n)
+            relu_back_word(bits[w], g + i0, d + i0, accum);
+        else
+            relu_back_span(bits[w], g + i0, d + i0, accum, n - i0);
     }
     return AM_OK;
 }

@@ -5,6 +5,7 @@
  * activations in the TEE).
  * Planes are independent, so every loop runs in parallel over (n, c). */
 #include "asymml/ops.h"
+#include "mask.h"
 
 #include <math.h>
 #include <string.h>
@@ -40,6 +41,17 @@ static am_status check(const am_pool_cfg *c, const am_tensor *x, const am_tensor
     return AM_OK;
 }
 
+/* The input window [h0, h1) x [w0, w1) of max-pool output (oh, ow), clipped
+ * to the input (padding never wins a max). */
+static void max_window(const am_pool_cfg *c, int H, int W, int oh, int ow, int *h0, int *h1, int *w0, int *w1) {
+    *h0 = oh * c->sh - c->ph, *h1 = *h0 + c->kh;
+    *w0 = ow * c->sw - c->pw, *w1 = *w0 + c->kw;
+    if (*h0 < 0) *h0 = 0;
+    if (*h1 > H) *h1 = H;
+    if (*w0 < 0) *w0 = 0;
+    if (*w1 > W) *w1 = W;
+}
+
 am_status am_maxpool_forward(const am_pool_cfg *c, const am_tensor *x, am_tensor *y,
                              int32_t *argmax) {
     AM_TRY(check(c, x, y));
@@ -51,14 +63,10 @@ am_status am_maxpool_forward(const am_pool_cfg *c, const am_tensor *x, am_tensor
         const float *xp = x->d + (size_t)pl * H * W;
         float *yp = y->d + (size_t)pl * Ho * Wo;
         int32_t *ap = argmax + (size_t)pl * Ho * Wo;
-        for (int oh = 0; oh < Ho; oh++) {
-            int h0 = oh * c->sh - c->ph, h1 = h0 + c->kh;
-            if (h0 < 0) h0 = 0;
-            if (h1 > H) h1 = H;
+        for (int oh = 0; oh < Ho; oh++)
             for (int ow = 0; ow < Wo; ow++) {
-                int w0 = ow * c->sw - c->pw, w1 = w0 + c->kw;
-                if (w0 < 0) w0 = 0;
-                if (w1 > W) w1 = W;
+                int h0, h1, w0, w1;
+                max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
                 int bi = h0 * W + w0;
                 float best = xp[bi];
                 for (int ih = h0; ih < h1; ih++)
@@ -73,18 +81,8 @@ am_status am_maxpool_forward(const am_pool_cfg *c, const am_tensor *x, am_tensor
                 yp[oh * Wo + ow] = best;
                 ap[oh * Wo + ow] = bi;
             }
-        }
     }
     return AM_OK;
-}
-
-/* g where the bit is set, else +0 (a NaN gradient too): an AND on its bits. */
-static inline float keep_if(float g, uint32_t bit) {
-    uint32_t u;
-    memcpy(&u, &g, sizeof u);
-    u &= 0u - (bit & 1u);
-    memcpy(&g, &u, sizeof g);
-    return g;
 }
 
 /* Each output's gradient goes to its window's argmax: written to every
@@ -104,20 +102,15 @@ am_status am_maxpool_backward(const am_pool_cfg *c, const int32_t *argmax, const
         const float *g = dy->d + (size_t)pl * out_pl;
         const int32_t *a = argmax + (size_t)pl * out_pl;
         if (!accum) memset(d, 0, in_pl * sizeof(float));
-        for (int oh = 0; oh < Ho; oh++) {
-            int h0 = oh * c->sh - c->ph, h1 = h0 + c->kh;
-            if (h0 < 0) h0 = 0;
-            if (h1 > H) h1 = H;
+        for (int oh = 0; oh < Ho; oh++)
             for (int ow = 0; ow < Wo; ow++) {
-                int w0 = ow * c->sw - c->pw, w1 = w0 + c->kw;
-                if (w0 < 0) w0 = 0;
-                if (w1 > W) w1 = W;
+                int h0, h1, w0, w1;
+                max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
                 const float go = g[oh * Wo + ow];
                 const int32_t ao = a[oh * Wo + ow];
                 for (int ih = h0; ih < h1; ih++)
-                    for (int iw = w0; iw < w1; iw++) d[ih * W + iw] += keep_if(go, (uint32_t)(ih * W + iw == ao));
+                    for (int iw = w0; iw < w1; iw++) d[ih * W + iw] += am_keep_if(go, (uint32_t)(ih * W + iw == ao));
             }
-        }
     }
     return AM_OK;
 }

@@ -424,12 +424,6 @@ void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {
 
 static am_status record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf);
 
-/* n floats into an accelerator buffer, in parallel pieces. */
-static void copy_out(float *d, const float *src, size_t n) {
-#pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i += 4096) memcpy(d + i, src + i, sizeof(float) * (n - i < 4096 ? n - i : 4096));
-}
-
 /* Copies n floats of trusted memory into the accelerator's (layer, role)
  * buffer and records the crossing. */
 static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s,
@@ -437,7 +431,7 @@ static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind ki
     size_t n = am_shape_numel(s);
     double t0 = now();
     AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
-    copy_out(*dst, src, n);
+    am_copy_floats(*dst, src, n);
     a->L[layer].xfer_s += now() - t0;
     return record(a, layer, kind, s, *dst);
 }
@@ -650,7 +644,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         /* Every release is clipped and noised, in evaluation too. */
         AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, a->step, layer));
         double tx = now();
-        copy_out(bx + (size_t)b0 * per, R, (size_t)g * per);
+        am_copy_floats(bx + (size_t)b0 * per, R, (size_t)g * per);
         p->xfer_s += now() - tx;
     }
     p->e_total += ev + er;
