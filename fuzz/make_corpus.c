@@ -7,6 +7,7 @@
 
 #include "asymml/asymml.h"
 #include "boundary/channel.h"
+#include "untrusted/cpu_backend.h"
 
 static const char *root;
 
@@ -106,10 +107,13 @@ int main(int argc, char **argv) {
     /* Checkpoints: a real one of a tiny model, then damaged copies. */
     am_dataset ds;
     am_trainer *t;
+    am_backend *be;
+    if (am_cpu_backend_create(&be)) return 1;
+    am_trainer_io io = {&ds, NULL, be};
     am_train_cfg cfg = {.epochs = 1, .batch = 4, .lr = 0.1f, .momentum = 0.9f, .sched = AM_SCHED_CONSTANT,
                         .step_size = 1, .gamma = 0.1f, .seed = 1};
     if (am_synthetic(8, 1, 4, 4, 2, 1, &ds) ||
-        am_trainer_create(&cfg, "input 1 4 4\nconv 2 k=3 p=1\nbn\nrelu\ngap\nflatten\nlinear 2", &ds, &t) ||
+        am_trainer_create(&cfg, "input 1 4 4\nconv 2 k=3 p=1\nbn\nrelu\ngap\nflatten\nlinear 2", &io, &t) ||
         am_trainer_step(t, NULL)) {
         fprintf(stderr, "make_corpus: %s\n", am_last_error());
         return 1;
@@ -129,13 +133,14 @@ int main(int argc, char **argv) {
     cfg.asym.basis = AM_BASIS_AUTO;
     char p2[1024];
     snprintf(p2, sizeof p2, "%s/checkpoint/valid-plan", root);
-    if (am_trainer_create(&cfg, "input 1 4 4\nconv 8 k=3 p=1\nrelu\nconv 8 k=3 p=1\ngap\nflatten\nlinear 2", &ds, &t) ||
+    if (am_trainer_create(&cfg, "input 1 4 4\nconv 8 k=3 p=1\nrelu\nconv 8 k=3 p=1\ngap\nflatten\nlinear 2", &io, &t) ||
         am_trainer_step(t, NULL) || am_trainer_save(t, p2)) {
         fprintf(stderr, "make_corpus: %s\n", am_last_error());
         return 1;
     }
     am_trainer_free(t);
     am_dataset_free(&ds);
+    be->vt->destroy(be);
     FILE *f = fopen(p, "rb");
     uint8_t ck[65536];
     size_t n = fread(ck, 1, sizeof ck, f);
@@ -162,17 +167,18 @@ int main(int argc, char **argv) {
     memcpy(msg, &arena, 8);
     am_msg cm = {.kind = AM_MSG_CONV, .seq = 1, .conv = AM_REQ_CONV_BWD_FILTER, .layer = 4,
                  .cfg = {.out_c = 32, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .ph = 1, .pw = 1},
-                 .x = {8, 16, 14, 14}, .off_in0 = 0, .off_in1 = 1 << 20, .off_out = 2 << 20, .keep = AM_KEEP_IN0};
+                 .x = {8, 16, 14, 14}, .off_in0 = 0, .off_in1 = 1 << 20, .off_out = 2 << 20, .keep = AM_KEEP_IN0,
+                 .tag0 = AM_CROSS_RESIDUAL, .tag1 = AM_CROSS_OUTPUT_GRAD, .step = 12, .flags = AM_REQ_EXACT};
     am_chan_encode(&cm, msg + 8);
     put("channel", "conv", msg, sizeof msg);
     cm.off_out = arena - 64;
     am_chan_encode(&cm, msg + 8);
     put("channel", "conv-past-arena", msg, sizeof msg);
-    am_msg bm = {.kind = AM_MSG_BUFFER, .seq = 2, .layer = 4, .role = AM_BUF_GRAD, .n = 25088};
+    am_msg bm = {.kind = AM_MSG_HELLO, .seq = 2};
     am_chan_encode(&bm, msg + 8);
-    put("channel", "buffer", msg, sizeof msg);
-    am_msg rm = {.kind = AM_MSG_REPLY, .seq = 2, .status = AM_ENOMEM, .off = 4096, .busy = 0.25};
-    snprintf(rm.err, sizeof rm.err, "shared arena full");
+    put("channel", "hello", msg, sizeof msg);
+    am_msg rm = {.kind = AM_MSG_REPLY, .seq = 2, .status = AM_EIO, .busy = 0.25};
+    snprintf(rm.err, sizeof rm.err, "backend failed\n\033[2Jprivacy: epsilon 0");
     am_chan_encode(&rm, msg + 8);
     put("channel", "reply", msg, sizeof msg);
     put("channel", "short", msg, 8 + 100);

@@ -24,18 +24,23 @@ if [ -x "$b/asymml" ]; then
 else
   say "no bundle at $b: building build-gpu"
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DASYMML_CUDA=on >/dev/null &&
-    cmake --build build-gpu -j"$(nproc)" --target asymml-cli asymml-enclave test_cuda >/dev/null || {
+    cmake --build build-gpu -j"$(nproc)" --target asymml-cli asymml-accel test_cuda >/dev/null || {
     echo "gpu-check: build failed (without a bundle this needs OpenBLAS, LAPACKE, libsodium, libseccomp, cmocka)"
     exit 1
   }
   bin=build-gpu test=build-gpu/tests/test_cuda
 fi
-# cuDNN: the system's, or PyTorch's wheel's.
+# cuDNN: the system's, or PyTorch's wheel's. The accelerator server gets no
+# LD_LIBRARY_PATH: a wheel's cuDNN is linked into the bundle's lib/, which its
+# RPATH names and its sandbox lets it read.
 if ! ldconfig -p 2>/dev/null | grep -q libcudnn.so.9; then
   for py in python3 /opt/torch/.venv/bin/python3; do
     d=$($py -c 'import os, nvidia.cudnn as m; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null) &&
       [ -d "$d" ] && export LD_LIBRARY_PATH="$d:$LD_LIBRARY_PATH" && break
   done
+  if [ -n "${d:-}" ] && [ -d "$b/lib" ]; then
+    for f in "$d"/libcudnn*.so*; do cp -f "$f" "$b/lib/" 2>/dev/null; done
+  fi
 fi
 # OpenBLAS picks its kernels from the processor's model number; a virtual
 # machine that hides the model ("Intel(R) Xeon(R) Processor") can leave it on
@@ -58,12 +63,12 @@ status=0
 say "CUDA backend tests"
 timeout 150 "$test" || status=1
 
-say "--tee process with the host on the GPU (ResNet18, 3x32x32, batch 32)"
+say "--tee process with the accelerator server on the GPU (ResNet18, 3x32x32, batch 32)"
 timeout 60 "$bin/asymml" bench --models resnet18 --batch 32 --steps 2 --warmup 1 --mode asymml --tee process \
   --accel cuda | tail -2 || status=1
 
 say "VGG16 and ResNet18 (ImageNet), 3x224x224, batch 32"
 timeout 260 "$bin/asymml" bench --models resnet18-imagenet,vgg16-imagenet --input 3,224,224 --classes 1000 \
-  --batch 32 --steps 3 --warmup 1 --modes asymml,open --accel cuda --layers || status=1
+  --batch 32 --steps 3 --warmup 1 --modes asymml,open --accel cuda --tee process --layers || status=1
 say "done, status $status"
 exit "$status"

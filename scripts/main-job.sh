@@ -3,15 +3,18 @@
 # on Debian's Fashion-MNIST for 3 epochs in asymml mode: its second conv is
 # split at rank 8 of 16 per sample (the low-rank part stays on the trusted
 # side), and each residual, clipped to L2 norm 0.25 and noised with
-# multiplier 2, goes to the accelerator backend. The trusted side runs as its
-# own sandboxed process (asymml-enclave); this one serves the accelerator.
-# It prints the test accuracy, the residual energy share, and (epsilon,
-# delta) with what they cover.
+# multiplier 2, goes to the accelerator. The process this starts is the
+# trusted side (non-dumpable, memory-locked, sandboxed); it starts the
+# accelerator server, asymml-accel, confined (another user when root,
+# Landlock). It prints what crosses to the accelerator and what is known to
+# leak from it, each epoch's test accuracy, and at the end (epsilon, delta)
+# for the residual releases alone, with the signal-to-noise statement that
+# says why that figure is no guarantee for the run.
 # Extra arguments go to `asymml train` (see `asymml train --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)" --target asymml-cli asymml-enclave >/dev/null
+cmake --build build -j"$(nproc)" --target asymml-cli asymml-accel >/dev/null
 exec build/asymml train --model lenet --data /usr/share/datasets/fashion-mnist --epochs 3 \
   --mode asymml --basis per-sample --rank-ratio 0.5 --clip 0.25 --sigma 2 --tee process "$@"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "asymml/asymml.h"
+#include "untrusted/cpu_backend.h"
 
 #define DATA "/usr/share/datasets/fashion-mnist"
 
@@ -31,12 +32,16 @@ static double lenet_acc(am_mode mode) {
     c.asym = am_asym_defaults(); /* rank ratio 1/16: LeNet's second conv keeps rank 1 of 16 */
     c.asym.mode = mode;
     am_trainer *t;
-    assert_int_equal(am_trainer_create(&c, desc, &tr, &t), AM_OK);
+    am_backend *be;
+    assert_int_equal(am_cpu_backend_create(&be), AM_OK);
+    am_trainer_io io = {&tr, &te, be};
+    assert_int_equal(am_trainer_create(&c, desc, &io, &t), AM_OK);
     while (!am_trainer_done(t)) assert_int_equal(am_trainer_step(t, NULL), AM_OK);
     double acc, loss;
     assert_int_equal(am_trainer_evaluate(t, &te, &acc, &loss), AM_OK);
     print_message("lenet, 8000 images, 2 epochs, %s: test accuracy %.4f on 3000\n", am_mode_name(mode), acc);
     am_trainer_free(t);
+    be->vt->destroy(be);
     am_dataset_free(&tr);
     am_dataset_free(&te);
     return acc;

@@ -10,12 +10,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include "asymml/asymml.h"
+#include "untrusted/cpu_backend.h"
 
 static char dir[256];
+static am_backend *g_be;
+
+/* A trainer's inputs: the data, and the CPU backend as its accelerator. */
+static am_trainer_io io_of(const am_dataset *train, const am_dataset *test) {
+    am_trainer_io io = {train, test, g_be};
+    return io;
+}
+
+/* Resumes the checkpoint at path. */
+static am_status resume_at(const char *path, const am_trainer_io *io, am_trainer **out) {
+    am_checkpoint ck;
+    am_status st = am_checkpoint_read(path, &ck);
+    if (st == AM_OK) st = am_trainer_resume(&ck, io, out);
+    am_checkpoint_free(&ck);
+    return st;
+}
 
 /* BatchNorm (running statistics), dropout (the RNG), augmentation (the
  * loader), momentum and a cosine schedule with warm-up: all the state there is. */
@@ -42,7 +63,8 @@ static void resume_case(const char *desc, const am_asym_cfg *asym) {
     if (asym) c.asym = *asym;
     float straight[15], resumed[15];
     am_trainer *a;
-    assert_int_equal(am_trainer_create(&c, desc, &d, &a), AM_OK);
+    am_trainer_io io = io_of(&d, NULL);
+    assert_int_equal(am_trainer_create(&c, desc, &io, &a), AM_OK);
     if (asym) assert_true(am_model_mode(am_trainer_model(a)) == AM_MODE_ASYMML && am_trainer_releases(a) == 0);
     am_step_info si;
     for (int i = 0; !am_trainer_done(a); i++) {
@@ -55,15 +77,19 @@ static void resume_case(const char *desc, const am_asym_cfg *asym) {
     char p[512];
     path_of(p, "mid.amck");
     am_trainer *b;
-    assert_int_equal(am_trainer_create(&c, desc, &d, &b), AM_OK);
+    assert_int_equal(am_trainer_create(&c, desc, &io, &b), AM_OK);
     for (int i = 0; i < 7; i++) {
         assert_int_equal(am_trainer_step(b, &si), AM_OK);
         resumed[i] = si.loss;
     }
     assert_int_equal(am_trainer_save(b, p), AM_OK);
+    uint64_t counter = am_model_noise_counter(am_trainer_model(b));
     am_trainer_free(b);
-    assert_int_equal(am_trainer_resume(p, &d, &b), AM_OK);
+    assert_int_equal(resume_at(p, &io, &b), AM_OK);
     assert_int_equal(am_trainer_global_step(b), 7);
+    /* The release counter goes on from where the run was. */
+    assert_true(am_model_noise_counter(am_trainer_model(b)) == counter);
+    if (asym) assert_true(counter == 7 * (uint64_t)(am_trainer_releases(b) / 2)); /* 7 steps x split layers */
     for (int i = 7; i < 15; i++) {
         assert_int_equal(am_trainer_step(b, &si), AM_OK);
         resumed[i] = si.loss;
@@ -81,11 +107,18 @@ static void resume_case(const char *desc, const am_asym_cfg *asym) {
     am_trainer_free(a);
     am_trainer_free(b);
 
-    /* The same checkpoint on data of another shape is refused. */
+    /* The same checkpoint on other data is refused: of another shape, or
+     * fewer of the same images (another --limit-train), which would repeat
+     * the run's noise on other samples. */
     am_dataset other;
     assert_int_equal(am_synthetic(40, 1, 10, 10, 4, 5, &other), AM_OK);
-    assert_int_equal(am_trainer_resume(p, &other, &b), AM_EINVAL);
-    assert_non_null(strstr(am_last_error(), "model takes"));
+    am_trainer_io oio = io_of(&other, NULL);
+    assert_int_equal(resume_at(p, &oio, &b), AM_EINVAL);
+    assert_non_null(strstr(am_last_error(), "training data differ"));
+    am_dataset_free(&other);
+    assert_int_equal(am_synthetic(43, 1, 8, 8, 4, 5, &other), AM_OK);
+    am_dataset_truncate(&other, 42);
+    assert_int_equal(resume_at(p, &oio, &b), AM_EINVAL);
     am_dataset_free(&other);
     am_dataset_free(&d);
 }
@@ -145,7 +178,8 @@ static void t_bad_files(void **st) {
     assert_int_equal(am_synthetic(16, 1, 8, 8, 4, 5, &d), AM_OK);
     am_train_cfg c = cfg();
     am_trainer *t;
-    assert_int_equal(am_trainer_create(&c, DESC, &d, &t), AM_OK);
+    am_trainer_io io = io_of(&d, NULL);
+    assert_int_equal(am_trainer_create(&c, DESC, &io, &t), AM_OK);
     assert_int_equal(am_trainer_step(t, NULL), AM_OK);
     char p[512];
     path_of(p, "good.amck");
@@ -180,18 +214,33 @@ static void t_bad_files(void **st) {
     expect_bad(m, n, "magic");
     free(m);
 
-    /* A failed write leaves the file that was there. */
-    char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp", p);
-    assert_int_equal(mkdir(tmp, 0755), 0); /* the temporary name is taken by a directory */
+    /* A failed write (the file size limit, which binds root too) leaves the
+     * file that was there, and no temporary file. */
+    struct rlimit lim, small = {n / 2, RLIM_INFINITY};
+    getrlimit(RLIMIT_FSIZE, &lim);
+    small.rlim_max = lim.rlim_max;
+    signal(SIGXFSZ, SIG_IGN);
     assert_int_equal(am_trainer_step(t, NULL), AM_OK);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
     assert_int_equal(am_trainer_save(t, p), AM_EIO);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
     size_t n2;
     uint8_t *b2 = slurp(p, &n2);
     assert_int_equal(n2, n);
     assert_memory_equal(b, b2, n);
-    rmdir(tmp);
     free(b2);
+    DIR *dh = opendir(dir);
+    struct dirent *e;
+    while ((e = readdir(dh))) assert_null(strstr(e->d_name, ".tmp"));
+    closedir(dh);
+
+    /* A checkpoint named for another step than it holds (renamed) is refused. */
+    char renamed[600];
+    path_of(renamed, "ckpt-0000000005.amck");
+    assert_int_equal(rename(p, renamed), 0);
+    assert_int_equal(am_checkpoint_read(renamed, &ck), AM_EFORMAT);
+    assert_non_null(strstr(am_last_error(), "not the step its name says"));
+    unlink(renamed);
     free(b);
 
     /* Reading: missing file, a directory, an unwritable checkpoint directory. */
@@ -199,17 +248,24 @@ static void t_bad_files(void **st) {
     assert_int_equal(am_checkpoint_read(dir, &ck), AM_EIO);
     char under_file[600];
     snprintf(under_file, sizeof under_file, "%s/sub", p);
-    assert_int_equal(am_checkpoint_dir_check(under_file), AM_EIO);
+    am_ckdir cd;
+    path_of(p, "good2.amck");
+    assert_int_equal(am_trainer_save(t, p), AM_OK);
+    assert_int_equal(am_ckdir_open(under_file, 1, &cd), AM_EIO);
     am_trainer_free(t);
     am_dataset_free(&d);
 }
 
 static void t_dir_helpers(void **st) {
     (void)st;
-    char sub[512], p[600], latest[600];
+    char sub[512], p[600], latest[64];
     path_of(sub, "rot");
-    assert_int_equal(am_checkpoint_dir_check(sub), AM_OK);
-    assert_int_equal(am_checkpoint_latest(sub, latest, sizeof latest), AM_EIO);
+    am_ckdir d;
+    assert_int_equal(am_ckdir_open(sub, 1, &d), AM_OK);
+    struct stat sb;
+    assert_int_equal(stat(sub, &sb), 0);
+    assert_int_equal(sb.st_mode & 077, 0); /* created private */
+    assert_int_equal(am_ckdir_latest(&d, latest, sizeof latest), AM_EIO);
     for (int s = 1; s <= 12; s += 3) {
         snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, s);
         FILE *f = fopen(p, "w");
@@ -217,16 +273,17 @@ static void t_dir_helpers(void **st) {
     }
     snprintf(p, sizeof p, "%s/notes.txt", sub);
     fclose(fopen(p, "w"));
-    assert_int_equal(am_checkpoint_prune(sub, 2), AM_OK);
-    assert_int_equal(am_checkpoint_latest(sub, latest, sizeof latest), AM_OK);
-    assert_non_null(strstr(latest, "ckpt-0000000010.amck"));
+    assert_int_equal(am_ckdir_prune(&d, 2), AM_OK);
+    assert_int_equal(am_ckdir_latest(&d, latest, sizeof latest), AM_OK);
+    assert_string_equal(latest, "ckpt-0000000010.amck");
     snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 7);
     assert_int_equal(access(p, F_OK), 0);
     snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 4);
     assert_int_not_equal(access(p, F_OK), 0);
     snprintf(p, sizeof p, "%s/notes.txt", sub);
     assert_int_equal(access(p, F_OK), 0); /* only checkpoints are pruned */
-    assert_int_equal(am_checkpoint_prune(sub, 0), AM_EINVAL);
+    assert_int_equal(am_ckdir_prune(&d, 0), AM_EINVAL);
+    am_ckdir_close(&d);
 }
 
 static void t_loader(void **st) {
@@ -304,13 +361,14 @@ static void t_cifar(void **st) {
 int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     snprintf(dir, sizeof dir, "/tmp/asymml-test-ckpt-XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (!mkdtemp(dir) || am_cpu_backend_create(&g_be) != AM_OK) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_resume_bitwise), cmocka_unit_test(t_bad_files),
         cmocka_unit_test(t_dir_helpers),    cmocka_unit_test(t_loader),
         cmocka_unit_test(t_cifar),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
+    g_be->vt->destroy(g_be);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) r = r ? r : 1;

@@ -41,7 +41,7 @@ static void run_req(am_backend *be, am_req_kind k, const am_conv2d_cfg *c, am_sh
     assert_int_equal(be->vt->buffer(be, layer, (am_buf_role)ro, no, &bo), AM_OK);
     if (!(keep & AM_KEEP_IN0)) memcpy(b0, in0, n0 * sizeof(float));
     if (!(keep & AM_KEEP_IN1)) memcpy(b1, in1, n1 * sizeof(float));
-    am_req q = {k, layer, *c, x, b0, b1, bo, keep};
+    am_req q = {k, layer, *c, x, b0, b1, bo, keep, AM_CROSS_RESIDUAL, AM_CROSS_WEIGHTS, 0, 0};
     if (be->vt->submit(be, &q) != AM_OK || be->vt->wait(be) != AM_OK) fail_msg("%s: %s", be->vt->name, am_last_error());
     memcpy(out, bo, no * sizeof(float));
 }
@@ -114,7 +114,7 @@ static void t_ops(void **st) {
         assert_true(fx_scaled_err(dw1, dw0, wn) < OP_BOUND);
     }
     /* Bad requests fail cleanly. */
-    am_req bad = {AM_REQ_CONV_FWD, 0, {4, 3, 3, 1, 1, 1, 1, 0}, am_shape4(1, 3, 8, 8), NULL, NULL, NULL, 0};
+    am_req bad = {AM_REQ_CONV_FWD, 0, {4, 3, 3, 1, 1, 1, 1, 0}, am_shape4(1, 3, 8, 8), NULL, NULL, NULL, 0, 0, 0, 0, 0};
     assert_int_equal(gpu->vt->submit(gpu, &bad), AM_EINVAL);
     cpu->vt->destroy(cpu);
 }
@@ -135,14 +135,15 @@ static void zoo_step(const char *name) {
     for (size_t i = 0; i < am_shape_numel(in); i++) x.d[i] = am_rng_normal(&dr);
     int32_t lab[4] = {1, 3, 5, 7};
     for (int run = 0; run < 2; run++) {
-        am_set_accelerator(run ? am_cuda_backend_create : NULL);
+        am_backend *be;
+        assert_int_equal(run ? am_cuda_backend_create(&be) : am_cpu_backend_create(&be), AM_OK);
         am_model *m;
         assert_int_equal(am_model_create(desc, &m), AM_OK);
         assert_int_equal(am_model_init(m, 3), AM_OK);
         assert_int_equal(am_model_set_batch(m, B), AM_OK);
         am_asym_cfg c = am_asym_defaults();
         c.mode = AM_MODE_ASYMML;
-        if (am_model_set_asym(m, &c)) fail_msg("%s", am_last_error());
+        if (am_model_set_asym(m, &c, be)) fail_msg("%s", am_last_error());
         am_rng_seed(&dr, 9);
         if (am_model_forward(m, &x, 1, &dr)) fail_msg("%s", am_last_error());
         assert_int_equal(am_model_loss(m, lab, &loss[run]), AM_OK);
@@ -154,8 +155,8 @@ static void zoo_step(const char *name) {
         logits[run] = malloc((size_t)B * 10 * sizeof(float));
         memcpy(logits[run], lg->d, (size_t)B * 10 * sizeof(float));
         am_model_free(m);
+        be->vt->destroy(be);
     }
-    am_set_accelerator(NULL);
     double el = fx_scaled_err(logits[1], logits[0], (size_t)B * 10), eg = fx_scaled_err(grads[1], grads[0], nw);
     print_message("%-18s loss %.6f (cpu) %.6f (cuda), logits %.1e, grads %.1e\n", name, loss[0], loss[1], el, eg);
     /* As in test_asym: BatchNorm over few values and ReLU masks amplify

@@ -58,7 +58,7 @@ static void t_valid(void **st) {
         const char *im = write_idx(gz ? "i.gz" : "i", gz, 0x803, di, 3, px, sizeof px, 0);
         const char *la = write_idx(gz ? "l.gz" : "l", gz, 0x801, dl, 1, lb, sizeof lb, 0);
         am_dataset d;
-        assert_int_equal(am_idx_load(im, la, 10, &d), AM_OK);
+        assert_int_equal(am_idx_load(im, la, 10, 1, &d), AM_OK);
         assert_int_equal(d.n, 6);
         assert_int_equal(d.h, 4);
         assert_int_equal(d.w, 3);
@@ -80,7 +80,7 @@ static void t_valid(void **st) {
 
 static void expect_fail(const char *im, const char *la, am_status want, const char *needle) {
     am_dataset d;
-    am_status s = am_idx_load(im, la, 10, &d);
+    am_status s = am_idx_load(im, la, 10, 1, &d);
     assert_int_equal(s, want);
     assert_null(d.pixels);
     if (needle && !strstr(am_last_error(), needle)) fail_msg("message '%s' lacks '%s'", am_last_error(), needle);
@@ -114,8 +114,8 @@ static void t_bad(void **st) {
     fputc(0x00, f);
     fclose(f);
     am_dataset d;
-    assert_int_not_equal(am_idx_load(g, la, 10, &d), AM_OK);
-    assert_int_equal(am_idx_load(im, la, 1, &d), AM_EINVAL); /* absurd class count */
+    assert_int_not_equal(am_idx_load(g, la, 10, 1, &d), AM_OK);
+    assert_int_equal(am_idx_load(im, la, 1, 1, &d), AM_EINVAL); /* absurd class count */
 }
 
 int main(int argc, char **argv) {

@@ -14,6 +14,7 @@
 #define ASYMML_ASYM_H
 
 #include "asymml/core.h"
+#include "asymml/crossing.h"
 #include "asymml/decomp.h"
 #include "asymml/nn.h"
 
@@ -66,12 +67,11 @@ typedef struct am_asym_cfg {
                             * send only S (clipped and noised like R): no clear G crosses */
 } am_asym_cfg;
 
-/* The accelerator that split layers talk to. Left alone, an in-process CPU
- * backend (a simulation: nothing is isolated); the enclave program installs
- * its channel to the host process. Affects models converted afterwards. */
+/* An accelerator backend (src/boundary/backend.h): the in-process CPU
+ * backend (a simulation: nothing is isolated), or the trusted process's
+ * channel to the accelerator server. Whoever builds the model makes one and
+ * hands it to am_model_set_asym; it must outlive the model's use of it. */
 typedef struct am_backend am_backend;
-typedef am_status (*am_accelerator_fn)(am_backend **out);
-void am_set_accelerator(am_accelerator_fn make);
 
 /* The defaults: asymml mode, ratio 1/16, shared basis, 2 iterations, no
  * clipping, no noise. */
@@ -79,15 +79,31 @@ am_asym_cfg am_asym_defaults(void);
 
 /* Converts m to the given mode: any model, no per-model code. Plans every
  * conv layer (split, or whole in the TEE where splitting would cost the TEE
- * more, and always the first conv), and makes a CPU accelerator backend.
- * Call after am_model_set_batch, with the batch size the model will run at;
- * calling it again replaces the plan. AM_MODE_TEE_ONLY removes it. */
-am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg);
+ * more, and always the first conv). accel runs what leaves the trusted side
+ * (asymml and open modes need one; lowrank-only and tee-only take NULL); the
+ * model keeps the pointer and never frees it. Call after am_model_set_batch,
+ * with the batch size the model will run at; calling it again replaces the
+ * plan. AM_MODE_TEE_ONLY removes it. */
+am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *accel);
+/* Integrity (--verify): every reply of the accelerator is checked against a
+ * random combination of its output channels (or input channels, for the
+ * input gradient) recomputed in the trusted side, Freivalds-style, within a
+ * float error bound derived from the operands' magnitudes; a reply that
+ * fails is an error that names the layer. It costs the trusted side about
+ * 1/K of each conv. Off by default; kept across new plans. */
+void am_model_verify(am_model *m, int on);
 /* The mode in force (AM_MODE_TEE_ONLY when none was set). */
 am_mode am_model_mode(const am_model *m);
-/* The training step the next forward pass belongs to: keys the noise and
- * labels the ledger. */
+/* The training step the next forward pass belongs to: labels the ledger
+ * and the requests (the host sees steps anyway). */
 void am_model_set_step(am_model *m, uint64_t step);
+/* The release counter: every residual (and protected gradient) that leaves
+ * draws its noise from the next number, in training and evaluation alike,
+ * so that no two releases share noise. It only increases; a new plan for
+ * the same model (am_model_set_asym, am_model_set_batch) keeps it, and a
+ * checkpoint keeps it (am_model_set_noise_counter on resume). */
+uint64_t am_model_noise_counter(const am_model *m);
+void am_model_set_noise_counter(am_model *m, uint64_t next);
 
 /* Per-layer plan and figures, for `asymml analyze`, bench and the logs. */
 typedef struct am_split_info {
@@ -138,13 +154,6 @@ float *am_model_asym_state(am_model *m);
 void am_model_asym_state_restored(am_model *m);
 
 /* ---- the boundary ledger ---- */
-typedef enum am_cross_kind {
-    AM_CROSS_WEIGHTS = 0,  /* a conv layer's weights (public in this threat model) */
-    AM_CROSS_RESIDUAL,     /* a residual R (clipped and noised when DP is on) */
-    AM_CROSS_OUTPUT_GRAD,  /* dL/dY of a split conv, in the clear (the paper's scheme) */
-    AM_CROSS_ACTIVATION,   /* a full activation: open mode only */
-    AM_CROSS_GRAD_RESIDUAL, /* the residual S of an output gradient (protected gradients) */
-} am_cross_kind;
 
 typedef struct am_ledger_entry {
     int step, layer;
@@ -154,7 +163,6 @@ typedef struct am_ledger_entry {
     uint8_t hash[16]; /* BLAKE2b-128 of the bytes that crossed */
 } am_ledger_entry;
 
-const char *am_cross_kind_name(am_cross_kind k);
 /* Recording is off by default (hashing costs time); on, every crossing of
  * every step is kept. */
 void am_model_ledger_enable(am_model *m, int on);
@@ -165,17 +173,20 @@ void am_model_ledger_clear(am_model *m);
 void am_ledger_hash(const void *p, size_t n, uint8_t out[16]);
 
 /* ---- differential privacy ---- */
-/* Per-sample clipping to L2 norm c (if c > 0) and Gaussian noise of std
- * sigma*c (if sigma > 0 and c > 0) on B samples of n floats each. The noise
- * comes from libsodium's ChaCha20 generator keyed by BLAKE2b(seed, step,
- * layer), a keyed BLAKE2b under key (32 bytes) unless key is NULL or all
- * zeros: with a secret key, unpredictable to whoever knows the seed. */
+/* Per-sample clipping to L2 norm c (if c > 0; every sample is scaled, by 1
+ * when within the bound) and Gaussian noise of std sigma*c (if sigma > 0
+ * and c > 0) on B samples of n floats each. The noise comes from
+ * libsodium's ChaCha20 generator keyed by BLAKE2b(seed, release), a keyed
+ * BLAKE2b under key (32 bytes) unless key is NULL or all zeros: with a
+ * secret key, unpredictable to whoever knows the seed. release numbers the
+ * release: each number must be used for one release only (the model's
+ * release counter does that; see am_model_noise_counter). */
 am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, const uint8_t *key, uint64_t seed,
-                           uint64_t step, int layer);
-/* The same for samples first .. first + B - 1 of a batch (R holds just
+                           uint64_t release);
+/* The same for samples first .. first + B - 1 of a release (R holds just
  * them): they get exactly the noise one call over the whole batch gives. */
 am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, const uint8_t *key,
-                              uint64_t seed, uint64_t step, int layer);
+                              uint64_t seed, uint64_t release);
 /* Draws a->noise_key from the operating system's generator (libsodium's
  * randombytes): call it in the trusted process, so that only it knows the
  * key; the noise then cannot be regenerated (nor removed) from the seed. */
@@ -196,6 +207,11 @@ double am_agm_epsilon(double delta, double D, double s);
  * mechanism with multiplier sigma / sqrt(releases * coupling). eps is +inf
  * when sigma is 0. */
 double am_dp_epsilon(double sigma, long releases, long coupling, double delta);
+/* The same as a composable figure: mu^2 = releases * coupling * 4 / sigma^2
+ * (Gaussian mechanisms compose by adding mu^2: training's releases and an
+ * evaluation's of the same samples), and epsilon at delta for a sum. */
+double am_dp_mu2(double sigma, long releases, long coupling);
+double am_dp_epsilon_mu2(double mu2, double delta);
 
 #ifdef __cplusplus
 }

@@ -35,8 +35,10 @@ am_status am_data_kind_parse(const char *name, am_data_kind *out);
  * cifar-100-binary). Fails with a one-line message naming the file. */
 am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split, am_dataset *out);
 
-/* Reads a whole file, through zlib when it is gzip-compressed; at most max
- * bytes after decompression (AM_EFORMAT beyond). *buf is malloc'ed. */
+/* Reads a whole plain file, through zlib when it is gzip-compressed; at most
+ * max bytes after decompression (AM_EFORMAT beyond). *buf is malloc'ed. A
+ * sealed file is refused here: datasets open theirs through
+ * am_dataset_load, which checks what each one is. */
 am_status am_read_file(const char *path, size_t max, uint8_t **buf, size_t *n);
 
 /* Parses an IDX image file (magic 0x00000803) and its label file
@@ -44,9 +46,10 @@ am_status am_read_file(const char *path, size_t max, uint8_t **buf, size_t *n);
  * two counts and the label range [0, classes). name is for messages. */
 am_status am_idx_parse(const uint8_t *img, size_t img_n, const uint8_t *lab, size_t lab_n,
                        int classes, const char *name, am_dataset *out);
-/* Reads IDX files by path (either may be gzip-compressed). */
-am_status am_idx_load(const char *images_path, const char *labels_path, int classes,
-                      am_dataset *out);
+/* Reads IDX files by path (plain, gzip-compressed, or sealed with the
+ * process-wide key as the training split's files when train is 1, the test
+ * split's when 0, both from one sealing). */
+am_status am_idx_load(const char *images_path, const char *labels_path, int classes, int train, am_dataset *out);
 
 /* Parses CIFAR binary records (CIFAR-10: label byte + 3072 pixel bytes;
  * CIFAR-100: coarse label, fine label, 3072 pixel bytes) and appends them to

@@ -2,14 +2,17 @@
  * object, so that the command line and the tests run the same loop) and
  * checkpoints.
  *
- * Checkpoint file, version 2 (little-endian):
+ * Checkpoint file, version 5 (little-endian):
  *     "AMCK"  u32 version  u64 payload length  payload  BLAKE2b-256 of all before it
  * The payload holds the model description, the training configuration, the
  * normalization, the position (epoch, step, global step), the weights, the
  * BatchNorm running statistics, the momentum buffer, the dropout RNG, the
- * execution mode and the split layers' warm-started bases.
- * Files are written to a temporary name, synced, then renamed: a crash while
- * saving leaves the previous checkpoint as it was. */
+ * execution mode, the split layers' warm-started bases, the noise's secret
+ * key and release counter, the accountant's figures, and what the run is
+ * bound to (am_run_binding). With a key set the whole file is sealed as the
+ * run's checkpoint of its step (asymml/seal.h).
+ * Files are written to a new temporary file, synced, then renamed: a crash
+ * while saving leaves the previous checkpoint as it was. */
 #ifndef ASYMML_TRAIN_H
 #define ASYMML_TRAIN_H
 
@@ -37,13 +40,48 @@ typedef struct am_train_cfg {
 } am_train_cfg;
 
 typedef struct am_trainer am_trainer;
+typedef struct am_checkpoint am_checkpoint;
+
+/* What a run reads and where its accelerator is. train must outlive the
+ * trainer; accel (src/boundary/backend.h) runs what leaves the trusted side
+ * in asymml and open modes (NULL otherwise) and must outlive it too. */
+typedef struct am_trainer_io {
+    const am_dataset *train;
+    const am_dataset *test; /* what is evaluated between epochs (may be NULL): part of the run */
+    am_backend *accel;
+} am_trainer_io;
+
+#define AM_RUN_ID_BYTES 16
+#define AM_DIGEST_BYTES 32
+
+/* What a run is bound to. Resuming repeats, bitwise, every release the run
+ * made after its checkpoint (the release counter resumes with it), which
+ * is safe only if every release repeats with the same data: resuming is
+ * refused with other training data (another --data or --limit-train), other
+ * test data, and, when the residuals are noised, another thread count or
+ * another build or BLAS (whose rounding would differ). */
+typedef struct am_run_binding {
+    uint8_t run_id[AM_RUN_ID_BYTES];          /* drawn when the run starts */
+    uint8_t train_digest[AM_DIGEST_BYTES];    /* am_dataset_digest of the training data */
+    uint8_t test_digest[AM_DIGEST_BYTES];     /* of the test data (zeros: none) */
+    uint8_t platform[AM_DIGEST_BYTES];        /* am_platform_digest */
+    int threads;
+} am_run_binding;
+
+/* BLAKE2b-256 of a dataset as used: its shape, pixels and labels. */
+void am_dataset_digest(const am_dataset *d, uint8_t out[AM_DIGEST_BYTES]);
+/* BLAKE2b-256 of this build and the BLAS kernels it runs. */
+void am_platform_digest(uint8_t out[AM_DIGEST_BYTES]);
 
 /* A new run: the model from desc, initialized from cfg->seed; normalization
- * from the training set's statistics. train must outlive the trainer. */
-am_status am_trainer_create(const am_train_cfg *cfg, const char *desc, const am_dataset *train,
-                            am_trainer **out);
-/* Continues the run saved in a checkpoint file, on the same training set. */
-am_status am_trainer_resume(const char *path, const am_dataset *train, am_trainer **out);
+ * from the training set's statistics. */
+am_status am_trainer_create(const am_train_cfg *cfg, const char *desc, const am_trainer_io *io, am_trainer **out);
+/* Whether the run of a checkpoint may continue with io here (see
+ * am_run_binding); am_trainer_resume checks it too. */
+am_status am_trainer_resume_check(const am_checkpoint *ck, const am_trainer_io *io);
+/* Continues the run saved in a checkpoint, on the same data (see
+ * am_run_binding; the thread count must be set as the run's first). */
+am_status am_trainer_resume(const am_checkpoint *ck, const am_trainer_io *io, am_trainer **out);
 void am_trainer_free(am_trainer *t);
 
 typedef struct am_step_info {
@@ -58,8 +96,13 @@ am_status am_trainer_step(am_trainer *t, am_step_info *info);
 int am_trainer_done(const am_trainer *t);
 /* Accuracy and mean loss of the model in evaluation mode on d. */
 am_status am_trainer_evaluate(am_trainer *t, const am_dataset *d, double *acc, double *loss);
+/* The current state as a checkpoint (its arrays point into the trainer:
+ * valid until the next step; do not free). */
+void am_trainer_snapshot(am_trainer *t, am_checkpoint *ck);
 /* Writes a checkpoint of the current state to path, atomically. */
 am_status am_trainer_save(am_trainer *t, const char *path);
+/* The run's binding, for the start-up lines. */
+const am_run_binding *am_trainer_binding(const am_trainer *t);
 
 am_model *am_trainer_model(am_trainer *t);
 const am_train_cfg *am_trainer_cfg(const am_trainer *t);
@@ -90,21 +133,48 @@ typedef struct am_checkpoint {
     float *asym;
     int n_plan;                   /* the split plan as decided (am_model_plan_get): 0, or one per conv */
     int plan_rank[AM_MAX_RANKS + 1], plan_basis[AM_MAX_RANKS + 1];
+    int version;                  /* of the file it was read from */
+    am_run_binding bind;          /* version 5 on; zeros before */
+    uint64_t noise_counter;       /* the next release number (am_model_noise_counter) */
+    long releases, coupling;      /* per training sample so far, as am_trainer_releases and _coupling */
 } am_checkpoint;
 
-am_status am_checkpoint_write(const char *path, const am_checkpoint *ck);
-/* Validates everything: magic, version, lengths, checksum, value ranges. */
+/* The file's bytes (sealed when a key is set); *out is malloc'ed. */
+am_status am_checkpoint_encode(const am_checkpoint *ck, uint8_t **out, size_t *out_n);
+/* Validates everything: magic, version, lengths, checksum, value ranges;
+ * a sealed one's role, run and step. */
 am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck);
-am_status am_checkpoint_read(const char *path, am_checkpoint *ck);
 void am_checkpoint_free(am_checkpoint *ck);
 
-/* Checkpoints in a directory are named ckpt-NNNNNNNNNN.amck (the global
- * step). The newest one's path into buf (AM_EIO if there is none). */
-am_status am_checkpoint_latest(const char *dir, char *buf, size_t cap);
-/* Deletes all but the newest keep checkpoints in dir. */
-am_status am_checkpoint_prune(const char *dir, int keep);
-/* AM_OK if dir exists (it is created if not) and a file can be created in it. */
-am_status am_checkpoint_dir_check(const char *dir);
+/* ---- checkpoint files and directories (src/train/ckdir.c) ----
+ * A checkpoint directory is held open: every file in it is created,
+ * renamed, listed and deleted relative to that descriptor, never through a
+ * symbolic link, so that the trusted process can be confined to it. Files
+ * are named ckpt-NNNNNNNNNN.amck (the global step they hold). */
+typedef struct am_ckdir {
+    int fd;
+    char path[4096];
+} am_ckdir;
+
+/* Opens dir (creating it, mode 0700, when create is set) and checks that a
+ * file can be created in it. */
+am_status am_ckdir_open(const char *dir, int create, am_ckdir *d);
+void am_ckdir_close(am_ckdir *d);
+/* Writes ck as ckpt-STEP.amck atomically, then deletes all but the newest
+ * keep (keep >= 1); the file's name into name. */
+am_status am_ckdir_save(const am_ckdir *d, const am_checkpoint *ck, int keep, char *name, size_t cap);
+/* The newest checkpoint's name (AM_EIO if there is none). */
+am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap);
+/* Reads name in d; a ckpt-N.amck must hold step N. */
+am_status am_ckdir_read(const am_ckdir *d, const char *name, am_checkpoint *ck);
+/* Deletes all but the newest keep checkpoints. */
+am_status am_ckdir_prune(const am_ckdir *d, int keep);
+
+/* The same by path: a checkpoint file written atomically, read back. */
+am_status am_checkpoint_write(const char *path, const am_checkpoint *ck);
+am_status am_checkpoint_read(const char *path, am_checkpoint *ck);
+/* A file, or the newest checkpoint in a directory, read. */
+am_status am_checkpoint_load(const char *file_or_dir, am_checkpoint *ck, char *used, size_t cap);
 
 /* Accuracy and mean loss of model m in evaluation mode on d, normalized with
  * mean/std, in batches of B (the last one padded). Sets m's batch to B. */

@@ -1,14 +1,9 @@
-/* The backend factory: see backend.h. */
+/* Helpers every backend shares: its (layer, role) table, a request's
+ * shapes. See backend.h. */
 #include "boundary/backend.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-#include "untrusted/cpu_backend.h"
-
-static am_accelerator_fn g_make;
-
-void am_backend_set_factory(am_accelerator_fn make) { g_make = make; }
 
 am_status am_backend_slot(int layer, am_buf_role role, size_t n, size_t elem, void **table, int *layers,
                           void **entry) {
@@ -27,7 +22,13 @@ am_status am_backend_slot(int layer, am_buf_role role, size_t n, size_t elem, vo
     return AM_OK;
 }
 
-am_status am_backend_make(am_backend **out) {
-    *out = NULL;
-    return g_make ? g_make(out) : am_cpu_backend_create(out);
+am_status am_req_shapes(const am_req *r, am_shape *in0, am_shape *in1, am_shape *out) {
+    am_shape y, w = am_shape4(r->cfg.out_c, r->x.c, r->cfg.kh, r->cfg.kw);
+    AM_TRY(am_conv2d_out_shape(&r->cfg, r->x, &y));
+    switch (r->kind) {
+    case AM_REQ_CONV_FWD: *in0 = r->x, *in1 = w, *out = y; return AM_OK;
+    case AM_REQ_CONV_BWD_DATA: *in0 = y, *in1 = w, *out = r->x; return AM_OK;
+    case AM_REQ_CONV_BWD_FILTER: *in0 = r->x, *in1 = y, *out = w; return AM_OK;
+    }
+    return am_fail(AM_EINVAL, "backend: unknown request kind %d", (int)r->kind);
 }

@@ -1,14 +1,22 @@
 /* The narrow interface between the trusted side and the untrusted
- * accelerator. Both sides include this header and nothing of each other's.
+ * accelerator. Both sides include this header and nothing of each other's;
+ * it includes only the public headers.
  *
- * The accelerator owns its buffers: the trusted side asks for a buffer by
- * (layer, role), copies into it what it releases (that copy is the crossing
- * the ledger records), submits a request and waits for it. A request names
- * buffers only, never trusted memory. Requests are asynchronous in the
+ * A backend is an object that whoever builds a model creates and hands to
+ * it (am_model_set_asym); nothing chooses one through a global. The
+ * accelerator's buffers are the backend's: the trusted side asks for a
+ * buffer by (layer, role), copies into it what it releases (that copy is
+ * the crossing the ledger records), submits a request and waits for it. A
+ * request names buffers only, never trusted memory, and says what kind of
+ * crossing each input is (asymml/crossing.h), so that the untrusted side
+ * can record exactly what it was sent. Requests are asynchronous in the
  * interface; a backend may run them at submit time. */
 #ifndef ASYMML_BOUNDARY_BACKEND_H
 #define ASYMML_BOUNDARY_BACKEND_H
 
+#include <stdint.h>
+
+#include "asymml/crossing.h"
 #include "asymml/ops.h"
 
 #ifdef __cplusplus
@@ -38,6 +46,10 @@ typedef enum am_buf_role {
  * requests). A backend with its own copy of that buffer may reuse it
  * instead of copying it again; one without a copy must copy. */
 enum { AM_KEEP_IN0 = 1, AM_KEEP_IN1 = 2 };
+/* am_req.flags: AM_REQ_EXACT asks for FP32 arithmetic (no TF32 or other
+ * reduced-precision math), for requests whose results the trusted side
+ * verifies against float error bounds (--verify). */
+enum { AM_REQ_EXACT = 1 };
 
 typedef struct am_req {
     am_req_kind kind;
@@ -47,10 +59,12 @@ typedef struct am_req {
     const float *in0, *in1;  /* backend buffers */
     float *out;              /* backend buffer */
     unsigned keep;           /* AM_KEEP_* hints; 0: copy everything */
+    am_cross_kind tag0, tag1; /* what in0 and in1 are */
+    uint32_t step;           /* the trusted side's step counter, for records */
+    unsigned flags;          /* AM_REQ_* */
 } am_req;
 
 typedef struct am_backend am_backend;
-typedef am_status (*am_accelerator_fn)(am_backend **out); /* as in asymml/asym.h */
 
 typedef struct am_backend_vt {
     const char *name;
@@ -62,7 +76,7 @@ typedef struct am_backend_vt {
     double (*busy_seconds)(am_backend *be); /* time spent computing, in total */
     void (*destroy)(am_backend *be);
     /* Optional (may be NULL): requests will name buffers inside
-     * [mem, mem + bytes) that this backend did not hand out (the host's
+     * [mem, mem + bytes) that this backend did not hand out (the server's
      * shared arena); a GPU backend pins that memory for fast copies. */
     am_status (*adopt)(am_backend *be, void *mem, size_t bytes);
 } am_backend_vt;
@@ -71,16 +85,14 @@ struct am_backend {
     const am_backend_vt *vt;
 };
 
-/* Which backend split layers get: the front end installs a factory (the
- * enclave: its channel to the host); without one, the in-process CPU
- * backend (simulation: no isolation). */
-void am_backend_set_factory(am_accelerator_fn make);
-am_status am_backend_make(am_backend **out);
 /* For backends' (layer, role) tables: checks a buffer request (layer,
  * role, n > 0), grows *table (zeroed, *layers rows of AM_BUF_ROLES entries
  * of elem bytes) to hold layer, and points *entry at (layer, role)'s. */
 am_status am_backend_slot(int layer, am_buf_role role, size_t n, size_t elem, void **table, int *layers,
                           void **entry);
+/* The shapes of a request's input 0, input 1 and output, from its kind,
+ * conv settings and input shape (weights as [K, C, kh, kw]). */
+am_status am_req_shapes(const am_req *r, am_shape *in0, am_shape *in1, am_shape *out);
 
 #ifdef __cplusplus
 }

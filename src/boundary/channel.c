@@ -4,6 +4,7 @@
 #include "boundary/channel.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,16 +13,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VERSION 2u
+#define VERSION 3u
 
 /* ------------------------------------------------------------ encoding */
 
 /* Little-endian fields at fixed offsets of a slot:
  *   0 magic u32 | 4 kind u32 | 8 seq u32 | 12 status i32
- *   16 layer i32 | 20 role i32 | 24 n u64
+ *   16 layer i32 | 20 tag0 u8, tag1 u8, flags u16 | 24 step u64
  *   32 conv i32 | 36 out_c, kh, kw, sh, sw, ph, pw, bias (8 x i32) | 68 n, c, h, w (4 x i32)
  *   84 keep u32 (AM_KEEP_* bits) | 88 off_in0 u64 | 96 off_in1 u64 | 104 off_out u64
- *   112 off u64 | 120 busy f64 | 128 err (128 bytes, NUL-terminated) */
+ *   112 unused | 120 busy f64 | 128 err (AM_CHAN_ERR_BYTES, NUL-terminated) */
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint32_t get32(const uint8_t *p) {
@@ -42,8 +43,9 @@ void am_chan_encode(const am_msg *m, uint8_t *s) {
     put32(s + 8, m->seq);
     put32(s + 12, (uint32_t)m->status);
     put32(s + 16, (uint32_t)m->layer);
-    put32(s + 20, (uint32_t)m->role);
-    put64(s + 24, m->n);
+    s[20] = (uint8_t)m->tag0, s[21] = (uint8_t)m->tag1;
+    s[22] = (uint8_t)m->flags, s[23] = (uint8_t)(m->flags >> 8);
+    put64(s + 24, m->step);
     put32(s + 32, (uint32_t)m->conv);
     const int cf[8] = {m->cfg.out_c, m->cfg.kh, m->cfg.kw, m->cfg.sh, m->cfg.sw, m->cfg.ph, m->cfg.pw, m->cfg.bias};
     for (int i = 0; i < 8; i++) put32(s + 36 + 4 * i, (uint32_t)cf[i]);
@@ -53,7 +55,6 @@ void am_chan_encode(const am_msg *m, uint8_t *s) {
     put64(s + 88, m->off_in0);
     put64(s + 96, m->off_in1);
     put64(s + 104, m->off_out);
-    put64(s + 112, m->off);
     uint64_t b;
     memcpy(&b, &m->busy, 8);
     put64(s + 120, b);
@@ -84,15 +85,8 @@ static int bad_dim(int v, int lo, int hi) { return v < lo || v > hi; }
 am_status am_chan_decode_request(const uint8_t *s, size_t len, uint64_t arena, am_msg *m) {
     AM_TRY(header(s, len, m));
     switch (m->kind) {
+    case AM_MSG_HELLO:
     case AM_MSG_BYE: return AM_OK;
-    case AM_MSG_BUFFER:
-        m->layer = (int)get32(s + 16);
-        m->role = (am_buf_role)get32(s + 20);
-        m->n = get64(s + 24);
-        if (m->layer < 0 || m->layer > 65535) return am_fail(AM_EFORMAT, "channel: buffer for layer %d", m->layer);
-        if ((int)m->role < 0 || m->role >= AM_BUF_ROLES) return am_fail(AM_EFORMAT, "channel: buffer role %d", (int)m->role);
-        if (m->n == 0 || m->n > arena / 4) return am_fail(AM_EFORMAT, "channel: buffer of %llu floats", (unsigned long long)m->n);
-        return AM_OK;
     case AM_MSG_CONV: {
         m->conv = (am_req_kind)get32(s + 32);
         int cf[8], sh[4];
@@ -103,8 +97,14 @@ am_status am_chan_decode_request(const uint8_t *s, size_t len, uint64_t arena, a
         m->layer = (int)get32(s + 16);
         m->keep = get32(s + 84);
         m->off_in0 = get64(s + 88), m->off_in1 = get64(s + 96), m->off_out = get64(s + 104);
+        m->tag0 = (am_cross_kind)s[20], m->tag1 = (am_cross_kind)s[21];
+        m->flags = (unsigned)s[22] | (unsigned)s[23] << 8;
+        m->step = get64(s + 24);
         if (m->keep & ~(unsigned)(AM_KEEP_IN0 | AM_KEEP_IN1))
             return am_fail(AM_EFORMAT, "channel: unknown keep bits %#x", m->keep);
+        if (m->flags & ~(unsigned)AM_REQ_EXACT) return am_fail(AM_EFORMAT, "channel: unknown request flags %#x", m->flags);
+        if (m->tag0 >= AM_CROSS_KINDS || m->tag1 >= AM_CROSS_KINDS)
+            return am_fail(AM_EFORMAT, "channel: unknown crossing kinds %u, %u", (unsigned)m->tag0, (unsigned)m->tag1);
         if ((int)m->conv < AM_REQ_CONV_FWD || m->conv > AM_REQ_CONV_BWD_FILTER)
             return am_fail(AM_EFORMAT, "channel: unknown request kind %d", (int)m->conv);
         if (m->layer < 0 || m->layer > 65535) return am_fail(AM_EFORMAT, "channel: request for layer %d", m->layer);
@@ -141,13 +141,18 @@ am_status am_chan_decode_reply(const uint8_t *s, size_t len, am_msg *m) {
     AM_TRY(header(s, len, m));
     if (m->kind != AM_MSG_REPLY) return am_fail(AM_EFORMAT, "channel: expected a reply, got kind %u", (unsigned)m->kind);
     m->status = (int)get32(s + 12);
-    m->off = get64(s + 112);
     uint64_t b = get64(s + 120);
     memcpy(&m->busy, &b, 8);
     if (m->status < AM_OK || m->status > AM_ENUM) return am_fail(AM_EFORMAT, "channel: reply status %d", m->status);
     if (!(m->busy >= 0) || m->busy > 1e12) m->busy = 0;
-    memcpy(m->err, s + 128, sizeof m->err - 1);
-    m->err[sizeof m->err - 1] = 0;
+    /* The server's words reach the user's terminal: one line of printable
+     * ASCII, so that they cannot pose as the trusted side's own output. */
+    size_t n = 0;
+    for (; n < sizeof m->err - 1 && s[128 + n]; n++) {
+        uint8_t c = s[128 + n];
+        m->err[n] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    m->err[n] = 0;
     return AM_OK;
 }
 
@@ -168,19 +173,22 @@ static am_status map(int fd, size_t len, am_chan *c) {
 
 am_status am_chan_create(uint64_t arena_bytes, am_chan *c) {
     memset(c, 0, sizeof *c);
-    c->fd_mem = c->fd_to_host = c->fd_to_enclave = -1;
+    c->fd_mem = c->fd_req = c->fd_rep = -1;
     if (arena_bytes < (1u << 20) || arena_bytes > ((uint64_t)1 << 40) || arena_bytes % 4096)
         return am_fail(AM_EINVAL, "channel: arena of %llu bytes", (unsigned long long)arena_bytes);
-    c->fd_mem = memfd_create("asymml-channel", 0);
+    c->fd_mem = memfd_create("asymml-channel", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (c->fd_mem < 0) return am_fail(AM_EIO, "channel: memfd_create failed (%s)", strerror(errno));
     size_t len = am_chan_size(arena_bytes);
     am_status st = AM_OK;
-    /* A sparse file: pages exist once written. */
+    /* A sparse file: pages exist once written. Its size is sealed, so that
+     * the server cannot cut the trusted side's mapping short (a SIGBUS). */
     if (ftruncate(c->fd_mem, (off_t)len)) st = am_fail(AM_ENOMEM, "channel: cannot size shared memory (%s)", strerror(errno));
+    if (st == AM_OK && fcntl(c->fd_mem, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
+        st = am_fail(AM_EIO, "channel: cannot seal the shared memory's size (%s)", strerror(errno));
     if (st == AM_OK) {
-        c->fd_to_host = eventfd(0, 0);
-        c->fd_to_enclave = eventfd(0, 0);
-        if (c->fd_to_host < 0 || c->fd_to_enclave < 0) st = am_fail(AM_EIO, "channel: eventfd failed (%s)", strerror(errno));
+        c->fd_req = eventfd(0, EFD_CLOEXEC);
+        c->fd_rep = eventfd(0, EFD_CLOEXEC);
+        if (c->fd_req < 0 || c->fd_rep < 0) st = am_fail(AM_EIO, "channel: eventfd failed (%s)", strerror(errno));
     }
     if (st == AM_OK) st = map(c->fd_mem, len, c);
     if (st != AM_OK) {
@@ -193,9 +201,9 @@ am_status am_chan_create(uint64_t arena_bytes, am_chan *c) {
     return AM_OK;
 }
 
-am_status am_chan_attach(int fd_mem, int fd_to_host, int fd_to_enclave, am_chan *c) {
+am_status am_chan_attach(int fd_mem, int fd_req, int fd_rep, am_chan *c) {
     memset(c, 0, sizeof *c);
-    c->fd_mem = fd_mem, c->fd_to_host = fd_to_host, c->fd_to_enclave = fd_to_enclave;
+    c->fd_mem = fd_mem, c->fd_req = fd_req, c->fd_rep = fd_rep;
     struct stat sb;
     if (fd_mem < 0 || fstat(fd_mem, &sb) || sb.st_size < (off_t)am_chan_size(1u << 20))
         return am_fail(AM_EINVAL, "channel: descriptor %d is not a channel", fd_mem);
@@ -210,10 +218,10 @@ am_status am_chan_attach(int fd_mem, int fd_to_host, int fd_to_enclave, am_chan 
 void am_chan_close(am_chan *c) {
     if (c->base) munmap(c->base, c->len);
     if (c->fd_mem >= 0) close(c->fd_mem);
-    if (c->fd_to_host >= 0) close(c->fd_to_host);
-    if (c->fd_to_enclave >= 0) close(c->fd_to_enclave);
+    if (c->fd_req >= 0) close(c->fd_req);
+    if (c->fd_rep >= 0) close(c->fd_rep);
     memset(c, 0, sizeof *c);
-    c->fd_mem = c->fd_to_host = c->fd_to_enclave = -1;
+    c->fd_mem = c->fd_req = c->fd_rep = -1;
 }
 
 /* ------------------------------------------------------------ rings */

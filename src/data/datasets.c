@@ -1,8 +1,10 @@
-/* Dataset files: reading (through zlib, so .gz and plain files read alike),
- * and parsing IDX and CIFAR binary data held in memory. Every header field
- * is checked against the bytes actually present; nothing is trusted. */
+/* Datasets: parsing IDX and CIFAR binary data held in memory (every header
+ * field is checked against the bytes actually present; nothing is
+ * trusted), finding a dataset's files, synthetic data, statistics and
+ * batches. Reading the files themselves is files.c's. */
 #include "asymml/data.h"
 #include "asymml/seal.h"
+#include "data/files.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -21,135 +23,6 @@ am_status am_data_kind_parse(const char *name, am_data_kind *out) {
     else if (!strcmp(name, "cifar10")) *out = AM_DATA_CIFAR10;
     else if (!strcmp(name, "cifar100")) *out = AM_DATA_CIFAR100;
     else return am_fail(AM_EINVAL, "unknown dataset kind '%s' (idx, mnist, fashion-mnist, cifar10, cifar100)", name);
-    return AM_OK;
-}
-
-/* Doubles a read buffer, refusing past max. */
-static am_status grow_buf(uint8_t **b, size_t *cap, size_t max, const char *path) {
-    if (*cap > max) return am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
-    uint8_t *nb = realloc(*b, *cap * 2);
-    if (!nb) return am_fail(AM_ENOMEM, "%s: out of memory", path);
-    *b = nb;
-    *cap *= 2;
-    return AM_OK;
-}
-
-/* gzip data in memory (a sealed .gz file, once opened). */
-static am_status gunzip_mem(const uint8_t *in, size_t n, size_t max, const char *path, uint8_t **buf, size_t *out_n) {
-    z_stream z;
-    memset(&z, 0, sizeof z);
-    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) return am_fail(AM_ENOMEM, "%s: zlib failed to start", path);
-    size_t cap = n * 4 + 4096, len = 0;
-    uint8_t *b = malloc(cap);
-    am_status st = b ? AM_OK : am_fail(AM_ENOMEM, "%s: out of memory", path);
-    z.next_in = (uint8_t *)in;
-    z.avail_in = n > UINT32_MAX ? UINT32_MAX : (unsigned)n;
-    int r = Z_OK;
-    while (st == AM_OK && r != Z_STREAM_END) {
-        if (len == cap && (st = grow_buf(&b, &cap, max, path)) != AM_OK) break;
-        z.next_out = b + len;
-        size_t room = cap - len > UINT32_MAX ? UINT32_MAX : cap - len;
-        z.avail_out = (unsigned)room;
-        r = inflate(&z, Z_NO_FLUSH);
-        len += room - z.avail_out;
-        if (r != Z_OK && r != Z_STREAM_END) st = am_fail(AM_EFORMAT, "%s: %s", path, z.msg ? z.msg : "bad gzip data");
-        else if (r == Z_OK && z.avail_in == 0 && z.avail_out != 0) st = am_fail(AM_EFORMAT, "%s: gzip data truncated", path);
-    }
-    inflateEnd(&z);
-    if (st == AM_OK && len > max) st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
-    if (st != AM_OK) {
-        free(b);
-        return st;
-    }
-    *buf = b;
-    *out_n = len;
-    return AM_OK;
-}
-
-/* A sealed file: read whole, opened with the process-wide key, gunzipped
- * if what was sealed was a .gz file. Returns 0 (and nothing done) if the
- * file is not sealed. */
-static int read_sealed(const char *path, size_t max, uint8_t **buf, size_t *n, am_status *st) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    uint8_t head[8];
-    size_t h = fread(head, 1, sizeof head, f);
-    if (!am_is_sealed(head, h)) {
-        fclose(f);
-        return 0;
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) || (size_t)sb.st_size > max + (max >> 4) + 4096) {
-        fclose(f);
-        *st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
-        return 1;
-    }
-    size_t len = (size_t)sb.st_size;
-    uint8_t *raw = malloc(len ? len : 1);
-    fseek(f, 0, SEEK_SET);
-    size_t got = raw ? fread(raw, 1, len, f) : 0;
-    fclose(f);
-    if (!raw || got != len) {
-        free(raw);
-        *st = am_fail(raw ? AM_EIO : AM_ENOMEM, "%s: read failed", path);
-        return 1;
-    }
-    uint8_t *plain;
-    size_t pn;
-    *st = am_unseal_current(raw, len, path, &plain, &pn);
-    free(raw);
-    if (*st != AM_OK) return 1;
-    if (pn >= 2 && plain[0] == 0x1f && plain[1] == 0x8b) {
-        *st = gunzip_mem(plain, pn, max, path, buf, n);
-        free(plain);
-    } else if (pn > max) {
-        free(plain);
-        *st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
-    } else {
-        *buf = plain, *n = pn;
-    }
-    return 1;
-}
-
-am_status am_read_file(const char *path, size_t max, uint8_t **buf, size_t *n) {
-    *buf = NULL;
-    *n = 0;
-    am_status sst;
-    if (read_sealed(path, max, buf, n, &sst)) return sst;
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f) return am_fail(AM_EIO, "%s: cannot open (%s)", path, errno ? strerror(errno) : "zlib");
-    size_t cap = 1 << 16, len = 0;
-    uint8_t *b = malloc(cap);
-    am_status st = b ? AM_OK : am_fail(AM_ENOMEM, "%s: out of memory", path);
-    while (st == AM_OK) {
-        if (len == cap && (st = grow_buf(&b, &cap, max, path)) != AM_OK) break;
-        size_t want = cap - len > (1u << 30) ? (1u << 30) : cap - len;
-        int got = gzread(f, b + len, (unsigned)want);
-        if (got < 0) {
-            int zerr;
-            const char *msg = gzerror(f, &zerr);
-            st = am_fail(zerr == Z_ERRNO ? AM_EIO : AM_EFORMAT, "%s: %s", path,
-                         zerr == Z_ERRNO ? strerror(errno) : msg);
-            break;
-        }
-        if (got == 0) break;
-        len += (size_t)got;
-    }
-    /* A .gz stream that simply stops is not an error to gzread: ask. */
-    if (st == AM_OK) {
-        int zerr;
-        const char *msg = gzerror(f, &zerr);
-        if (zerr != Z_OK && zerr != Z_STREAM_END) st = am_fail(AM_EFORMAT, "%s: %s", path, msg);
-    }
-    gzclose(f);
-    if (st == AM_OK && len > max) st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);
-    if (st != AM_OK) {
-        free(b);
-        return st;
-    }
-    *buf = b;
-    *n = len;
     return AM_OK;
 }
 
@@ -210,16 +83,14 @@ am_status am_idx_parse(const uint8_t *img, size_t img_n, const uint8_t *lab, siz
     return AM_OK;
 }
 
-#define MAX_FILE ((size_t)2 << 30)
-
-am_status am_idx_load(const char *images_path, const char *labels_path, int classes,
-                      am_dataset *out) {
+am_status am_idx_load(const char *images_path, const char *labels_path, int classes, int train, am_dataset *out) {
     memset(out, 0, sizeof *out);
     if (!images_path || !labels_path) return am_fail(AM_EINVAL, "idx: NULL path");
     uint8_t *img, *lab;
     size_t ni, nl;
-    AM_TRY(am_read_file(images_path, MAX_FILE, &img, &ni));
-    am_status st = am_read_file(labels_path, MAX_FILE, &lab, &nl);
+    am_data_check chk = {0};
+    AM_TRY(am_read_data_file(images_path, train ? AM_SEAL_TRAIN_IMAGES : AM_SEAL_TEST_IMAGES, 0, &chk, &img, &ni));
+    am_status st = am_read_data_file(labels_path, train ? AM_SEAL_TRAIN_LABELS : AM_SEAL_TEST_LABELS, 0, &chk, &lab, &nl);
     if (st == AM_OK) {
         /* Name the file at fault in the message. */
         st = am_idx_parse(img, ni, lab, nl, classes, images_path, out);
@@ -271,13 +142,22 @@ am_status am_cifar_parse(const uint8_t *buf, size_t n, int cifar100, const char 
     return AM_OK;
 }
 
-/* dir/name, or dir/sub/name when that exists. */
+/* The order in which a file's names are tried: with a key set, sealed
+ * copies first, so that a plain file planted beside them is not taken
+ * instead; without one, plain files first. */
+static const char *suffix(int i, int sealed_first, int gz) {
+    static const char *const plain[4] = {"", ".gz", ".sealed", ".gz.sealed"}, *const key[4] = {".sealed", ".gz.sealed", "", ".gz"};
+    if (!gz) i = i < 2 ? 2 * i : 4; /* "", ".sealed" (or the reverse) */
+    return i >= 4 ? NULL : sealed_first ? key[i] : plain[i];
+}
+
+/* dir/name (+ suffix), or dir/sub/name when that exists. */
 static void find_in(const char *dir, const char *sub, const char *name, char *path, size_t cap) {
-    /* In the sub-folder or directly in dir; plain, else sealed. */
-    for (int sealed = 0; sealed < 2; sealed++)
+    const int k = am_seal_have_key();
+    for (int i = 0; suffix(i, k, 0); i++)
         for (int in_sub = 1; in_sub >= 0; in_sub--) {
-            if (in_sub) snprintf(path, cap, "%s/%s/%s%s", dir, sub, name, sealed ? ".sealed" : "");
-            else snprintf(path, cap, "%s/%s%s", dir, name, sealed ? ".sealed" : "");
+            if (in_sub) snprintf(path, cap, "%s/%s/%s%s", dir, sub, name, suffix(i, k, 0));
+            else snprintf(path, cap, "%s/%s%s", dir, name, suffix(i, k, 0));
             if (access(path, F_OK) == 0) return;
         }
     snprintf(path, cap, "%s/%s", dir, name);
@@ -291,19 +171,20 @@ am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split,
     char p1[4096], p2[4096];
     if (kind == AM_DATA_IDX) {
         const char *pre = train ? "train" : "t10k";
-        /* Plain names first, then .gz, as Debian and the original site ship
-         * them, then sealed copies of either. */
-        static const char *const suf[4] = {"", ".gz", ".sealed", ".gz.sealed"};
-        for (int k = 0; k < 4; k++) {
-            snprintf(p1, sizeof p1, "%s/%s-images-idx3-ubyte%s", dir, pre, suf[k]);
-            snprintf(p2, sizeof p2, "%s/%s-labels-idx1-ubyte%s", dir, pre, suf[k]);
+        /* Plain names and .gz, as Debian and the original site ship them,
+         * and sealed copies of either (first when a key is set). */
+        const int k = am_seal_have_key();
+        for (int i = 0; suffix(i, k, 1); i++) {
+            snprintf(p1, sizeof p1, "%s/%s-images-idx3-ubyte%s", dir, pre, suffix(i, k, 1));
+            snprintf(p2, sizeof p2, "%s/%s-labels-idx1-ubyte%s", dir, pre, suffix(i, k, 1));
             if (access(p1, F_OK) == 0) break;
         }
-        return am_idx_load(p1, p2, 10, out);
+        return am_idx_load(p1, p2, 10, train, out);
     }
     int c100 = kind == AM_DATA_CIFAR100;
     const char *sub = c100 ? "cifar-100-binary" : "cifar-10-batches-bin";
     int files = c100 || !train ? 1 : 5;
+    am_data_check chk = {0};
     for (int i = 0; i < files; i++) {
         char nm[32];
         if (c100) snprintf(nm, sizeof nm, "%s.bin", train ? "train" : "test");
@@ -312,7 +193,8 @@ am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split,
         find_in(dir, sub, nm, p1, sizeof p1);
         uint8_t *buf;
         size_t n;
-        am_status st = am_read_file(p1, MAX_FILE, &buf, &n);
+        am_status st = am_read_data_file(p1, train ? AM_SEAL_TRAIN_RECORDS : AM_SEAL_TEST_RECORDS,
+                                         c100 || !train ? 0 : (uint64_t)i + 1, &chk, &buf, &n);
         if (st == AM_OK) {
             st = am_cifar_parse(buf, n, c100, p1, out);
             free(buf);

@@ -70,6 +70,9 @@ struct am_model {
     int keep_all;   /* every layer's output survives the forward pass (am_model_keep_outputs) */
     am_asym *asym;  /* split execution; NULL in tee-only mode */
     am_asym_cfg asym_cfg;
+    am_backend *accel; /* borrowed: what runs the accelerator's part */
+    uint64_t noise_counter; /* the release counter while no plan holds it */
+    int verify;             /* am_model_verify */
     double prof[AM_PROF_KINDS]; /* trusted seconds per kind of work, accelerator time excluded */
 };
 
@@ -776,7 +779,7 @@ am_status am_model_set_batch(am_model *m, int B) {
     /* A split plan is sized for a batch: make it anew for this one. */
     if (m->asym) {
         am_asym_cfg c = m->asym_cfg;
-        return am_model_set_asym(m, &c);
+        return am_model_set_asym(m, &c, m->accel);
     }
     return AM_OK;
 }
@@ -955,14 +958,16 @@ am_asym_cfg am_asym_defaults(void) {
     return c;
 }
 
-am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg) {
+am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *accel) {
     if (!cfg) return am_fail(AM_EINVAL, "asym: NULL configuration");
     if (!m->B) return am_fail(AM_EINVAL, "asym: call am_model_set_batch first");
+    /* The release counter outlives plans: a new one must not repeat noise. */
+    if (m->asym) m->noise_counter = am_asym_noise_counter(m->asym);
     am_asym_free(m->asym);
     m->asym = NULL;
     if (cfg->mode == AM_MODE_TEE_ONLY) return relayout(m);
     am_asym *a;
-    AM_TRY(am_asym_create(cfg, m->n, &a));
+    AM_TRY(am_asym_create(cfg, m->n, accel, &a));
     int bn_seen = 0;
     am_status st = AM_OK;
     for (int i = 1; i < m->n && st == AM_OK; i++) {
@@ -980,6 +985,9 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg) {
     }
     m->asym = a;
     m->asym_cfg = *cfg;
+    m->accel = accel;
+    am_asym_set_noise_counter(a, m->noise_counter);
+    am_asym_set_verify(a, m->verify);
     /* What the TEE keeps for the backward pass depends on the plan. */
     return relayout(m);
 }
@@ -987,6 +995,15 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg) {
 am_mode am_model_mode(const am_model *m) { return m->asym ? m->asym_cfg.mode : AM_MODE_TEE_ONLY; }
 void am_model_set_step(am_model *m, uint64_t step) {
     if (m->asym) am_asym_set_step(m->asym, step);
+}
+void am_model_verify(am_model *m, int on) {
+    m->verify = on;
+    if (m->asym) am_asym_set_verify(m->asym, on);
+}
+uint64_t am_model_noise_counter(const am_model *m) { return m->asym ? am_asym_noise_counter(m->asym) : m->noise_counter; }
+void am_model_set_noise_counter(am_model *m, uint64_t next) {
+    m->noise_counter = next;
+    if (m->asym) am_asym_set_noise_counter(m->asym, next);
 }
 int am_model_num_convs(const am_model *m) { return m->asym ? am_asym_num_convs(m->asym) : 0; }
 am_status am_model_split_info(const am_model *m, int i, am_split_info *out) {
@@ -1027,15 +1044,4 @@ const am_ledger_entry *am_model_ledger_entry(const am_model *m, int i) {
 }
 void am_model_ledger_clear(am_model *m) {
     if (m->asym) am_asym_ledger_clear(m->asym);
-}
-
-const char *am_cross_kind_name(am_cross_kind k) {
-    switch (k) {
-    case AM_CROSS_WEIGHTS: return "weights";
-    case AM_CROSS_RESIDUAL: return "residual";
-    case AM_CROSS_OUTPUT_GRAD: return "output-gradient";
-    case AM_CROSS_ACTIVATION: return "activation";
-    case AM_CROSS_GRAD_RESIDUAL: return "gradient-residual";
-    }
-    return "unknown";
 }

@@ -1,25 +1,20 @@
 /* Checkpoint files: a versioned binary format with a BLAKE2b checksum
- * (libsodium) over header and payload, written atomically (temporary file,
- * fsync, rename, fsync of the directory), parsed from memory with every
- * length and value checked before use. The checksum detects damage; with a
- * key set (asymml/seal.h) the whole file is also sealed, which detects
- * tampering and hides the contents. */
+ * (libsodium) over header and payload, encoded in memory and parsed from
+ * memory with every length and value checked before use. The checksum
+ * detects damage; with a key set (asymml/seal.h) the whole file is also
+ * sealed as the run's checkpoint of its step, which detects tampering and
+ * hides the contents. Writing files atomically and finding them in a
+ * directory is ckdir.c's. */
 #include "asymml/train.h"
 #include "asymml/seal.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define MAGIC "AMCK"
-#define VERSION 4u /* 4: the noise key; 3 (without it) is still read */
+#define VERSION 5u /* 5: the run's binding and release counter; 4 and 3 are still read (not resumed) */
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
 #define HEADER_LEN 16
 #define MAX_DESC (1u << 20)
@@ -27,22 +22,16 @@
 /* ---------------------------------------------------------------- writing */
 
 typedef struct wr {
-    FILE *f;
-    uint8_t *mem; /* sealed checkpoints: the plain bytes go here first */
-    size_t mem_n;
+    uint8_t *mem;
+    size_t n;
     crypto_generichash_state h;
-    int err;
 } wr;
 
 static void put(wr *w, const void *p, size_t n) {
-    if (w->err || !n) return;
+    if (!n) return;
     crypto_generichash_update(&w->h, p, n);
-    if (w->mem) {
-        memcpy(w->mem + w->mem_n, p, n);
-        w->mem_n += n;
-    } else if (fwrite(p, 1, n, w->f) != n) {
-        w->err = errno ? errno : EIO;
-    }
+    memcpy(w->mem + w->n, p, n);
+    w->n += n;
 }
 static void put_u32(wr *w, uint32_t v) {
     unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
@@ -61,6 +50,8 @@ static void put_f32(wr *w, float v) {
 /* Float arrays: the machine is little-endian (x86-64, arm64), as the format. */
 static void put_floats(wr *w, const float *p, size_t n) { put(w, p, n * sizeof(float)); }
 
+#define BIND_LEN (AM_RUN_ID_BYTES + 3 * AM_DIGEST_BYTES + 4)
+
 static size_t payload_len(const am_checkpoint *ck) {
     size_t n = 4 + strlen(ck->desc);
     n += 8 * 4 + 4 * 4 + 8;         /* cfg: 8 ints, 4 floats, seed */
@@ -70,6 +61,7 @@ static size_t payload_len(const am_checkpoint *ck) {
     n += 4 * 8 + 4 + 4;             /* rng */
     n += 4 * 4 + 8 + 3 * 4 + 8 + 8; /* asym: mode, policy, basis, iters, rank value, clip, sigma, pad, seed, n */
     n += 32;                        /* noise key */
+    n += BIND_LEN + 3 * 8;          /* binding; release counter, releases, coupling */
     n += 4 + 4 * (size_t)ck->cfg.asym.n_ranks + 4 + 8 * (size_t)ck->n_plan; /* rank list, plan */
     n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers + ck->n_asym) * sizeof(float);
     return n;
@@ -99,6 +91,14 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     put_f32(w, a->clip), put_f32(w, a->sigma), put_i32(w, a->protect_grads);
     put_u64(w, a->noise_seed);
     put(w, a->noise_key, sizeof a->noise_key);
+    const am_run_binding *b = &ck->bind;
+    put(w, b->run_id, sizeof b->run_id);
+    put(w, b->train_digest, sizeof b->train_digest);
+    put(w, b->test_digest, sizeof b->test_digest);
+    put(w, b->platform, sizeof b->platform);
+    put_i32(w, b->threads);
+    put_u64(w, ck->noise_counter);
+    put_u64(w, (uint64_t)ck->releases), put_u64(w, (uint64_t)ck->coupling);
     put_i32(w, a->n_ranks);
     for (int i = 0; i < a->n_ranks; i++) put_i32(w, a->ranks[i]);
     put_i32(w, ck->n_plan);
@@ -110,78 +110,34 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     if (ck->n_asym) put_floats(w, ck->asym, ck->n_asym);
 }
 
-static am_status sync_dir_of(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir) dir[1] = 0;
-    else if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return am_fail(AM_EIO, "%s: cannot open to sync (%s)", dir, strerror(errno));
-    int r = fsync(fd);
-    close(fd);
-    if (r) return am_fail(AM_EIO, "%s: fsync failed (%s)", dir, strerror(errno));
-    return AM_OK;
-}
-
-am_status am_checkpoint_write(const char *path, const am_checkpoint *ck) {
-    if (!path || !ck || !ck->desc || !ck->weights || (!ck->buffers && ck->n_buffers))
+am_status am_checkpoint_encode(const am_checkpoint *ck, uint8_t **out, size_t *out_n) {
+    *out = NULL;
+    *out_n = 0;
+    if (!ck || !ck->desc || !ck->weights || (!ck->buffers && ck->n_buffers))
         return am_fail(AM_EINVAL, "checkpoint: NULL argument");
     if (sodium_init() < 0) return am_fail(AM_EIO, "checkpoint: libsodium failed to initialize");
-    char tmp[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return am_fail(AM_EINVAL, "checkpoint: path too long");
-    wr w = {0};
     const size_t total = HEADER_LEN + payload_len(ck) + HASH_LEN;
-    /* With a key set, the checkpoint is sealed: built in memory, then
-     * encrypted as a whole. */
-    if (am_seal_have_key() && !(w.mem = malloc(total)))
-        return am_fail(AM_ENOMEM, "checkpoint: cannot hold %zu MiB to seal", total >> 20);
-    w.f = fopen(tmp, "wb");
-    if (!w.f) {
-        int e = errno;
-        free(w.mem);
-        return am_fail(AM_EIO, "%s: cannot create (%s)", tmp, strerror(e));
-    }
+    wr w = {.mem = malloc(total)};
+    if (!w.mem) return am_fail(AM_ENOMEM, "checkpoint: cannot hold %zu MiB", total >> 20);
     crypto_generichash_init(&w.h, NULL, 0, HASH_LEN);
     put(&w, MAGIC, 4);
     put_u32(&w, VERSION);
     put_u64(&w, payload_len(ck));
     put_payload(&w, ck);
-    unsigned char hash[HASH_LEN];
-    crypto_generichash_final(&w.h, hash, HASH_LEN);
-    if (w.mem) {
-        memcpy(w.mem + w.mem_n, hash, HASH_LEN);
-        w.mem_n += HASH_LEN;
-        uint8_t *sealed;
-        size_t sn;
-        am_status st = am_seal_current(w.mem, w.mem_n, &sealed, &sn);
-        sodium_memzero(w.mem, w.mem_n);
-        free(w.mem);
-        if (st != AM_OK) {
-            fclose(w.f);
-            unlink(tmp);
-            return st;
-        }
-        if (fwrite(sealed, 1, sn, w.f) != sn) w.err = errno ? errno : EIO;
-        free(sealed);
-    } else if (!w.err && fwrite(hash, 1, HASH_LEN, w.f) != HASH_LEN) {
-        w.err = errno ? errno : EIO;
+    crypto_generichash_final(&w.h, w.mem + w.n, HASH_LEN);
+    w.n += HASH_LEN;
+    if (!am_seal_have_key()) {
+        *out = w.mem;
+        *out_n = w.n;
+        return AM_OK;
     }
-    if (!w.err && fflush(w.f)) w.err = errno;
-    if (!w.err && fsync(fileno(w.f))) w.err = errno;
-    if (fclose(w.f) && !w.err) w.err = errno;
-    if (w.err) {
-        unlink(tmp);
-        return am_fail(AM_EIO, "%s: write failed (%s); the previous checkpoint is untouched", tmp, strerror(w.err));
-    }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return am_fail(AM_EIO, "%s: cannot rename into place (%s)", path, strerror(e));
-    }
-    return sync_dir_of(path);
+    /* Sealed as what it is: this run's checkpoint of this step. */
+    am_seal_id id = {AM_SEAL_CHECKPOINT, {0}, (uint64_t)ck->global_step};
+    memcpy(id.id, ck->bind.run_id, sizeof id.id);
+    am_status st = am_seal_current(&id, w.mem, w.n, out, out_n);
+    sodium_memzero(w.mem, w.n);
+    free(w.mem);
+    return st;
 }
 
 /* ---------------------------------------------------------------- reading */
@@ -261,8 +217,16 @@ am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     if (!am_is_sealed(buf, n)) return parse_plain(buf, n, ck);
     uint8_t *plain;
     size_t pn;
-    AM_TRY(am_unseal_current(buf, n, "checkpoint", &plain, &pn));
-    am_status st = parse_plain(plain, pn, ck);
+    am_seal_id id;
+    AM_TRY(am_unseal_current(buf, n, "checkpoint", &id, &plain, &pn));
+    am_status st = id.role == AM_SEAL_CHECKPOINT ? parse_plain(plain, pn, ck)
+                                                 : am_fail(AM_EFORMAT, "a sealed %s file, not a checkpoint",
+                                                           am_seal_role_name(id.role));
+    /* The header names the run and the step it holds. */
+    if (st == AM_OK && (memcmp(id.id, ck->bind.run_id, sizeof id.id) || id.index != (uint64_t)ck->global_step)) {
+        am_checkpoint_free(ck);
+        st = am_fail(AM_EFORMAT, "checkpoint: its sealed header and its contents name different runs or steps");
+    }
     sodium_memzero(plain, pn);
     free(plain);
     return st;
@@ -274,8 +238,8 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     if (n < HEADER_LEN + HASH_LEN) return am_fail(AM_EFORMAT, "checkpoint truncated");
     rd r = {buf, n, 4, 0};
     uint32_t version = get_u32(&r);
-    if (version != VERSION && version != 3)
-        return am_fail(AM_EFORMAT, "checkpoint version %u; this build reads versions 3 and %u", version, VERSION);
+    if (version < 3 || version > VERSION)
+        return am_fail(AM_EFORMAT, "checkpoint version %u; this build reads versions 3 to %u", version, VERSION);
     uint64_t plen = get_u64(&r);
     if (plen != n - HEADER_LEN - HASH_LEN)
         return am_fail(AM_EFORMAT, "checkpoint %s: header says %llu payload bytes, file has %zu",
@@ -324,9 +288,27 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     } else {
         memset(a->noise_key, 0, sizeof a->noise_key);
     }
+    ck->version = (int)version;
+    if (version >= 5) {
+        am_run_binding *b = &ck->bind;
+        const uint8_t *k = take_bytes(&r, BIND_LEN - 4);
+        if (k) {
+            memcpy(b->run_id, k, sizeof b->run_id);
+            memcpy(b->train_digest, k + sizeof b->run_id, sizeof b->train_digest);
+            memcpy(b->test_digest, k + sizeof b->run_id + AM_DIGEST_BYTES, sizeof b->test_digest);
+            memcpy(b->platform, k + sizeof b->run_id + 2 * AM_DIGEST_BYTES, sizeof b->platform);
+        }
+        b->threads = get_i32(&r);
+        ck->noise_counter = get_u64(&r);
+        ck->releases = (long)get_u64(&r);
+        ck->coupling = (long)get_u64(&r);
+    }
     am_status st = AM_OK;
-    a->n_ranks = get_i32(&r);
-    if (a->n_ranks < 0 || a->n_ranks > AM_MAX_RANKS) st = am_fail(AM_EFORMAT, "checkpoint: bad rank list length");
+    if (ck->bind.threads < 0 || ck->bind.threads > 1024 || ck->releases < 0 || ck->releases > (1L << 40) ||
+        ck->coupling < 0 || ck->coupling > 65536)
+        st = am_fail(AM_EFORMAT, "checkpoint: bad run binding or accounting");
+    a->n_ranks = st == AM_OK ? get_i32(&r) : 0;
+    if (st == AM_OK && (a->n_ranks < 0 || a->n_ranks > AM_MAX_RANKS)) st = am_fail(AM_EFORMAT, "checkpoint: bad rank list length");
     for (int i = 0; st == AM_OK && i < a->n_ranks; i++) a->ranks[i] = get_i32(&r);
     ck->n_plan = st == AM_OK ? get_i32(&r) : 0;
     if (st == AM_OK && (ck->n_plan < 0 || ck->n_plan > AM_MAX_RANKS + 1))
@@ -362,34 +344,6 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     return st;
 }
 
-am_status am_checkpoint_read(const char *path, am_checkpoint *ck) {
-    memset(ck, 0, sizeof *ck);
-    if (!path) return am_fail(AM_EINVAL, "checkpoint: NULL path");
-    FILE *f = fopen(path, "rb");
-    if (!f) return am_fail(AM_EIO, "%s: cannot open (%s)", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return am_fail(AM_EIO, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)sb.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return am_fail(AM_ENOMEM, "%s: cannot hold %zu MiB", path, n >> 20);
-    }
-    size_t got = fread(buf, 1, n, f);
-    fclose(f);
-    am_status st = got == n ? am_checkpoint_parse(buf, n, ck) : am_fail(AM_EIO, "%s: read failed", path);
-    free(buf);
-    if (st != AM_OK) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", am_last_error());
-        return am_fail(st, "%s: %s", path, msg);
-    }
-    return AM_OK;
-}
-
 void am_checkpoint_free(am_checkpoint *ck) {
     if (!ck) return;
     free(ck->desc);
@@ -400,88 +354,3 @@ void am_checkpoint_free(am_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
 }
 
-/* ---------------------------------------------------------------- directories */
-
-static int is_ckpt_name(const char *s) {
-    if (strncmp(s, "ckpt-", 5)) return 0;
-    for (int i = 5; i < 15; i++)
-        if (s[i] < '0' || s[i] > '9') return 0;
-    return !strcmp(s + 15, ".amck");
-}
-
-static int cmp_names(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted checkpoint names in dir (oldest first); *names is malloc'ed. */
-static am_status list_ckpts(const char *dir, char ***names, int *count) {
-    *names = NULL;
-    *count = 0;
-    DIR *d = opendir(dir);
-    if (!d) return am_fail(AM_EIO, "%s: cannot open directory (%s)", dir, strerror(errno));
-    struct dirent *e;
-    int cap = 0;
-    am_status st = AM_OK;
-    while ((e = readdir(d))) {
-        if (!is_ckpt_name(e->d_name)) continue;
-        if (*count == cap) {
-            cap = cap ? 2 * cap : 16;
-            char **nn = realloc(*names, sizeof(char *) * (size_t)cap);
-            if (!nn) {
-                st = am_fail(AM_ENOMEM, "out of memory");
-                break;
-            }
-            *names = nn;
-        }
-        (*names)[(*count)++] = strdup(e->d_name);
-    }
-    closedir(d);
-    if (*names) qsort(*names, (size_t)*count, sizeof(char *), cmp_names);
-    return st;
-}
-
-static void free_names(char **names, int count) {
-    for (int i = 0; i < count; i++) free(names[i]);
-    free(names);
-}
-
-am_status am_checkpoint_latest(const char *dir, char *buf, size_t cap) {
-    char **names;
-    int count;
-    AM_TRY(list_ckpts(dir, &names, &count));
-    am_status st = count ? AM_OK : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory", dir);
-    if (st == AM_OK && snprintf(buf, cap, "%s/%s", dir, names[count - 1]) >= (int)cap)
-        st = am_fail(AM_EINVAL, "checkpoint path too long");
-    free_names(names, count);
-    return st;
-}
-
-am_status am_checkpoint_prune(const char *dir, int keep) {
-    if (keep < 1) return am_fail(AM_EINVAL, "checkpoint: keep %d, must be at least 1", keep);
-    char **names;
-    int count;
-    AM_TRY(list_ckpts(dir, &names, &count));
-    am_status st = AM_OK;
-    for (int i = 0; i + keep < count; i++) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-        if (unlink(p) && errno != ENOENT && st == AM_OK) st = am_fail(AM_EIO, "%s: cannot delete (%s)", p, strerror(errno));
-    }
-    free_names(names, count);
-    return st;
-}
-
-am_status am_checkpoint_dir_check(const char *dir) {
-    if (!dir || !*dir) return am_fail(AM_EINVAL, "checkpoint directory: empty path");
-    if (mkdir(dir, 0755) && errno != EEXIST)
-        return am_fail(AM_EIO, "%s: cannot create directory (%s)", dir, strerror(errno));
-    struct stat sb;
-    if (stat(dir, &sb) || !S_ISDIR(sb.st_mode)) return am_fail(AM_EIO, "%s: not a directory", dir);
-    char p[4200];
-    snprintf(p, sizeof p, "%s/.asymml-write-test-XXXXXX", dir);
-    int fd = mkstemp(p);
-    if (fd < 0) return am_fail(AM_EIO, "%s: not writable (%s)", dir, strerror(errno));
-    close(fd);
-    unlink(p);
-    return AM_OK;
-}

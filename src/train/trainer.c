@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/binding.h"
+
 struct am_trainer {
     am_train_cfg cfg;
     const am_dataset *train;
@@ -19,6 +21,7 @@ struct am_trainer {
     int global_step, total_steps, steps_per_epoch;
     float *x;
     int32_t *labels;
+    am_run_binding bind;
 };
 
 static am_status check_cfg(const am_train_cfg *c) {
@@ -29,10 +32,11 @@ static am_status check_cfg(const am_train_cfg *c) {
     return AM_OK;
 }
 
-static am_status make(const am_train_cfg *cfg, const char *desc, const am_dataset *train,
+static am_status make(const am_train_cfg *cfg, const char *desc, const am_trainer_io *io,
                       const float *mean, const float *std, am_trainer **out) {
     *out = NULL;
     AM_TRY(check_cfg(cfg));
+    const am_dataset *train = io->train;
     if (!train || !train->pixels || !desc) return am_fail(AM_EINVAL, "trainer: NULL argument");
     am_trainer *t = calloc(1, sizeof *t);
     if (!t) return am_fail(AM_ENOMEM, "out of memory");
@@ -47,7 +51,7 @@ static am_status make(const am_train_cfg *cfg, const char *desc, const am_datase
     }
     if (st == AM_OK) st = am_model_init(t->m, cfg->seed);
     if (st == AM_OK) st = am_model_set_batch(t->m, cfg->batch);
-    if (st == AM_OK && cfg->asym.mode != AM_MODE_TEE_ONLY) st = am_model_set_asym(t->m, &cfg->asym);
+    if (st == AM_OK && cfg->asym.mode != AM_MODE_TEE_ONLY) st = am_model_set_asym(t->m, &cfg->asym, io->accel);
     if (st == AM_OK) {
         am_sgd_cfg sc = {cfg->momentum, 0.f, cfg->wd, cfg->nesterov};
         st = am_sgd_create(&sc, am_model_weights_len(t->m), &t->opt);
@@ -81,14 +85,20 @@ static am_status make(const am_train_cfg *cfg, const char *desc, const am_datase
     return AM_OK;
 }
 
-am_status am_trainer_create(const am_train_cfg *cfg, const char *desc, const am_dataset *train,
-                            am_trainer **out) {
+am_status am_trainer_create(const am_train_cfg *cfg, const char *desc, const am_trainer_io *io, am_trainer **out) {
     *out = NULL;
+    const am_dataset *train = io ? io->train : NULL;
     if (!train || !train->pixels) return am_fail(AM_EINVAL, "trainer: no training data");
     float mean[4], std[4];
     if (train->c > 4) return am_fail(AM_EINVAL, "trainer: at most 4 channels");
     AM_TRY(am_dataset_stats(train, mean, std));
-    return make(cfg, desc, train, mean, std, out);
+    AM_TRY(make(cfg, desc, io, mean, std, out));
+    am_status st = am_binding_new(io, &(*out)->bind);
+    if (st != AM_OK) {
+        am_trainer_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 void am_trainer_free(am_trainer *t) {
@@ -159,11 +169,13 @@ am_status am_evaluate(am_model *m, const am_dataset *d, const float *mean, const
     double total = 0;
     am_tensor xt = {s, x};
     for (int i0 = 0; st == AM_OK && i0 < d->n; i0 += B) {
-        /* The last incomplete batch is padded with its first image; only
-         * real images count. */
+        /* The last incomplete batch is padded with zeros, not with copies of
+         * an image (each copy would be one more release of it); only real
+         * images count. */
         int real = d->n - i0 < B ? d->n - i0 : B;
         for (int b = 0; b < B; b++) idx[b] = (uint32_t)(i0 + (b < real ? b : 0));
         st = am_dataset_batch(d, idx, B, mean, std, x, lab);
+        if (real < B) memset(x + (size_t)real * per, 0, sizeof(float) * per * (size_t)(B - real));
         if (st == AM_OK) st = am_model_forward(m, &xt, 0, NULL);
         if (st != AM_OK) break;
         const am_tensor *lg = am_model_logits(m);
@@ -191,63 +203,81 @@ am_status am_trainer_evaluate(am_trainer *t, const am_dataset *d, double *acc, d
     return am_evaluate(t->m, d, t->mean, t->std, t->cfg.batch, acc, loss);
 }
 
-am_status am_trainer_save(am_trainer *t, const char *path) {
+void am_trainer_snapshot(am_trainer *t, am_checkpoint *ck) {
     int started;
     float *mom = am_sgd_momentum(t->opt, &started);
-    am_checkpoint ck = {0};
-    ck.desc = (char *)am_model_desc(t->m);
-    ck.cfg = t->cfg;
-    ck.channels = t->train->c;
-    memcpy(ck.mean, t->mean, sizeof ck.mean);
-    memcpy(ck.std, t->std, sizeof ck.std);
-    ck.epoch = t->global_step / t->steps_per_epoch;
-    ck.step = t->global_step % t->steps_per_epoch;
-    ck.global_step = t->global_step;
-    ck.n_weights = am_model_weights_len(t->m);
-    ck.n_buffers = am_model_buffers_len(t->m);
-    ck.weights = am_model_weights(t->m);
-    ck.buffers = am_model_buffers(t->m);
-    ck.momentum = mom;
-    ck.momentum_started = started;
-    ck.rng = t->rng;
-    ck.n_asym = am_model_asym_state_len(t->m);
-    ck.asym = am_model_asym_state(t->m);
-    ck.n_plan = am_model_plan_get(t->m, ck.plan_rank, ck.plan_basis, AM_MAX_RANKS + 1);
+    memset(ck, 0, sizeof *ck);
+    ck->desc = (char *)am_model_desc(t->m);
+    ck->cfg = t->cfg;
+    ck->channels = t->train->c;
+    memcpy(ck->mean, t->mean, sizeof ck->mean);
+    memcpy(ck->std, t->std, sizeof ck->std);
+    ck->epoch = t->global_step / t->steps_per_epoch;
+    ck->step = t->global_step % t->steps_per_epoch;
+    ck->global_step = t->global_step;
+    ck->n_weights = am_model_weights_len(t->m);
+    ck->n_buffers = am_model_buffers_len(t->m);
+    ck->weights = am_model_weights(t->m);
+    ck->buffers = am_model_buffers(t->m);
+    ck->momentum = mom;
+    ck->momentum_started = started;
+    ck->rng = t->rng;
+    ck->n_asym = am_model_asym_state_len(t->m);
+    ck->asym = am_model_asym_state(t->m);
+    ck->n_plan = am_model_plan_get(t->m, ck->plan_rank, ck->plan_basis, AM_MAX_RANKS + 1);
+    ck->bind = t->bind;
+    ck->noise_counter = am_model_noise_counter(t->m);
+    ck->releases = am_trainer_releases(t);
+    ck->coupling = am_trainer_coupling(t);
+}
+
+am_status am_trainer_save(am_trainer *t, const char *path) {
+    am_checkpoint ck;
+    am_trainer_snapshot(t, &ck);
     return am_checkpoint_write(path, &ck);
 }
 
-am_status am_trainer_resume(const char *path, const am_dataset *train, am_trainer **out) {
+const am_run_binding *am_trainer_binding(const am_trainer *t) { return &t->bind; }
+
+am_status am_trainer_resume_check(const am_checkpoint *ck, const am_trainer_io *io) {
+    if (!ck || !io || !io->train) return am_fail(AM_EINVAL, "trainer: bad argument");
+    return am_binding_check(ck, io);
+}
+
+am_status am_trainer_resume(const am_checkpoint *ck, const am_trainer_io *io, am_trainer **out) {
     *out = NULL;
-    am_checkpoint ck;
-    AM_TRY(am_checkpoint_read(path, &ck));
+    const am_dataset *train = io ? io->train : NULL;
     am_trainer *t = NULL;
     am_status st = AM_OK;
-    if (!train || train->c != ck.channels)
-        st = am_fail(AM_EINVAL, "%s: checkpoint of a %d-channel model, the data has %d channels", path, ck.channels,
+    if (!ck || !ck->desc) return am_fail(AM_EINVAL, "trainer: no checkpoint");
+    if (!train || train->c != ck->channels)
+        st = am_fail(AM_EINVAL, "checkpoint of a %d-channel model, the data has %d channels", ck->channels,
                      train ? train->c : 0);
-    if (st == AM_OK) st = make(&ck.cfg, ck.desc, train, ck.mean, ck.std, &t);
+    if (st == AM_OK) st = am_binding_check(ck, io);
+    if (st == AM_OK) st = make(&ck->cfg, ck->desc, io, ck->mean, ck->std, &t);
     /* Data-driven ranks and bases were decided on the first batch: replay them. */
-    if (st == AM_OK && ck.n_plan) st = am_model_plan_set(t->m, ck.plan_rank, ck.plan_basis, ck.n_plan);
-    if (st == AM_OK && (am_model_weights_len(t->m) != ck.n_weights || am_model_buffers_len(t->m) != ck.n_buffers ||
-                        am_model_asym_state_len(t->m) != ck.n_asym))
-        st = am_fail(AM_EFORMAT, "%s: tensor sizes do not match the model description", path);
-    if (st == AM_OK && (ck.global_step > t->total_steps || ck.step >= t->steps_per_epoch ||
-                        ck.epoch * t->steps_per_epoch + ck.step != ck.global_step))
-        st = am_fail(AM_EFORMAT, "%s: position (epoch %d, step %d) does not fit %d steps of %d per epoch "
-                     "(is this the dataset it was trained on?)", path, ck.epoch, ck.step, ck.global_step, t->steps_per_epoch);
-    if (st == AM_OK) st = am_sgd_restore(t->opt, ck.momentum, ck.momentum_started);
-    if (st == AM_OK) st = am_loader_seek(&t->loader, ck.epoch, ck.step);
+    if (st == AM_OK && ck->n_plan) st = am_model_plan_set(t->m, ck->plan_rank, ck->plan_basis, ck->n_plan);
+    if (st == AM_OK && (am_model_weights_len(t->m) != ck->n_weights || am_model_buffers_len(t->m) != ck->n_buffers ||
+                        am_model_asym_state_len(t->m) != ck->n_asym))
+        st = am_fail(AM_EFORMAT, "checkpoint: tensor sizes do not match the model description");
+    if (st == AM_OK && (ck->global_step > t->total_steps || ck->step >= t->steps_per_epoch ||
+                        ck->epoch * t->steps_per_epoch + ck->step != ck->global_step))
+        st = am_fail(AM_EFORMAT, "checkpoint: position (epoch %d, step %d) does not fit %d steps of %d per epoch "
+                     "(is this the dataset it was trained on?)", ck->epoch, ck->step, ck->global_step, t->steps_per_epoch);
+    if (st == AM_OK) st = am_sgd_restore(t->opt, ck->momentum, ck->momentum_started);
+    if (st == AM_OK) st = am_loader_seek(&t->loader, ck->epoch, ck->step);
     if (st == AM_OK) {
-        memcpy(am_model_weights(t->m), ck.weights, ck.n_weights * sizeof(float));
-        memcpy(am_model_buffers(t->m), ck.buffers, ck.n_buffers * sizeof(float));
-        if (ck.n_asym && ck.global_step > 0) {
-            memcpy(am_model_asym_state(t->m), ck.asym, ck.n_asym * sizeof(float));
+        memcpy(am_model_weights(t->m), ck->weights, ck->n_weights * sizeof(float));
+        memcpy(am_model_buffers(t->m), ck->buffers, ck->n_buffers * sizeof(float));
+        if (ck->n_asym && ck->global_step > 0) {
+            memcpy(am_model_asym_state(t->m), ck->asym, ck->n_asym * sizeof(float));
             am_model_asym_state_restored(t->m);
         }
-        t->rng = ck.rng;
-        t->global_step = ck.global_step;
+        am_model_set_noise_counter(t->m, ck->noise_counter);
+        t->rng = ck->rng;
+        t->global_step = ck->global_step;
+        t->bind = ck->bind;
     }
-    am_checkpoint_free(&ck);
     if (st != AM_OK) {
         am_trainer_free(t);
         return st;

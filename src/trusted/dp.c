@@ -10,8 +10,8 @@
 #include <string.h>
 
 am_status am_dp_clip_noise(float *R, int B, size_t n, float clip, float sigma, const uint8_t *key, uint64_t seed,
-                           uint64_t step, int layer) {
-    return am_dp_clip_noise_at(R, B, n, 0, clip, sigma, key, seed, step, layer);
+                           uint64_t release) {
+    return am_dp_clip_noise_at(R, B, n, 0, clip, sigma, key, seed, release);
 }
 
 am_status am_asym_secret_noise_key(am_asym_cfg *a) {
@@ -24,7 +24,7 @@ am_status am_asym_secret_noise_key(am_asym_cfg *a) {
 }
 
 am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, float sigma, const uint8_t *secret,
-                              uint64_t seed, uint64_t step, int layer) {
+                              uint64_t seed, uint64_t release) {
     if (!R || B < 1 || !n || first < 0) return am_fail(AM_EINVAL, "dp: bad argument");
     if (!(clip >= 0.f) || !(sigma >= 0.f) || !isfinite(clip) || !isfinite(sigma))
         return am_fail(AM_EINVAL, "dp: clip and sigma must be finite and >= 0");
@@ -47,10 +47,11 @@ am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, 
         for (size_t k = 0; k < nbk; k++) nn += part[(size_t)b * nbk + k];
         part[(size_t)b * nbk] = sqrt(nn) > clip ? clip / sqrt(nn) : 1.0;
     }
+    /* Every sample is scaled, by 1 when its norm is within the bound: no
+     * branch on whether it was (its time would say so). */
 #pragma omp parallel for schedule(static) if ((size_t)B * n > blk)
     for (size_t t = 0; t < nbk * (size_t)B; t++) {
-        float sc = (float)part[(t / nbk) * nbk];
-        if (sc == 1.f) continue;
+        const float sc = (float)part[(t / nbk) * nbk];
         float *r = R + (t / nbk) * n + (t % nbk) * blk;
         size_t e = n - (t % nbk) * blk < blk ? n - (t % nbk) * blk : blk;
         for (size_t i = 0; i < e; i++) r[i] *= sc;
@@ -58,12 +59,11 @@ am_status am_dp_clip_noise_at(float *R, int B, size_t n, int first, float clip, 
     free(part);
     if (sigma == 0.f) return AM_OK;
     if (sodium_init() < 0) return am_fail(AM_EIO, "dp: libsodium failed to initialize");
-    /* key = BLAKE2b-256(seed || step || layer), keyed by the secret key if
-     * there is one. */
-    unsigned char in[20], key[randombytes_SEEDBYTES];
+    /* key = BLAKE2b-256(seed || release), keyed by the secret key if there
+     * is one: each release number its own stream. */
+    unsigned char in[16], key[randombytes_SEEDBYTES];
     memcpy(in, &seed, 8);
-    memcpy(in + 8, &step, 8);
-    memcpy(in + 16, &layer, 4);
+    memcpy(in + 8, &release, 8);
     const int keyed = secret && !sodium_is_zero(secret, 32);
     crypto_generichash(key, sizeof key, in, sizeof in, keyed ? secret : NULL, keyed ? 32 : 0);
     /* One ChaCha20 stream for the whole batch's tensor; Box-Muller on
@@ -151,10 +151,21 @@ double am_agm_epsilon(double delta, double D, double s) {
     return hi;
 }
 
-double am_dp_epsilon(double sigma, long releases, long coupling, double delta) {
+double am_dp_mu2(double sigma, long releases, long coupling) {
     if (releases < 1) return 0;
     if (!(sigma > 0) || coupling < 1) return INFINITY;
-    /* Sensitivity 2c sqrt(coupling), std sigma c, k releases: one mechanism
-     * with std sigma c / sqrt(k coupling) against sensitivity 2c; c cancels. */
-    return am_agm_epsilon(delta, 2.0, sigma / sqrt((double)releases * (double)coupling));
+    /* Sensitivity 2c sqrt(coupling) against std sigma c: (D/s)^2 per
+     * release, and Gaussian mechanisms compose by adding these. */
+    return (double)releases * (double)coupling * 4.0 / (sigma * sigma);
+}
+
+double am_dp_epsilon_mu2(double mu2, double delta) {
+    if (mu2 <= 0) return 0;
+    if (!isfinite(mu2)) return INFINITY;
+    /* The analytic Gaussian mechanism depends on D / s alone. */
+    return am_agm_epsilon(delta, sqrt(mu2), 1.0);
+}
+
+double am_dp_epsilon(double sigma, long releases, long coupling, double delta) {
+    return am_dp_epsilon_mu2(am_dp_mu2(sigma, releases, coupling), delta);
 }

@@ -6,6 +6,8 @@
  * through `cross`, which copies it into the accelerator's buffer and records
  * it in the ledger. */
 #include "trusted/split.h"
+#include "trusted/fold.h"
+#include "trusted/verify.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -31,6 +33,8 @@ typedef struct layer_plan {
     int rg;       /* protected gradients: rank of the output-gradient basis */
     size_t a_off; /* into state: A (K x rg) */
     int warm_a;
+    uint64_t release; /* the release number of this layer's last residual */
+    float *vu, *vRu, *vRa; /* verification: C signs; the released input combined with them, and its magnitudes */
     float *V;     /* B x r x N, kept for the backward pass */
     float *Ub;    /* per-sample bases: B x C x r */
     float *Wp;    /* K x r x kk: U folded into W (shared) */
@@ -58,6 +62,10 @@ struct am_asym {
     float *wt, *fm, *ucat, *fe; /* folding: W as C x (K kk), stacked factors, U stacked, C x (K kk) */
     size_t wt_n, fm_n, ucat_n, fe_n;
     uint64_t step;
+    uint64_t release_next; /* the noise's release counter: only increases */
+    int verify;            /* check every reply (am_model_verify) */
+    float *vsig, *vref, *vmag, *vcomb, *vwork; /* verification: signs, reference, bound, the reply's combination */
+    size_t vsig_n, vref_n, vwork_n;
     double blocked_s; /* total time the TEE spent blocked in submit or wait */
     int ledger_on;
     am_ledger_entry *led;
@@ -70,7 +78,8 @@ static double now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void am_set_accelerator(am_accelerator_fn make) { am_backend_set_factory(make); }
+/* The accelerator's compute seconds so far (none without one). */
+static double busy(const am_asym *a) { return a->be ? a->be->vt->busy_seconds(a->be) : 0; }
 
 /* The accelerator's calls, timed: what the TEE spends blocked on them is not
  * TEE work. (The in-process backend computes inside submit; the host
@@ -93,10 +102,12 @@ static am_status be_wait(am_asym *a, layer_plan *p) {
     return st;
 }
 
-am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out) {
+am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_backend *be, am_asym **out) {
     *out = NULL;
     if (!cfg || n_layers < 1) return am_fail(AM_EINVAL, "asym: bad argument");
     if (cfg->mode < AM_MODE_TEE_ONLY || cfg->mode > AM_MODE_OPEN) return am_fail(AM_EINVAL, "asym: unknown mode");
+    if (!be && (cfg->mode == AM_MODE_ASYMML || cfg->mode == AM_MODE_OPEN))
+        return am_fail(AM_EINVAL, "asym: %s mode needs an accelerator backend", cfg->mode == AM_MODE_OPEN ? "open" : "asymml");
     if (cfg->iters < 1 || cfg->iters > 20) return am_fail(AM_EINVAL, "asym: iterations %d outside [1, 20]", cfg->iters);
     if (!(cfg->clip >= 0.f) || !(cfg->sigma >= 0.f) || !isfinite(cfg->clip) || !isfinite(cfg->sigma))
         return am_fail(AM_EINVAL, "asym: clip and sigma must be finite and >= 0");
@@ -129,10 +140,10 @@ am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out) {
     a->cfg = *cfg;
     a->n = n_layers;
     a->L = calloc((size_t)n_layers, sizeof(layer_plan));
-    am_status st = a->L ? am_backend_make(&a->be) : am_fail(AM_ENOMEM, "out of memory");
-    if (st != AM_OK) {
+    a->be = be;
+    if (!a->L) {
         am_asym_free(a);
-        return st;
+        return am_fail(AM_ENOMEM, "out of memory");
     }
     *out = a;
     return AM_OK;
@@ -146,8 +157,10 @@ void am_asym_free(am_asym *a) {
         am_aligned_free(p->Ub);
         am_aligned_free(p->Wp);
         am_aligned_free(p->dWp);
+        am_aligned_free(p->vu);
+        am_aligned_free(p->vRu);
+        am_aligned_free(p->vRa);
     }
-    if (a->be) a->be->vt->destroy(a->be);
     free(a->L);
     am_aligned_free(a->state);
     am_aligned_free(a->scratch);
@@ -161,6 +174,11 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->fm);
     am_aligned_free(a->ucat);
     am_aligned_free(a->fe);
+    am_aligned_free(a->vsig);
+    am_aligned_free(a->vref);
+    am_aligned_free(a->vmag);
+    am_aligned_free(a->vcomb);
+    am_aligned_free(a->vwork);
     free(a->led);
     free(a);
 }
@@ -215,20 +233,6 @@ static am_status state_add(am_asym *a, size_t n, size_t *off) {
     return AM_OK;
 }
 
-/* Folding's scratch (see fold below): at most FOLD_FLOATS floats of
- * transposed weights at a time. */
-#define FOLD_FLOATS ((size_t)1 << 20)
-
-/* Output channels per chunk, and samples per unfold group. */
-static int fold_chunk(int K, int C, int kk) {
-    size_t kc = FOLD_FLOATS / ((size_t)C * kk);
-    return kc < 1 ? 1 : kc > (size_t)K ? K : (int)kc;
-}
-static int unfold_group(int B, int K, int r, int kk) {
-    size_t g = FOLD_FLOATS / ((size_t)r * K * kk);
-    return g < 1 ? 1 : g > (size_t)B ? B : (int)g;
-}
-
 static am_status alloc_layer(am_asym *a, layer_plan *p) {
     size_t B = (size_t)p->x.n, r = (size_t)p->r;
     am_aligned_free(p->V);
@@ -243,8 +247,8 @@ static am_status alloc_layer(am_asym *a, layer_plan *p) {
         return am_fail(AM_ENOMEM, "asym: out of memory for a split layer (%d channels, rank %d)", p->C, p->r);
     {
         const int per = p->basis == AM_BASIS_PER_SAMPLE;
-        size_t nb = per ? (size_t)unfold_group(p->x.n, p->K, p->r, p->kk) : 1, kkk = (size_t)p->K * p->kk;
-        size_t chunk = (size_t)p->C * fold_chunk(p->K, p->C, p->kk) * p->kk;
+        size_t nb = per ? (size_t)am_unfold_group(p->x.n, p->K, p->r, p->kk) : 1, kkk = (size_t)p->K * p->kk;
+        size_t chunk = (size_t)p->C * am_fold_chunk(p->K, p->C, p->kk) * p->kk;
         AM_TRY(grow(&a->wt, &a->wt_n, per ? (size_t)p->C * kkk : chunk));
         AM_TRY(grow(&a->fe, &a->fe_n, chunk));
         AM_TRY(grow(&a->fm, &a->fm_n, nb * r * kkk));
@@ -462,94 +466,68 @@ static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float
     return a->be->vt->buffer(a->be, layer, role, n, out);
 }
 
+/* ---------------------------------------------------------------- replies */
+
+/* Merges a reply into trusted memory (am_merge_reply: each value read
+ * once); a non-finite result is an error that names the layer. With coef,
+ * the reply's combination goes to a->vcomb for am_verify_compare. */
+static am_status merge(am_asym *a, layer_plan *p, int layer, const char *what, float *dst, const float *src, int outer,
+                       int mid, size_t inner, const float *bias, int add, const float *coef) {
+    double tx = now();
+    int bad = am_merge_reply(dst, src, outer, mid, inner, bias, add, coef, coef ? a->vcomb : NULL);
+    p->xfer_s += now() - tx;
+    if (bad) return am_fail(AM_ENUM, "accelerator: a non-finite value in layer %d's %s: the reply is refused", layer, what);
+    return AM_OK;
+}
+
+/* Verification's scratch: signs, reference, bound and combination of up
+ * to n values, the checks' workspace, and the layer's own signs and
+ * combined input (B x N). */
+static am_status verify_scratch(am_asym *a, layer_plan *p, size_t n) {
+    size_t cap = a->vsig_n;
+    AM_TRY(grow(&a->vsig, &cap, (size_t)(p->K > p->C ? p->K : p->C)));
+    a->vsig_n = cap;
+    if (n > a->vref_n) {
+        size_t c1 = 0, c2 = 0, c3 = 0;
+        am_aligned_free(a->vref), am_aligned_free(a->vmag), am_aligned_free(a->vcomb);
+        a->vref = a->vmag = a->vcomb = NULL;
+        a->vref_n = 0;
+        AM_TRY(grow(&a->vref, &c1, n));
+        AM_TRY(grow(&a->vmag, &c2, n));
+        AM_TRY(grow(&a->vcomb, &c3, n));
+        a->vref_n = n;
+    }
+    cap = a->vwork_n;
+    AM_TRY(grow(&a->vwork, &cap, am_verify_workspace(&p->cfg, p->x)));
+    a->vwork_n = cap;
+    if (!p->vu) {
+        size_t c1 = 0, c2 = 0, c3 = 0, bn = (size_t)p->x.n * p->N;
+        AM_TRY(grow(&p->vu, &c1, (size_t)p->C));
+        AM_TRY(grow(&p->vRu, &c2, bn));
+        AM_TRY(grow(&p->vRa, &c3, bn));
+    }
+    return AM_OK;
+}
+
+/* The forward check's reference for g samples of what was sent (R), and
+ * the input combined for the backward filter check. */
+static am_status verify_sent(am_asym *a, layer_plan *p, const float *w, const float *R, int b0, int g) {
+    const size_t P = (size_t)p->P, N = (size_t)p->N;
+    AM_TRY(am_verify_fwd(&p->cfg, am_shape4(1, p->C, p->x.h, p->x.w), w, a->vsig, R, g, a->vref + b0 * P,
+                         a->vmag + b0 * P, a->vwork, a->vwork_n));
+    am_verify_reduce_channels(R, g, p->C, N, p->vu, p->vRu + b0 * N, p->vRa + b0 * N);
+    return AM_OK;
+}
+
+/* The weight gradient's check: the reply's combination over input channels
+ * (a->vcomb, from merge) against corr(Ru, G) from what was sent. */
+static am_status verify_dw(am_asym *a, layer_plan *p, int layer, const float *G) {
+    AM_TRY(am_verify_bwd_filter(&p->cfg, p->x, p->vRu, p->vRa, G, a->vref, a->vmag, a->vwork, a->vwork_n));
+    return am_verify_compare(a->vcomb, a->vref, a->vmag, (size_t)p->K * p->kk, (double)p->x.n * p->P + p->C, layer,
+                             "weight gradient");
+}
+
 /* ---------------------------------------------------------------- forward */
-
-/* The per-sample path makes many small GEMMs; OpenBLAS would spread each
- * over all threads and spend more on waking them than on the arithmetic.
- * (Calling OpenBLAS from several threads at once instead gave wrong results
- * with Debian's 0.3.21 OpenMP build.) */
-static void blas_serial(int on) {
-    /* OpenBLAS's OpenMP build sets OpenMP's thread count too: remember the
-     * count to go back to, or everything after would run on one thread. */
-    static int saved;
-    if (on) {
-        saved = am_get_threads();
-        openblas_set_num_threads(1);
-    } else if (saved > 0) {
-        openblas_set_num_threads(saved);
-    }
-}
-
-/* Folding U into W and back, as GEMMs over many output channels at once:
- * with Wt = W laid out C x (K kk),
- *     W'_b[k][j][t] = (U_b^T Wt)[j][k kk + t]            (fold, per basis b)
- *     dW[k][c][t]   = (sum_b U_b D_b)[c][k kk + t],  D_b[j][k kk + t] = dW'_b[k][j][t]   (unfold)
- * instead of K small GEMMs per basis. The transposed copies (Wt, and E in
- * the unfold) hold a chunk of output channels at a time, at most
- * FOLD_FLOATS floats, so that they stay small in trusted memory; only the
- * per-sample forward keeps all of Wt, which every sample's fold reads
- * (FOLD_FLOATS, fold_chunk, unfold_group: above alloc_layer). */
-/* Rows k of W (K x C x kk) as Wt (C x K kk). */
-static void to_ck(const float *W, int K, int C, int kk, float *Wt) {
-#pragma omp parallel for schedule(static) if ((size_t)K * C * kk > 65536)
-    for (int c = 0; c < C; c++)
-        for (int k = 0; k < K; k++)
-            memcpy(Wt + ((size_t)c * K + k) * kk, W + ((size_t)k * C + c) * kk, sizeof(float) * (size_t)kk);
-}
-
-/* W' (K x r x kk) for the basis U (C x r) from Wt (C x K kk, as to_ck);
- * M scratch r x K kk. */
-static void fold(const float *Wt, const float *U, int K, int C, int r, int kk, float *M, float *Wp) {
-    const int kkk = K * kk;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kkk, C, 1.f, U, r, Wt, kkk, 0.f, M, kkk);
-    for (int k = 0; k < K; k++)
-        for (int j = 0; j < r; j++)
-            memcpy(Wp + ((size_t)k * r + j) * kk, M + (size_t)j * kkk + (size_t)k * kk, sizeof(float) * (size_t)kk);
-}
-
-/* The same for one shared basis, a chunk of output channels at a time;
- * Wt scratch C x kc kk. */
-static void fold_chunked(const float *W, const float *U, int K, int C, int r, int kk, float *Wt, float *M,
-                         float *Wp) {
-    const int kc = fold_chunk(K, C, kk);
-    for (int k0 = 0; k0 < K; k0 += kc) {
-        const int n = K - k0 < kc ? K - k0 : kc;
-        to_ck(W + (size_t)k0 * C * kk, n, C, kk, Wt);
-        fold(Wt, U, n, C, r, kk, M, Wp + (size_t)k0 * r * kk);
-    }
-}
-
-/* dW'_b (K x r x kk) into rows b*r .. b*r + r of D (nb*r x K kk). */
-static void stack_grad(const float *dWp, int K, int r, int kk, int b, float *D) {
-    const size_t kkk = (size_t)K * kk;
-    for (int k = 0; k < K; k++)
-        for (int j = 0; j < r; j++)
-            memcpy(D + ((size_t)b * r + j) * kkk + (size_t)k * kk, dWp + ((size_t)k * r + j) * kk,
-                   sizeof(float) * (size_t)kk);
-}
-
-/* dW (=, or += with add) sum_b U_b D_b with Ucat = [U_1 ... U_nb]
- * (C x nb*r), a chunk of output channels at a time; E scratch C x kc kk. */
-static void unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW,
-                   int add) {
-    const int kkk = K * kk, kc = fold_chunk(K, C, kk);
-    for (int k0 = 0; k0 < K; k0 += kc) {
-        const int n = K - k0 < kc ? K - k0 : kc, nk = n * kk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, nk, nb * r, 1.f, Ucat, nb * r,
-                    D + (size_t)k0 * kk, kkk, 0.f, E, nk);
-        float *dst = dW + (size_t)k0 * C * kk;
-#pragma omp parallel for schedule(static) if ((size_t)n * C * kk > 65536)
-        for (int k = 0; k < n; k++)
-            for (int c = 0; c < C; c++) {
-                float *d = dst + ((size_t)k * C + c) * kk;
-                const float *e = E + ((size_t)c * n + k) * kk;
-                if (add)
-                    for (int t = 0; t < kk; t++) d[t] += e[t];
-                else
-                    memcpy(d, e, sizeof(float) * (size_t)kk);
-            }
-    }
-}
 
 static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_tensor *x, const float *w,
                               const float *b, am_tensor *y) {
@@ -558,18 +536,20 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
     AM_TRY(cross(a, layer, AM_BUF_INPUT, AM_CROSS_ACTIVATION, x->s, x->d, &bx));
     AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
     AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
-    am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by, 0};
+    am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by, 0, AM_CROSS_ACTIVATION, AM_CROSS_WEIGHTS,
+                 (uint32_t)a->step, 0};
     rq.cfg.bias = 0;
     AM_TRY(be_submit(a, p, &rq));
+    const size_t B = (size_t)x->s.n, P = (size_t)p->P;
+    if (a->verify) {
+        AM_TRY(verify_scratch(a, p, B * P));
+        am_verify_signs(a->vsig, p->K);
+        am_verify_signs(p->vu, p->C);
+        AM_TRY(verify_sent(a, p, w, x->d, 0, (int)B));
+    }
     AM_TRY(be_wait(a, p));
-    const size_t per = (size_t)p->P;
-#pragma omp parallel for collapse(2) schedule(static) if ((size_t)y->s.n * p->K * per > 65536)
-    for (int n = 0; n < y->s.n; n++)
-        for (int k = 0; k < p->K; k++) {
-            float bk = b ? b[k] : 0.f, *dst = y->d + ((size_t)n * p->K + k) * per;
-            const float *src = by + ((size_t)n * p->K + k) * per;
-            for (size_t i = 0; i < per; i++) dst[i] = src[i] + bk;
-        }
+    AM_TRY(merge(a, p, layer, "forward result", y->d, by, (int)B, p->K, P, b, 0, a->verify ? a->vsig : NULL));
+    if (a->verify) AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, B * P, (double)p->C * p->kk + p->K, layer, "forward result"));
     return AM_OK;
 }
 
@@ -580,10 +560,10 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
     if (!am_shape_eq(x->s, p->x)) return am_fail(AM_EINVAL, "asym: layer %d planned for another batch size", layer);
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "asym: layer %d expects a bias", layer);
-    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be), wait0 = p->wait_s;
+    double t0 = now(), accel0 = busy(a), wait0 = p->wait_s;
     if (a->cfg.mode == AM_MODE_OPEN) {
         am_status st = forward_open(a, layer, p, x, w, b, y);
-        p->accel_s += a->be->vt->busy_seconds(a->be) - accel0;
+        p->accel_s += busy(a) - accel0;
         p->tee_s += now() - t0 - (p->wait_s - wait0);
         return st;
     }
@@ -620,6 +600,13 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     const size_t per = (size_t)C * N;
     const int G = group_size(a, p);
     double er = 0, ev = 0;
+    if (asym) p->release = a->release_next++;
+    const int ver = asym && a->verify;
+    if (ver) {
+        AM_TRY(verify_scratch(a, p, (size_t)B * p->P));
+        am_verify_signs(a->vsig, p->K);
+        am_verify_signs(p->vu, C);
+    }
     for (int b0 = 0; b0 < B; b0 += G) {
         const int g = B - b0 < G ? B - b0 : G;
         const float *Xg = x->d + (size_t)b0 * per;
@@ -628,12 +615,12 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
             AM_TRY(am_project_ws(Xg, g, C, N, r, U, Vg, R, a->basis_work, a->basis_work_n));
         } else {
             memcpy(R, Xg, sizeof(float) * (size_t)g * per);
-            blas_serial(1);
+            am_blas_serial(1);
             am_status st = AM_OK;
             for (int s = 0; s < g && st == AM_OK; s++)
                 st = am_light_svd(R + (size_t)s * per, C, N, r, a->cfg.iters, p->Ub + (size_t)(b0 + s) * C * r,
                                   Vg + (size_t)s * r * N);
-            blas_serial(0);
+            am_blas_serial(0);
             AM_TRY(st);
         }
         /* Energy: with an orthonormal U, ||X||^2 = ||V||^2 + ||R||^2. */
@@ -642,7 +629,8 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         ev += p->basis == AM_BASIS_SHARED ? am_sumsq(Vg, (size_t)g * r * N) : am_sumsq(Xg, (size_t)g * per) - eg;
         if (!asym) continue;
         /* Every release is clipped and noised, in evaluation too. */
-        AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, a->step, layer));
+        AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, p->release));
+        if (ver) AM_TRY(verify_sent(a, p, w, R, b0, g));
         double tx = now();
         am_copy_floats(bx + (size_t)b0 * per, R, (size_t)g * per);
         p->xfer_s += now() - tx;
@@ -656,7 +644,8 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         AM_TRY(record(a, layer, AM_CROSS_RESIDUAL, x->s, bx));
         AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
         AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
-        am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by, 0};
+        am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by, 0, AM_CROSS_RESIDUAL, AM_CROSS_WEIGHTS,
+                     (uint32_t)a->step, 0};
         rq.cfg.bias = 0;
         AM_TRY(be_submit(a, p, &rq));
     }
@@ -665,42 +654,40 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     am_conv2d_cfg lc = *cfg;
     lc.bias = 0;
     if (p->basis == AM_BASIS_SHARED) {
-        fold_chunked(w, U, p->K, C, r, p->kk, a->wt, a->fm, p->Wp);
+        am_fold_chunked(w, U, p->K, C, r, p->kk, a->wt, a->fm, p->Wp);
         am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
         AM_TRY(am_conv2d_forward(&lc, &v, p->Wp, NULL, y, work, work_n));
     } else {
-        to_ck(w, p->K, C, p->kk, a->wt);
-        blas_serial(1);
+        am_to_ck(w, p->K, C, p->kk, a->wt);
+        am_blas_serial(1);
         am_status st = AM_OK;
         for (int s = 0; s < B && st == AM_OK; s++) {
-            fold(a->wt, p->Ub + (size_t)s * C * r, p->K, C, r, p->kk, a->fm, p->Wp);
+            am_fold(a->wt, p->Ub + (size_t)s * C * r, p->K, C, r, p->kk, a->fm, p->Wp);
             am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * N};
             am_tensor ys = {am_shape4(1, p->K, p->y.h, p->y.w), y->d + (size_t)s * p->K * p->P};
             st = am_conv2d_forward(&lc, &v, p->Wp, NULL, &ys, work, work_n);
         }
-        blas_serial(0);
+        am_blas_serial(0);
         AM_TRY(st);
     }
-    const int accel = a->cfg.mode == AM_MODE_ASYMML;
-    if (accel) AM_TRY(be_wait(a, p));
-    if (accel || (cfg->bias && b)) {
-        double tx = now();
+    const float *bias = cfg->bias ? b : NULL;
+    if (asym) {
+        AM_TRY(be_wait(a, p));
+        AM_TRY(merge(a, p, layer, "forward result", y->d, by, B, p->K, (size_t)p->P, bias, 1, ver ? a->vsig : NULL));
+        if (ver)
+            AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, (size_t)B * p->P, (double)C * p->kk + p->K, layer,
+                                     "forward result"));
+    } else if (bias) {
         const int K = p->K;
         const size_t P = (size_t)p->P;
-        const float *bias = cfg->bias ? b : NULL;
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * K * P > 65536)
         for (int n = 0; n < B; n++)
             for (int k = 0; k < K; k++) {
-                const size_t o = ((size_t)n * K + k) * P;
-                float *yk = y->d + o, bk = bias ? bias[k] : 0.f;
-                if (accel)
-                    for (size_t i = 0; i < P; i++) yk[i] += by[o + i] + bk;
-                else
-                    for (size_t i = 0; i < P; i++) yk[i] += bk;
+                float *yk = y->d + ((size_t)n * K + k) * P, bk = bias[k];
+                for (size_t i = 0; i < P; i++) yk[i] += bk;
             }
-        if (accel) p->xfer_s += now() - tx;
     }
-    p->accel_s += a->be->vt->busy_seconds(a->be) - accel0;
+    p->accel_s += busy(a) - accel0;
     p->tee_s += now() - t0 - (p->wait_s - wait0);
     return AM_OK;
 }
@@ -710,7 +697,8 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
 /* The terms of a protected backward pass that touch A B, in the TEE, all of
  * rank rg:  dW += A (x) corr(R, B)  and  dX (=/+=) conv_transpose(W A, B).
  * R is the residual the accelerator holds: recomputed from X and the bases,
- * clipped and noised again with the forward pass's key (same step, layer). */
+ * clipped and noised again with the forward pass's release number (the same
+ * release: the accelerator holds it already). */
 static am_status protected_terms(am_asym *a, layer_plan *p, int layer, const am_conv2d_cfg *lc,
                                  const am_tensor *x, const float *w, const am_tensor *gb, am_tensor *dx,
                                  int accum, float *dw, float *work, size_t work_n) {
@@ -726,7 +714,7 @@ static am_status protected_terms(am_asym *a, layer_plan *p, int layer, const am_
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, p->Ub + (size_t)s * C * r, r,
                         p->V + (size_t)s * r * N, N, 1.f, R + (size_t)s * C * N, N);
     }
-    AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, a->step, layer));
+    AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, p->release));
     am_conv2d_cfg gc = *lc;
     gc.out_c = rg;
     am_tensor rt = {x->s, R};
@@ -749,7 +737,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                            float *db, float *work, size_t work_n) {
     layer_plan *p = &a->L[layer];
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
-    double t0 = now(), accel0 = a->be->vt->busy_seconds(a->be), wait0 = p->wait_s;
+    double t0 = now(), accel0 = busy(a), wait0 = p->wait_s;
     const int B = x->s.n, C = p->C, K = p->K, kk = p->kk;
     const size_t wn = (size_t)K * C * kk;
     const int accel = a->cfg.mode == AM_MODE_ASYMML || a->cfg.mode == AM_MODE_OPEN;
@@ -764,8 +752,8 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(am_shared_basis(dy->d, B, K, p->P, p->rg, a->cfg.iters, warm, A, a->basis_work, a->basis_work_n));
         p->warm_a = 1;
         AM_TRY(am_project(dy->d, B, K, p->P, p->rg, A, a->gb, a->gs));
-        AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, a->step,
-                                layer | (1 << 24)));
+        AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed,
+                                a->release_next++));
         AM_TRY(cross(a, layer, AM_BUF_GRAD, AM_CROSS_GRAD_RESIDUAL, dy->s, a->gs, &bg));
     } else if (accel) {
         /* The output gradient crosses in the clear (the paper's scheme). */
@@ -777,12 +765,15 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(result(a, layer, AM_BUF_DW, wn, &bdw));
         /* The forward pass's input (residual, or X) is still in bx as it
          * was sent; the weights too. */
-        am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw, AM_KEEP_IN0};
+        const am_cross_kind xk = a->cfg.mode == AM_MODE_OPEN ? AM_CROSS_ACTIVATION : AM_CROSS_RESIDUAL;
+        const am_cross_kind gk = protect ? AM_CROSS_GRAD_RESIDUAL : AM_CROSS_OUTPUT_GRAD;
+        am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw, AM_KEEP_IN0, xk, gk, (uint32_t)a->step, 0};
         rf.cfg.bias = 0;
         AM_TRY(be_submit(a, p, &rf));
         if (dx) {
             AM_TRY(result(a, layer, AM_BUF_DX, am_shape_numel(x->s), &bdx));
-            am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx, AM_KEEP_IN0 | AM_KEEP_IN1};
+            am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx, AM_KEEP_IN0 | AM_KEEP_IN1, gk, AM_CROSS_WEIGHTS,
+                         (uint32_t)a->step, 0};
             rd.cfg.bias = 0;
             AM_TRY(be_submit(a, p, &rd));
         }
@@ -798,9 +789,16 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
             db[k] = t;
         }
     }
+    const int ver = accel && a->verify && p->vu;
+    const float *Gs = protect ? a->gs : dy->d; /* what was sent */
+    if (ver) {
+        size_t bn = (size_t)B * p->N, kk2 = (size_t)K * kk;
+        AM_TRY(verify_scratch(a, p, bn > kk2 ? bn : kk2));
+    }
     if (a->cfg.mode == AM_MODE_OPEN) {
         AM_TRY(be_wait(a, p));
-        memcpy(dw, bdw, wn * sizeof(float));
+        AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 0, ver ? p->vu : NULL));
+        if (ver) AM_TRY(verify_dw(a, p, layer, Gs));
     } else {
         /* The low-rank part of dW in the TEE: U (x) corr(V, G). */
         am_conv2d_cfg lc = *cfg;
@@ -809,38 +807,36 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         if (p->basis == AM_BASIS_SHARED) {
             am_tensor v = {am_shape4(B, r, x->s.h, x->s.w), p->V};
             AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
-            stack_grad(p->dWp, K, r, kk, 0, a->fm);
-            unfold(a->state + p->u_off, a->fm, 1, K, C, r, kk, a->fe, dw, 0);
+            am_stack_grad(p->dWp, K, r, kk, 0, a->fm);
+            am_unfold(a->state + p->u_off, a->fm, 1, K, C, r, kk, a->fe, dw, 0);
         } else {
             /* A group of samples at a time: their dW'_s stacked, then unfolded. */
-            const int G = unfold_group(B, K, r, kk);
+            const int G = am_unfold_group(B, K, r, kk);
             am_status st = AM_OK;
             for (int s0 = 0; s0 < B && st == AM_OK; s0 += G) {
                 const int g = B - s0 < G ? B - s0 : G;
-                blas_serial(1);
+                am_blas_serial(1);
                 for (int i = 0; i < g && st == AM_OK; i++) {
                     const int s = s0 + i;
                     am_tensor v = {am_shape4(1, r, x->s.h, x->s.w), p->V + (size_t)s * r * p->N};
                     am_tensor gs = {am_shape4(1, K, p->y.h, p->y.w), dy->d + (size_t)s * K * p->P};
                     st = am_conv2d_backward(&lc, &v, p->Wp, &gs, NULL, 0, p->dWp, NULL, work, work_n);
-                    stack_grad(p->dWp, K, r, kk, i, a->fm);
+                    am_stack_grad(p->dWp, K, r, kk, i, a->fm);
                     /* Ucat[c][i r + j] = U_s[c][j] */
                     for (int c = 0; c < C; c++)
                         memcpy(a->ucat + ((size_t)c * g + i) * r, p->Ub + ((size_t)s * C + c) * r,
                                sizeof(float) * (size_t)r);
                 }
-                blas_serial(0);
-                if (st == AM_OK) unfold(a->ucat, a->fm, g, K, C, r, kk, a->fe, dw, s0 > 0);
+                am_blas_serial(0);
+                if (st == AM_OK) am_unfold(a->ucat, a->fm, g, K, C, r, kk, a->fe, dw, s0 > 0);
             }
             AM_TRY(st);
         }
         if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
         if (accel) {
             AM_TRY(be_wait(a, p));
-            double tx = now();
-#pragma omp parallel for simd schedule(static) if (wn > 65536)
-            for (size_t i = 0; i < wn; i++) dw[i] += bdw[i];
-            p->xfer_s += now() - tx;
+            AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 1, ver ? p->vu : NULL));
+            if (ver) AM_TRY(verify_dw(a, p, layer, Gs));
         } else if (dx) {
             /* lowrank-only: nothing leaves; dX in the TEE (straight through). */
             am_tensor xs = {x->s, NULL};
@@ -848,16 +844,17 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         }
     }
     if (accel && dx) {
-        const size_t n = am_shape_numel(x->s);
-        float *d = dx->d;
         /* With protected gradients the TEE's conv_T(W A, B) is already in dx. */
         const int add = accum || protect;
-        double tx = now();
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-        for (size_t i = 0; i < n; i++) d[i] = (add ? d[i] : 0.f) + bdx[i];
-        p->xfer_s += now() - tx;
+        if (ver) am_verify_signs(a->vsig, C);
+        AM_TRY(merge(a, p, layer, "input gradient", dx->d, bdx, B, C, (size_t)p->N, NULL, add, ver ? a->vsig : NULL));
+        if (ver) {
+            AM_TRY(am_verify_bwd_data(cfg, x->s, w, a->vsig, Gs, a->vref, a->vmag, a->vwork, a->vwork_n));
+            AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, (size_t)B * p->N, (double)K * kk + C, layer,
+                                     "input gradient"));
+        }
     }
-    p->accel_s += a->be->vt->busy_seconds(a->be) - accel0;
+    p->accel_s += busy(a) - accel0;
     p->tee_s += now() - t0 - (p->wait_s - wait0);
     return AM_OK;
 }
@@ -865,6 +862,9 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
 /* ---------------------------------------------------------------- queries */
 
 void am_asym_set_step(am_asym *a, uint64_t step) { a->step = step; }
+uint64_t am_asym_noise_counter(const am_asym *a) { return a->release_next; }
+void am_asym_set_verify(am_asym *a, int on) { a->verify = on; }
+void am_asym_set_noise_counter(am_asym *a, uint64_t next) { a->release_next = next; }
 const am_asym_cfg *am_asym_config(const am_asym *a) { return &a->cfg; }
 
 int am_asym_num_convs(const am_asym *a) {
@@ -922,7 +922,7 @@ am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n)
     return AM_OK;
 }
 
-double am_asym_accel_seconds(const am_asym *a) { return a->be->vt->busy_seconds(a->be); }
+double am_asym_accel_seconds(const am_asym *a) { return busy(a); }
 double am_asym_blocked_seconds(const am_asym *a) { return a->blocked_s; }
 
 void am_asym_reset_timers(am_asym *a) {

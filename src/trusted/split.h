@@ -10,7 +10,8 @@
 
 typedef struct am_asym am_asym;
 
-am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_asym **out);
+/* be: the accelerator (borrowed; asymml and open modes need one). */
+am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_backend *be, am_asym **out);
 void am_asym_free(am_asym *a);
 /* Plans conv layer `layer` reading input shape x (x.n = batch). first: it
  * reads the input image; coupled: a BatchNorm before it mixes the batch.
@@ -33,6 +34,9 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                            float *db, float *work, size_t work_n);
 
 void am_asym_set_step(am_asym *a, uint64_t step);
+uint64_t am_asym_noise_counter(const am_asym *a);
+void am_asym_set_verify(am_asym *a, int on);
+void am_asym_set_noise_counter(am_asym *a, uint64_t next);
 const am_asym_cfg *am_asym_config(const am_asym *a);
 int am_asym_num_convs(const am_asym *a);
 am_status am_asym_info(const am_asym *a, int i, am_split_info *out);

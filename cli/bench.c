@@ -1,0 +1,248 @@
+/* asymml bench: times training steps and inference passes of zoo models on
+ * synthetic data, in tee-only mode and the modes asked for. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: asymml bench [options]\n"
+    "Time training steps (forward, loss, backward, SGD update) and inference passes\n"
+    "on synthetic data; print ms per step and images/s. With --mode other than\n"
+    "tee-only, also time that mode and print the TEE's share of each step (the step\n"
+    "minus the accelerator's compute) and tee-only's time over it: the speedup that\n"
+    "an infinitely fast accelerator would give; and tee-only's step over the mode's\n"
+    "whole step: the speedup measured with this accelerator. A summary table ends it.\n";
+
+enum { B_MODELS = 1, B_MODES, B_INPUT, B_CLASSES, B_BATCH, B_STEPS, B_WARMUP, B_LAYERS };
+
+static const cli_opt opts[] = {
+    {"models", "LIST", B_MODELS, 0, "comma-separated zoo names (default vgg16,vgg19,resnet18,resnet34)"},
+    {"modes", "LIST", B_MODES, 0, "several modes after tee-only, e.g. asymml,open (instead of --mode)"},
+    {"input", "C,H,W", B_INPUT, 0, "default 3,32,32"},
+    {"classes", "N", B_CLASSES, 0, "default 10"},
+    {"batch", "N", B_BATCH, 0, "default 32"},
+    {"steps", "N", B_STEPS, 0, "timed steps of each kind (default 5)"},
+    {"warmup", "N", B_WARMUP, 0, "untimed steps first (default 1)"},
+    {"layers", NULL, B_LAYERS, 0, "per conv layer: rank, TEE time, decomposition time, energy kept"},
+    {NULL, NULL, 0, 0, NULL},
+};
+
+typedef struct bench_opts {
+    char models[1024];
+    am_mode modes[8];
+    int n_modes, classes, batch, steps, warm, layers;
+    am_shape in;
+    cli_mode mode;
+} bench_opts;
+
+/* The summary table's rows. */
+typedef struct bench_row {
+    char model[40], mode[16];
+    double train, infer, sp_train, sp_infer;
+} bench_row;
+static bench_row g_rows[64];
+static int g_nrows;
+
+static int handle(void *ctx, const cli_opt *o, const char *arg) {
+    bench_opts *b = ctx;
+    switch (o->id) {
+    case B_LAYERS: b->layers = 1; return 0;
+    case B_MODES: {
+        char buf[256], *sv = NULL;
+        snprintf(buf, sizeof buf, "%s", arg);
+        b->n_modes = 0;
+        for (char *t = strtok_r(buf, ",", &sv); t; t = strtok_r(NULL, ",", &sv)) {
+            if (b->n_modes == 8) return die(EXIT_USAGE, "--modes: at most 8 modes");
+            if (am_mode_parse(t, &b->modes[b->n_modes]) != AM_OK) return die(EXIT_USAGE, "--modes: %s", am_last_error());
+            b->n_modes++;
+        }
+        return b->n_modes ? 0 : die(EXIT_USAGE, "--modes: empty list");
+    }
+    case B_MODELS: snprintf(b->models, sizeof b->models, "%s", arg); return 0;
+    case B_INPUT: return arg_shape("input", arg, &b->in) ? 0 : EXIT_USAGE;
+    case B_CLASSES: return arg_int("classes", arg, 2, 1000000, &b->classes) ? 0 : EXIT_USAGE;
+    case B_BATCH: return arg_int("batch", arg, 1, 4096, &b->batch) ? 0 : EXIT_USAGE;
+    case B_STEPS: return arg_int("steps", arg, 1, 100000, &b->steps) ? 0 : EXIT_USAGE;
+    case B_WARMUP: return arg_int("warmup", arg, 0, 100000, &b->warm) ? 0 : EXIT_USAGE;
+    }
+    return cli_mode_option(&b->mode, o, arg);
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median seconds of a training step (mode 0) or an inference pass (1), and
+ * the median of the accelerator's share of it. */
+static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab, am_rng *r, int mode, int steps,
+                      int warm, double *t, double *acc, double out[3], double *sgd_s) {
+    *sgd_s = 0;
+    double busy = 0;
+    for (int i = 0; i < warm + steps; i++) {
+        if (i == warm) am_model_reset_timers(m), busy = am_model_accel_seconds(m);
+        double a0 = am_model_blocked_seconds(m), t0 = now_s();
+        float loss;
+        am_model_set_step(m, (uint64_t)i);
+        if (am_model_forward(m, x, mode == 0, r) || (mode == 0 && (am_model_loss(m, lab, &loss) || am_model_backward(m))))
+            return lib_fail("bench");
+        double ts = now_s();
+        if (mode == 0 && am_sgd_step(opt, am_model_weights(m), am_model_grads(m), 1e-3f)) return lib_fail("bench");
+        if (i >= warm) {
+            *sgd_s += now_s() - ts;
+            t[i - warm] = now_s() - t0;
+            acc[i - warm] = am_model_blocked_seconds(m) - a0;
+        }
+    }
+    qsort(t, (size_t)steps, sizeof(double), cmp_double);
+    qsort(acc, (size_t)steps, sizeof(double), cmp_double);
+    out[0] = t[steps / 2];
+    out[1] = acc[steps / 2];
+    out[2] = (am_model_accel_seconds(m) - busy) / steps; /* mean accelerator compute */
+    return 0;
+}
+
+static void note(const char *model, const char *mode, double train, double infer, double sp_train, double sp_infer) {
+    if (g_nrows == (int)(sizeof g_rows / sizeof *g_rows)) return;
+    bench_row *r = &g_rows[g_nrows++];
+    snprintf(r->model, sizeof r->model, "%s", model);
+    snprintf(r->mode, sizeof r->mode, "%s", mode);
+    r->train = train, r->infer = infer, r->sp_train = sp_train, r->sp_infer = sp_infer;
+}
+
+static void print_layers(am_model *m, int steps, double sgd_s) {
+    printf("  TEE ms per training step by kind (mean):");
+    for (int k = 0; k < AM_PROF_KINDS; k++)
+        printf(" %s %.1f,", am_prof_kind_name((am_prof_kind)k), am_model_profile(m, (am_prof_kind)k) * 1e3 / steps);
+    printf(" sgd %.1f\n", sgd_s * 1e3 / steps);
+    printf("  %-5s %-11s %-9s %-4s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", "layer", "C->K", "HxW", "r", "split",
+           "TEE ms", "decomp", "transfer", "accel ms", "waited", "overlap", "energy", "MFLOP");
+    for (int i = 0; i < am_model_num_convs(m); i++) {
+        am_split_info si;
+        am_layer_info li;
+        am_model_split_info(m, i, &si);
+        am_model_layer_info(m, si.layer, &li);
+        char ck[24], hw[24];
+        snprintf(ck, sizeof ck, "%d->%d", si.C, si.K);
+        snprintf(hw, sizeof hw, "%dx%d", li.out.h, li.out.w);
+        /* Overlap: the share of the accelerator's time the TEE did not wait through. */
+        double ov = si.accel_s > 0 ? 1.0 - si.wait_s / si.accel_s : 0;
+        printf("  %-5d %-11s %-9s %-4d %-5s %9.2f %9.2f %9.2f %9.2f %9.2f %7.0f%% %8.4f %8.1f\n", si.layer, ck, hw, si.r,
+               si.split ? "yes" : "whole", si.tee_s * 1e3 / steps, si.decomp_s * 1e3 / steps, si.xfer_s * 1e3 / steps,
+               si.accel_s * 1e3 / steps, si.wait_s * 1e3 / steps, 100 * (ov > 0 ? ov : 0),
+               si.split ? si.energy_kept : 1.0, si.tee_flops / 1e6);
+    }
+}
+
+/* One model in tee-only mode, then in each mode asked for. */
+static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
+    am_model *m;
+    int rc = make_model(name, NULL, o->in, o->classes, &m);
+    if (rc) return rc;
+    const int B = o->batch, steps = o->steps, warm = o->warm;
+    am_sgd *opt = NULL;
+    am_tensor x = {0};
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
+    double *t = malloc(sizeof(double) * (size_t)steps), *ac = malloc(sizeof(double) * (size_t)steps);
+    am_shape s = o->in;
+    s.n = B;
+    am_sgd_cfg sc = {0.9f, 0.f, 5e-4f, 0};
+    if (!lab || !t || !ac || am_model_init(m, 1) || am_model_set_batch(m, B) || am_tensor_alloc(&x, s) ||
+        am_sgd_create(&sc, am_model_weights_len(m), &opt)) {
+        rc = lib_fail(name);
+        goto out;
+    }
+    am_rng r;
+    am_rng_seed(&r, 5);
+    for (size_t i = 0; i < am_shape_numel(s); i++) x.d[i] = am_rng_normal(&r);
+    for (int b = 0; b < B; b++) lab[b] = (int32_t)am_rng_below(&r, (uint32_t)o->classes);
+    double base[2][3], sgd_s;
+    am_mem_reset_peak();
+    for (int k = 0; k < 2; k++)
+        if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, base[k], &sgd_s))) goto out;
+    printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB"
+           "  heap %.0f MiB\n",
+           name, o->in.c, o->in.h, o->in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
+           peak_rss_mib(), (double)am_mem_peak() / (1 << 20));
+    fflush(stdout);
+    note(name, "tee-only", base[0][0], base[1][0], 1, 1);
+    for (int mi = 0; mi < o->n_modes; mi++) {
+        am_asym_cfg a = o->mode.asym;
+        a.mode = o->modes[mi];
+        if (a.mode == AM_MODE_TEE_ONLY) continue;
+        /* A key of its own for every plan: no two share noise. */
+        if (a.sigma > 0.f && !o->mode.noise_seed_set && am_asym_secret_noise_key(&a)) {
+            rc = lib_fail("noise key");
+            goto out;
+        }
+        if (am_model_set_asym(m, &a, a.mode == AM_MODE_LOWRANK_ONLY ? NULL : be)) {
+            rc = lib_fail(name);
+            goto out;
+        }
+        am_model_verify(m, o->mode.verify);
+        double md[2][3];
+        am_mem_reset_peak();
+        for (int k = 0; k < 2; k++) {
+            if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, md[k], &sgd_s))) goto out;
+            if (k == 0 && o->layers) print_layers(m, steps, sgd_s);
+        }
+        /* The TEE's share: the step minus the time the TEE waited for the
+         * accelerator (all of its compute in one process; what did not
+         * overlap with TEE work when it is another process). */
+        double tee_tr = md[0][0] - md[0][1], tee_in = md[1][0] - md[1][1];
+        printf("%-18s %-8s train %8.1f ms (TEE %8.1f, waited %8.1f, accelerator busy %8.1f)  infer %8.1f ms (TEE %8.1f)  "
+               "TEE speedup over tee-only: train %.2fx infer %.2fx  heap %.0f MiB\n",
+               name, am_mode_name(a.mode), md[0][0] * 1e3, tee_tr * 1e3, md[0][1] * 1e3, md[0][2] * 1e3, md[1][0] * 1e3,
+               tee_in * 1e3, base[0][0] / tee_tr, base[1][0] / tee_in, (double)am_mem_peak() / (1 << 20));
+        printf("%-18s %-8s step speedup over tee-only: train %.2fx infer %.2fx\n", name, am_mode_name(a.mode),
+               base[0][0] / md[0][0], base[1][0] / md[1][0]);
+        fflush(stdout);
+        note(name, am_mode_name(a.mode), md[0][0], md[1][0], base[0][0] / md[0][0], base[1][0] / md[1][0]);
+    }
+out:
+    free(lab);
+    free(t);
+    free(ac);
+    am_tensor_free(&x);
+    am_sgd_free(opt);
+    am_model_free(m);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv) {
+    bench_opts o = {.models = "vgg16,vgg19,resnet18,resnet34", .classes = 10, .batch = 32, .steps = 5, .warm = 1,
+                    .in = am_shape4(1, 3, 32, 32)};
+    cli_mode_init(&o.mode);
+    const cli_opt *const tables[] = {opts, cli_mode_opts, NULL};
+    int rc = cli_parse("bench", usage, argc, argv, tables, handle, &o, NULL, NULL);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!o.n_modes) o.modes[o.n_modes++] = o.mode.asym.mode;
+    int need = 0;
+    for (int i = 0; i < o.n_modes; i++) need |= o.modes[i] == AM_MODE_ASYMML || o.modes[i] == AM_MODE_OPEN;
+    if ((rc = cli_mode_check(&o.mode, 0)) || (rc = tee_begin(&o.mode))) return rc;
+    cli_tee *tee = NULL;
+    rc = tee_open(&o.mode, need, NULL, &tee);
+    if (!rc) rc = tee_lockdown(tee, -1);
+    if (!rc) {
+        char where[1200];
+        tee_words(tee, where, sizeof where);
+        printf("bench: %d threads, median of %d steps after %d warm-up; accelerator: %s\n", am_get_threads(), o.steps,
+               o.warm, where);
+        printf("bench: CPU BLAS %s\n", am_blas_describe());
+    }
+    char *save = NULL;
+    for (char *nm = rc ? NULL : strtok_r(o.models, ",", &save); nm && !rc; nm = strtok_r(NULL, ",", &save))
+        rc = bench_one(&o, nm, tee_backend(tee));
+    if (!rc) {
+        printf("\nsummary (%dx%dx%d, batch %d; median ms per step; speedup: tee-only's step over the mode's)\n", o.in.c,
+               o.in.h, o.in.w, o.batch);
+        printf("%-18s %-12s %10s %10s %14s %14s\n", "model", "mode", "train ms", "infer ms", "train speedup",
+               "infer speedup");
+        for (int i = 0; i < g_nrows; i++)
+            printf("%-18s %-12s %10.1f %10.1f %13.2fx %13.2fx\n", g_rows[i].model, g_rows[i].mode,
+                   g_rows[i].train * 1e3, g_rows[i].infer * 1e3, g_rows[i].sp_train, g_rows[i].sp_infer);
+    }
+    int rc2 = tee_close(tee, rc != 0);
+    return rc ? rc : rc2;
+}

@@ -1,0 +1,131 @@
+/* The asymml command's front end: the only code that prints. One file per
+ * command (train.c, eval.c, bench.c, analyze.c, info.c, seal.c, log.c),
+ * the option table (opts.c), the execution-mode options (mode.c), where
+ * the trusted side runs and its accelerator (tee.c), the privacy
+ * statements (privacy.c), the run log (runlog.c) and small helpers
+ * (util.c). Exit codes: 0 success, 1 failure at run time, 2 bad usage. */
+#ifndef ASYMML_CLI_H
+#define ASYMML_CLI_H
+
+#include <stdio.h>
+
+#include "asymml/asymml.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+/* ---- util.c ---- */
+extern char **cli_argv; /* main's argv (the process may start itself again) */
+/* One line on stderr, "asymml: ...", and the code. */
+__attribute__((format(printf, 2, 3))) int die(int code, const char *fmt, ...);
+/* The library's last error as that line; names the trusted memory limit
+ * when it was the cause. */
+int lib_fail(const char *what);
+double now_s(void);
+double peak_rss_mib(void);
+/* Strict numbers: the whole string, in range; 0 (with the line) if not. */
+int arg_int(const char *opt, const char *s, long lo, long hi, int *out);
+int arg_float(const char *opt, const char *s, double lo, double hi, float *out);
+int arg_double(const char *opt, const char *s, double lo, double hi, double *out);
+int arg_shape(const char *opt, const char *s, am_shape *out); /* "C,H,W" */
+/* The description of --model NAME (the zoo) or --model-file PATH (malloc'ed). */
+int describe(const char *name, const char *file, am_shape in, int classes, char **out);
+int make_model(const char *name, const char *file, am_shape in, int classes, am_model **m);
+int load_data(am_data_kind kind, const char *dir, const char *split, int limit, am_dataset *d);
+/* "1 image", "3 images". */
+const char *plural(long n, const char *one, const char *many);
+
+/* ---- opts.c: the option tables ---- */
+enum {
+    OPT_RUN = 1, /* defines the run: with --resume it comes from the checkpoint */
+};
+typedef struct cli_opt {
+    const char *name; /* without the leading -- */
+    const char *arg;  /* its value's name for the help, NULL for a flag */
+    int id;
+    unsigned flags;
+    const char *help; /* lines after the first start with \n */
+} cli_opt;
+/* Tables end with an entry whose name is NULL. */
+typedef int (*cli_handler)(void *ctx, const cli_opt *o, const char *arg); /* 0, or an exit code */
+/* Parses argv (argv[0] is the command's name) against the tables; --help
+ * prints the usage (usage line first, then each option) and returns -1.
+ * Returns 0 or an exit code; *first_run receives the first OPT_RUN option
+ * given (may be NULL). Arguments that are not options are refused unless
+ * rest is given: *rest then receives the index of the first. */
+int cli_parse(const char *cmd, const char *usage, int argc, char **argv, const cli_opt *const *tables, cli_handler h,
+              void *ctx, const cli_opt **first_run, int *rest);
+
+/* ---- mode.c: the execution mode, shared by train, eval and bench ---- */
+typedef struct cli_mode {
+    am_asym_cfg asym;
+    int noise_seed_set;
+    int process;         /* --tee process */
+    int cuda;            /* --accel cuda */
+    int overlap;         /* --overlap: -1 auto, 0 off, 1 on */
+    int shm_mib, reply_timeout_s, verify;
+    const char *key, *accel_user, *record;
+    int threads;         /* --threads (0: all cores, or the run's on resume) */
+} cli_mode;
+extern const cli_opt cli_mode_opts[]; /* their ids are 100 and up; commands use ids below */
+void cli_mode_init(cli_mode *m);
+/* Handles one of cli_mode_opts: 0 or an exit code. */
+int cli_mode_option(cli_mode *m, const cli_opt *o, const char *arg);
+/* Checks the options together; draws the secret noise key (new runs). */
+int cli_mode_check(cli_mode *m, int draw_key);
+/* The rank policy and basis, in words. */
+void cli_plan_words(const am_asym_cfg *a, char *buf, size_t n);
+/* "plan: 8p - 4s ..." */
+void cli_print_plan(FILE *f, const am_model *m);
+
+/* ---- tee.c: where the trusted side runs, and its accelerator ---- */
+typedef struct cli_tee cli_tee;
+/* --tee process, first of all: non-dumpable, no inherited descriptors, no
+ * preloaded libraries, passive OpenMP waiting (the process starts itself
+ * again for that), memory locked; then the key. Inproc: the key only. */
+int tee_begin(const cli_mode *m);
+/* The accelerator the model is given (NULL for tee-only and lowrank-only
+ * runs): in one process the CPU backend; with --tee process the server,
+ * started now. */
+int tee_open(const cli_mode *m, int need_accel, const char *data_dir, cli_tee **out);
+am_backend *tee_backend(cli_tee *t);
+/* Where the accelerator is and how each process is confined, in words
+ * (after tee_lockdown). */
+void tee_words(const cli_tee *t, char *buf, size_t n);
+/* --tee process: the lock-down, once the checkpoint directory (fd, or -1)
+ * and the log are open and the server started. */
+int tee_lockdown(cli_tee *t, int ckdir_fd);
+/* Says goodbye to the server and reaps it: an exit code (0 if it ended
+ * well). After a failure (failed set) it is stopped, and its end is not
+ * reported again. Frees t. */
+int tee_close(cli_tee *t, int failed);
+
+/* ---- privacy.c: what the program says about privacy ---- */
+/* At the start: what crosses and what is known to leak from it. */
+void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int process);
+/* At the end: (epsilon, delta) for mu2 (am_dp_mu2 sums) with its scope and
+ * the signal-to-noise statement; releases: per sample. */
+void cli_privacy_end(FILE *f, const am_model *m, const am_asym_cfg *a, double mu2, long releases, long coupling,
+                     double delta, const char *whose);
+/* The smallest input of a split layer, in floats per sample (0: none). */
+long cli_smallest_release(const am_model *m);
+
+/* ---- runlog.c: the run's log (JSON lines; sealed with a key) ---- */
+typedef struct cli_log cli_log;
+/* Opens path for appending (created with mode 0600, never through a
+ * link); sealed records under run_id when a key is set. */
+int cli_log_open(const char *path, const uint8_t *run_id, cli_log **out);
+__attribute__((format(printf, 2, 3))) void cli_log_line(cli_log *l, const char *fmt, ...);
+int cli_log_close(cli_log *l, const char *path); /* 0 or an exit code */
+
+/* ---- the commands ---- */
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_seal(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_log(int argc, char **argv);
+
+#endif

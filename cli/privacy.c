@@ -1,0 +1,101 @@
+/* What the program says about privacy, as ../shared/PRIVACY.md sets out:
+ * what crosses to the accelerator and what is known to leak from it, said
+ * when a run starts; an epsilon only with its scope (the residual releases
+ * alone) and the signal-to-noise statement, when it ends. */
+#include <math.h>
+#include <string.h>
+
+#include "cli.h"
+
+/* Split layers, and whether any is split at all. */
+static int split_layers(const am_model *m) {
+    int n = 0;
+    for (int i = 0; i < am_model_num_convs(m); i++) {
+        am_split_info si;
+        if (am_model_split_info(m, i, &si) == AM_OK) n += si.split;
+    }
+    return n;
+}
+
+long cli_smallest_release(const am_model *m) {
+    long best = 0;
+    for (int i = 0; i < am_model_num_convs(m); i++) {
+        am_split_info si;
+        am_layer_info li, xi;
+        if (am_model_split_info(m, i, &si) != AM_OK || !si.split) continue;
+        am_model_layer_info(m, si.layer, &li);
+        am_model_layer_info(m, li.in[0], &xi);
+        long d = (long)xi.out.c * xi.out.h * xi.out.w;
+        if (!best || d < best) best = d;
+    }
+    return best;
+}
+
+void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int process) {
+    switch (a->mode) {
+    case AM_MODE_TEE_ONLY:
+        fprintf(f, "privacy: nothing is sent to an accelerator (tee-only)%s\n",
+                process ? "" : "; in one process nothing is isolated either");
+        return;
+    case AM_MODE_LOWRANK_ONLY:
+        fprintf(f, "privacy: nothing is sent to an accelerator (lowrank-only: the split layers see rank-r inputs, "
+                   "an approximation)\n");
+        return;
+    case AM_MODE_OPEN:
+        fprintf(f, "privacy: NONE: every conv layer's input, weights and output gradient cross in the clear "
+                   "(open mode: the speed ceiling)\n");
+        return;
+    case AM_MODE_ASYMML: break;
+    }
+    char res[160];
+    if (a->sigma > 0.f)
+        snprintf(res, sizeof res, "clipped to norm %g and noised with std %g", (double)a->clip, (double)(a->sigma * a->clip));
+    else if (a->clip > 0.f)
+        snprintf(res, sizeof res, "clipped to norm %g, NOT noised", (double)a->clip);
+    else
+        snprintf(res, sizeof res, "neither clipped nor noised");
+    fprintf(f, "crosses to the accelerator: for each of the %d split layers, every step: its weights, its input's "
+               "residual (%s) and %s\n",
+            split_layers(m), res,
+            a->protect_grads ? "its output gradient's residual (clipped and noised likewise)"
+                             : "its output gradient in the clear");
+    fprintf(f, "known to leak from that (../shared/PRIVACY.md; attacks on the recorded host view in tests/): the "
+               "weight updates carry each batch's gradient%s. Residual noise protects none of this.\n",
+            a->protect_grads ? ""
+                             : "; the clear output gradients give away the labels, and with the weight updates the "
+                               "trusted low-rank part (exactly, at batches of up to 4)");
+}
+
+void cli_privacy_end(FILE *f, const am_model *m, const am_asym_cfg *a, double mu2, long releases, long coupling,
+                     double delta, const char *whose) {
+    if (a->mode != AM_MODE_ASYMML) return;
+    if (!(a->sigma > 0.f)) {
+        fprintf(f, "privacy: no differential-privacy figure: the residuals crossed without noise (--sigma 0)\n");
+        return;
+    }
+    double eps = am_dp_epsilon_mu2(mu2, delta);
+    long d = cli_smallest_release(m);
+    fprintf(f, "privacy: (epsilon %.4g, delta %g) for the residual releases alone: %ld Gaussian %s per %s "
+               "(clip %g, noise multiplier %g), no amplification by sampling claimed",
+            eps, delta, releases, plural(releases, "release", "releases"), whose, (double)a->clip, (double)a->sigma);
+    if (coupling > 1) fprintf(f, ", sensitivity 2 x clip x sqrt(%ld) (one sample moves its whole batch's residuals)", coupling);
+    else fprintf(f, ", sensitivity 2 x clip (each residual depends on its own sample only)");
+    fprintf(f, ". It does not cover the weights and their updates%s, nor the layers trained whole in the trusted "
+               "side on every sample.\n",
+            a->protect_grads ? "" : ", nor the output gradients, which crossed in the clear");
+    if (d > 0)
+        fprintf(f, "signal-to-noise: each release's residual has norm at most %g and its noise about %g x sqrt(d): "
+                   "a ratio of at most 1/(sigma sqrt(d)) = %.2g with d = %ld (the smallest split layer's input). The "
+                   "accelerator computes on noise: the model can be no more accurate than lowrank-only at the same "
+                   "rank, which releases nothing.\n",
+                (double)a->clip, (double)(a->sigma * a->clip), 1.0 / (a->sigma * sqrt((double)d)), d);
+    static const uint8_t zero[32];
+    if (memcmp(a->noise_key, zero, sizeof zero))
+        fprintf(f, "noise: keyed by a random secret key drawn in the trusted process and a release counter that "
+                   "never repeats (kept in the run's checkpoints)\n");
+    else
+        fprintf(f, "noise: follows from the seed %llu alone (--noise-seed): whoever knows it, such as the host, "
+                   "which sees the command line, can regenerate and subtract the noise, and the figure above does "
+                   "not hold against them; leave --noise-seed out for a secret key\n",
+                (unsigned long long)a->noise_seed);
+}

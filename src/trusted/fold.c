@@ -1,0 +1,111 @@
+/* Folding a basis into conv weights and back (split.c's helper): W' = U^T W
+ * per basis as GEMMs over many output channels at once, and the weight
+ * gradient's low-rank part unfolded the same way, through small trusted
+ * scratch buffers. See fold.h. */
+#include "trusted/fold.h"
+
+#include <cblas.h>
+#include <string.h>
+
+#include "asymml/core.h"
+
+/* Folding's scratch (see fold below): at most FOLD_FLOATS floats of
+ * transposed weights at a time. */
+
+/* Output channels per chunk, and samples per unfold group. */
+int am_fold_chunk(int K, int C, int kk) {
+    size_t kc = FOLD_FLOATS / ((size_t)C * kk);
+    return kc < 1 ? 1 : kc > (size_t)K ? K : (int)kc;
+}
+int am_unfold_group(int B, int K, int r, int kk) {
+    size_t g = FOLD_FLOATS / ((size_t)r * K * kk);
+    return g < 1 ? 1 : g > (size_t)B ? B : (int)g;
+}
+
+/* The per-sample path makes many small GEMMs; OpenBLAS would spread each
+ * over all threads and spend more on waking them than on the arithmetic.
+ * (Calling OpenBLAS from several threads at once instead gave wrong results
+ * with Debian's 0.3.21 OpenMP build.) */
+void am_blas_serial(int on) {
+    /* OpenBLAS's OpenMP build sets OpenMP's thread count too: remember the
+     * count to go back to, or everything after would run on one thread. */
+    static int saved;
+    if (on) {
+        saved = am_get_threads();
+        openblas_set_num_threads(1);
+    } else if (saved > 0) {
+        openblas_set_num_threads(saved);
+    }
+}
+
+/* Folding U into W and back, as GEMMs over many output channels at once:
+ * with Wt = W laid out C x (K kk),
+ *     W'_b[k][j][t] = (U_b^T Wt)[j][k kk + t]            (fold, per basis b)
+ *     dW[k][c][t]   = (sum_b U_b D_b)[c][k kk + t],  D_b[j][k kk + t] = dW'_b[k][j][t]   (unfold)
+ * instead of K small GEMMs per basis. The transposed copies (Wt, and E in
+ * the unfold) hold a chunk of output channels at a time, at most
+ * FOLD_FLOATS floats, so that they stay small in trusted memory; only the
+ * per-sample forward keeps all of Wt, which every sample's fold reads
+ * (FOLD_FLOATS, fold_chunk, unfold_group: above alloc_layer). */
+/* Rows k of W (K x C x kk) as Wt (C x K kk). */
+void am_to_ck(const float *W, int K, int C, int kk, float *Wt) {
+#pragma omp parallel for schedule(static) if ((size_t)K * C * kk > 65536)
+    for (int c = 0; c < C; c++)
+        for (int k = 0; k < K; k++)
+            memcpy(Wt + ((size_t)c * K + k) * kk, W + ((size_t)k * C + c) * kk, sizeof(float) * (size_t)kk);
+}
+
+/* W' (K x r x kk) for the basis U (C x r) from Wt (C x K kk, as to_ck);
+ * M scratch r x K kk. */
+void am_fold(const float *Wt, const float *U, int K, int C, int r, int kk, float *M, float *Wp) {
+    const int kkk = K * kk;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, kkk, C, 1.f, U, r, Wt, kkk, 0.f, M, kkk);
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < r; j++)
+            memcpy(Wp + ((size_t)k * r + j) * kk, M + (size_t)j * kkk + (size_t)k * kk, sizeof(float) * (size_t)kk);
+}
+
+/* The same for one shared basis, a chunk of output channels at a time;
+ * Wt scratch C x kc kk. */
+void am_fold_chunked(const float *W, const float *U, int K, int C, int r, int kk, float *Wt, float *M,
+                         float *Wp) {
+    const int kc = am_fold_chunk(K, C, kk);
+    for (int k0 = 0; k0 < K; k0 += kc) {
+        const int n = K - k0 < kc ? K - k0 : kc;
+        am_to_ck(W + (size_t)k0 * C * kk, n, C, kk, Wt);
+        am_fold(Wt, U, n, C, r, kk, M, Wp + (size_t)k0 * r * kk);
+    }
+}
+
+/* dW'_b (K x r x kk) into rows b*r .. b*r + r of D (nb*r x K kk). */
+void am_stack_grad(const float *dWp, int K, int r, int kk, int b, float *D) {
+    const size_t kkk = (size_t)K * kk;
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < r; j++)
+            memcpy(D + ((size_t)b * r + j) * kkk + (size_t)k * kk, dWp + ((size_t)k * r + j) * kk,
+                   sizeof(float) * (size_t)kk);
+}
+
+/* dW (=, or += with add) sum_b U_b D_b with Ucat = [U_1 ... U_nb]
+ * (C x nb*r), a chunk of output channels at a time; E scratch C x kc kk. */
+void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW,
+                   int add) {
+    const int kkk = K * kk, kc = am_fold_chunk(K, C, kk);
+    for (int k0 = 0; k0 < K; k0 += kc) {
+        const int n = K - k0 < kc ? K - k0 : kc, nk = n * kk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, nk, nb * r, 1.f, Ucat, nb * r,
+                    D + (size_t)k0 * kk, kkk, 0.f, E, nk);
+        float *dst = dW + (size_t)k0 * C * kk;
+#pragma omp parallel for schedule(static) if ((size_t)n * C * kk > 65536)
+        for (int k = 0; k < n; k++)
+            for (int c = 0; c < C; c++) {
+                float *d = dst + ((size_t)k * C + c) * kk;
+                const float *e = E + ((size_t)c * n + k) * kk;
+                if (add)
+                    for (int t = 0; t < kk; t++) d[t] += e[t];
+                else
+                    memcpy(d, e, sizeof(float) * (size_t)kk);
+            }
+    }
+}
+

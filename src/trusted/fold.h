@@ -1,0 +1,30 @@
+/* Folding a basis U into conv weights (W' = U^T W, per output channel) and
+ * unfolding the low-rank weight gradient back (dW = U dW'), as GEMMs over
+ * many output channels at once through bounded scratch: split.c's helpers. */
+#ifndef ASYMML_TRUSTED_FOLD_H
+#define ASYMML_TRUSTED_FOLD_H
+
+#include <stddef.h>
+
+/* Folding's scratch holds at most this many floats of transposed weights. */
+#define FOLD_FLOATS ((size_t)1 << 20)
+
+/* Output channels per fold chunk, and samples per unfold group. */
+int am_fold_chunk(int K, int C, int kk);
+int am_unfold_group(int B, int K, int r, int kk);
+/* on: OpenBLAS single-threaded (many small GEMMs); off: back to the count before. */
+void am_blas_serial(int on);
+/* Rows k of W (K x C x kk) as Wt (C x K kk). */
+void am_to_ck(const float *W, int K, int C, int kk, float *Wt);
+/* W' (K x r x kk) for the basis U (C x r) from Wt (C x K kk); M scratch r x K kk. */
+void am_fold(const float *Wt, const float *U, int K, int C, int r, int kk, float *M, float *Wp);
+/* The same for one shared basis, a chunk of output channels at a time;
+ * Wt scratch C x (chunk) kk. */
+void am_fold_chunked(const float *W, const float *U, int K, int C, int r, int kk, float *Wt, float *M, float *Wp);
+/* dW'_b (K x r x kk) into rows b*r .. b*r + r of D (nb*r x K kk). */
+void am_stack_grad(const float *dWp, int K, int r, int kk, int b, float *D);
+/* dW (=, or += with add) sum_b U_b D_b with Ucat = [U_1 ... U_nb]
+ * (C x nb*r), a chunk of output channels at a time; E scratch C x kc kk. */
+void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW, int add);
+
+#endif
