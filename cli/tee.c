@@ -137,7 +137,12 @@ static int start_server(cli_tee *t, const cli_mode *m, const char *data_dir) {
     snprintf(lib, sizeof lib, "%s/lib", dir);
     const char *reads[] = {"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache", lib,
                            "/usr/local/cuda", "/proc", "/sys"};
-    const int n_read = m->cuda ? 9 : 6; /* the CUDA stack reads /proc and /sys */
+    /* The CUDA stack reads /proc and /sys, as does a sanitizer's runtime. */
+#if defined(__SANITIZE_ADDRESS__)
+    const int n_read = 9;
+#else
+    const int n_read = m->cuda ? 9 : 6;
+#endif
     /* Nothing private may lie where the server can read. */
     const char *priv[2] = {m->key, data_dir};
     for (int i = 0; i < 2; i++)

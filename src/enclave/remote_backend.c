@@ -10,10 +10,13 @@
  * server's death ends the wait at once. The values a reply leaves in the
  * arena are the caller's to check (src/trusted/split.c does, as it merges
  * them into trusted memory). */
+#define _GNU_SOURCE /* P_PIDFD */
 #include "enclave/remote_backend.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +46,20 @@ static long now_ms(void) {
     return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The error for a server that ended, saying how (it stays unreaped). */
+static am_status server_gone(int pidfd) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid) {
+        if (si.si_code == CLD_EXITED)
+            return am_fail(AM_EIO, "the accelerator server exited (status %d) while the trusted side waited for it",
+                           si.si_status);
+        return am_fail(AM_EIO, "the accelerator server was killed (signal %d) while the trusted side waited for it",
+                       si.si_status);
+    }
+    return am_fail(AM_EIO, "the accelerator server exited while the trusted side waited for it");
+}
+
 /* Blocks until a reply is in the ring, the server dies or time runs out. */
 static am_status await(remote_be *be) {
     am_chan *ch = be->cfg.ch;
@@ -61,8 +78,7 @@ static am_status await(remote_be *be) {
                 return am_fail(AM_EIO, "accelerator: channel read failed (%s)", strerror(errno));
             return AM_OK;
         }
-        if (r > 0 && (p[1].revents & (POLLIN | POLLHUP)))
-            return am_fail(AM_EIO, "the accelerator server exited while the trusted side waited for it");
+        if (r > 0 && (p[1].revents & (POLLIN | POLLHUP))) return server_gone(be->cfg.server_pidfd);
         if (r > 0 && (p[0].revents & (POLLERR | POLLHUP | POLLNVAL)))
             return am_fail(AM_EIO, "accelerator: the channel failed");
     }

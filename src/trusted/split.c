@@ -537,7 +537,7 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
     AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
     AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
     am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by, 0, AM_CROSS_ACTIVATION, AM_CROSS_WEIGHTS,
-                 (uint32_t)a->step, 0};
+                 (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
     rq.cfg.bias = 0;
     AM_TRY(be_submit(a, p, &rq));
     const size_t B = (size_t)x->s.n, P = (size_t)p->P;
@@ -645,7 +645,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
         AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
         am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by, 0, AM_CROSS_RESIDUAL, AM_CROSS_WEIGHTS,
-                     (uint32_t)a->step, 0};
+                     (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
         rq.cfg.bias = 0;
         AM_TRY(be_submit(a, p, &rq));
     }
@@ -767,13 +767,13 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
          * was sent; the weights too. */
         const am_cross_kind xk = a->cfg.mode == AM_MODE_OPEN ? AM_CROSS_ACTIVATION : AM_CROSS_RESIDUAL;
         const am_cross_kind gk = protect ? AM_CROSS_GRAD_RESIDUAL : AM_CROSS_OUTPUT_GRAD;
-        am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw, AM_KEEP_IN0, xk, gk, (uint32_t)a->step, 0};
+        am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw, AM_KEEP_IN0, xk, gk, (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
         rf.cfg.bias = 0;
         AM_TRY(be_submit(a, p, &rf));
         if (dx) {
             AM_TRY(result(a, layer, AM_BUF_DX, am_shape_numel(x->s), &bdx));
             am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx, AM_KEEP_IN0 | AM_KEEP_IN1, gk, AM_CROSS_WEIGHTS,
-                         (uint32_t)a->step, 0};
+                         (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
             rd.cfg.bias = 0;
             AM_TRY(be_submit(a, p, &rd));
         }

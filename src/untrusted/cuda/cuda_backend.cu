@@ -23,7 +23,9 @@
  *
  * Precision. Convolutions use cuDNN's default math, which lets Ampere and
  * later GPUs use TF32 tensor cores for FP32 data (as PyTorch does by
- * default); results then differ from FP32 by about 1e-3 relative. */
+ * default); results then differ from FP32 by about 1e-3 relative. A request
+ * marked AM_REQ_EXACT (the trusted side verifies it) runs in FP32 (FMA
+ * math) with an algorithm that sums the products (no FFT, no Winograd). */
 #include "untrusted/cuda/cuda_backend.h"
 
 #include <cuda_runtime.h>
@@ -52,7 +54,7 @@ typedef struct mirror { /* a host buffer's device copy */
 } mirror;
 
 typedef struct algo {
-    int kind;
+    int kind, exact;
     am_conv2d_cfg cfg;
     am_shape x;
     int algo;
@@ -184,23 +186,38 @@ static am_status cuda_buffer(am_backend *b, int layer, am_buf_role role, size_t 
     return AM_OK;
 }
 
+/* Algorithms whose results are float sums of the products, as the trusted
+ * side's verification bound assumes (AM_REQ_EXACT); FFT and Winograd
+ * transforms round otherwise. */
+static int summing(int kind, int g) {
+    if (kind == AM_REQ_CONV_FWD)
+        return g != CUDNN_CONVOLUTION_FWD_ALGO_FFT && g != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING &&
+               g != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD && g != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+    if (kind == AM_REQ_CONV_BWD_DATA)
+        return g != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT && g != CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING &&
+               g != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD && g != CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+    return g != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT && g != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING &&
+           g != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
 /* The fastest of Find's results (sorted by time) that ran and needs at
- * most WS_LIMIT bytes of workspace; 0 if none. Any of cuDNN's three
- * AlgoPerf structs. */
+ * most WS_LIMIT bytes of workspace (and, exact, sums in FP32: FMA math, no
+ * transform); 0 if none. Any of cuDNN's three AlgoPerf structs. */
 template <typename Perf> static int pick(const Perf *p, int got, algo *a) {
     for (int i = 0; i < got; i++)
-        if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= WS_LIMIT) {
+        if (p[i].status == CUDNN_STATUS_SUCCESS && p[i].memory <= WS_LIMIT &&
+            (!a->exact || (p[i].mathType == CUDNN_FMA_MATH && summing(a->kind, (int)p[i].algo)))) {
             a->algo = (int)p[i].algo, a->math = p[i].mathType, a->ws = p[i].memory;
             return 1;
         }
     return 0;
 }
 
-/* The algorithm for (kind, cfg, x) with descriptors already set. */
-static am_status find_algo(cuda_be *be, int kind, const am_conv2d_cfg *cfg, am_shape x, algo **out) {
+/* The algorithm for (kind, cfg, x, exact) with descriptors already set. */
+static am_status find_algo(cuda_be *be, int kind, int exact, const am_conv2d_cfg *cfg, am_shape x, algo **out) {
     for (int i = 0; i < be->n_algos; i++) {
         algo *a = &be->algos[i];
-        if (a->kind == kind && !memcmp(&a->cfg, cfg, sizeof *cfg) && !memcmp(&a->x, &x, sizeof x)) {
+        if (a->kind == kind && a->exact == exact && !memcmp(&a->cfg, cfg, sizeof *cfg) && !memcmp(&a->x, &x, sizeof x)) {
             *out = a;
             return AM_OK;
         }
@@ -215,12 +232,13 @@ static am_status find_algo(cuda_be *be, int kind, const am_conv2d_cfg *cfg, am_s
     algo a;
     memset(&a, 0, sizeof a);
     a.kind = kind;
+    a.exact = exact;
     a.cfg = *cfg;
     a.x = x;
     enum { N = 16 };
     int got = 0, found = 0;
     AM_TRY(cu(cudaStreamSynchronize(be->s_comp), "synchronize"));
-    AM_TRY(dnn(cudnnSetConvolutionMathType(be->cd, CUDNN_DEFAULT_MATH), "math type"));
+    AM_TRY(dnn(cudnnSetConvolutionMathType(be->cd, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH), "math type"));
     if (kind == AM_REQ_CONV_FWD) {
         cudnnConvolutionFwdAlgoPerf_t p[N];
         AM_TRY(dnn(cudnnFindConvolutionForwardAlgorithm(be->dnn, be->td_x, be->fd_w, be->cd, be->td_y, N, &got, p),
@@ -270,7 +288,7 @@ static am_status run_chunk(cuda_be *be, const am_req *r, am_shape x, am_shape y,
                            const float *d1, float *dout, int first) {
     algo *a;
     AM_TRY(describe(be, &r->cfg, x, y));
-    AM_TRY(find_algo(be, (int)r->kind, &r->cfg, x, &a));
+    AM_TRY(find_algo(be, (int)r->kind, (r->flags & AM_REQ_EXACT) != 0, &r->cfg, x, &a));
     AM_TRY(dnn(cudnnSetConvolutionMathType(be->cd, a->math), "math type"));
     const size_t xs = (size_t)x.c * x.h * x.w, ys = (size_t)y.c * y.h * y.w;
     const float one = 1.f, zero = 0.f;

@@ -1,0 +1,241 @@
+/* Attacks on the host's recorded view (--record; src/untrusted/recorder.h),
+ * for the statements asymml makes about what leaks in asymml mode. The
+ * attacker reads only the recording; the evaluator (the rest of this
+ * program) regenerates the ground truth from the data and the run's
+ * checkpoints, which the host never sees, to score it.
+ *
+ *   attack_hostview labels REC DATA LIMIT BATCH SEED
+ *     Label inference from the output gradients that cross in the clear:
+ *     within each step's batch, each sample's nearest neighbour by cosine
+ *     of its output gradient. Prints the share of samples whose neighbour
+ *     has their label (chance: about 1/10), over all steps.
+ *   attack_hostview lowrank REC DATA LIMIT BATCH SEED LR CKDIR
+ *     The trusted low-rank part M from the weight updates, at small batches
+ *     (SGD without momentum or weight decay, constant LR, no noise: the
+ *     host knows the optimizer's settings): g = (W_t - W_t+1) / LR, minus
+ *     the residual's part corr(R, G), which the host computes itself,
+ *     leaves sum_b corr(M_b, G_b), linear in M: solved by least squares,
+ *     channel by channel, for every sample of the batch at once. Prints
+ *     the relative error of M and the cosine of M + R with the layer's
+ *     true input, for every step with a checkpoint.
+ * Exit 0, or 2 on bad input. */
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "asymml/asymml.h"
+
+typedef struct rec {
+    int step, layer, input, shape[4];
+    char request[32], kind[32];
+    const float *v;
+} rec;
+
+static rec *recs;
+static int n_recs;
+
+static int load(const char *dir) {
+    char p[4200], line[2048];
+    snprintf(p, sizeof p, "%s/buffers.f32", dir);
+    FILE *fd = fopen(p, "rb");
+    snprintf(p, sizeof p, "%s/index.jsonl", dir);
+    FILE *fi = fopen(p, "r");
+    if (!fd || !fi) return 0;
+    fseek(fd, 0, SEEK_END);
+    size_t bytes = (size_t)ftell(fd);
+    fseek(fd, 0, SEEK_SET);
+    float *all = malloc(bytes ? bytes : 1);
+    if (!all || fread(all, 1, bytes, fd) != bytes) return 0;
+    fclose(fd);
+    while (fgets(line, sizeof line, fi)) {
+        rec r;
+        unsigned long long seq, off;
+        size_t floats;
+        if (sscanf(line,
+                   "{\"seq\": %llu, \"step\": %d, \"layer\": %d, \"request\": \"%31[a-z-]\", \"input\": %d, \"kind\": "
+                   "\"%31[a-z-]\", \"shape\": [%d, %d, %d, %d], \"offset\": %llu, \"floats\": %zu",
+                   &seq, &r.step, &r.layer, r.request, &r.input, r.kind, &r.shape[0], &r.shape[1], &r.shape[2],
+                   &r.shape[3], &off, &floats) != 12 ||
+            off / 4 + floats > bytes / 4)
+            return 0;
+        r.v = all + off / 4;
+        recs = realloc(recs, sizeof *recs * (size_t)(n_recs + 1));
+        recs[n_recs++] = r;
+    }
+    fclose(fi);
+    return 1;
+}
+
+/* The recording's entry of a step: request, input kind. */
+static const rec *find(int step, const char *request, const char *kind) {
+    for (int i = 0; i < n_recs; i++)
+        if (recs[i].step == step && !strcmp(recs[i].request, request) && !strcmp(recs[i].kind, kind)) return &recs[i];
+    return NULL;
+}
+
+/* The run's batches, as its loader gave them (the evaluator's knowledge). */
+static int loader(const char *data, int limit, int batch, uint64_t seed, am_dataset *d, am_loader *l) {
+    if (am_dataset_load(AM_DATA_IDX, data, "train", d) != AM_OK) return 0;
+    am_dataset_truncate(d, limit);
+    float mean[4], sd[4];
+    am_dataset_stats(d, mean, sd);
+    am_loader_cfg lc = {batch, seed, 0, 0};
+    return am_loader_init(l, d, &lc, mean, sd) == AM_OK;
+}
+
+static int labels(char **a) {
+    int limit = atoi(a[2]), B = atoi(a[3]);
+    am_dataset d;
+    am_loader l;
+    if (!load(a[0]) || !loader(a[1], limit, B, (uint64_t)atoll(a[4]), &d, &l)) return 2;
+    float *x = malloc(sizeof(float) * (size_t)B * d.c * d.h * d.w);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
+    long hit = 0, total = 0;
+    for (int s = 0;; s++) {
+        const rec *g = find(s, "conv-backward-filter", "output-gradient");
+        if (!g || am_loader_next(&l, x, lab) != AM_OK) break;
+        size_t n = (size_t)g->shape[1] * g->shape[2] * g->shape[3];
+        for (int i = 0; i < B; i++) {
+            double best = -2;
+            int bj = -1;
+            for (int j = 0; j < B; j++) {
+                if (j == i) continue;
+                double dot = 0, ni = 0, nj = 0;
+                for (size_t k = 0; k < n; k++) {
+                    double u = g->v[i * n + k], v = g->v[j * n + k];
+                    dot += u * v, ni += u * u, nj += v * v;
+                }
+                double c = dot / (sqrt(ni * nj) + 1e-30);
+                if (c > best) best = c, bj = j;
+            }
+            hit += lab[bj] == lab[i];
+            total++;
+        }
+    }
+    printf("labels: nearest neighbour by cosine of the output gradient has the sample's label for %ld of %ld samples "
+           "(%.3f; chance about 0.1)\n", hit, total, total ? (double)hit / total : 0);
+    return total ? 0 : 2;
+}
+
+/* sum_b corr(X_b, G_b), pad p, stride 1: dW[k][c][i][j] = sum_b sum_{oh,ow}
+ * G_b[k][oh][ow] X_b[c][oh+i-p][ow+j-p]. */
+static void corr(const float *X, const float *G, int B, int C, int H, int W, int K, int kh, int p, double *dW) {
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kh; j++) {
+                    double s = 0;
+                    for (int b = 0; b < B; b++)
+                        for (int oh = 0; oh < H; oh++)
+                            for (int ow = 0; ow < W; ow++) {
+                                int h = oh + i - p, w = ow + j - p;
+                                if (h >= 0 && h < H && w >= 0 && w < W)
+                                    s += (double)G[(((size_t)b * K + k) * H + oh) * W + ow] *
+                                         X[(((size_t)b * C + c) * H + h) * W + w];
+                            }
+                    dW[(((size_t)k * C + c) * kh + i) * kh + j] = s;
+                }
+}
+
+/* Solves sum_b sum_{oh,ow} G_b[k][oh][ow] M_b[c][oh+i-p][ow+j-p] = D[k][c][i][j]
+ * for every M_b[c] (H x W) of channel c at once, channel by channel, by
+ * least squares. */
+static void solve(const double *D, const float *G, int B, int C, int H, int W, int K, int kh, int p, float *M) {
+    const int rows = K * kh * kh, cols = B * H * W;
+    double *A = malloc(sizeof(double) * (size_t)rows * cols), *b = malloc(sizeof(double) * (size_t)(rows > cols ? rows : cols));
+    for (int c = 0; c < C; c++) {
+        memset(A, 0, sizeof(double) * (size_t)rows * cols);
+        for (int k = 0; k < K; k++)
+            for (int i = 0; i < kh; i++)
+                for (int j = 0; j < kh; j++) {
+                    int row = (k * kh + i) * kh + j;
+                    b[row] = D[(((size_t)k * C + c) * kh + i) * kh + j];
+                    for (int s = 0; s < B; s++)
+                        for (int oh = 0; oh < H; oh++)
+                            for (int ow = 0; ow < W; ow++) {
+                                int h = oh + i - p, w = ow + j - p;
+                                if (h >= 0 && h < H && w >= 0 && w < W)
+                                    A[(size_t)row * cols + (size_t)s * H * W + h * W + w] +=
+                                        G[(((size_t)s * K + k) * H + oh) * W + ow];
+                            }
+                }
+        LAPACKE_dgels(LAPACK_ROW_MAJOR, 'N', rows, cols, 1, A, cols, b, 1);
+        for (int s = 0; s < B; s++)
+            for (int q = 0; q < H * W; q++) M[((size_t)s * C + c) * H * W + q] = (float)b[(size_t)s * H * W + q];
+    }
+    free(A);
+    free(b);
+}
+
+static int lowrank(char **a) {
+    int limit = atoi(a[2]), B = atoi(a[3]);
+    double lr = atof(a[5]);
+    am_dataset d;
+    am_loader l;
+    if (!load(a[0]) || !loader(a[1], limit, B, (uint64_t)atoll(a[4]), &d, &l)) return 2;
+    float *x = malloc(sizeof(float) * (size_t)B * d.c * d.h * d.w);
+    int32_t lab[64];
+    int done = 0;
+    double worst_err = 0, worst_cos = 1;
+    for (int s = 0; B <= 64; s++) {
+        const rec *w0 = find(s, "conv-forward", "weights"), *w1 = find(s + 1, "conv-forward", "weights");
+        const rec *R = find(s, "conv-forward", "residual"), *G = find(s, "conv-backward-filter", "output-gradient");
+        if (!w0 || !w1 || !R || !G || R->shape[0] != B || am_loader_next(&l, x, lab) != AM_OK) break;
+        const int K = w0->shape[0], C = w0->shape[1], kh = w0->shape[2], H = R->shape[2], W = R->shape[3], p = kh / 2;
+        const size_t nw = (size_t)K * C * kh * kh, nx = (size_t)B * C * H * W;
+        /* The attacker: g from two weight tensors, less the residual's part. */
+        double *g = malloc(sizeof(double) * nw), *dr = malloc(sizeof(double) * nw);
+        float *M = malloc(sizeof(float) * nx);
+        corr(R->v, G->v, B, C, H, W, K, kh, p, dr);
+        for (size_t i = 0; i < nw; i++) g[i] = ((double)w0->v[i] - w1->v[i]) / lr - dr[i];
+        solve(g, G->v, B, C, H, W, K, kh, p, M);
+        /* The evaluator: the layer's true input from the checkpoint. */
+        char ck[4300];
+        snprintf(ck, sizeof ck, "%s/ckpt-%010d.amck", a[6], s);
+        am_checkpoint cp;
+        am_model *m;
+        if (am_checkpoint_read(ck, &cp) != AM_OK) {
+            free(g), free(dr), free(M);
+            continue;
+        }
+        am_model_create(cp.desc, &m);
+        memcpy(am_model_weights(m), cp.weights, cp.n_weights * sizeof(float));
+        am_tensor xt = {am_shape4(B, d.c, d.h, d.w), x};
+        am_layer_info li;
+        am_model_layer_info(m, R->layer, &li);
+        if (am_model_set_batch(m, B) || am_model_keep_outputs(m, 1) || am_model_forward(m, &xt, 0, NULL)) return 2;
+        const float *X = am_model_output(m, li.in[0])->d;
+        double e = 0, t = 0, cmin = 1;
+        for (int b = 0; b < B; b++) {
+            double dot = 0, nr = 0, ntrue = 0;
+            for (size_t i = (size_t)b * nx / B; i < (size_t)(b + 1) * nx / B; i++) {
+                double mt = (double)X[i] - R->v[i], rx = (double)M[i] + R->v[i];
+                e += (M[i] - mt) * (M[i] - mt), t += mt * mt;
+                dot += rx * X[i], nr += rx * rx, ntrue += (double)X[i] * X[i];
+            }
+            double cs = dot / sqrt(nr * ntrue);
+            if (cs < cmin) cmin = cs;
+        }
+        double err = sqrt(e / t);
+        printf("lowrank: step %d, batch %d: M recovered with relative error %.2e; cosine of M + R with the layer's "
+               "input, worst sample %.6f\n", s, B, err, cmin);
+        if (err > worst_err) worst_err = err;
+        if (cmin < worst_cos) worst_cos = cmin;
+        done++;
+        am_model_free(m);
+        am_checkpoint_free(&cp);
+        free(g), free(dr), free(M);
+    }
+    printf("lowrank: %d steps; worst relative error %.2e, worst cosine %.6f\n", done, worst_err, worst_cos);
+    return done ? 0 : 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 7 && !strcmp(argv[1], "labels")) return labels(argv + 2);
+    if (argc == 9 && !strcmp(argv[1], "lowrank")) return lowrank(argv + 2);
+    fprintf(stderr, "usage: attack_hostview labels REC DATA LIMIT BATCH SEED\n"
+                    "       attack_hostview lowrank REC DATA LIMIT BATCH SEED LR CKDIR\n");
+    return 2;
+}

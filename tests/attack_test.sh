@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# What the host learns in asymml mode, shown by attacks on its recorded view
+# (tests/attack_hostview.c), for the statements the program and the README
+# make about it (../shared/PRIVACY.md, "What is known to leak"):
+#   - the output gradients, which cross in the clear, give the labels away:
+#     within a batch of 64 Fashion-MNIST images, the nearest neighbour of
+#     each sample's output gradient mostly has its label;
+#   - with the weights the host sees every step, they determine the trusted
+#     low-rank part: at batches of 1 and 4 the linear solve recovers it to
+#     float rounding (the positive control that the attack harness is real).
+# Usage: attack_test.sh PATH/TO/asymml PATH/TO/attack_hostview
+set -u
+bin=$1
+attack=$2
+data=/usr/share/datasets/fashion-mnist
+[ -e "$data/train-images-idx3-ubyte" ] || [ -e "$data/train-images-idx3-ubyte.gz" ] ||
+  { echo "SKIP: no Fashion-MNIST at $data (scripts/deps.sh installs it)"; exit 77; }
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+
+"$bin" train --data "$data" --limit-train 1280 --limit-test 100 --epochs 1 --batch 64 --mode asymml --seed 3 \
+  --threads 2 --record "$dir/rec" >"$dir/out" 2>&1 || bad "recorded run: $(tail -1 "$dir/out")"
+"$attack" labels "$dir/rec" "$data" 1280 64 3 | tee "$dir/labels"
+share=$(sed -n 's/.*(\([0-9.]*\); chance.*/\1/p' "$dir/labels")
+awk -v s="${share:-0}" 'BEGIN { exit !(s > 0.5) }' && ok || bad "labels: the neighbours' labels agree for only ${share:-?}"
+
+for B in 1 4; do
+  "$bin" train --data "$data" --limit-train $((5 * B)) --limit-test 10 --epochs 1 --batch $B --mode asymml --seed 3 \
+    --threads 2 --momentum 0 --wd 0 --schedule constant --lr 0.01 --checkpoint-dir "$dir/ck$B" --save-every 1 \
+    --keep 100 --record "$dir/rec$B" >"$dir/out" 2>&1 || bad "recorded run at batch $B: $(tail -1 "$dir/out")"
+  "$attack" lowrank "$dir/rec$B" "$data" $((5 * B)) $B 3 0.01 "$dir/ck$B" | tee "$dir/lowrank"
+  worst=$(sed -n 's/.*worst relative error \([0-9.e+-]*\), worst cosine \([0-9.]*\)/\1 \2/p' "$dir/lowrank")
+  awk -v e="${worst% *}" -v c="${worst#* }" 'BEGIN { exit !(e != "" && e < 1e-2 && c > 0.999) }' && ok ||
+    bad "lowrank at batch $B: not recovered ($worst)"
+done
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
