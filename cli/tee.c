@@ -118,6 +118,27 @@ static int beneath(const char *path, const char *dir) {
     return !strncmp(a, b, l) && (a[l] == '/' || a[l] == 0 || (l == 1 && b[0] == '/'));
 }
 
+/* The folders /etc/ld.so.conf.d names (absolute paths, one a line). */
+static int ld_conf_dirs(char out[][512], int max) {
+    int n = 0;
+    DIR *d = opendir("/etc/ld.so.conf.d");
+    struct dirent *e;
+    while (d && (e = readdir(d)) && n < max) {
+        size_t l = strlen(e->d_name);
+        if (l < 6 || strcmp(e->d_name + l - 5, ".conf")) continue;
+        char p[600], line[512];
+        snprintf(p, sizeof p, "/etc/ld.so.conf.d/%s", e->d_name);
+        FILE *f = fopen(p, "r");
+        while (f && n < max && fgets(line, sizeof line, f)) {
+            line[strcspn(line, " \t\r\n#")] = 0;
+            if (line[0] == '/') snprintf(out[n++], 512, "%s", line);
+        }
+        if (f) fclose(f);
+    }
+    if (d) closedir(d);
+    return n;
+}
+
 /* The device files of NVIDIA's driver. */
 static int nvidia_devices(char paths[][64], int max) {
     int n = 0;
@@ -135,14 +156,20 @@ static int start_server(cli_tee *t, const cli_mode *m, const char *data_dir) {
     if (rc) return rc;
     snprintf(prog, sizeof prog, "%s/asymml-accel", dir);
     snprintf(lib, sizeof lib, "%s/lib", dir);
-    const char *reads[] = {"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache", lib,
-                           "/usr/local/cuda", "/proc", "/sys"};
-    /* The CUDA stack reads /proc and /sys, as does a sanitizer's runtime. */
+    /* What the dynamic loader reads: the system's library folders (those
+     * ld.so.conf names too), its cache, the program's own lib/ (a bundle);
+     * the CUDA stack and a sanitizer's runtime also read /proc and /sys. */
+    static char conf[16][512];
+    const char *reads[32] = {"/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib", "/usr/local/cuda",
+                             "/etc/ld.so.cache", lib};
+    int n_read = 8;
 #if defined(__SANITIZE_ADDRESS__)
-    const int n_read = 9;
+    const int sys = 1;
 #else
-    const int n_read = m->cuda ? 9 : 6;
+    const int sys = m->cuda;
 #endif
+    if (sys) reads[n_read++] = "/proc", reads[n_read++] = "/sys";
+    for (int i = 0, n = ld_conf_dirs(conf, 16); i < n; i++) reads[n_read++] = conf[i];
     /* Nothing private may lie where the server can read. */
     const char *priv[2] = {m->key, data_dir};
     for (int i = 0; i < 2; i++)

@@ -237,6 +237,12 @@ grep -q " 192 repeated whole" "$dir/check" && ok || bad "the resumed run did not
 kinds=$(grep -o '"kind": "[a-z-]*"' "$dir/rec-run/index.jsonl" | sort -u | tr '\n' ' ')
 [ "$kinds" = '"kind": "output-gradient" "kind": "residual" "kind": "weights" ' ] && ok || bad "recorded kinds: $kinds"
 
+# The documented format reads in Python as it is (scripts/hostview.py).
+if command -v python3 >/dev/null; then
+  python3 "$(dirname "$0")/../scripts/hostview.py" "$dir/rec-run" >"$dir/py" 2>&1 &&
+    grep -q "^  residual  *12 tensors" "$dir/py" && ok || { bad "hostview.py"; cat "$dir/py"; }
+fi
+
 cat "$dir/scan.log" 2>/dev/null
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

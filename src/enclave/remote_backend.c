@@ -52,8 +52,8 @@ static am_status server_gone(int pidfd) {
     memset(&si, 0, sizeof si);
     if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid) {
         if (si.si_code == CLD_EXITED)
-            return am_fail(AM_EIO, "the accelerator server exited (status %d) while the trusted side waited for it",
-                           si.si_status);
+            return am_fail(AM_EIO, "the accelerator server exited (status %d%s) while the trusted side waited for it",
+                           si.si_status, si.si_status == 127 ? ": it could not load its libraries" : "");
         return am_fail(AM_EIO, "the accelerator server was killed (signal %d) while the trusted side waited for it",
                        si.si_status);
     }

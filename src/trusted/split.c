@@ -3,468 +3,17 @@
  * runs the low-rank conv with U folded into W, and sends only residuals
  * (clipped and noised) and weights to the accelerator; output gradients go
  * in the clear, as in the paper's scheme. Every byte that crosses goes
- * through `cross`, which copies it into the accelerator's buffer and records
- * it in the ledger. */
-#include "trusted/split.h"
-#include "trusted/fold.h"
-#include "trusted/verify.h"
-
+ * through asym_cross (ledger.c), which copies it into the accelerator's
+ * buffer and records it in the ledger; every reply is merged and checked
+ * here (verify.c). The plan, the state and the figures are plan.c's. */
 #include <cblas.h>
 #include <math.h>
-#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-
-typedef struct layer_plan {
-    int active;   /* a conv layer that was planned */
-    int split;    /* 1 split, 0 whole (in the TEE, or on the accelerator in open mode) */
-    int first;
-    int decided;  /* rank and basis known (data-driven choices wait for the first batch) */
-    int coupled;  /* a BatchNorm before it already couples the batch */
-    int list_r;   /* LIST policy: this layer's entry */
-    am_basis_kind basis;
-    am_conv2d_cfg cfg;
-    am_shape x, y;
-    int C, K, r, N, P, kk;
-    size_t u_off; /* into state: U (C x r), shared basis */
-    int warm;
-    int rg;       /* protected gradients: rank of the output-gradient basis */
-    size_t a_off; /* into state: A (K x rg) */
-    int warm_a;
-    uint64_t release; /* the release number of this layer's last residual */
-    float *vu, *vRu, *vRa; /* verification: C signs; the released input combined with them, and its magnitudes */
-    float *V;     /* B x r x N, kept for the backward pass */
-    float *Ub;    /* per-sample bases: B x C x r */
-    float *Wp;    /* K x r x kk: U folded into W (shared) */
-    float *dWp;   /* K x r x kk */
-    double e_kept, e_total;
-    double tee_s, decomp_s, tee_flops, whole_flops;
-    double xfer_s, accel_s, wait_s; /* copies across, accelerator compute, TEE blocked on it */
-} layer_plan;
-
-struct am_asym {
-    am_asym_cfg cfg;
-    am_backend *be;
-    layer_plan *L;
-    int n;
-    int n_cand;     /* conv layers after the first, planned so far */
-    float *state;
-    size_t state_len;
-    float *scratch; /* B x C x N: the residual before it leaves */
-    size_t scratch_n;
-    float *basis_work;
-    size_t basis_work_n;
-    float *u_eval; /* the basis of an evaluation batch (basis_work_n floats) */
-    float *gs, *gb, *wa, *crb; /* protected gradients: S, B, W folded with A, corr(R, B) */
-    size_t gs_n, gb_n, wa_n, crb_n;
-    float *wt, *fm, *ucat, *fe; /* folding: W as C x (K kk), stacked factors, U stacked, C x (K kk) */
-    size_t wt_n, fm_n, ucat_n, fe_n;
-    uint64_t step;
-    uint64_t release_next; /* the noise's release counter: only increases */
-    int verify;            /* check every reply (am_model_verify) */
-    float *vsig, *vref, *vmag, *vcomb, *vwork; /* verification: signs, reference, bound, the reply's combination */
-    size_t vsig_n, vref_n, vwork_n;
-    double blocked_s; /* total time the TEE spent blocked in submit or wait */
-    int ledger_on;
-    am_ledger_entry *led;
-    int led_n, led_cap;
-};
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The accelerator's compute seconds so far (none without one). */
-static double busy(const am_asym *a) { return a->be ? a->be->vt->busy_seconds(a->be) : 0; }
-
-/* The accelerator's calls, timed: what the TEE spends blocked on them is not
- * TEE work. (The in-process backend computes inside submit; the host
- * process computes while the TEE goes on, and only wait blocks.) */
-static am_status be_submit(am_asym *a, layer_plan *p, const am_req *q) {
-    double t = now();
-    am_status st = a->be->vt->submit(a->be, q);
-    t = now() - t;
-    p->wait_s += t;
-    a->blocked_s += t;
-    return st;
-}
-
-static am_status be_wait(am_asym *a, layer_plan *p) {
-    double t = now();
-    am_status st = a->be->vt->wait(a->be);
-    t = now() - t;
-    p->wait_s += t;
-    a->blocked_s += t;
-    return st;
-}
-
-am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_backend *be, am_asym **out) {
-    *out = NULL;
-    if (!cfg || n_layers < 1) return am_fail(AM_EINVAL, "asym: bad argument");
-    if (cfg->mode < AM_MODE_TEE_ONLY || cfg->mode > AM_MODE_OPEN) return am_fail(AM_EINVAL, "asym: unknown mode");
-    if (!be && (cfg->mode == AM_MODE_ASYMML || cfg->mode == AM_MODE_OPEN))
-        return am_fail(AM_EINVAL, "asym: %s mode needs an accelerator backend", cfg->mode == AM_MODE_OPEN ? "open" : "asymml");
-    if (cfg->iters < 1 || cfg->iters > 20) return am_fail(AM_EINVAL, "asym: iterations %d outside [1, 20]", cfg->iters);
-    if (!(cfg->clip >= 0.f) || !(cfg->sigma >= 0.f) || !isfinite(cfg->clip) || !isfinite(cfg->sigma))
-        return am_fail(AM_EINVAL, "asym: clip and sigma must be finite and >= 0");
-    if (cfg->sigma > 0.f && cfg->clip == 0.f)
-        return am_fail(AM_EINVAL, "asym: noise needs a clipping bound (--clip) to mean anything");
-    switch (cfg->policy) {
-    case AM_RANK_RATIO:
-        if (!(cfg->rank_value > 0 && cfg->rank_value <= 1)) return am_fail(AM_EINVAL, "asym: rank ratio must be in (0, 1]");
-        break;
-    case AM_RANK_FIXED:
-        if (!(cfg->rank_value >= 1 && cfg->rank_value <= 65536)) return am_fail(AM_EINVAL, "asym: fixed rank must be >= 1");
-        break;
-    case AM_RANK_ENERGY:
-        if (!(cfg->rank_value > 0 && cfg->rank_value < 1)) return am_fail(AM_EINVAL, "asym: energy threshold must be in (0, 1)");
-        break;
-    case AM_RANK_ENTROPY: break;
-    case AM_RANK_LIST:
-        if (cfg->n_ranks < 1 || cfg->n_ranks > AM_MAX_RANKS)
-            return am_fail(AM_EINVAL, "asym: a rank list needs 1 to %d entries", AM_MAX_RANKS);
-        for (int i = 0; i < cfg->n_ranks; i++)
-            if (cfg->ranks[i] < 0 || cfg->ranks[i] > 65536)
-                return am_fail(AM_EINVAL, "asym: rank list entry %d is %d (want 0 to 65536; 0 runs the layer whole)", i + 1,
-                               cfg->ranks[i]);
-        break;
-    default: return am_fail(AM_EINVAL, "asym: unknown rank policy");
-    }
-    if (cfg->basis < AM_BASIS_SHARED || cfg->basis > AM_BASIS_AUTO) return am_fail(AM_EINVAL, "asym: unknown basis kind");
-    am_asym *a = calloc(1, sizeof *a);
-    if (!a) return am_fail(AM_ENOMEM, "out of memory");
-    a->cfg = *cfg;
-    a->n = n_layers;
-    a->L = calloc((size_t)n_layers, sizeof(layer_plan));
-    a->be = be;
-    if (!a->L) {
-        am_asym_free(a);
-        return am_fail(AM_ENOMEM, "out of memory");
-    }
-    *out = a;
-    return AM_OK;
-}
-
-void am_asym_free(am_asym *a) {
-    if (!a) return;
-    for (int i = 0; i < a->n && a->L; i++) {
-        layer_plan *p = &a->L[i];
-        am_aligned_free(p->V);
-        am_aligned_free(p->Ub);
-        am_aligned_free(p->Wp);
-        am_aligned_free(p->dWp);
-        am_aligned_free(p->vu);
-        am_aligned_free(p->vRu);
-        am_aligned_free(p->vRa);
-    }
-    free(a->L);
-    am_aligned_free(a->state);
-    am_aligned_free(a->scratch);
-    am_aligned_free(a->basis_work);
-    am_aligned_free(a->u_eval);
-    am_aligned_free(a->gs);
-    am_aligned_free(a->gb);
-    am_aligned_free(a->wa);
-    am_aligned_free(a->crb);
-    am_aligned_free(a->wt);
-    am_aligned_free(a->fm);
-    am_aligned_free(a->ucat);
-    am_aligned_free(a->fe);
-    am_aligned_free(a->vsig);
-    am_aligned_free(a->vref);
-    am_aligned_free(a->vmag);
-    am_aligned_free(a->vcomb);
-    am_aligned_free(a->vwork);
-    free(a->led);
-    free(a);
-}
-
-/* TEE flops per training step of a split layer with rank r (forward and
- * backward), and of the same layer whole (forward, dW, dX). */
-static double split_flops(const am_asym *a, const layer_plan *p, am_basis_kind kind, int r) {
-    double B = p->x.n, N = p->N, C = p->C, K = p->K, kk = p->kk, P = p->P;
-    double basis = kind == AM_BASIS_PER_SAMPLE ? a->cfg.iters * 4.0 * B * N * C * r + 2 * B * N * C * r
-                                               : a->cfg.iters * 4.0 * B * N * C * r;
-    double folds = (kind == AM_BASIS_PER_SAMPLE ? B : 1) * 2 * (2.0 * K * C * kk * r);
-    double lowrank = 2 * (2.0 * K * r * kk * B * P);
-    return basis + 4.0 * B * N * C * r + folds + lowrank;
-}
-
-static void costs(am_asym *a, layer_plan *p, int r) {
-    p->tee_flops = split_flops(a, p, p->basis, r);
-    p->whole_flops = 3 * 2.0 * p->K * p->C * p->kk * p->x.n * p->P;
-}
-
-/* Grows a trusted scratch buffer to at least n floats. */
-static am_status grow(float **buf, size_t *cap, size_t n) {
-    if (n <= *cap && *buf) return AM_OK;
-    am_aligned_free(*buf);
-    *buf = am_aligned_alloc(n * sizeof(float));
-    *cap = *buf ? n : 0;
-    return *buf ? AM_OK : am_fail(AM_ENOMEM, "asym: cannot allocate %zu MiB", (n * sizeof(float)) >> 20);
-}
-
-static am_status grow_basis_work(am_asym *a, size_t n) {
-    if (n <= a->basis_work_n) return AM_OK;
-    size_t cap = a->basis_work_n;
-    AM_TRY(grow(&a->basis_work, &cap, n));
-    cap = 0;
-    am_aligned_free(a->u_eval);
-    a->u_eval = NULL;
-    AM_TRY(grow(&a->u_eval, &cap, n));
-    a->basis_work_n = n;
-    return AM_OK;
-}
-
-/* Appends n floats (aligned) to the checkpointed state; *off receives where. */
-static am_status state_add(am_asym *a, size_t n, size_t *off) {
-    size_t add = am_align_up(n * sizeof(float)) / sizeof(float);
-    float *ns = am_aligned_alloc((a->state_len + add) * sizeof(float));
-    if (!ns) return am_fail(AM_ENOMEM, "asym: out of memory");
-    if (a->state) memcpy(ns, a->state, a->state_len * sizeof(float));
-    am_aligned_free(a->state);
-    a->state = ns;
-    *off = a->state_len;
-    a->state_len += add;
-    return AM_OK;
-}
-
-static am_status alloc_layer(am_asym *a, layer_plan *p) {
-    size_t B = (size_t)p->x.n, r = (size_t)p->r;
-    am_aligned_free(p->V);
-    am_aligned_free(p->Ub);
-    am_aligned_free(p->Wp);
-    am_aligned_free(p->dWp);
-    p->V = am_aligned_alloc(sizeof(float) * B * r * (size_t)p->N);
-    p->Wp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk);
-    p->dWp = am_aligned_alloc(sizeof(float) * (size_t)p->K * r * (size_t)p->kk);
-    p->Ub = p->basis == AM_BASIS_PER_SAMPLE ? am_aligned_alloc(sizeof(float) * B * (size_t)p->C * r) : NULL;
-    if (!p->V || !p->Wp || !p->dWp || (p->basis == AM_BASIS_PER_SAMPLE && !p->Ub))
-        return am_fail(AM_ENOMEM, "asym: out of memory for a split layer (%d channels, rank %d)", p->C, p->r);
-    {
-        const int per = p->basis == AM_BASIS_PER_SAMPLE;
-        size_t nb = per ? (size_t)am_unfold_group(p->x.n, p->K, p->r, p->kk) : 1, kkk = (size_t)p->K * p->kk;
-        size_t chunk = (size_t)p->C * am_fold_chunk(p->K, p->C, p->kk) * p->kk;
-        AM_TRY(grow(&a->wt, &a->wt_n, per ? (size_t)p->C * kkk : chunk));
-        AM_TRY(grow(&a->fe, &a->fe_n, chunk));
-        AM_TRY(grow(&a->fm, &a->fm_n, nb * r * kkk));
-        AM_TRY(grow(&a->ucat, &a->ucat_n, (size_t)p->C * nb * r));
-    }
-    /* The basis state: one U (and A) per layer, contiguous for checkpoints. */
-    if (p->basis == AM_BASIS_SHARED) {
-        AM_TRY(state_add(a, (size_t)p->C * r, &p->u_off));
-        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->x.n, p->C, p->N, p->r)));
-        AM_TRY(grow_basis_work(a, am_project_workspace(p->x.n, p->C, p->N, p->r)));
-    }
-    if (a->cfg.protect_grads && a->cfg.mode == AM_MODE_ASYMML) {
-        p->rg = am_rank_pick(a->cfg.policy == AM_RANK_FIXED ? AM_RANK_FIXED : AM_RANK_RATIO,
-                             a->cfg.policy == AM_RANK_FIXED ? a->cfg.rank_value : (double)p->r / p->C, NULL, p->K);
-        AM_TRY(state_add(a, (size_t)p->K * p->rg, &p->a_off));
-        AM_TRY(grow_basis_work(a, am_shared_basis_workspace(p->x.n, p->K, p->P, p->rg)));
-        AM_TRY(grow(&a->gs, &a->gs_n, B * (size_t)p->K * p->P));
-        AM_TRY(grow(&a->gb, &a->gb_n, B * (size_t)p->rg * p->P));
-        AM_TRY(grow(&a->wa, &a->wa_n, (size_t)p->rg * p->C * p->kk));
-        AM_TRY(grow(&a->crb, &a->crb_n, (size_t)p->rg * p->C * p->kk));
-    }
-    return AM_OK;
-}
-
-/* Samples per group in the forward pass's residual buffer: up to 1 Mi
- * floats (4 MiB); all of them with protected gradients, whose backward pass
- * recomputes the whole residual there. */
-static int group_size(const am_asym *a, const layer_plan *p) {
-    size_t per = (size_t)p->x.c * p->x.h * p->x.w, cap = (size_t)1 << 20;
-    if (a->cfg.protect_grads && a->cfg.mode == AM_MODE_ASYMML) return p->x.n;
-    size_t g = per >= cap ? 1 : cap / per;
-    return g >= (size_t)p->x.n ? p->x.n : (int)g;
-}
-
-static am_status grow_scratch(am_asym *a, const layer_plan *p) {
-    size_t need = (size_t)group_size(a, p) * p->x.c * p->x.h * p->x.w;
-    if (need <= a->scratch_n) return AM_OK;
-    am_aligned_free(a->scratch);
-    a->scratch = am_aligned_alloc(need * sizeof(float));
-    a->scratch_n = a->scratch ? need : 0;
-    return a->scratch ? AM_OK : am_fail(AM_ENOMEM, "asym: out of memory for the residual");
-}
-
-/* Fixes a layer's basis and rank (0: whole). It splits only where that saves
- * the TEE work; a rank that covers all channels leaves no residual: whole. */
-static am_status settle(am_asym *a, layer_plan *p, am_basis_kind kind, int r) {
-    p->basis = kind;
-    p->r = r;
-    p->decided = 1;
-    costs(a, p, r ? r : 1);
-    p->split = r > 0 && r < p->C && p->tee_flops < p->whole_flops;
-    if (!p->split) {
-        p->r = 0;
-        costs(a, p, (p->C + 15) / 16);
-        return AM_OK;
-    }
-    AM_TRY(alloc_layer(a, p));
-    return grow_scratch(a, p);
-}
-
-am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first, int coupled) {
-    if (layer < 0 || layer >= a->n) return am_fail(AM_EINVAL, "asym: layer %d out of range", layer);
-    layer_plan *p = &a->L[layer];
-    memset(p, 0, sizeof *p);
-    p->active = 1;
-    p->first = first;
-    p->coupled = coupled;
-    p->cfg = *cfg;
-    p->x = x;
-    AM_TRY(am_conv2d_out_shape(cfg, x, &p->y));
-    p->C = x.c, p->K = cfg->out_c, p->N = x.h * x.w, p->P = p->y.h * p->y.w, p->kk = cfg->kh * cfg->kw;
-    p->basis = a->cfg.basis == AM_BASIS_AUTO ? AM_BASIS_SHARED : a->cfg.basis;
-    costs(a, p, (p->C + 15) / 16); /* whole_flops for every layer */
-    p->decided = 1;
-    /* Open mode: every conv whole on the accelerator. The first conv reads
-     * the raw image, which never leaves. */
-    if (a->cfg.mode == AM_MODE_OPEN || first) return AM_OK;
-    int k = a->n_cand++;
-    double value = a->cfg.rank_value;
-    if (a->cfg.policy == AM_RANK_LIST) {
-        if (k >= a->cfg.n_ranks) return AM_OK; /* am_asym_plan_done reports it */
-        p->list_r = a->cfg.ranks[k];
-        if (p->list_r == 0) return AM_OK; /* whole, as the list says */
-        value = p->list_r;
-    }
-    if (a->cfg.policy == AM_RANK_ENTROPY || a->cfg.policy == AM_RANK_ENERGY || a->cfg.basis == AM_BASIS_AUTO) {
-        /* Decided on the first batch, from its singular values. */
-        p->decided = 0;
-        p->split = 1;
-        return grow_scratch(a, p);
-    }
-    return settle(a, p, p->basis, am_rank_pick(a->cfg.policy, value, NULL, p->C));
-}
-
-am_status am_asym_plan_done(am_asym *a) {
-    if (a->cfg.mode != AM_MODE_OPEN && a->cfg.policy == AM_RANK_LIST && a->n_cand != a->cfg.n_ranks)
-        return am_fail(AM_EINVAL, "asym: the rank list has %d entries; the model has %d conv layers after the first",
-                       a->cfg.n_ranks, a->n_cand);
-    return AM_OK;
-}
-
-/* Smallest rank whose share of the energy (cumulative e, e[C] the total) is
- * at least want. */
-static int rank_for_energy(const double *e, int C, double want) {
-    for (int r = 1; r <= C; r++)
-        if (e[r] >= want * e[C] * (1 - 1e-12)) return r;
-    return C;
-}
-
-/* The first batch's decisions: the rank of a data-driven policy, and with
- * AUTO the basis. Exact spectra: of the whole batch (what a shared basis can
- * keep) and of each sample (what per-sample bases can keep). */
-static am_status decide(am_asym *a, layer_plan *p, const float *X) {
-    const int B = p->x.n, C = p->C, N = p->N;
-    float *s = malloc(sizeof(float) * (size_t)C * 2);
-    double *esh = calloc((size_t)(C + 1) * 2, sizeof(double)), *eps = esh + C + 1;
-    am_status st = s && esh ? am_exact_basis(X, B, C, N, 1, NULL, s) : am_fail(AM_ENOMEM, "asym: out of memory");
-    for (int j = 0; st == AM_OK && j < C; j++) esh[j + 1] = esh[j] + (double)s[j] * s[j];
-    const double value = a->cfg.policy == AM_RANK_LIST ? p->list_r : a->cfg.rank_value;
-    am_basis_kind kind = a->cfg.basis;
-    int r = st == AM_OK ? am_rank_pick(a->cfg.policy, value, s, C) : 0;
-    if (st == AM_OK && kind == AM_BASIS_AUTO) {
-        float *sb = s + C;
-        for (int b = 0; b < B && st == AM_OK; b++) {
-            st = am_exact_basis(X + (size_t)b * C * N, 1, C, N, 1, NULL, sb);
-            double acc = 0;
-            for (int j = 0; st == AM_OK && j < C; j++) {
-                acc += (double)sb[j] * sb[j];
-                eps[j + 1] += acc;
-            }
-        }
-        /* eps[j] sums, over samples, the energy of each sample's top j. */
-        int r_ps = r;
-        if (a->cfg.policy == AM_RANK_ENERGY) r_ps = rank_for_energy(eps, C, 1.0 - a->cfg.rank_value + 1e-12);
-        int r_sh = a->cfg.policy == AM_RANK_ENERGY ? r : rank_for_energy(esh, C, eps[C] > 0 ? eps[r_ps] / eps[C] : 1.0);
-        if (a->cfg.sigma > 0.f && !p->coupled && !a->cfg.protect_grads) {
-            kind = AM_BASIS_PER_SAMPLE; /* a shared basis would couple the batch */
-        } else {
-            double fs = r_sh < C ? split_flops(a, p, AM_BASIS_SHARED, r_sh) : INFINITY;
-            double fp = r_ps < C ? split_flops(a, p, AM_BASIS_PER_SAMPLE, r_ps) : INFINITY;
-            kind = fs <= fp ? AM_BASIS_SHARED : AM_BASIS_PER_SAMPLE;
-        }
-        r = kind == AM_BASIS_SHARED ? r_sh : r_ps;
-    }
-    free(s);
-    free(esh);
-    AM_TRY(st);
-    return settle(a, p, kind, r);
-}
-
-int am_asym_handles(const am_asym *a, int layer) {
-    if (!a || layer < 0 || layer >= a->n) return 0;
-    const layer_plan *p = &a->L[layer];
-    return p->active && (p->split || a->cfg.mode == AM_MODE_OPEN);
-}
-
-int am_asym_needs_input(const am_asym *a, int layer) {
-    if (!a || layer < 0 || layer >= a->n) return 1;
-    const layer_plan *p = &a->L[layer];
-    if (!am_asym_handles(a, layer)) return 1;
-    if (a->cfg.mode == AM_MODE_OPEN) return 0; /* the accelerator kept what it was sent */
-    if (!p->decided) return 1;                 /* may still run whole */
-    /* Protected gradients recompute the residual from X; otherwise V and the
-     * accelerator's copy of R are all the backward pass reads. */
-    return p->rg > 0 && a->cfg.mode == AM_MODE_ASYMML;
-}
-
-/* ---------------------------------------------------------------- crossing */
-
-void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {
-    if (sodium_init() < 0) {
-        memset(out, 0, 16);
-        return;
-    }
-    crypto_generichash(out, 16, p, n, NULL, 0);
-}
-
-static am_status record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf);
-
-/* Copies n floats of trusted memory into the accelerator's (layer, role)
- * buffer and records the crossing. */
-static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s,
-                       const float *src, float **dst) {
-    size_t n = am_shape_numel(s);
-    double t0 = now();
-    AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
-    am_copy_floats(*dst, src, n);
-    a->L[layer].xfer_s += now() - t0;
-    return record(a, layer, kind, s, *dst);
-}
-
-/* Records in the ledger what now lies in an accelerator buffer. */
-static am_status record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf) {
-    size_t n = am_shape_numel(s);
-    if (a->ledger_on) {
-        if (a->led_n == a->led_cap) {
-            int nc = a->led_cap ? 2 * a->led_cap : 256;
-            am_ledger_entry *ne = realloc(a->led, sizeof *ne * (size_t)nc);
-            if (!ne) return am_fail(AM_ENOMEM, "ledger: out of memory");
-            a->led = ne;
-            a->led_cap = nc;
-        }
-        am_ledger_entry *e = &a->led[a->led_n++];
-        e->step = (int)a->step;
-        e->layer = layer;
-        e->kind = kind;
-        e->shape = s;
-        e->bytes = n * sizeof(float);
-        am_ledger_hash(buf, e->bytes, e->hash);
-    }
-    return AM_OK;
-}
-
-static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float **out) {
-    return a->be->vt->buffer(a->be, layer, role, n, out);
-}
+#include "trusted/fold.h"
+#include "trusted/split_impl.h"
+#include "trusted/verify.h"
 
 /* ---------------------------------------------------------------- replies */
 
@@ -473,9 +22,9 @@ static am_status result(am_asym *a, int layer, am_buf_role role, size_t n, float
  * the reply's combination goes to a->vcomb for am_verify_compare. */
 static am_status merge(am_asym *a, layer_plan *p, int layer, const char *what, float *dst, const float *src, int outer,
                        int mid, size_t inner, const float *bias, int add, const float *coef) {
-    double tx = now();
+    double tx = asym_now();
     int bad = am_merge_reply(dst, src, outer, mid, inner, bias, add, coef, coef ? a->vcomb : NULL);
-    p->xfer_s += now() - tx;
+    p->xfer_s += asym_now() - tx;
     if (bad) return am_fail(AM_ENUM, "accelerator: a non-finite value in layer %d's %s: the reply is refused", layer, what);
     return AM_OK;
 }
@@ -485,26 +34,26 @@ static am_status merge(am_asym *a, layer_plan *p, int layer, const char *what, f
  * combined input (B x N). */
 static am_status verify_scratch(am_asym *a, layer_plan *p, size_t n) {
     size_t cap = a->vsig_n;
-    AM_TRY(grow(&a->vsig, &cap, (size_t)(p->K > p->C ? p->K : p->C)));
+    AM_TRY(asym_grow(&a->vsig, &cap, (size_t)(p->K > p->C ? p->K : p->C)));
     a->vsig_n = cap;
     if (n > a->vref_n) {
         size_t c1 = 0, c2 = 0, c3 = 0;
         am_aligned_free(a->vref), am_aligned_free(a->vmag), am_aligned_free(a->vcomb);
         a->vref = a->vmag = a->vcomb = NULL;
         a->vref_n = 0;
-        AM_TRY(grow(&a->vref, &c1, n));
-        AM_TRY(grow(&a->vmag, &c2, n));
-        AM_TRY(grow(&a->vcomb, &c3, n));
+        AM_TRY(asym_grow(&a->vref, &c1, n));
+        AM_TRY(asym_grow(&a->vmag, &c2, n));
+        AM_TRY(asym_grow(&a->vcomb, &c3, n));
         a->vref_n = n;
     }
     cap = a->vwork_n;
-    AM_TRY(grow(&a->vwork, &cap, am_verify_workspace(&p->cfg, p->x)));
+    AM_TRY(asym_grow(&a->vwork, &cap, am_verify_workspace(&p->cfg, p->x)));
     a->vwork_n = cap;
     if (!p->vu) {
         size_t c1 = 0, c2 = 0, c3 = 0, bn = (size_t)p->x.n * p->N;
-        AM_TRY(grow(&p->vu, &c1, (size_t)p->C));
-        AM_TRY(grow(&p->vRu, &c2, bn));
-        AM_TRY(grow(&p->vRa, &c3, bn));
+        AM_TRY(asym_grow(&p->vu, &c1, (size_t)p->C));
+        AM_TRY(asym_grow(&p->vRu, &c2, bn));
+        AM_TRY(asym_grow(&p->vRa, &c3, bn));
     }
     return AM_OK;
 }
@@ -533,13 +82,13 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
                               const float *b, am_tensor *y) {
     float *bx, *bw, *by;
     am_shape ws = am_shape4(p->K, p->C, p->cfg.kh, p->cfg.kw);
-    AM_TRY(cross(a, layer, AM_BUF_INPUT, AM_CROSS_ACTIVATION, x->s, x->d, &bx));
-    AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
-    AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
+    AM_TRY(asym_cross(a, layer, AM_BUF_INPUT, AM_CROSS_ACTIVATION, x->s, x->d, &bx));
+    AM_TRY(asym_cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
+    AM_TRY(asym_result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
     am_req rq = {AM_REQ_CONV_FWD, layer, p->cfg, x->s, bx, bw, by, 0, AM_CROSS_ACTIVATION, AM_CROSS_WEIGHTS,
                  (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
     rq.cfg.bias = 0;
-    AM_TRY(be_submit(a, p, &rq));
+    AM_TRY(asym_submit(a, p, &rq));
     const size_t B = (size_t)x->s.n, P = (size_t)p->P;
     if (a->verify) {
         AM_TRY(verify_scratch(a, p, B * P));
@@ -547,7 +96,7 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
         am_verify_signs(p->vu, p->C);
         AM_TRY(verify_sent(a, p, w, x->d, 0, (int)B));
     }
-    AM_TRY(be_wait(a, p));
+    AM_TRY(asym_wait(a, p));
     AM_TRY(merge(a, p, layer, "forward result", y->d, by, (int)B, p->K, P, b, 0, a->verify ? a->vsig : NULL));
     if (a->verify) AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, B * P, (double)p->C * p->kk + p->K, layer, "forward result"));
     return AM_OK;
@@ -560,15 +109,15 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
     if (!am_shape_eq(x->s, p->x)) return am_fail(AM_EINVAL, "asym: layer %d planned for another batch size", layer);
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "asym: layer %d expects a bias", layer);
-    double t0 = now(), accel0 = busy(a), wait0 = p->wait_s;
+    double t0 = asym_now(), accel0 = asym_busy(a), wait0 = p->wait_s;
     if (a->cfg.mode == AM_MODE_OPEN) {
         am_status st = forward_open(a, layer, p, x, w, b, y);
-        p->accel_s += busy(a) - accel0;
-        p->tee_s += now() - t0 - (p->wait_s - wait0);
+        p->accel_s += asym_busy(a) - accel0;
+        p->tee_s += asym_now() - t0 - (p->wait_s - wait0);
         return st;
     }
     if (!p->decided) {
-        AM_TRY(decide(a, p, x->d));
+        AM_TRY(asym_decide(a, p, x->d));
         if (!p->split) return am_conv2d_forward(cfg, x, w, b, y, work, work_n);
     }
     const int B = x->s.n, C = p->C, N = p->N;
@@ -598,7 +147,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     const int asym = a->cfg.mode == AM_MODE_ASYMML;
     if (asym) AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_INPUT, am_shape_numel(x->s), &bx));
     const size_t per = (size_t)C * N;
-    const int G = group_size(a, p);
+    const int G = asym_group_size(a, p);
     double er = 0, ev = 0;
     if (asym) p->release = a->release_next++;
     const int ver = asym && a->verify;
@@ -631,23 +180,23 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         /* Every release is clipped and noised, in evaluation too. */
         AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, p->release));
         if (ver) AM_TRY(verify_sent(a, p, w, R, b0, g));
-        double tx = now();
+        double tx = asym_now();
         am_copy_floats(bx + (size_t)b0 * per, R, (size_t)g * per);
-        p->xfer_s += now() - tx;
+        p->xfer_s += asym_now() - tx;
     }
     p->e_total += ev + er;
     p->e_kept += ev;
-    p->decomp_s += now() - t0;
+    p->decomp_s += asym_now() - t0;
     /* Release the weights; the residual is out: record it, and submit. */
     am_shape ws = am_shape4(p->K, C, cfg->kh, cfg->kw);
     if (asym) {
-        AM_TRY(record(a, layer, AM_CROSS_RESIDUAL, x->s, bx));
-        AM_TRY(cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
-        AM_TRY(result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
+        AM_TRY(asym_record(a, layer, AM_CROSS_RESIDUAL, x->s, bx));
+        AM_TRY(asym_cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, ws, w, &bw));
+        AM_TRY(asym_result(a, layer, AM_BUF_OUTPUT, am_shape_numel(y->s), &by));
         am_req rq = {AM_REQ_CONV_FWD, layer, *cfg, x->s, bx, bw, by, 0, AM_CROSS_RESIDUAL, AM_CROSS_WEIGHTS,
                      (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
         rq.cfg.bias = 0;
-        AM_TRY(be_submit(a, p, &rq));
+        AM_TRY(asym_submit(a, p, &rq));
     }
     /* The low-rank conv in the TEE: conv(W U, V); the bias goes in with the
      * accelerator's part, in one pass over the output. */
@@ -672,7 +221,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     }
     const float *bias = cfg->bias ? b : NULL;
     if (asym) {
-        AM_TRY(be_wait(a, p));
+        AM_TRY(asym_wait(a, p));
         AM_TRY(merge(a, p, layer, "forward result", y->d, by, B, p->K, (size_t)p->P, bias, 1, ver ? a->vsig : NULL));
         if (ver)
             AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, (size_t)B * p->P, (double)C * p->kk + p->K, layer,
@@ -687,8 +236,8 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
                 for (size_t i = 0; i < P; i++) yk[i] += bk;
             }
     }
-    p->accel_s += busy(a) - accel0;
-    p->tee_s += now() - t0 - (p->wait_s - wait0);
+    p->accel_s += asym_busy(a) - accel0;
+    p->tee_s += asym_now() - t0 - (p->wait_s - wait0);
     return AM_OK;
 }
 
@@ -737,7 +286,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                            float *db, float *work, size_t work_n) {
     layer_plan *p = &a->L[layer];
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
-    double t0 = now(), accel0 = busy(a), wait0 = p->wait_s;
+    double t0 = asym_now(), accel0 = asym_busy(a), wait0 = p->wait_s;
     const int B = x->s.n, C = p->C, K = p->K, kk = p->kk;
     const size_t wn = (size_t)K * C * kk;
     const int accel = a->cfg.mode == AM_MODE_ASYMML || a->cfg.mode == AM_MODE_OPEN;
@@ -754,28 +303,28 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(am_project(dy->d, B, K, p->P, p->rg, A, a->gb, a->gs));
         AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed,
                                 a->release_next++));
-        AM_TRY(cross(a, layer, AM_BUF_GRAD, AM_CROSS_GRAD_RESIDUAL, dy->s, a->gs, &bg));
+        AM_TRY(asym_cross(a, layer, AM_BUF_GRAD, AM_CROSS_GRAD_RESIDUAL, dy->s, a->gs, &bg));
     } else if (accel) {
         /* The output gradient crosses in the clear (the paper's scheme). */
-        AM_TRY(cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, &bg));
+        AM_TRY(asym_cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, &bg));
     }
     if (accel) {
-        AM_TRY(result(a, layer, AM_BUF_INPUT, am_shape_numel(x->s), &bx));
-        AM_TRY(result(a, layer, AM_BUF_WEIGHT, wn, &bw));
-        AM_TRY(result(a, layer, AM_BUF_DW, wn, &bdw));
+        AM_TRY(asym_result(a, layer, AM_BUF_INPUT, am_shape_numel(x->s), &bx));
+        AM_TRY(asym_result(a, layer, AM_BUF_WEIGHT, wn, &bw));
+        AM_TRY(asym_result(a, layer, AM_BUF_DW, wn, &bdw));
         /* The forward pass's input (residual, or X) is still in bx as it
          * was sent; the weights too. */
         const am_cross_kind xk = a->cfg.mode == AM_MODE_OPEN ? AM_CROSS_ACTIVATION : AM_CROSS_RESIDUAL;
         const am_cross_kind gk = protect ? AM_CROSS_GRAD_RESIDUAL : AM_CROSS_OUTPUT_GRAD;
         am_req rf = {AM_REQ_CONV_BWD_FILTER, layer, *cfg, x->s, bx, bg, bdw, AM_KEEP_IN0, xk, gk, (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
         rf.cfg.bias = 0;
-        AM_TRY(be_submit(a, p, &rf));
+        AM_TRY(asym_submit(a, p, &rf));
         if (dx) {
-            AM_TRY(result(a, layer, AM_BUF_DX, am_shape_numel(x->s), &bdx));
+            AM_TRY(asym_result(a, layer, AM_BUF_DX, am_shape_numel(x->s), &bdx));
             am_req rd = {AM_REQ_CONV_BWD_DATA, layer, *cfg, x->s, bg, bw, bdx, AM_KEEP_IN0 | AM_KEEP_IN1, gk, AM_CROSS_WEIGHTS,
                          (uint32_t)a->step, a->verify ? AM_REQ_EXACT : 0u};
             rd.cfg.bias = 0;
-            AM_TRY(be_submit(a, p, &rd));
+            AM_TRY(asym_submit(a, p, &rd));
         }
     }
     if (db) {
@@ -796,7 +345,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(verify_scratch(a, p, bn > kk2 ? bn : kk2));
     }
     if (a->cfg.mode == AM_MODE_OPEN) {
-        AM_TRY(be_wait(a, p));
+        AM_TRY(asym_wait(a, p));
         AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 0, ver ? p->vu : NULL));
         if (ver) AM_TRY(verify_dw(a, p, layer, Gs));
     } else {
@@ -834,7 +383,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         }
         if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
         if (accel) {
-            AM_TRY(be_wait(a, p));
+            AM_TRY(asym_wait(a, p));
             AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 1, ver ? p->vu : NULL));
             if (ver) AM_TRY(verify_dw(a, p, layer, Gs));
         } else if (dx) {
@@ -854,94 +403,8 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                                      "input gradient"));
         }
     }
-    p->accel_s += busy(a) - accel0;
-    p->tee_s += now() - t0 - (p->wait_s - wait0);
+    p->accel_s += asym_busy(a) - accel0;
+    p->tee_s += asym_now() - t0 - (p->wait_s - wait0);
     return AM_OK;
 }
 
-/* ---------------------------------------------------------------- queries */
-
-void am_asym_set_step(am_asym *a, uint64_t step) { a->step = step; }
-uint64_t am_asym_noise_counter(const am_asym *a) { return a->release_next; }
-void am_asym_set_verify(am_asym *a, int on) { a->verify = on; }
-void am_asym_set_noise_counter(am_asym *a, uint64_t next) { a->release_next = next; }
-const am_asym_cfg *am_asym_config(const am_asym *a) { return &a->cfg; }
-
-int am_asym_num_convs(const am_asym *a) {
-    int n = 0;
-    for (int i = 0; i < a->n; i++) n += a->L[i].active;
-    return n;
-}
-
-am_status am_asym_info(const am_asym *a, int i, am_split_info *out) {
-    for (int l = 0, k = 0; l < a->n; l++) {
-        const layer_plan *p = &a->L[l];
-        if (!p->active) continue;
-        if (k++ != i) continue;
-        *out = (am_split_info){l, p->split, p->C, p->K, p->r, p->basis, p->e_total > 0 ? p->e_kept / p->e_total : 0,
-                               p->e_total, p->split ? p->tee_flops : p->whole_flops, p->whole_flops, p->tee_s,
-                               p->decomp_s, p->xfer_s, p->accel_s, p->wait_s};
-        if (!p->split && a->cfg.mode == AM_MODE_OPEN) out->tee_flops = 0;
-        return AM_OK;
-    }
-    return am_fail(AM_EINVAL, "asym: conv %d out of range", i);
-}
-
-int am_asym_plan_get(const am_asym *a, int *rank, int *basis, int max) {
-    int n = 0;
-    for (int l = 0; l < a->n; l++) {
-        const layer_plan *p = &a->L[l];
-        if (!p->active) continue;
-        if (!p->decided || n >= max) return 0;
-        rank[n] = p->split ? p->r : 0;
-        basis[n++] = (int)p->basis;
-    }
-    return n;
-}
-
-am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n) {
-    int k = 0;
-    for (int l = 0; l < a->n; l++) {
-        layer_plan *p = &a->L[l];
-        if (!p->active) continue;
-        if (k >= n) return am_fail(AM_EINVAL, "asym: the stored plan covers %d conv layers, the model has more", n);
-        int r = rank[k], bk = basis[k++];
-        if (r < 0 || r > p->C || (bk != AM_BASIS_SHARED && bk != AM_BASIS_PER_SAMPLE))
-            return am_fail(AM_EINVAL, "asym: stored plan entry %d (rank %d, basis %d) is out of range", k, r, bk);
-        if (p->decided) {
-            if ((p->split ? p->r : 0) != r || (p->split && (int)p->basis != bk))
-                return am_fail(AM_EINVAL, "asym: the stored plan (conv %d: rank %d) does not match this configuration's (rank %d)",
-                               k, r, p->split ? p->r : 0);
-            continue;
-        }
-        AM_TRY(settle(a, p, (am_basis_kind)bk, r));
-        if ((p->split ? p->r : 0) != r)
-            return am_fail(AM_EINVAL, "asym: stored plan entry %d (rank %d) does not fit this model", k, r);
-    }
-    if (k != n) return am_fail(AM_EINVAL, "asym: the stored plan covers %d conv layers, the model has %d", n, k);
-    return AM_OK;
-}
-
-double am_asym_accel_seconds(const am_asym *a) { return busy(a); }
-double am_asym_blocked_seconds(const am_asym *a) { return a->blocked_s; }
-
-void am_asym_reset_timers(am_asym *a) {
-    for (int i = 0; i < a->n; i++) {
-        a->L[i].tee_s = a->L[i].decomp_s = a->L[i].xfer_s = a->L[i].accel_s = a->L[i].wait_s = 0;
-        a->L[i].e_kept = a->L[i].e_total = 0;
-    }
-}
-
-size_t am_asym_state_len(const am_asym *a) { return a->state_len; }
-void am_asym_state_restored(am_asym *a) {
-    for (int i = 0; i < a->n; i++)
-        if (a->L[i].active && a->L[i].split && a->L[i].r) a->L[i].warm = 1;
-}
-float *am_asym_state(am_asym *a) { return a->state; }
-
-void am_asym_ledger_enable(am_asym *a, int on) { a->ledger_on = on; }
-int am_asym_ledger_count(const am_asym *a) { return a->led_n; }
-const am_ledger_entry *am_asym_ledger_entry(const am_asym *a, int i) {
-    return i >= 0 && i < a->led_n ? &a->led[i] : NULL;
-}
-void am_asym_ledger_clear(am_asym *a) { a->led_n = 0; }

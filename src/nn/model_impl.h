@@ -1,0 +1,72 @@
+/* The model's internals, shared by its files: model.c (create, buffers,
+ * forward and backward), parse.c (the description into layers) and
+ * modes.c (split execution attached to a model). Internal to src/nn. */
+#ifndef ASYMML_NN_MODEL_IMPL_H
+#define ASYMML_NN_MODEL_IMPL_H
+
+#include "asymml/asym.h"
+#include "asymml/nn.h"
+#include "trusted/split.h"
+
+enum kind { K_INPUT, K_CONV, K_BN, K_RELU, K_MAXPOOL, K_AVGPOOL, K_ADAPTIVE, K_LINEAR,
+            K_DROPOUT, K_FLATTEN, K_ADD };
+
+#define MAX_LAYERS 4096
+#define NAME_LEN 32
+
+typedef struct layer {
+    enum kind kind;
+    char name[NAME_LEN];
+    int in[2], n_in;
+    am_conv2d_cfg conv;
+    am_bn_cfg bn;
+    am_pool_cfg pool;
+    int out_f, lin_bias;
+    float p;
+    am_shape os;      /* per-sample output shape (n = 1) */
+    int param0, nparam;
+    int consumers;
+    int alias_y;      /* output (and gradient) share the input's memory */
+    /* per batch */
+    am_tensor y, dy;
+    float *save_mean, *save_invstd, *mask;
+    int32_t *argmax;
+    uint32_t *bits;   /* ReLU: the mask, one bit per element */
+} layer;
+
+struct am_model {
+    char *desc;
+    layer *L;
+    int n;
+    am_param *P;
+    int np;
+    size_t n_train, n_buf;
+    float *wdata, *gdata, *bdata;
+    /* per batch */
+    int B;
+    am_arena arena;
+    float *work;
+    size_t work_n;
+    float *probs;
+    int32_t *labels;
+    int have_loss;
+    int training;
+    int *tmp;       /* scratch for planning the gradient buffers */
+    size_t *tmp_sz;
+    float **slot_base;
+    int keep_all;   /* every layer's output survives the forward pass (am_model_keep_outputs) */
+    am_asym *asym;  /* split execution; NULL in tee-only mode */
+    am_asym_cfg asym_cfg;
+    am_backend *accel; /* borrowed: what runs the accelerator's part */
+    uint64_t noise_counter; /* the release counter while no plan holds it */
+    int verify;             /* am_model_verify */
+    double prof[AM_PROF_KINDS]; /* trusted seconds per kind of work, accelerator time excluded */
+};
+
+/* Parses desc into m's layers and parameters (m zeroed but for desc). */
+am_status am_model_parse(am_model *m, const char *desc);
+/* Lays the arena out again for the current batch (after the split plan or
+ * the keep-outputs setting changed). */
+am_status am_model_relayout(am_model *m);
+
+#endif

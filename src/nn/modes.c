@@ -1,0 +1,119 @@
+/* Split execution attached to a model: the modes, the plan and its figures,
+ * the release counter and verification, the ledger, through the model's
+ * API (asymml/asym.h). The work itself is src/trusted's. */
+#include <string.h>
+
+#include "nn/model_impl.h"
+
+const char *am_mode_name(am_mode md) {
+    switch (md) {
+    case AM_MODE_TEE_ONLY: return "tee-only";
+    case AM_MODE_ASYMML: return "asymml";
+    case AM_MODE_LOWRANK_ONLY: return "lowrank-only";
+    case AM_MODE_OPEN: return "open";
+    }
+    return "unknown";
+}
+
+am_status am_mode_parse(const char *s, am_mode *out) {
+    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_OPEN; i++)
+        if (s && !strcmp(s, am_mode_name((am_mode)i))) {
+            *out = (am_mode)i;
+            return AM_OK;
+        }
+    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open)", s ? s : "");
+}
+
+am_asym_cfg am_asym_defaults(void) {
+    am_asym_cfg c = {.mode = AM_MODE_ASYMML, .policy = AM_RANK_RATIO, .rank_value = 1.0 / 16, .basis = AM_BASIS_SHARED,
+                     .iters = 2, .noise_seed = 1};
+    return c;
+}
+
+am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *accel) {
+    if (!cfg) return am_fail(AM_EINVAL, "asym: NULL configuration");
+    if (!m->B) return am_fail(AM_EINVAL, "asym: call am_model_set_batch first");
+    /* The release counter outlives plans: a new one must not repeat noise. */
+    if (m->asym) m->noise_counter = am_asym_noise_counter(m->asym);
+    am_asym_free(m->asym);
+    m->asym = NULL;
+    if (cfg->mode == AM_MODE_TEE_ONLY) return am_model_relayout(m);
+    am_asym *a;
+    AM_TRY(am_asym_create(cfg, m->n, accel, &a));
+    int bn_seen = 0;
+    am_status st = AM_OK;
+    for (int i = 1; i < m->n && st == AM_OK; i++) {
+        layer *l = &m->L[i];
+        bn_seen |= l->kind == K_BN;
+        if (l->kind != K_CONV) continue;
+        am_shape xs = m->L[l->in[0]].os;
+        xs.n = m->B;
+        st = am_asym_plan(a, i, &l->conv, xs, l->in[0] == 0, bn_seen);
+    }
+    if (st == AM_OK) st = am_asym_plan_done(a);
+    if (st != AM_OK) {
+        am_asym_free(a);
+        return st;
+    }
+    m->asym = a;
+    m->asym_cfg = *cfg;
+    m->accel = accel;
+    am_asym_set_noise_counter(a, m->noise_counter);
+    am_asym_set_verify(a, m->verify);
+    /* What the TEE keeps for the backward pass depends on the plan. */
+    return am_model_relayout(m);
+}
+
+am_mode am_model_mode(const am_model *m) { return m->asym ? m->asym_cfg.mode : AM_MODE_TEE_ONLY; }
+void am_model_set_step(am_model *m, uint64_t step) {
+    if (m->asym) am_asym_set_step(m->asym, step);
+}
+void am_model_verify(am_model *m, int on) {
+    m->verify = on;
+    if (m->asym) am_asym_set_verify(m->asym, on);
+}
+uint64_t am_model_noise_counter(const am_model *m) { return m->asym ? am_asym_noise_counter(m->asym) : m->noise_counter; }
+void am_model_set_noise_counter(am_model *m, uint64_t next) {
+    m->noise_counter = next;
+    if (m->asym) am_asym_set_noise_counter(m->asym, next);
+}
+int am_model_num_convs(const am_model *m) { return m->asym ? am_asym_num_convs(m->asym) : 0; }
+am_status am_model_split_info(const am_model *m, int i, am_split_info *out) {
+    if (!m->asym) return am_fail(AM_EINVAL, "model: no split plan (tee-only mode)");
+    return am_asym_info(m->asym, i, out);
+}
+double am_model_accel_seconds(const am_model *m) { return m->asym ? am_asym_accel_seconds(m->asym) : 0; }
+double am_model_blocked_seconds(const am_model *m) { return m->asym ? am_asym_blocked_seconds(m->asym) : 0; }
+void am_model_reset_timers(am_model *m) {
+    memset(m->prof, 0, sizeof m->prof);
+    if (m->asym) am_asym_reset_timers(m->asym);
+}
+double am_model_profile(const am_model *m, am_prof_kind k) { return k >= 0 && k < AM_PROF_KINDS ? m->prof[k] : 0; }
+const char *am_prof_kind_name(am_prof_kind k) {
+    static const char *const names[AM_PROF_KINDS] = {"first conv", "split convs", "whole convs", "batchnorm",
+                                                     "relu",       "pooling",     "linear",      "other"};
+    return k >= 0 && k < AM_PROF_KINDS ? names[k] : "unknown";
+}
+int am_model_plan_get(const am_model *m, int *rank, int *basis, int max) {
+    return m->asym ? am_asym_plan_get(m->asym, rank, basis, max) : 0;
+}
+am_status am_model_plan_set(am_model *m, const int *rank, const int *basis, int n) {
+    if (!m->asym) return n ? am_fail(AM_EINVAL, "model: a stored split plan, but the mode is tee-only") : AM_OK;
+    AM_TRY(am_asym_plan_set(m->asym, rank, basis, n));
+    return am_model_relayout(m);
+}
+size_t am_model_asym_state_len(const am_model *m) { return m->asym ? am_asym_state_len(m->asym) : 0; }
+float *am_model_asym_state(am_model *m) { return m->asym ? am_asym_state(m->asym) : NULL; }
+void am_model_asym_state_restored(am_model *m) {
+    if (m->asym) am_asym_state_restored(m->asym);
+}
+void am_model_ledger_enable(am_model *m, int on) {
+    if (m->asym) am_asym_ledger_enable(m->asym, on);
+}
+int am_model_ledger_count(const am_model *m) { return m->asym ? am_asym_ledger_count(m->asym) : 0; }
+const am_ledger_entry *am_model_ledger_entry(const am_model *m, int i) {
+    return m->asym ? am_asym_ledger_entry(m->asym, i) : NULL;
+}
+void am_model_ledger_clear(am_model *m) {
+    if (m->asym) am_asym_ledger_clear(m->asym);
+}
