@@ -218,8 +218,10 @@ int cmd_bench(int argc, char **argv) {
     int rc = cli_parse("bench", usage, argc, argv, tables, handle, &o, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;
     if (!o.n_modes) o.modes[o.n_modes++] = o.mode.asym.mode;
-    int need = 0;
+    int need = 0, asymml = 0;
     for (int i = 0; i < o.n_modes; i++) need |= o.modes[i] == AM_MODE_ASYMML || o.modes[i] == AM_MODE_OPEN;
+    for (int i = 0; i < o.n_modes; i++) asymml |= o.modes[i] == AM_MODE_ASYMML;
+    if (asymml) o.mode.noise_opt = NULL; /* the noise options are asymml's */
     if ((rc = cli_mode_check(&o.mode, 0)) || (rc = tee_begin(&o.mode))) return rc;
     cli_tee *tee = NULL;
     rc = tee_open(&o.mode, need, NULL, &tee);

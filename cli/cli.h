@@ -60,6 +60,7 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, const c
 typedef struct cli_mode {
     am_asym_cfg asym;
     int noise_seed_set;
+    const char *noise_opt; /* the first of --clip, --sigma, --noise-seed, --protect-grads given */
     int process;         /* --tee process */
     int cuda;            /* --accel cuda */
     int overlap;         /* --overlap: -1 auto, 0 off, 1 on */
@@ -101,8 +102,9 @@ int tee_lockdown(cli_tee *t, int ckdir_fd);
 int tee_close(cli_tee *t, int failed);
 
 /* ---- privacy.c: what the program says about privacy ---- */
-/* At the start: what crosses and what is known to leak from it. */
-void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int process);
+/* At the start: what crosses and what is known to leak from it (training:
+ * gradients and weight updates too). */
+void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int process, int training);
 /* At the end: (epsilon, delta) for mu2 (am_dp_mu2 sums) with its scope and
  * the signal-to-noise statement; releases: per sample. */
 void cli_privacy_end(FILE *f, const am_model *m, const am_asym_cfg *a, double mu2, long releases, long coupling,

@@ -6,8 +6,9 @@
 
 static const char usage[] =
     "usage: asymml eval --checkpoint PATH --data DIR [options]\n"
-    "Accuracy and loss of a checkpoint's model on a dataset's test split. In a mode other\n"
-    "than tee-only, the split layers run as that mode says (--mode, --rank-ratio, ...).\n";
+    "Accuracy and loss of a checkpoint's model on a dataset's test split. The model runs\n"
+    "in its run's mode, split and noise (a fresh noise key), unless the mode options\n"
+    "given here (--mode, --rank-ratio, --sigma, ...) change them.\n";
 
 enum { E_CKPT = 1, E_DATA, E_DATASET, E_SPLIT, E_BATCH, E_LIMIT, E_DELTA };
 
@@ -97,7 +98,7 @@ static int evaluate(eval_opts *e, am_checkpoint *ck, am_dataset *d, cli_tee **te
         char aw[1200];
         tee_words(*tee, aw, sizeof aw);
         if (a->mode != AM_MODE_TEE_ONLY) printf("mode: %s; accelerator: %s\n", am_mode_name(a->mode), aw);
-        cli_privacy_start(stdout, m, a, e->mode.process);
+        cli_privacy_start(stdout, m, a, e->mode.process, 0);
     }
     if (!rc && am_evaluate(m, d, ck->mean, ck->std, eb, &acc, &loss) != AM_OK) rc = lib_fail("eval");
     if (!rc) {
@@ -110,6 +111,25 @@ static int evaluate(eval_opts *e, am_checkpoint *ck, am_dataset *d, cli_tee **te
     return rc;
 }
 
+/* The second reading of the command line: the split options given, over
+ * the checkpoint's. */
+static int handle_run(void *ctx, const cli_opt *o, const char *arg) {
+    eval_opts *e = ctx;
+    return o->flags & OPT_RUN ? cli_mode_option(&e->mode, o, arg) : 0;
+}
+
+/* The run's mode and split, with what the command line changes: an
+ * evaluation runs as its run did (its noise included) unless told
+ * otherwise, and draws its own noise key. */
+static int mode_of_run(eval_opts *e, const am_checkpoint *ck, int argc, char **argv) {
+    e->mode.asym = ck->cfg.asym;
+    memset(e->mode.asym.noise_key, 0, sizeof e->mode.asym.noise_key);
+    e->mode.noise_seed_set = 0, e->mode.noise_opt = NULL;
+    const cli_opt *const tables[] = {opts, cli_mode_opts, NULL};
+    int rc = cli_parse("eval", usage, argc, argv, tables, handle_run, e, NULL, NULL);
+    return rc ? rc : cli_mode_check(&e->mode, 1);
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_opts e = {.split = "test", .kind = AM_DATA_IDX, .batch = 100, .delta = 1e-5};
     cli_mode_init(&e.mode);
@@ -117,16 +137,15 @@ int cmd_eval(int argc, char **argv) {
     int rc = cli_parse("eval", usage, argc, argv, tables, handle, &e, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;
     if (!e.ckpt || !e.data) return die(EXIT_USAGE, "eval: --checkpoint and --data are required");
-    /* A fresh secret key for every evaluation: its releases never share
-     * noise with the training run's or another evaluation's. */
-    if ((rc = cli_mode_check(&e.mode, 1)) || (rc = tee_begin(&e.mode))) return rc;
+    if ((rc = tee_begin(&e.mode))) return rc;
     am_checkpoint ck;
     char used[4200];
     if (am_checkpoint_load(e.ckpt, &ck, used, sizeof used) != AM_OK) return lib_fail("checkpoint");
     e.ckpt = used;
     am_dataset d = {0};
     cli_tee *tee = NULL;
-    rc = load_data(e.kind, e.data, e.split, e.limit, &d);
+    rc = mode_of_run(&e, &ck, argc, argv);
+    if (!rc) rc = load_data(e.kind, e.data, e.split, e.limit, &d);
     if (!rc) rc = evaluate(&e, &ck, &d, &tee);
     int rc2 = tee_close(tee, rc != 0);
     am_dataset_free(&d);

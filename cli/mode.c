@@ -93,6 +93,8 @@ int cli_mode_option(cli_mode *m, const cli_opt *o, const char *arg) {
     am_asym_cfg *a = &m->asym;
     int v = 0;
     float f = 0;
+    if (!m->noise_opt && (o->id == M_CLIP || o->id == M_SIGMA || o->id == M_NOISE_SEED || o->id == M_PROTECT))
+        m->noise_opt = o->name;
     switch (o->id) {
     case M_MODE:
         if (am_mode_parse(arg, &a->mode) != AM_OK) return die(EXIT_USAGE, "--mode: %s", am_last_error());
@@ -157,6 +159,9 @@ int cli_mode_option(cli_mode *m, const cli_opt *o, const char *arg) {
 int cli_mode_check(cli_mode *m, int draw_key) {
     am_asym_cfg *a = &m->asym;
     if (a->sigma > 0.f && a->clip == 0.f) return die(EXIT_USAGE, "--sigma needs --clip: noise without a bound protects nothing");
+    if (m->noise_opt && a->mode != AM_MODE_ASYMML)
+        return die(EXIT_USAGE, "--%s applies to --mode asymml only (the residuals that cross); this run's mode is %s",
+                   m->noise_opt, am_mode_name(a->mode));
     if (m->cuda && !m->process)
         return die(EXIT_USAGE, "--accel cuda needs --tee process: the GPU's stack runs only in the accelerator server");
     if (m->accel_user && !m->process) return die(EXIT_USAGE, "--accel-user needs --tee process");

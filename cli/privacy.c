@@ -1,4 +1,4 @@
-/* What the program says about privacy, as ../shared/PRIVACY.md sets out:
+/* What the program says about privacy, as the project's PRIVACY.md sets out:
  * what crosses to the accelerator and what is known to leak from it, said
  * when a run starts; an epsilon only with its scope (the residual releases
  * alone) and the signal-to-noise statement, when it ends. */
@@ -31,7 +31,7 @@ long cli_smallest_release(const am_model *m) {
     return best;
 }
 
-void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int process) {
+void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int process, int training) {
     switch (a->mode) {
     case AM_MODE_TEE_ONLY:
         fprintf(f, "privacy: nothing is sent to an accelerator (tee-only)%s\n",
@@ -54,12 +54,26 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
         snprintf(res, sizeof res, "clipped to norm %g, NOT noised", (double)a->clip);
     else
         snprintf(res, sizeof res, "neither clipped nor noised");
-    fprintf(f, "crosses to the accelerator: for each of the %d split layers, every step: its weights, its input's "
-               "residual (%s) and %s\n",
-            split_layers(m), res,
+    /* A data-driven plan is decided on the first batch: until then every
+     * layer it may split counts. */
+    int n = split_layers(m), decided = am_model_plan_get(m, (int[AM_MAX_RANKS + 1]){0}, (int[AM_MAX_RANKS + 1]){0},
+                                                         AM_MAX_RANKS + 1) > 0;
+    char layers[96];
+    if (decided && n == 1) snprintf(layers, sizeof layers, "the one split layer");
+    else if (decided) snprintf(layers, sizeof layers, "each of the %d split layers", n);
+    else snprintf(layers, sizeof layers, "each split layer (up to %d: the first batch decides which)", n);
+    if (!training) {
+        fprintf(f, "crosses to the accelerator: for %s, every batch: its weights and its input's residual (%s)\n",
+                layers, res);
+        fprintf(f, "known to leak from that (README, Privacy): the split layers' weights, which carry what training "
+                   "learned from its data; no label and no gradient crosses in an evaluation\n");
+        return;
+    }
+    fprintf(f, "crosses to the accelerator: for %s, every step: its weights, its input's residual (%s) and %s\n",
+            layers, res,
             a->protect_grads ? "its output gradient's residual (clipped and noised likewise)"
                              : "its output gradient in the clear");
-    fprintf(f, "known to leak from that (../shared/PRIVACY.md; attacks on the recorded host view in tests/): the "
+    fprintf(f, "known to leak from that (README, Privacy; attacks on the recorded host view in tests/): the "
                "weight updates carry each batch's gradient%s. Residual noise protects none of this.\n",
             a->protect_grads ? ""
                              : "; the clear output gradients give away the labels, and with the weight updates the "
@@ -83,16 +97,22 @@ void cli_privacy_end(FILE *f, const am_model *m, const am_asym_cfg *a, double mu
     fprintf(f, ". It does not cover the weights and their updates%s, nor the layers trained whole in the trusted "
                "side on every sample.\n",
             a->protect_grads ? "" : ", nor the output gradients, which crossed in the clear");
-    if (d > 0)
-        fprintf(f, "signal-to-noise: each release's residual has norm at most %g and its noise about %g x sqrt(d): "
-                   "a ratio of at most 1/(sigma sqrt(d)) = %.2g with d = %ld (the smallest split layer's input). The "
-                   "accelerator computes on noise: the model can be no more accurate than lowrank-only at the same "
-                   "rank, which releases nothing.\n",
-                (double)a->clip, (double)(a->sigma * a->clip), 1.0 / (a->sigma * sqrt((double)d)), d);
+    if (d > 0) {
+        const double snr = 1.0 / (a->sigma * sqrt((double)d));
+        fprintf(f, "signal-to-noise: each release's residual has norm at most %g and its noise about %g x sqrt(d): a "
+                   "ratio of at most 1/(sigma sqrt(d)) = %.2g with d = %ld (the smallest split layer's input). ",
+                (double)a->clip, (double)(a->sigma * a->clip), snr, d);
+        if (snr <= 0.1)
+            fprintf(f, "At such a ratio the accelerator computes on noise: what crosses is at least 99%% noise by "
+                       "energy, and the residual adds little a model can use (LeNet on Fashion-MNIST at 0.0089: 89.9%% "
+                       "test accuracy, against 90.6%% for lowrank-only at the same rank, which sends nothing).\n");
+        else
+            fprintf(f, "The residuals carry signal the accelerator can use, and the epsilon above is weak to match.\n");
+    }
     static const uint8_t zero[32];
     if (memcmp(a->noise_key, zero, sizeof zero))
-        fprintf(f, "noise: keyed by a random secret key drawn in the trusted process and a release counter that "
-                   "never repeats (kept in the run's checkpoints)\n");
+        fprintf(f, "noise: keyed by a random secret key drawn in the trusted process, a nonce of this session and a "
+                   "release counter: no two releases share noise\n");
     else
         fprintf(f, "noise: follows from the seed %llu alone (--noise-seed): whoever knows it, such as the host, "
                    "which sees the command line, can regenerate and subtract the noise, and the figure above does "

@@ -224,6 +224,8 @@ int tee_open(const cli_mode *m, int need_accel, const char *data_dir, cli_tee **
     t->srv.pid = -1, t->srv.pidfd = -1;
     t->ch.fd_mem = t->ch.fd_req = t->ch.fd_rep = -1;
     *out = t;
+    if (!need_accel && m->record)
+        return die(EXIT_USAGE, "--record: this mode sends nothing to an accelerator: there is nothing to record");
     if (!need_accel) return 0;
     if (m->process) return start_server(t, m, data_dir);
     if (am_cpu_backend_create(&t->be) != AM_OK) return lib_fail("accelerator");

@@ -1,6 +1,8 @@
 /* asymml train: trains a model; checkpoints and resume. */
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -44,7 +46,8 @@ static const cli_opt opts[] = {
     {"save-every", "N", T_SAVE_EVERY, 0, "and every N steps"},
     {"keep", "N", T_KEEP, 0, "keep the newest N checkpoints (default 3)"},
     {"resume", "PATH", T_RESUME, 0, "continue from a checkpoint file, or the newest in a directory;\n"
-                                    "model, training and mode options come from the checkpoint"},
+                                    "model, training and mode options and the data limits come from\n"
+                                    "the checkpoint; from a directory, checkpoints go on there"},
     {"delta", "D", T_DELTA, 0, "the delta at which epsilon is reported (default 1e-5)"},
     {NULL, NULL, 0, 0, NULL},
 };
@@ -109,19 +112,34 @@ typedef struct run {
     char *desc;
 } run;
 
+/* A resumed run's sizes and checkpoint directory, unless given: its
+ * checkpoint's data sizes and the directory it was resumed from. */
+static int resume_defaults(train_opts *o, run *r) {
+    char used[4200];
+    if (am_checkpoint_load(o->resume, &r->ck, used, sizeof used) != AM_OK) return lib_fail("--resume");
+    /* The run's own thread count, unless told otherwise. */
+    if (!o->mode.threads && r->ck.bind.threads && am_set_threads(r->ck.bind.threads)) return lib_fail("threads");
+    if (!o->limit_train) o->limit_train = r->ck.bind.n_train;
+    if (!o->limit_test) o->limit_test = r->ck.bind.n_test;
+    /* From a directory (its newest), the run goes on saving there; from a
+     * file, only where told (its directory may hold newer checkpoints,
+     * which the resumed run's would replace). */
+    struct stat st;
+    if (!o->ckdir && stat(o->resume, &st) == 0 && S_ISDIR(st.st_mode)) o->ckdir = o->resume;
+    if (o->mode.process && o->ckdir && !o->mode.key)
+        return die(EXIT_USAGE, "--tee process writes sealed checkpoints: give --key FILE (`asymml keygen FILE` makes one)");
+    if (o->save_every && !o->ckdir) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
+    printf("resuming %s at step %d; %s%s\n", used, r->ck.global_step, o->ckdir ? "checkpoints to " : "",
+           o->ckdir ? o->ckdir : "no --checkpoint-dir: nothing will be saved");
+    return 0;
+}
+
 static int setup(train_opts *o, run *r) {
     int rc;
     if ((rc = tee_begin(&o->mode))) return rc;
+    if (o->resume && (rc = resume_defaults(o, r))) return rc;
     if ((rc = load_data(o->kind, o->data, "train", o->limit_train, &r->tr))) return rc;
     if ((rc = load_data(o->kind, o->data, "test", o->limit_test, &r->te))) return rc;
-    if (o->resume) {
-        char used[4200];
-        if (am_checkpoint_load(o->resume, &r->ck, used, sizeof used) != AM_OK) return lib_fail("--resume");
-        /* The run's own thread count, unless told otherwise (a noised run
-         * then refuses: am_binding_check). */
-        if (!o->mode.threads && r->ck.bind.threads && am_set_threads(r->ck.bind.threads)) return lib_fail("threads");
-        printf("resuming %s at step %d\n", used, r->ck.global_step);
-    }
     if (o->resume) { /* before anything is started */
         am_trainer_io io = {&r->tr, &r->te, NULL};
         if (am_trainer_resume_check(&r->ck, &io) != AM_OK) return lib_fail("--resume");
@@ -143,6 +161,11 @@ static int setup(train_opts *o, run *r) {
     }
     am_model_verify(am_trainer_model(r->t), o->mode.verify);
     if (o->log && (rc = cli_log_open(o->log, am_trainer_binding(r->t)->run_id, &r->log))) return rc;
+    if (r->log) { /* which run, from where: one log may hold several sessions */
+        char hex[2 * AM_RUN_ID_BYTES + 1];
+        sodium_bin2hex(hex, sizeof hex, am_trainer_binding(r->t)->run_id, AM_RUN_ID_BYTES);
+        cli_log_line(r->log, "{\"run\":\"%s\",\"from_step\":%d}", hex, am_trainer_global_step(r->t));
+    }
     return tee_lockdown(r->tee, o->ckdir ? r->dir.fd : -1);
 }
 
@@ -157,7 +180,7 @@ static void start_lines(const train_opts *o, run *r) {
     if (c->asym.mode == AM_MODE_TEE_ONLY) printf("mode: tee-only; accelerator: %s\n", aw);
     else printf("mode: %s, %s, clip %g, sigma %g; accelerator: %s\n", am_mode_name(c->asym.mode), pw, (double)c->asym.clip,
                 (double)c->asym.sigma, aw);
-    cli_privacy_start(stdout, m, &c->asym, o->mode.process);
+    cli_privacy_start(stdout, m, &c->asym, o->mode.process, 1);
     fflush(stdout);
 }
 
@@ -255,13 +278,16 @@ static int train_run(train_opts *o) {
     run r = {0};
     r.dir.fd = -1;
     double acc = -1;
-    int rc = setup(o, &r);
-    if (!rc) {
+    int rc = setup(o, &r), complete = !rc && am_trainer_done(r.t);
+    if (complete)
+        printf("the run is complete (%d epochs): nothing to train (asymml eval --checkpoint evaluates it)\n",
+               am_trainer_cfg(r.t)->epochs);
+    if (!rc && !complete) {
         start_lines(o, &r);
         rc = loop(o, &r, &acc);
     }
-    if (!rc && acc < 0 && am_trainer_evaluate(r.t, &r.te, &acc, NULL) != AM_OK) rc = lib_fail("evaluate");
-    if (!rc) {
+    if (!rc && !complete && acc < 0 && am_trainer_evaluate(r.t, &r.te, &acc, NULL) != AM_OK) rc = lib_fail("evaluate");
+    if (!rc && !complete) {
         const am_train_cfg *c = am_trainer_cfg(r.t);
         am_model *m = am_trainer_model(r.t);
         printf("final test accuracy: %.4f\n", acc);
@@ -298,7 +324,7 @@ int cmd_train(int argc, char **argv) {
         return die(EXIT_USAGE, "train: --%s: with --resume the model, training and mode options come from the checkpoint",
                    defining->name);
     if (o.cfg.nesterov && o.cfg.momentum == 0.f) return die(EXIT_USAGE, "--nesterov needs --momentum > 0");
-    if (o.save_every && !o.ckdir) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
+    if (o.save_every && !o.ckdir && !o.resume) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
     if (o.mode.process && o.ckdir && !o.mode.key)
         return die(EXIT_USAGE, "--tee process writes sealed checkpoints: give --key FILE (`asymml keygen FILE` makes one)");
     if (o.mode.process && o.log && !o.mode.key)

@@ -13,6 +13,7 @@ char **cli_argv;
 
 int die(int code, const char *fmt, ...) {
     va_list ap;
+    fflush(stdout); /* what was said before the error comes before it */
     fputs("asymml: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

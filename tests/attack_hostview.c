@@ -116,6 +116,9 @@ static int labels(char **a) {
     }
     printf("labels: nearest neighbour by cosine of the output gradient has the sample's label for %ld of %ld samples "
            "(%.3f; chance about 0.1)\n", hit, total, total ? (double)hit / total : 0);
+    free(x), free(lab);
+    am_loader_free(&l);
+    am_dataset_free(&d);
     return total ? 0 : 2;
 }
 
@@ -229,6 +232,9 @@ static int lowrank(char **a) {
         free(g), free(dr), free(M);
     }
     printf("lowrank: %d steps; worst relative error %.2e, worst cosine %.6f\n", done, worst_err, worst_cos);
+    free(x);
+    am_loader_free(&l);
+    am_dataset_free(&d);
     return done ? 0 : 2;
 }
 

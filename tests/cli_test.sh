@@ -112,9 +112,21 @@ grep -q "final test accuracy" "$dir/out" || { echo "FAIL: train printed no final
 n=$(ls "$dir/ck" | grep -c '^ckpt-.*\.amck$')
 [ "$n" -eq 2 ] || { echo "FAIL: --keep 2 left $n checkpoints"; fail=$((fail + 1)); }
 grep -q '"test_acc"' "$dir/log.jsonl" || { echo "FAIL: no test_acc in the log"; fail=$((fail + 1)); }
+grep -q '^{"run":"[0-9a-f]*","from_step":0}$' "$dir/log.jsonl" || { echo "FAIL: the log does not say which run"; fail=$((fail + 1)); }
 expect 0 "eval" -- "$bin" eval --checkpoint "$dir/ck" --data "$dir/data"
 expect 2 "resume with options" -- "$bin" train --data "$dir/data" --resume "$dir/ck" --lr 0.1
 expect 0 "resume of a finished run" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
+grep -q "^the run is complete (2 epochs): nothing to train" "$dir/out" || { echo "FAIL: a finished run resumed: $(cat "$dir/out")"; fail=$((fail + 1)); }
+# Resumed from its directory, a run goes on saving there.
+newest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)
+rm "$newest"
+expect 0 "resume from a directory" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
+[ -f "$newest" ] || { echo "FAIL: a run resumed from its directory saved nothing there"; fail=$((fail + 1)); }
+# Options that would do nothing in the mode asked for.
+expect 2 "noise outside asymml mode" -- "$bin" train --data "$dir/data" --sigma 1 --clip 1
+expect 2 "record with nothing to record" -- "$bin" train --data "$dir/data" --record "$dir/rec" --mode lowrank-only
+expect 1 "a missing data folder" -- "$bin" train --data "$dir/nodata"
+grep -q "nodata: cannot open (No such file or directory)" "$dir/err" || { echo "FAIL: missing folder: $(cat "$dir/err")"; fail=$((fail + 1)); }
 latest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)
 cp "$latest" "$dir/keep.amck"
 head -c 500 "$latest" >"$dir/ck/ckpt-9999999999.amck"
@@ -143,6 +155,11 @@ plan=$(grep "^plan:" "$dir/out")
 expect 0 "resume a decided plan" -- "$bin" train --data "$dir/data" --resume "$dir/ckb/ckpt-0000000003.amck"
 [ "$(grep "^plan:" "$dir/out")" = "$plan" ] || { echo "FAIL: resumed plan differs"; fail=$((fail + 1)); }
 expect 0 "asymml eval" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data" --mode asymml
+# Without mode options, in its run's mode: split, clipped and noised.
+expect 0 "eval in the run's mode" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data"
+grep -q "^crosses to the accelerator: .*clipped to norm 1 and noised with std 1" "$dir/out" || { echo "FAIL: eval left its run's mode: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 0 "eval made tee-only" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data" --mode tee-only
+grep -q "^crosses" "$dir/out" && { echo "FAIL: a tee-only eval says something crosses"; fail=$((fail + 1)); }
 expect 0 "analyze" -- "$bin" analyze --data "$dir/data" --checkpoint "$dir/cka" --samples 8
 expect 0 "bench asymml" -- "$bin" bench --models lenet --input 1,28,28 --batch 4 --steps 1 --warmup 0 --mode asymml --layers
 

@@ -12,6 +12,11 @@
  *   tamper  adds 1 to one value of every forward result
  *   silent  never answers the first conv request
  *   exit    dies at the first conv request
+ *   replay  in a resumed run (its first request's step is not 0), scales
+ *           every input gradient it returns by 3: the trusted side's
+ *           replay of the steps after the checkpoint then computes other
+ *           residuals than the first run did, which would share the first
+ *           run's noise if a resumed run repeated it
  * Otherwise it serves like asymml-accel with the CPU backend. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -29,9 +34,11 @@
 
 #include "boundary/channel.h"
 #include "untrusted/cpu_backend.h"
+#include "untrusted/recorder.h"
 #include "untrusted/server.h"
 
 static char mode[32];
+static long first_step = -1; /* replay: the step of the first request */
 
 typedef struct evil {
     am_backend base;
@@ -51,6 +58,12 @@ static am_status e_submit(am_backend *b, const am_req *q) {
     AM_TRY(in->vt->wait(in));
     if (q->kind == AM_REQ_CONV_FWD && !strcmp(mode, "nan")) q->out[1] = NAN;
     if (q->kind == AM_REQ_CONV_FWD && !strcmp(mode, "tamper")) q->out[3] += 1.f;
+    if (first_step < 0) first_step = (long)q->step;
+    if (q->kind == AM_REQ_CONV_BWD_DATA && !strcmp(mode, "replay") && first_step > 0) {
+        am_shape s0, s1, so;
+        AM_TRY(am_req_shapes(q, &s0, &s1, &so));
+        for (size_t i = 0; i < am_shape_numel(so); i++) q->out[i] *= 3.f;
+    }
     return AM_OK;
 }
 
@@ -100,6 +113,13 @@ int main(int argc, char **argv) {
     if (!e || am_cpu_backend_create(&e->in) != AM_OK) return 1;
     e->base.vt = &evil_vt;
     am_backend *be = &e->base;
+    /* It records what it receives like asymml-accel (--record A,B last). */
+    int ri, rd;
+    if (argc >= 11 && !strcmp(argv[argc - 2], "--record") && sscanf(argv[argc - 1], "%d,%d", &ri, &rd) == 2) {
+        am_backend *r;
+        if (am_recorder_create(be, ri, rd, &r) != AM_OK) return 1;
+        be = r;
+    }
     if (!strcmp(mode, "probe")) {
         probe(self, about, sizeof about);
         be->vt->destroy(be);

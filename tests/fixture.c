@@ -115,3 +115,10 @@ double fx_scaled_err(const float *a, const float *b, size_t n) {
     }
     return e / mx;
 }
+
+am_model *fx_model(const char *desc, uint64_t seed, int B) {
+    am_model *m = NULL;
+    if (am_model_create(desc, &m) || am_model_init(m, seed) || am_model_set_batch(m, B))
+        fail_msg("model: %s", am_last_error());
+    return m;
+}

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "asymml/asymml.h"
+
 typedef struct fx_tensor {
     char name[64];
     int dtype; /* 0 float32, 1 int32, 2 bytes */
@@ -19,6 +21,10 @@ typedef struct fx_file {
     int n;
     fx_tensor *t;
 } fx_file;
+
+/* A model from its description, initialized from seed, at batch B; a test
+ * failure (naming the library's error) if any of it fails. */
+am_model *fx_model(const char *desc, uint64_t seed, int B);
 
 /* Loads ASYMML_FIXTURES/name; fails the test if missing or malformed. */
 void fx_load(fx_file *f, const char *name);

@@ -16,10 +16,14 @@
 #      run with an error, and the checkpoints stay whole and resumable;
 #   4. a canary in a sealed dataset never appears in the server's memory
 #      (it does in a one-process run's: the scan works);
-#   5. resuming with other data, limits or threads is refused; a sealed test
-#      set given as training data is refused;
-#   6. the recorded host view of a run, its resumed replay and an evaluation
-#      on training data: no two noised releases share noise.
+#   5. resuming with other data or limits is refused, as is a plain
+#      checkpoint where sealed ones are expected; a sealed test set given as
+#      training data, sealed apart from the training set, or plain beside
+#      a sealed training set, is refused;
+#   6. the recorded host view of a run, two resumptions of it (one with a
+#      hostile server that answers otherwise than the first time) and an
+#      evaluation on training data: no two noised releases share noise, and
+#      the resumed run counts its repeated releases.
 # Usage: process_test.sh PATH/TO/asymml TESTS_DIR (memscan, hostview_check, evil-accel)
 set -u
 bin=$1
@@ -54,7 +58,7 @@ run=(train --data "$dir/data" --epochs 2 --batch 16 --every 1 --mode asymml --ra
 "$bin" "${run[@]}" --log "$dir/process.log" --key "$key" --tee process >"$dir/process" 2>"$dir/err" ||
   { bad "process run failed"; cat "$dir/err"; }
 "$bin" log --key "$key" "$dir/process.log" >"$dir/process.plain" 2>"$dir/err" || bad "log: $(cat "$dir/err")"
-fig() { sed -E 's/,"(img_s|eta_s|epoch_s)":[0-9.e+-]+//g' "$1"; }
+fig() { sed -E -e 's/,"(img_s|eta_s|epoch_s)":[0-9.e+-]+//g' -e '/^\{"run":/d' "$1"; }
 if [ -s "$dir/inproc.log" ] && [ "$(fig "$dir/inproc.log")" = "$(fig "$dir/process.plain")" ]; then ok; else
   bad "process and inproc runs differ"; diff <(fig "$dir/inproc.log") <(fig "$dir/process.plain") | head -5; fi
 grep -qE "loss [0-9]|acc [0-9]|^plan:|residual energy share" "$dir/process" && bad "process stdout shows figures of batches" || ok
@@ -206,7 +210,24 @@ try_resume() { # what message args...
 }
 try_resume "--limit-train 80" "training data differ" --limit-train 80
 try_resume "--limit-test 16" "test data differ" --limit-test 16
-try_resume "--threads 1" "resume it with --threads 2" --threads 1
+# A plain checkpoint (anyone's: unauthenticated) where the run's are sealed.
+"$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode open --checkpoint-dir "$dir/plainck" >/dev/null 2>&1
+cp "$(ls "$dir"/plainck/ckpt-*.amck | tail -1)" "$dir/ck5/ckpt-9999999999.amck"
+"$bin" train --data "$dir/data" --resume "$dir/ck5" --key "$key" --tee process >"$dir/out" 2>"$dir/err"
+[ $? -eq 1 ] && grep -q "not sealed, while a key is set" "$dir/err" && ok || bad "a plain checkpoint resumed: $(cat "$dir/err")"
+rm "$dir/ck5/ckpt-9999999999.amck"
+# Training and test files sealed apart (another dataset's test set).
+mkdir -p "$dir/apart"
+"$bin" seal --key "$key" --out-dir "$dir/apart" "$dir/data/train-"* >/dev/null
+"$bin" seal --key "$key" --out-dir "$dir/apart" "$dir/data/t10k-"* >/dev/null
+"$bin" train --data "$dir/apart" --key "$key" --epochs 1 --batch 16 >"$dir/out" 2>"$dir/err"
+[ $? -eq 2 ] && grep -q "sealed with another dataset than the training data" "$dir/err" && ok || bad "split sealings mixed: $(cat "$dir/err")"
+# A plain test set beside the sealed training set: not the run's either.
+mkdir -p "$dir/mixed"
+cp "$dir/apart/train-"* "$dir/mixed/"
+cp "$dir/data/t10k-"* "$dir/mixed/"
+"$bin" train --data "$dir/mixed" --key "$key" --epochs 1 --batch 16 >"$dir/out" 2>"$dir/err"
+[ $? -eq 2 ] && grep -q "the training data are sealed and the test data are not" "$dir/err" && ok || bad "plain test data used: $(cat "$dir/err")"
 mkdir -p "$dir/swap"
 cp "$dir/sealed/t10k-images-idx3-ubyte.sealed" "$dir/swap/train-images-idx3-ubyte.sealed"
 cp "$dir/sealed/t10k-labels-idx1-ubyte.sealed" "$dir/swap/train-labels-idx1-ubyte.sealed"
@@ -222,25 +243,42 @@ secret=(train --data "$dir/data" --epochs 2 --batch 16 --mode asymml --rank-rati
 "$bin" "${secret[@]}" --checkpoint-dir "$dir/ck6" --save-every 4 --keep 10 --record "$dir/rec-run" >/dev/null 2>"$dir/err" ||
   bad "recorded run: $(cat "$dir/err")"
 "$bin" train --data "$dir/data" --resume "$dir/ck6/ckpt-0000000004.amck" --tee process --key "$key" \
-  --record "$dir/rec-resume" >/dev/null 2>"$dir/err" || bad "recorded resume: $(cat "$dir/err")"
+  --record "$dir/rec-resume" >"$dir/resume.out" 2>"$dir/err" || bad "recorded resume: $(cat "$dir/err")"
+# 2 epochs begun and 1 resume, which may release the rest of an epoch again.
+grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample" "$dir/resume.out" && ok ||
+  bad "the resumed run does not count its repeated releases: $(grep privacy "$dir/resume.out")"
+# A hostile server that answers the resumed run otherwise than the first
+# (its replies decide the residuals of the steps after the checkpoint).
+evil replay
+"$dir/replay/asymml" train --data "$dir/data" --resume "$dir/ck6/ckpt-0000000004.amck" --tee process --key "$key" \
+  --record "$dir/rec-replay" >/dev/null 2>"$dir/err" || bad "recorded hostile replay: $(cat "$dir/err")"
 "$bin" eval --checkpoint "$dir/ck6" --data "$dir/data" --split train --mode asymml --rank-ratio 0.5 --basis per-sample \
   --clip 1 --sigma 1 --batch 16 --tee process --key "$key" --record "$dir/rec-eval" >"$dir/eval.out" 2>"$dir/err" ||
   bad "recorded evaluation: $(cat "$dir/err")"
 grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample (2 of the training run's and 1 of this evaluation's" "$dir/eval.out" &&
   ok || bad "evaluation on training data does not count its releases: $(grep privacy "$dir/eval.out")"
-"$tools/hostview_check" 1 1 "$dir/rec-run" "$dir/rec-resume" "$dir/rec-eval" >"$dir/check" 2>&1 && ok ||
+# Without mode options, an evaluation runs as its run did: noised alike.
+"$bin" eval --checkpoint "$dir/ck6" --data "$dir/data" --split train --batch 16 --tee process --key "$key" \
+  >"$dir/eval2.out" 2>"$dir/err" || bad "evaluation in the run's mode: $(cat "$dir/err")"
+grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample (2 of the training run's and 1 of this evaluation's" "$dir/eval2.out" &&
+  grep -q "noised with std 1" "$dir/eval2.out" && ok || bad "evaluation left the run's noise: $(cat "$dir/eval2.out")"
+"$tools/hostview_check" 1 1 "$dir/rec-run" "$dir/rec-resume" "$dir/rec-replay" "$dir/rec-eval" >"$dir/check" 2>&1 && ok ||
   { bad "noise shared between releases"; cat "$dir/check"; }
 cat "$dir/check"
-# Released again on resume, whole: steps 5 to 12 and the 2 test batches of
-# each epoch's evaluation, 16 samples each.
-grep -q " 192 repeated whole" "$dir/check" && ok || bad "the resumed run did not repeat its releases whole"
+# Every session draws its own noise: not even a resumed run's steps repeat.
+grep -q " 0 repeated whole" "$dir/check" && ok || bad "releases repeated"
+grep -q "^hostview_check: 736 releases" "$dir/check" && ok || bad "not every recording was read"
 kinds=$(grep -o '"kind": "[a-z-]*"' "$dir/rec-run/index.jsonl" | sort -u | tr '\n' ' ')
 [ "$kinds" = '"kind": "output-gradient" "kind": "residual" "kind": "weights" ' ] && ok || bad "recorded kinds: $kinds"
+# What eval says crosses: weights and residuals, no label and no gradient.
+kinds=$(grep -o '"kind": "[a-z-]*"' "$dir/rec-eval/index.jsonl" | sort -u | tr '\n' ' ')
+[ "$kinds" = '"kind": "residual" "kind": "weights" ' ] && ok || bad "recorded kinds of eval: $kinds"
+grep -q "no label and no gradient crosses in an evaluation" "$dir/eval.out" && ok || bad "eval's statement: $(grep known "$dir/eval.out")"
 
 # The documented format reads in Python as it is (scripts/hostview.py).
 if command -v python3 >/dev/null; then
   python3 "$(dirname "$0")/../scripts/hostview.py" "$dir/rec-run" >"$dir/py" 2>&1 &&
-    grep -q "^  residual  *12 tensors" "$dir/py" && ok || { bad "hostview.py"; cat "$dir/py"; }
+    grep -q "^  residual  *16 tensors" "$dir/py" && ok || { bad "hostview.py"; cat "$dir/py"; }
 fi
 
 cat "$dir/scan.log" 2>/dev/null

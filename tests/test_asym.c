@@ -88,6 +88,17 @@ static void t_decomposition(void **st) {
             assert_true(fabs(v - Xb[i]) < 1e-4 * (1 + fabs(Xb[i])));
         }
     }
+    /* Fewer pixels than channels: the values alone come from the smaller
+     * (column) Gram matrix and agree with the full eigensolver's. */
+    {
+        const int Cw = 32, Nw = 3, Bw = 2;
+        float *Xw = lowrankish(Bw, Cw, Nw, 6, 0.05f), sv[32], sf[32], Uf[32];
+        assert_int_equal(am_exact_basis(Xw, Bw, Cw, Nw, 1, NULL, sv), AM_OK);
+        assert_int_equal(am_exact_basis(Xw, Bw, Cw, Nw, 1, Uf, sf), AM_OK);
+        for (int j = 0; j < Cw; j++) assert_true(fabsf(sv[j] - sf[j]) < 1e-4f * (1 + sf[0]));
+        for (int j = Bw * Nw; j < Cw; j++) assert_true(sv[j] == 0.f);
+        free(Xw);
+    }
     /* Entropy and rank policies. */
     float flat[4] = {1, 1, 1, 1}, one[4] = {1, 0, 0, 0};
     assert_true(fabs(am_svd_entropy(flat, 4) - 2.0) < 1e-12);
@@ -131,10 +142,7 @@ static float run(am_model *m, const am_tensor *x, const int32_t *lab, float *log
 static void exactness(const char *name, am_shape in, int B, am_basis_kind basis, int protect) {
     static char desc[65536];
     assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
-    am_model *m;
-    assert_int_equal(am_model_create(desc, &m), AM_OK);
-    assert_int_equal(am_model_init(m, 3), AM_OK);
-    assert_int_equal(am_model_set_batch(m, B), AM_OK);
+    am_model *m = fx_model(desc, 3, B);
     am_shape s = in;
     s.n = B;
     am_tensor x;
@@ -223,10 +231,7 @@ static am_model *planned(const char *name, int B, const am_asym_cfg *c, am_statu
     int lenet = !strcmp(name, "lenet");
     assert_int_equal(am_zoo_describe(name, lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32), 10, desc, sizeof desc),
                      AM_OK);
-    am_model *m;
-    assert_int_equal(am_model_create(desc, &m), AM_OK);
-    assert_int_equal(am_model_init(m, 3), AM_OK);
-    assert_int_equal(am_model_set_batch(m, B), AM_OK);
+    am_model *m = fx_model(desc, 3, B);
     am_status st = am_model_set_asym(m, c, g_be);
     if (st != want) fail_msg("set_asym: %d (%s), expected %d", st, am_last_error(), want);
     return m;
@@ -344,10 +349,7 @@ static void t_modes(void **st) {
     assert_int_equal(am_mode_parse("gpu", &md), AM_EINVAL);
     char desc[8192];
     assert_int_equal(am_zoo_describe("vgg11", am_shape4(1, 3, 32, 32), 10, desc, sizeof desc), AM_OK);
-    am_model *m;
-    assert_int_equal(am_model_create(desc, &m), AM_OK);
-    assert_int_equal(am_model_init(m, 1), AM_OK);
-    assert_int_equal(am_model_set_batch(m, 4), AM_OK);
+    am_model *m = fx_model(desc, 1, 4);
     am_tensor x;
     assert_int_equal(am_tensor_alloc(&x, am_shape4(4, 3, 32, 32)), AM_OK);
     for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&rng);
@@ -474,10 +476,7 @@ static void t_ledger(void **st) {
         am_shape in = lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32);
         static char desc[65536];
         assert_int_equal(am_zoo_describe(names[k], in, 10, desc, sizeof desc), AM_OK);
-        am_model *m;
-        assert_int_equal(am_model_create(desc, &m), AM_OK);
-        assert_int_equal(am_model_set_batch(m, 2), AM_OK);
-        assert_int_equal(am_model_init(m, 1), AM_OK);
+        am_model *m = fx_model(desc, 1, 2);
         am_asym_cfg c = am_asym_defaults();
         c.clip = 50.f, c.sigma = 0.5f;
         c.protect_grads = protect;

@@ -137,10 +137,7 @@ static void zoo_step(const char *name) {
     for (int run = 0; run < 2; run++) {
         am_backend *be;
         assert_int_equal(run ? am_cuda_backend_create(&be) : am_cpu_backend_create(&be), AM_OK);
-        am_model *m;
-        assert_int_equal(am_model_create(desc, &m), AM_OK);
-        assert_int_equal(am_model_init(m, 3), AM_OK);
-        assert_int_equal(am_model_set_batch(m, B), AM_OK);
+        am_model *m = fx_model(desc, 3, B);
         am_asym_cfg c = am_asym_defaults();
         c.mode = AM_MODE_ASYMML;
         if (am_model_set_asym(m, &c, be)) fail_msg("%s", am_last_error());

@@ -23,6 +23,7 @@
 #include "boundary/channel.h"
 #include "enclave/remote_backend.h"
 #include "untrusted/cpu_backend.h"
+#include "fixture.h"
 
 /* ---- a lying backend: the CPU backend, then one value changed ---- */
 static struct {
@@ -30,6 +31,7 @@ static struct {
     int active;
     float add;        /* added to one value (NAN: made NaN) */
     size_t where;
+    int pair;         /* and subtracted from the same position of the next channel */
 } lie;
 
 typedef struct liar {
@@ -48,8 +50,9 @@ static am_status l_submit(am_backend *b, const am_req *q) {
     if (lie.active && q->kind == lie.kind) {
         am_shape s0, s1, so;
         AM_TRY(am_req_shapes(q, &s0, &s1, &so));
-        size_t i = lie.where % am_shape_numel(so);
+        size_t i = lie.where % am_shape_numel(so), plane = (size_t)so.h * so.w;
         q->out[i] = isnan(lie.add) ? NAN : q->out[i] + lie.add;
+        if (lie.pair) q->out[(i + plane) % am_shape_numel(so)] -= lie.add;
     }
     return AM_OK;
 }
@@ -73,10 +76,7 @@ static am_backend *make_liar(void) {
 static am_status step(const char *name, am_shape in, int B, am_mode mode, int protect, int verify, am_backend *be) {
     static char desc[65536];
     assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
-    am_model *m;
-    assert_int_equal(am_model_create(desc, &m), AM_OK);
-    assert_int_equal(am_model_init(m, 3), AM_OK);
-    assert_int_equal(am_model_set_batch(m, B), AM_OK);
+    am_model *m = fx_model(desc, 3, B);
     am_asym_cfg c = am_asym_defaults();
     c.mode = mode;
     c.protect_grads = protect;
@@ -136,6 +136,16 @@ static void t_verify(void **st) {
                 assert_non_null(strstr(am_last_error(), "failed verification"));
                 assert_non_null(strstr(am_last_error(), what[k]));
             }
+    /* An error spread over two channels so that it would cancel under +-1
+     * signs (+e in one, -e in the next at the same position): caught every
+     * time (with signs alone, half the time). */
+    lie.pair = 1;
+    for (int trial = 0; trial < 8; trial++) {
+        lie.active = 1, lie.kind = AM_REQ_CONV_FWD, lie.add = 0.05f, lie.where = 777;
+        am_status s = step("vgg11", am_shape4(1, 3, 32, 32), 2, AM_MODE_ASYMML, 0, 1, be);
+        if (s != AM_EIO) fail_msg("an error spread over two channels passed verification in trial %d", trial);
+    }
+    lie.pair = 0;
     /* Open mode: every conv whole on the accelerator, checked likewise. */
     lie.active = 1, lie.kind = AM_REQ_CONV_FWD, lie.add = -0.5f, lie.where = 9;
     assert_int_equal(step("resnet18", am_shape4(1, 3, 32, 32), 2, AM_MODE_OPEN, 0, 1, be), AM_EIO);

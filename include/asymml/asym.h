@@ -104,6 +104,15 @@ void am_model_set_step(am_model *m, uint64_t step);
  * checkpoint keeps it (am_model_set_noise_counter on resume). */
 uint64_t am_model_noise_counter(const am_model *m);
 void am_model_set_noise_counter(am_model *m, uint64_t next);
+/* A session of a run: every process that trains or evaluates the model
+ * draws a fresh random nonce, mixed into the noise's secret key (with no
+ * secret key, as with --noise-seed, it has no effect). Two sessions never
+ * share noise, whatever their counters: a resumed run releases the steps
+ * after its checkpoint again with new noise, which counts as more releases
+ * (am_trainer_releases), never as the same noise on what may be other
+ * residuals (the server's replies decide them, and it may change them). A
+ * new plan keeps the session. */
+am_status am_model_new_noise_session(am_model *m);
 
 /* Per-layer plan and figures, for `asymml analyze`, bench and the logs. */
 typedef struct am_split_info {

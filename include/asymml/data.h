@@ -19,6 +19,8 @@ typedef struct am_dataset {
     int classes;
     uint8_t *pixels;  /* n*c*h*w bytes */
     int32_t *labels;  /* n labels in [0, classes) */
+    int sealed;       /* read from sealed files (asymml/seal.h), all of one sealing: */
+    uint8_t seal_id[16]; /* its dataset identity */
 } am_dataset;
 
 typedef enum am_data_kind {

@@ -54,24 +54,22 @@ typedef struct am_trainer_io {
 #define AM_RUN_ID_BYTES 16
 #define AM_DIGEST_BYTES 32
 
-/* What a run is bound to. Resuming repeats, bitwise, every release the run
- * made after its checkpoint (the release counter resumes with it), which
- * is safe only if every release repeats with the same data: resuming is
- * refused with other training data (another --data or --limit-train), other
- * test data, and, when the residuals are noised, another thread count or
- * another build or BLAS (whose rounding would differ). */
+/* What a run is bound to: its data. Resuming with other training data
+ * (another --data or --limit-train) or other test data (another
+ * --limit-test) is refused: the run's samples, its counts of releases per
+ * sample and its checkpoints' meaning are those of its data. threads is the
+ * count the run started with, which a resume takes unless told otherwise
+ * (bitwise equal losses need the same count). */
 typedef struct am_run_binding {
     uint8_t run_id[AM_RUN_ID_BYTES];          /* drawn when the run starts */
     uint8_t train_digest[AM_DIGEST_BYTES];    /* am_dataset_digest of the training data */
     uint8_t test_digest[AM_DIGEST_BYTES];     /* of the test data (zeros: none) */
-    uint8_t platform[AM_DIGEST_BYTES];        /* am_platform_digest */
     int threads;
+    int n_train, n_test;                      /* their sizes (n_test 0: none) */
 } am_run_binding;
 
 /* BLAKE2b-256 of a dataset as used: its shape, pixels and labels. */
 void am_dataset_digest(const am_dataset *d, uint8_t out[AM_DIGEST_BYTES]);
-/* BLAKE2b-256 of this build and the BLAS kernels it runs. */
-void am_platform_digest(uint8_t out[AM_DIGEST_BYTES]);
 
 /* A new run: the model from desc, initialized from cfg->seed; normalization
  * from the training set's statistics. */
@@ -107,8 +105,12 @@ const am_run_binding *am_trainer_binding(const am_trainer *t);
 am_model *am_trainer_model(am_trainer *t);
 const am_train_cfg *am_trainer_cfg(const am_trainer *t);
 int am_trainer_global_step(const am_trainer *t);
-/* Releases of one training sample's residuals so far (split layers x epochs
- * begun): what the DP accountant composes. 0 outside asymml mode. */
+/* Releases of one training sample's residuals so far: split layers x
+ * (epochs begun + resumes), twice with protected gradients; what the DP
+ * accountant composes. A resumed session releases the steps after its
+ * checkpoint again, with fresh noise (am_model_new_noise_session), and the
+ * session before may have released up to the rest of that epoch: one more
+ * epoch's releases, counted. 0 outside asymml mode. */
 long am_trainer_releases(const am_trainer *t);
 /* 1 if each residual depends on its own sample only (per-sample basis and no
  * BatchNorm before a split layer), else the batch size: the coupling that
@@ -137,6 +139,7 @@ typedef struct am_checkpoint {
     am_run_binding bind;          /* version 5 on; zeros before */
     uint64_t noise_counter;       /* the next release number (am_model_noise_counter) */
     long releases, coupling;      /* per training sample so far, as am_trainer_releases and _coupling */
+    int sessions;                 /* processes that have trained the run: 1, and one more per resume */
 } am_checkpoint;
 
 /* The file's bytes (sealed when a key is set); *out is malloc'ed. */

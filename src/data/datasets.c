@@ -94,6 +94,7 @@ am_status am_idx_load(const char *images_path, const char *labels_path, int clas
     if (st == AM_OK) {
         /* Name the file at fault in the message. */
         st = am_idx_parse(img, ni, lab, nl, classes, images_path, out);
+        if (st == AM_OK && chk.sealed) out->sealed = 1, memcpy(out->seal_id, chk.id, sizeof out->seal_id);
         if (st != AM_OK && strstr(am_last_error(), ": label")) {
             char msg[400];
             snprintf(msg, sizeof msg, "%s", strstr(am_last_error(), ": label") + 2);
@@ -152,15 +153,22 @@ static const char *suffix(int i, int sealed_first, int gz) {
 }
 
 /* dir/name (+ suffix), or dir/sub/name when that exists. */
-static void find_in(const char *dir, const char *sub, const char *name, char *path, size_t cap) {
+static am_status find_in(const char *dir, const char *sub, const char *name, char *path, size_t cap) {
     const int k = am_seal_have_key();
     for (int i = 0; suffix(i, k, 0); i++)
         for (int in_sub = 1; in_sub >= 0; in_sub--) {
             if (in_sub) snprintf(path, cap, "%s/%s/%s%s", dir, sub, name, suffix(i, k, 0));
             else snprintf(path, cap, "%s/%s%s", dir, name, suffix(i, k, 0));
-            if (access(path, F_OK) == 0) return;
+            if (access(path, F_OK) == 0) return AM_OK;
         }
-    snprintf(path, cap, "%s/%s", dir, name);
+    return am_fail(AM_EIO, "%s: no %s (nor %s/%s), plain or .sealed", dir, name, sub, name);
+}
+
+/* A missing folder said as such, not as its first missing file. */
+static am_status is_dir(const char *dir) {
+    struct stat sb;
+    if (stat(dir, &sb)) return am_fail(AM_EIO, "%s: cannot open (%s)", dir, strerror(errno));
+    return S_ISDIR(sb.st_mode) ? AM_OK : am_fail(AM_EINVAL, "%s: not a directory", dir);
 }
 
 am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split, am_dataset *out) {
@@ -169,6 +177,7 @@ am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split,
     int train = !strcmp(split, "train");
     if (!train && strcmp(split, "test")) return am_fail(AM_EINVAL, "dataset: split '%s' is not train or test", split);
     char p1[4096], p2[4096];
+    AM_TRY(is_dir(dir));
     if (kind == AM_DATA_IDX) {
         const char *pre = train ? "train" : "t10k";
         /* Plain names and .gz, as Debian and the original site ship them,
@@ -177,9 +186,9 @@ am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split,
         for (int i = 0; suffix(i, k, 1); i++) {
             snprintf(p1, sizeof p1, "%s/%s-images-idx3-ubyte%s", dir, pre, suffix(i, k, 1));
             snprintf(p2, sizeof p2, "%s/%s-labels-idx1-ubyte%s", dir, pre, suffix(i, k, 1));
-            if (access(p1, F_OK) == 0) break;
+            if (access(p1, F_OK) == 0) return am_idx_load(p1, p2, 10, train, out);
         }
-        return am_idx_load(p1, p2, 10, train, out);
+        return am_fail(AM_EIO, "%s: no %s-images-idx3-ubyte (nor .gz, .sealed or .gz.sealed)", dir, pre);
     }
     int c100 = kind == AM_DATA_CIFAR100;
     const char *sub = c100 ? "cifar-100-binary" : "cifar-10-batches-bin";
@@ -190,20 +199,19 @@ am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split,
         if (c100) snprintf(nm, sizeof nm, "%s.bin", train ? "train" : "test");
         else if (train) snprintf(nm, sizeof nm, "data_batch_%d.bin", i + 1);
         else snprintf(nm, sizeof nm, "test_batch.bin");
-        find_in(dir, sub, nm, p1, sizeof p1);
-        uint8_t *buf;
+        uint8_t *buf = NULL;
         size_t n;
-        am_status st = am_read_data_file(p1, train ? AM_SEAL_TRAIN_RECORDS : AM_SEAL_TEST_RECORDS,
+        am_status st = find_in(dir, sub, nm, p1, sizeof p1);
+        if (st == AM_OK) st = am_read_data_file(p1, train ? AM_SEAL_TRAIN_RECORDS : AM_SEAL_TEST_RECORDS,
                                          c100 || !train ? 0 : (uint64_t)i + 1, &chk, &buf, &n);
-        if (st == AM_OK) {
-            st = am_cifar_parse(buf, n, c100, p1, out);
-            free(buf);
-        }
+        if (st == AM_OK) st = am_cifar_parse(buf, n, c100, p1, out);
+        free(buf);
         if (st != AM_OK) {
             am_dataset_free(out);
             return st;
         }
     }
+    if (chk.sealed) out->sealed = 1, memcpy(out->seal_id, chk.id, sizeof out->seal_id);
     return AM_OK;
 }
 

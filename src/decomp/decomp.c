@@ -189,32 +189,52 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
     return AM_OK;
 }
 
+/* The lower triangle of the Gram matrix, in double, of [X_1 ... X_B]'s
+ * rows (C x C, cols 0) or of its columns (B*N x B*N, cols 1). */
+static void gram(const float *X, int B, int C, int N, int cols, double *G) {
+    if (!cols) {
+        for (int b = 0; b < B; b++) {
+            const float *Xb = X + (size_t)b * C * N;
+            for (int i = 0; i < C; i++)
+                for (int j = 0; j <= i; j++) {
+                    double d = 0;
+                    const float *a = Xb + (size_t)i * N, *c = Xb + (size_t)j * N;
+                    for (int k = 0; k < N; k++) d += (double)a[k] * c[k];
+                    G[(size_t)i * C + j] += d;
+                }
+        }
+        return;
+    }
+    const size_t M = (size_t)B * N;
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j <= i; j++) {
+            const float *a = X + (i / N) * (size_t)C * N + i % N, *c = X + (j / N) * (size_t)C * N + j % N;
+            double d = 0;
+            for (int ch = 0; ch < C; ch++) d += (double)a[(size_t)ch * N] * c[(size_t)ch * N];
+            G[i * M + j] = d;
+        }
+}
+
 am_status am_exact_basis(const float *X, int B, int C, int N, int r, float *U, float *s) {
     AM_TRY(check_dims(B, C, N, U ? r : 1));
     if (!X || !s) return am_fail(AM_EINVAL, "exact SVD: bad argument");
-    /* Gram matrix in double: G = sum_b X_b X_b^T; its eigenvalues are the
-     * squared singular values of [X_1 ... X_B]. */
-    double *G = calloc((size_t)C * C + C, sizeof(double));
+    /* The eigenvalues of G = sum_b X_b X_b^T are the squared singular values
+     * of [X_1 ... X_B]; so are those of its column Gram, the smaller when
+     * B*N < C, which serves when no vectors are asked for. */
+    const int cols = !U && (size_t)B * N < (size_t)C;
+    const int M = cols ? B * N : C;
+    double *G = calloc((size_t)M * M + M, sizeof(double));
     if (!G) return am_fail(AM_ENOMEM, "exact SVD: out of memory");
-    double *w = G + (size_t)C * C;
-    for (int b = 0; b < B; b++) {
-        const float *Xb = X + (size_t)b * C * N;
-        for (int i = 0; i < C; i++)
-            for (int j = 0; j <= i; j++) {
-                double d = 0;
-                const float *a = Xb + (size_t)i * N, *c = Xb + (size_t)j * N;
-                for (int k = 0; k < N; k++) d += (double)a[k] * c[k];
-                G[(size_t)i * C + j] += d;
-            }
-    }
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', C, G, C, w);
+    double *w = G + (size_t)M * M;
+    gram(X, B, C, N, cols, G);
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, U ? 'V' : 'N', 'L', M, G, M, w);
     if (info != 0) {
         free(G);
         return am_fail(AM_ENUM, "exact SVD: LAPACK dsyevd failed (info %d)", (int)info);
     }
     /* Ascending eigenvalues: reverse into descending singular values. */
     for (int j = 0; j < C; j++) {
-        double e = w[C - 1 - j];
+        double e = j < M ? w[M - 1 - j] : 0;
         s[j] = (float)(e > 0 ? sqrt(e) : 0);
     }
     if (U)

@@ -4,11 +4,13 @@
  * has no capabilities (CAP_IPC_LOCK aside, which its locked memory needs)
  * and cannot gain any; it can open files only inside
  * the checkpoint directory (Landlock, and a seccomp rule on the directory
- * descriptor), never through a symbolic link (O_NOFOLLOW is required); it
- * cannot create sockets, start programs, map executable memory, or signal
- * any process but its own threads and the accelerator server. What it may
- * write to is what it holds open: its standard streams, the log, the
- * channel and the files it creates in the checkpoint directory. */
+ * descriptor, and the final name never a symbolic link: O_NOFOLLOW is
+ * required; without Landlock, a name with ".." could still leave the
+ * directory); it cannot create sockets, start programs, map executable
+ * memory, or signal any process but its own threads (and the server, where
+ * Landlock does not scope signals: ABI 6). What it may write to is what it
+ * holds open: its standard streams, the log, the channel and the files it
+ * creates in the checkpoint directory. */
 #define _GNU_SOURCE
 #include "enclave/sandbox.h"
 
@@ -120,8 +122,11 @@ static int confine_files(int ckdir_fd) {
                   LANDLOCK_ACCESS_FS_MAKE_SOCK | LANDLOCK_ACCESS_FS_MAKE_FIFO | LANDLOCK_ACCESS_FS_MAKE_BLOCK |
                   LANDLOCK_ACCESS_FS_MAKE_SYM;
     if (abi >= 3) fs |= LANDLOCK_ACCESS_FS_TRUNCATE;
-    struct landlock_ruleset_attr a = {.handled_access_fs = fs};
-    int rs = (int)syscall(SYS_landlock_create_ruleset, &a, sizeof a, 0);
+    /* ABI 6 also scopes signals: none to processes outside this domain. */
+    struct {
+        uint64_t fs, net, scoped;
+    } a = {fs, 0, abi >= 6 ? 2u /* LANDLOCK_SCOPE_SIGNAL */ : 0u};
+    int rs = (int)syscall(SYS_landlock_create_ruleset, &a, abi >= 6 ? sizeof a : abi >= 4 ? 2 * sizeof(uint64_t) : sizeof(uint64_t), 0);
     if (rs < 0) return -1;
     int rc = 0;
     if (ckdir_fd >= 0) {
@@ -167,7 +172,7 @@ static am_status filter(const am_lockdown_cfg *c) {
     static const int plain[] = {
         SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(pread64), SCMP_SYS(pwrite64),
         SCMP_SYS(close), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(statx), SCMP_SYS(lseek), SCMP_SYS(fsync),
-        SCMP_SYS(fdatasync), SCMP_SYS(getdents64), SCMP_SYS(fcntl), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk),
+        SCMP_SYS(fdatasync), SCMP_SYS(getdents64), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(brk),
         SCMP_SYS(madvise), SCMP_SYS(mbind), SCMP_SYS(get_mempolicy), SCMP_SYS(set_mempolicy), SCMP_SYS(futex),
         SCMP_SYS(sched_yield), SCMP_SYS(sched_getaffinity), SCMP_SYS(set_robust_list), SCMP_SYS(rseq),
         SCMP_SYS(rt_sigprocmask), SCMP_SYS(rt_sigreturn), SCMP_SYS(rt_sigaction), SCMP_SYS(gettid), SCMP_SYS(getpid),
@@ -182,10 +187,16 @@ static am_status filter(const am_lockdown_cfg *c) {
         SCMP_SYS(uname), SCMP_SYS(ptrace), SCMP_SYS(kill), SCMP_SYS(open), SCMP_SYS(openat), SCMP_SYS(stat),
         SCMP_SYS(lstat), SCMP_SYS(access), SCMP_SYS(pipe), SCMP_SYS(pipe2), SCMP_SYS(dup2), SCMP_SYS(getdents),
         SCMP_SYS(rt_sigtimedwait), SCMP_SYS(sched_setaffinity), SCMP_SYS(mmap), SCMP_SYS(mprotect), SCMP_SYS(clone),
+        SCMP_SYS(fcntl),
 #endif
     };
     int rc = 0;
     for (size_t i = 0; i < sizeof plain / sizeof *plain && !rc; i++) rc = allow(f, plain[i]);
+    /* fcntl: descriptor and status flags only; not F_SETOWN or F_SETSIG,
+     * with which O_ASYNC would signal another process. */
+    static const int fcntl_ok[] = {F_GETFD, F_SETFD, F_GETFL, F_SETFL};
+    for (size_t i = 0; i < sizeof fcntl_ok / sizeof *fcntl_ok && !rc && !ASYMML_SANITIZER_BUILD; i++)
+        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntl_ok[i]));
     /* Signals: its own threads (abort, OpenMP) and the server. */
     if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
     if (!rc && c->server_pidfd >= 0)
@@ -230,7 +241,8 @@ am_status am_trusted_lockdown(const am_lockdown_cfg *c, char *words, size_t n) {
                  ipc ? "no capability but CAP_IPC_LOCK (its locked memory needs it)" : "no capabilities",
                  ll ? (c->ckdir_fd >= 0 ? "files only in the checkpoint directory (Landlock and seccomp)"
                                         : "no files opened (Landlock and seccomp)")
-                    : (c->ckdir_fd >= 0 ? "files only in the checkpoint directory (seccomp; no Landlock here)"
+                    : (c->ckdir_fd >= 0 ? "files only relative to the checkpoint directory (seccomp; without "
+                                          "Landlock on this kernel a name with '..' could leave it)"
                                         : "no files opened (seccomp; no Landlock here)"));
     return AM_OK;
 }

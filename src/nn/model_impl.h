@@ -60,6 +60,7 @@ struct am_model {
     am_backend *accel; /* borrowed: what runs the accelerator's part */
     uint64_t noise_counter; /* the release counter while no plan holds it */
     int verify;             /* am_model_verify */
+    uint8_t session[16];    /* the noise's session nonce (am_model_new_noise_session) */
     double prof[AM_PROF_KINDS]; /* trusted seconds per kind of work, accelerator time excluded */
 };
 

@@ -1,6 +1,7 @@
 /* Split execution attached to a model: the modes, the plan and its figures,
  * the release counter and verification, the ledger, through the model's
  * API (asymml/asym.h). The work itself is src/trusted's. */
+#include <sodium.h>
 #include <string.h>
 
 #include "nn/model_impl.h"
@@ -60,6 +61,7 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
     m->accel = accel;
     am_asym_set_noise_counter(a, m->noise_counter);
     am_asym_set_verify(a, m->verify);
+    am_asym_set_noise_session(a, m->session);
     /* What the TEE keeps for the backward pass depends on the plan. */
     return am_model_relayout(m);
 }
@@ -68,6 +70,13 @@ am_mode am_model_mode(const am_model *m) { return m->asym ? m->asym_cfg.mode : A
 void am_model_set_step(am_model *m, uint64_t step) {
     if (m->asym) am_asym_set_step(m->asym, step);
 }
+am_status am_model_new_noise_session(am_model *m) {
+    if (sodium_init() < 0) return am_fail(AM_EIO, "model: libsodium failed to initialize");
+    randombytes_buf(m->session, sizeof m->session);
+    if (m->asym) am_asym_set_noise_session(m->asym, m->session);
+    return AM_OK;
+}
+
 void am_model_verify(am_model *m, int on) {
     m->verify = on;
     if (m->asym) am_asym_set_verify(m->asym, on);

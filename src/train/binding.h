@@ -6,11 +6,10 @@
 #include "asymml/train.h"
 
 /* A new run's binding: a fresh run id, the data's digests, this thread
- * count and platform. */
+ * count. */
 am_status am_binding_new(const am_trainer_io *io, am_run_binding *b);
 /* AM_OK if the run of checkpoint ck may resume with io here: the same
- * training and test data; when its residuals are noised, the same thread
- * count and platform. Else a one-line error that says what differs. */
+ * training and test data. Else a one-line error that says what differs. */
 am_status am_binding_check(const am_checkpoint *ck, const am_trainer_io *io);
 
 #endif

@@ -50,7 +50,7 @@ static void put_f32(wr *w, float v) {
 /* Float arrays: the machine is little-endian (x86-64, arm64), as the format. */
 static void put_floats(wr *w, const float *p, size_t n) { put(w, p, n * sizeof(float)); }
 
-#define BIND_LEN (AM_RUN_ID_BYTES + 3 * AM_DIGEST_BYTES + 4)
+#define BIND_LEN (AM_RUN_ID_BYTES + 2 * AM_DIGEST_BYTES + 3 * 4)
 
 static size_t payload_len(const am_checkpoint *ck) {
     size_t n = 4 + strlen(ck->desc);
@@ -61,7 +61,7 @@ static size_t payload_len(const am_checkpoint *ck) {
     n += 4 * 8 + 4 + 4;             /* rng */
     n += 4 * 4 + 8 + 3 * 4 + 8 + 8; /* asym: mode, policy, basis, iters, rank value, clip, sigma, pad, seed, n */
     n += 32;                        /* noise key */
-    n += BIND_LEN + 3 * 8;          /* binding; release counter, releases, coupling */
+    n += BIND_LEN + 3 * 8 + 4;      /* binding; release counter, releases, coupling, sessions */
     n += 4 + 4 * (size_t)ck->cfg.asym.n_ranks + 4 + 8 * (size_t)ck->n_plan; /* rank list, plan */
     n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers + ck->n_asym) * sizeof(float);
     return n;
@@ -95,10 +95,10 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     put(w, b->run_id, sizeof b->run_id);
     put(w, b->train_digest, sizeof b->train_digest);
     put(w, b->test_digest, sizeof b->test_digest);
-    put(w, b->platform, sizeof b->platform);
-    put_i32(w, b->threads);
+    put_i32(w, b->threads), put_i32(w, b->n_train), put_i32(w, b->n_test);
     put_u64(w, ck->noise_counter);
     put_u64(w, (uint64_t)ck->releases), put_u64(w, (uint64_t)ck->coupling);
+    put_i32(w, ck->sessions);
     put_i32(w, a->n_ranks);
     for (int i = 0; i < a->n_ranks; i++) put_i32(w, a->ranks[i]);
     put_i32(w, ck->n_plan);
@@ -214,6 +214,10 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck);
 am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
     if (!buf) return am_fail(AM_EINVAL, "checkpoint: NULL buffer");
+    /* With a key, every checkpoint is sealed: a plain one (unauthenticated,
+     * so anyone's) is not taken for the run's. */
+    if (!am_is_sealed(buf, n) && am_seal_have_key())
+        return am_fail(AM_EFORMAT, "not sealed, while a key is set: a plain checkpoint is not taken for a sealed run's");
     if (!am_is_sealed(buf, n)) return parse_plain(buf, n, ck);
     uint8_t *plain;
     size_t pn;
@@ -291,21 +295,22 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     ck->version = (int)version;
     if (version >= 5) {
         am_run_binding *b = &ck->bind;
-        const uint8_t *k = take_bytes(&r, BIND_LEN - 4);
+        const uint8_t *k = take_bytes(&r, BIND_LEN - 3 * 4);
         if (k) {
             memcpy(b->run_id, k, sizeof b->run_id);
             memcpy(b->train_digest, k + sizeof b->run_id, sizeof b->train_digest);
             memcpy(b->test_digest, k + sizeof b->run_id + AM_DIGEST_BYTES, sizeof b->test_digest);
-            memcpy(b->platform, k + sizeof b->run_id + 2 * AM_DIGEST_BYTES, sizeof b->platform);
         }
-        b->threads = get_i32(&r);
+        b->threads = get_i32(&r), b->n_train = get_i32(&r), b->n_test = get_i32(&r);
         ck->noise_counter = get_u64(&r);
         ck->releases = (long)get_u64(&r);
         ck->coupling = (long)get_u64(&r);
+        ck->sessions = get_i32(&r);
     }
     am_status st = AM_OK;
-    if (ck->bind.threads < 0 || ck->bind.threads > 1024 || ck->releases < 0 || ck->releases > (1L << 40) ||
-        ck->coupling < 0 || ck->coupling > 65536)
+    if (ck->bind.threads < 0 || ck->bind.threads > 1024 || ck->bind.n_train < 0 || ck->bind.n_test < 0 ||
+        ck->releases < 0 || ck->releases > (1L << 40) ||
+        ck->coupling < 0 || ck->coupling > 65536 || ck->sessions < 0 || ck->sessions > (1 << 24))
         st = am_fail(AM_EFORMAT, "checkpoint: bad run binding or accounting");
     a->n_ranks = st == AM_OK ? get_i32(&r) : 0;
     if (st == AM_OK && (a->n_ranks < 0 || a->n_ranks > AM_MAX_RANKS)) st = am_fail(AM_EFORMAT, "checkpoint: bad rank list length");

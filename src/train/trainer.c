@@ -22,6 +22,7 @@ struct am_trainer {
     float *x;
     int32_t *labels;
     am_run_binding bind;
+    int sessions; /* 1, and one more per resume */
 };
 
 static am_status check_cfg(const am_train_cfg *c) {
@@ -52,6 +53,9 @@ static am_status make(const am_train_cfg *cfg, const char *desc, const am_traine
     if (st == AM_OK) st = am_model_init(t->m, cfg->seed);
     if (st == AM_OK) st = am_model_set_batch(t->m, cfg->batch);
     if (st == AM_OK && cfg->asym.mode != AM_MODE_TEE_ONLY) st = am_model_set_asym(t->m, &cfg->asym, io->accel);
+    /* This process's noise is its own (see am_model_new_noise_session). */
+    if (st == AM_OK) st = am_model_new_noise_session(t->m);
+    t->sessions = 1;
     if (st == AM_OK) {
         am_sgd_cfg sc = {cfg->momentum, 0.f, cfg->wd, cfg->nesterov};
         st = am_sgd_create(&sc, am_model_weights_len(t->m), &t->opt);
@@ -229,6 +233,7 @@ void am_trainer_snapshot(am_trainer *t, am_checkpoint *ck) {
     ck->noise_counter = am_model_noise_counter(t->m);
     ck->releases = am_trainer_releases(t);
     ck->coupling = am_trainer_coupling(t);
+    ck->sessions = t->sessions;
 }
 
 am_status am_trainer_save(am_trainer *t, const char *path) {
@@ -277,6 +282,7 @@ am_status am_trainer_resume(const am_checkpoint *ck, const am_trainer_io *io, am
         t->rng = ck->rng;
         t->global_step = ck->global_step;
         t->bind = ck->bind;
+        t->sessions = (ck->sessions > 0 ? ck->sessions : 1) + 1;
     }
     if (st != AM_OK) {
         am_trainer_free(t);
@@ -294,8 +300,9 @@ long am_trainer_releases(const am_trainer *t) {
         if (am_model_split_info(t->m, i, &si) == AM_OK) split += si.split;
     }
     /* Each epoch begun visits a sample at most once (shuffling, no
-     * subsampling), and each visit releases one residual per split layer. */
-    long epochs = (t->global_step + t->steps_per_epoch - 1) / t->steps_per_epoch;
+     * subsampling), and each visit releases one residual per split layer;
+     * each resume may release the rest of an epoch once more. */
+    long epochs = (t->global_step + t->steps_per_epoch - 1) / t->steps_per_epoch + (t->sessions - 1);
     /* Protected gradients release a second residual per split layer: S. */
     return epochs * split * (t->cfg.asym.protect_grads ? 2 : 1);
 }

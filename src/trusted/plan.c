@@ -3,6 +3,7 @@
  * first batch's spectra; the checkpointed state (warm-started bases); the
  * figures bench and analyze print; the object's life. */
 #include <math.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -337,6 +338,14 @@ int am_asym_needs_input(const am_asym *a, int layer) {
 void am_asym_set_step(am_asym *a, uint64_t step) { a->step = step; }
 uint64_t am_asym_noise_counter(const am_asym *a) { return a->release_next; }
 void am_asym_set_verify(am_asym *a, int on) { a->verify = on; }
+
+void am_asym_set_noise_session(am_asym *a, const uint8_t *nonce) {
+    if (sodium_init() < 0 || sodium_is_zero(a->cfg.noise_key, sizeof a->cfg.noise_key)) {
+        memset(a->noise_key, 0, sizeof a->noise_key); /* no secret: the seed alone, as documented */
+        return;
+    }
+    crypto_generichash(a->noise_key, sizeof a->noise_key, nonce, 16, a->cfg.noise_key, sizeof a->cfg.noise_key);
+}
 void am_asym_set_noise_counter(am_asym *a, uint64_t next) { a->release_next = next; }
 const am_asym_cfg *am_asym_config(const am_asym *a) { return &a->cfg; }
 

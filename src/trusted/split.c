@@ -29,8 +29,8 @@ static am_status merge(am_asym *a, layer_plan *p, int layer, const char *what, f
     return AM_OK;
 }
 
-/* Verification's scratch: signs, reference, bound and combination of up
- * to n values, the checks' workspace, and the layer's own signs and
+/* Verification's scratch: coefficients, reference, bound and combination of up
+ * to n values, the checks' workspace, and the layer's own coefficients and
  * combined input (B x N). */
 static am_status verify_scratch(am_asym *a, layer_plan *p, size_t n) {
     size_t cap = a->vsig_n;
@@ -92,8 +92,8 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
     const size_t B = (size_t)x->s.n, P = (size_t)p->P;
     if (a->verify) {
         AM_TRY(verify_scratch(a, p, B * P));
-        am_verify_signs(a->vsig, p->K);
-        am_verify_signs(p->vu, p->C);
+        am_verify_coefs(a->vsig, p->K);
+        am_verify_coefs(p->vu, p->C);
         AM_TRY(verify_sent(a, p, w, x->d, 0, (int)B));
     }
     AM_TRY(asym_wait(a, p));
@@ -153,8 +153,8 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     const int ver = asym && a->verify;
     if (ver) {
         AM_TRY(verify_scratch(a, p, (size_t)B * p->P));
-        am_verify_signs(a->vsig, p->K);
-        am_verify_signs(p->vu, C);
+        am_verify_coefs(a->vsig, p->K);
+        am_verify_coefs(p->vu, C);
     }
     for (int b0 = 0; b0 < B; b0 += G) {
         const int g = B - b0 < G ? B - b0 : G;
@@ -178,7 +178,7 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
         ev += p->basis == AM_BASIS_SHARED ? am_sumsq(Vg, (size_t)g * r * N) : am_sumsq(Xg, (size_t)g * per) - eg;
         if (!asym) continue;
         /* Every release is clipped and noised, in evaluation too. */
-        AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, p->release));
+        AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->noise_key, a->cfg.noise_seed, p->release));
         if (ver) AM_TRY(verify_sent(a, p, w, R, b0, g));
         double tx = asym_now();
         am_copy_floats(bx + (size_t)b0 * per, R, (size_t)g * per);
@@ -263,7 +263,7 @@ static am_status protected_terms(am_asym *a, layer_plan *p, int layer, const am_
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, N, r, -1.f, p->Ub + (size_t)s * C * r, r,
                         p->V + (size_t)s * r * N, N, 1.f, R + (size_t)s * C * N, N);
     }
-    AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed, p->release));
+    AM_TRY(am_dp_clip_noise(R, B, (size_t)C * N, a->cfg.clip, a->cfg.sigma, a->noise_key, a->cfg.noise_seed, p->release));
     am_conv2d_cfg gc = *lc;
     gc.out_c = rg;
     am_tensor rt = {x->s, R};
@@ -301,7 +301,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         AM_TRY(am_shared_basis(dy->d, B, K, p->P, p->rg, a->cfg.iters, warm, A, a->basis_work, a->basis_work_n));
         p->warm_a = 1;
         AM_TRY(am_project(dy->d, B, K, p->P, p->rg, A, a->gb, a->gs));
-        AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->cfg.noise_key, a->cfg.noise_seed,
+        AM_TRY(am_dp_clip_noise(a->gs, B, (size_t)K * p->P, a->cfg.clip, a->cfg.sigma, a->noise_key, a->cfg.noise_seed,
                                 a->release_next++));
         AM_TRY(asym_cross(a, layer, AM_BUF_GRAD, AM_CROSS_GRAD_RESIDUAL, dy->s, a->gs, &bg));
     } else if (accel) {
@@ -395,7 +395,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
     if (accel && dx) {
         /* With protected gradients the TEE's conv_T(W A, B) is already in dx. */
         const int add = accum || protect;
-        if (ver) am_verify_signs(a->vsig, C);
+        if (ver) am_verify_coefs(a->vsig, C);
         AM_TRY(merge(a, p, layer, "input gradient", dx->d, bdx, B, C, (size_t)p->N, NULL, add, ver ? a->vsig : NULL));
         if (ver) {
             AM_TRY(am_verify_bwd_data(cfg, x->s, w, a->vsig, Gs, a->vref, a->vmag, a->vwork, a->vwork_n));

@@ -36,6 +36,9 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
 void am_asym_set_step(am_asym *a, uint64_t step);
 uint64_t am_asym_noise_counter(const am_asym *a);
 void am_asym_set_verify(am_asym *a, int on);
+/* The session's nonce (16 bytes): the noise is keyed by the run's secret
+ * key mixed with it. */
+void am_asym_set_noise_session(am_asym *a, const uint8_t *nonce);
 void am_asym_set_noise_counter(am_asym *a, uint64_t next);
 const am_asym_cfg *am_asym_config(const am_asym *a);
 int am_asym_num_convs(const am_asym *a);

@@ -23,7 +23,7 @@ typedef struct layer_plan {
     size_t a_off; /* into state: A (K x rg) */
     int warm_a;
     uint64_t release; /* the release number of this layer's last residual */
-    float *vu, *vRu, *vRa; /* verification: C signs; the released input combined with them, and its magnitudes */
+    float *vu, *vRu, *vRa; /* verification: C coefficients; the released input combined with them, and its magnitudes */
     float *V;     /* B x r x N, kept for the backward pass */
     float *Ub;    /* per-sample bases: B x C x r */
     float *Wp;    /* K x r x kk: U folded into W (shared) */
@@ -53,7 +53,8 @@ struct am_asym {
     uint64_t step;
     uint64_t release_next; /* the noise's release counter: only increases */
     int verify;            /* check every reply (am_model_verify) */
-    float *vsig, *vref, *vmag, *vcomb, *vwork; /* verification: signs, reference, bound, the reply's combination */
+    uint8_t noise_key[32]; /* the run's secret key mixed with the session's nonce (zeros: no secret key) */
+    float *vsig, *vref, *vmag, *vcomb, *vwork; /* verification: coefficients, reference, bound, the reply's combination */
     size_t vsig_n, vref_n, vwork_n;
     double blocked_s; /* total time the TEE spent blocked in submit or wait */
     int ledger_on;

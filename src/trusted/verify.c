@@ -5,9 +5,13 @@
  * (u = 2^-24). The reply's combination and the reference each carry such
  * an error (n the conv's fan-in), and the combination adds one over the
  * combined channels: |comb - ref| <= (2 n + channels + 16) u mag, mag the
- * same combination over magnitudes. A reply wrong by more than float
- * rounding in any one value moves its output position's combination by
- * that much (the signs are secret), and is caught. */
+ * same combination over magnitudes (coefficients within 1). A reply wrong
+ * in any set of values moves each affected position's combination by the
+ * coefficient-weighted sum of its errors: with secret random coefficients of
+ * magnitude at least 1/2 that sum is near 0 only by a chance that shrinks
+ * with the errors' size, and the reply is caught when it exceeds that
+ * position's bound, which is the float rounding the honest sums allow there
+ * (larger where the operands are: with noise on, the residual's). */
 #include "trusted/verify.h"
 
 #include <math.h>
@@ -58,11 +62,17 @@ int am_merge_reply(float *dst, const float *src, int outer, int mid, size_t inne
     return bad;
 }
 
-void am_verify_signs(float *s, int n) {
-    uint8_t bits[512];
+void am_verify_coefs(float *s, int n) {
+    /* A random sign times a magnitude uniform in [1/2, 1] (23 bits): a wrong
+     * value moves its position's combination by at least half its error,
+     * and errors the server spreads over several channels cancel only with
+     * a chance that shrinks with their size (with signs alone, +e and -e on
+     * two channels cancel half the time). Magnitudes stay within 1, which
+     * the bound (mag) relies on. */
     for (int i = 0; i < n; i++) {
-        if (i % 4096 == 0) randombytes_buf(bits, sizeof bits);
-        s[i] = (bits[(i % 4096) / 8] >> (i % 8)) & 1 ? 1.f : -1.f;
+        uint32_t u = randombytes_random();
+        float m = 0.5f + ((float)(u >> 9) + 0.5f) * 0x1p-24f;
+        s[i] = u & 1 ? m : -m;
     }
 }
 

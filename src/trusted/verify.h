@@ -16,9 +16,11 @@
 int am_merge_reply(float *dst, const float *src, int outer, int mid, size_t inner, const float *bias, int add,
                    const float *coef, float *comb);
 
-/* Random signs (+1 or -1) from the operating system's generator: the
- * server cannot predict the combination it will be checked with. */
-void am_verify_signs(float *s, int n);
+/* Random coefficients, of random sign and magnitude uniform in [1/2, 1],
+ * from the operating system's generator: the server cannot predict the
+ * combination it will be checked with, nor make its errors cancel in it but
+ * by a chance that shrinks with their size. */
+void am_verify_coefs(float *s, int n);
 
 /* The reference side of each check: ref = the combination the reply must
  * equal, mag = a bound on the magnitudes summed into it (the float error
@@ -26,7 +28,8 @@ void am_verify_signs(float *s, int n);
  * sample at a time.
  *
  * Forward, Y = conv(W, R), combined over output channels with s (K):
- *   ref[b][p] = conv(sum_k s_k W_k, R_b)[p], mag = conv(sum_k |W_k|, |R_b|).
+ *   ref[b][p] = conv(sum_k s_k W_k, R_b)[p], mag = conv(sum_k |W_k|, |R_b|)
+ * (|s_k| <= 1).
  * R holds g samples; rows b of ref and mag are written. */
 am_status am_verify_fwd(const am_conv2d_cfg *cfg, am_shape x1, const float *W, const float *s, const float *R, int g,
                         float *ref, float *mag, float *work, size_t work_n);
