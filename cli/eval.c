@@ -65,6 +65,11 @@ static void privacy(const eval_opts *e, const am_checkpoint *ck, const am_model 
     }
     long rel = layers, cpl = shared ? eb : 1;
     const am_asym_cfg *ta = &ck->cfg.asym;
+    if (ta->mode == AM_MODE_OPEN || (ta->mode == AM_MODE_ASYMML && !(ta->sigma > 0.f))) {
+        printf("privacy: no differential-privacy figure: the training run sent these images' %s without noise\n",
+               ta->mode == AM_MODE_OPEN ? "conv inputs in the clear (open mode)" : "residuals");
+        return;
+    }
     double mu2 = am_dp_mu2(a->sigma, rel, cpl);
     if (ta->mode == AM_MODE_ASYMML) mu2 += am_dp_mu2(ta->sigma, ck->releases, ck->coupling);
     char whose[160];

@@ -42,8 +42,8 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
                    "an approximation)\n");
         return;
     case AM_MODE_OPEN:
-        fprintf(f, "privacy: NONE: every conv layer's input, weights and output gradient cross in the clear "
-                   "(open mode: the speed ceiling)\n");
+        fprintf(f, "privacy: NONE: every conv layer's input, weights%s cross in the clear (open mode: the speed "
+                   "ceiling)\n", training ? " and output gradient" : "");
         return;
     case AM_MODE_ASYMML: break;
     }

@@ -44,7 +44,7 @@ static const cli_opt opts[] = {
     {"log", "PATH", T_LOG, 0, "JSON-lines log of every figure (appended to; mode 0600; sealed with --key)"},
     {"checkpoint-dir", "DIR", T_CKDIR, 0, "save a checkpoint at the end of each epoch (ckpt-STEP.amck)"},
     {"save-every", "N", T_SAVE_EVERY, 0, "and every N steps"},
-    {"keep", "N", T_KEEP, 0, "keep the newest N checkpoints (default 3)"},
+    {"keep", "N", T_KEEP, 0, "keep the newest N checkpoints (default 3; resumed: all, unless given)"},
     {"resume", "PATH", T_RESUME, 0, "continue from a checkpoint file, or the newest in a directory;\n"
                                     "model, training and mode options and the data limits come from\n"
                                     "the checkpoint; from a directory, checkpoints go on there"},
@@ -54,6 +54,7 @@ static const cli_opt opts[] = {
 
 typedef struct train_opts {
     const char *data, *model, *model_file, *log, *ckdir, *resume;
+    char resumed[4200]; /* the checkpoint file resumed */
     am_data_kind kind;
     am_train_cfg cfg;
     int limit_train, limit_test, every, save_every, keep, crop_set, flip_set, seed;
@@ -115,8 +116,8 @@ typedef struct run {
 /* A resumed run's sizes and checkpoint directory, unless given: its
  * checkpoint's data sizes and the directory it was resumed from. */
 static int resume_defaults(train_opts *o, run *r) {
-    char used[4200];
-    if (am_checkpoint_load(o->resume, &r->ck, used, sizeof used) != AM_OK) return lib_fail("--resume");
+    char *used = o->resumed;
+    if (am_checkpoint_load(o->resume, &r->ck, used, sizeof o->resumed) != AM_OK) return lib_fail("--resume");
     /* The run's own thread count, unless told otherwise. */
     if (!o->mode.threads && r->ck.bind.threads && am_set_threads(r->ck.bind.threads)) return lib_fail("threads");
     if (!o->limit_train) o->limit_train = r->ck.bind.n_train;
@@ -129,9 +130,30 @@ static int resume_defaults(train_opts *o, run *r) {
     if (o->mode.process && o->ckdir && !o->mode.key)
         return die(EXIT_USAGE, "--tee process writes sealed checkpoints: give --key FILE (`asymml keygen FILE` makes one)");
     if (o->save_every && !o->ckdir) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
+    if (!o->keep) o->keep = 1 << 30; /* resumed: none of the run's checkpoints pruned unless told */
     printf("resuming %s at step %d; %s%s\n", used, r->ck.global_step, o->ckdir ? "checkpoints to " : "",
            o->ckdir ? o->ckdir : "no --checkpoint-dir: nothing will be saved");
     return 0;
+}
+
+/* A resumed session that releases is counted before anything crosses: the
+ * checkpoint it resumed from is written again with this session in it, so
+ * that a session the host makes fail before its first save still counts
+ * when the run is resumed from there once more. */
+static int count_session(const train_opts *o, run *r) {
+    const am_asym_cfg *a = &am_trainer_cfg(r->t)->asym;
+    if (a->mode != AM_MODE_ASYMML || !(a->sigma > 0.f) || am_trainer_done(r->t)) return 0;
+    char dir[4200];
+    const char *slash = strrchr(o->resumed, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->resumed) : 1, slash ? o->resumed : ".");
+    if (!*dir) snprintf(dir, sizeof dir, "/");
+    am_ckdir d = {.fd = -1};
+    am_checkpoint ck;
+    am_trainer_snapshot(r->t, &ck);
+    am_status st = am_ckdir_open(dir, 0, &d);
+    if (st == AM_OK) st = am_ckdir_save(&d, &ck, 1 << 30, NULL, 0);
+    am_ckdir_close(&d);
+    return st == AM_OK ? 0 : lib_fail("--resume: this session must be recorded in the checkpoint before it releases");
 }
 
 static int setup(train_opts *o, run *r) {
@@ -151,6 +173,7 @@ static int setup(train_opts *o, run *r) {
     am_trainer_io io = {&r->tr, &r->te, tee_backend(r->tee)};
     if (o->resume) {
         if (am_trainer_resume(&r->ck, &io, &r->t) != AM_OK) return lib_fail("--resume");
+        if ((rc = count_session(o, r))) return rc;
     } else {
         if (r->tr.c > 4) return die(EXIT_RUNTIME, "data: %d channels; at most 4 are supported", r->tr.c);
         if ((rc = describe(o->model, o->model_file, am_shape4(1, r->tr.c, r->tr.h, r->tr.w), r->tr.classes, &r->desc)))
@@ -310,7 +333,7 @@ static int train_run(train_opts *o) {
 }
 
 int cmd_train(int argc, char **argv) {
-    train_opts o = {.model = "lenet", .kind = AM_DATA_IDX, .every = 100, .keep = 3, .seed = 1, .delta = 1e-5,
+    train_opts o = {.model = "lenet", .kind = AM_DATA_IDX, .every = 100, .seed = 1, .delta = 1e-5,
                     .cfg = {.epochs = 3, .batch = 64, .lr = 0.05f, .momentum = 0.9f, .wd = 5e-4f,
                             .sched = AM_SCHED_COSINE, .step_size = 1, .gamma = 0.1f}};
     cli_mode_init(&o.mode);
@@ -329,6 +352,7 @@ int cmd_train(int argc, char **argv) {
         return die(EXIT_USAGE, "--tee process writes sealed checkpoints: give --key FILE (`asymml keygen FILE` makes one)");
     if (o.mode.process && o.log && !o.mode.key)
         return die(EXIT_USAGE, "--tee process writes its log sealed: give --key FILE (`asymml keygen FILE` makes one)");
+    if (!o.resume && !o.keep) o.keep = 3;
     int cifar = o.kind != AM_DATA_IDX;
     if (!o.crop_set) o.cfg.crop_pad = cifar ? 4 : 0;
     if (!o.flip_set) o.cfg.flip = cifar;

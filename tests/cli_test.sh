@@ -122,6 +122,13 @@ newest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)
 rm "$newest"
 expect 0 "resume from a directory" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
 [ -f "$newest" ] || { echo "FAIL: a run resumed from its directory saved nothing there"; fail=$((fail + 1)); }
+# ... and prunes none of the run's checkpoints unless told (--keep).
+expect 0 "train, every step saved" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --checkpoint-dir "$dir/ckall" \
+  --save-every 1 --keep 100 --threads 1
+rm "$dir/ckall/ckpt-0000000006.amck"
+expect 0 "resume, keeping all" -- "$bin" train --data "$dir/data" --resume "$dir/ckall" --threads 1
+n=$(ls "$dir/ckall" | grep -c '^ckpt-.*\.amck$')
+[ "$n" -eq 6 ] || { echo "FAIL: a resumed run left $n of 6 checkpoints"; fail=$((fail + 1)); }
 # Options that would do nothing in the mode asked for.
 expect 2 "noise outside asymml mode" -- "$bin" train --data "$dir/data" --sigma 1 --clip 1
 expect 2 "record with nothing to record" -- "$bin" train --data "$dir/data" --record "$dir/rec" --mode lowrank-only
@@ -158,6 +165,12 @@ expect 0 "asymml eval" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data"
 # Without mode options, in its run's mode: split, clipped and noised.
 expect 0 "eval in the run's mode" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data"
 grep -q "^crosses to the accelerator: .*clipped to norm 1 and noised with std 1" "$dir/out" || { echo "FAIL: eval left its run's mode: $(cat "$dir/out")"; fail=$((fail + 1)); }
+# A run that sent its images in the clear leaves no figure to its evaluation.
+expect 0 "open train" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode open --threads 1 --checkpoint-dir "$dir/cko"
+expect 0 "eval of an open run" -- "$bin" eval --checkpoint "$dir/cko" --data "$dir/data" --split train --mode asymml \
+  --clip 1 --sigma 1 --basis per-sample
+grep -q "^privacy: no differential-privacy figure: the training run sent these images' conv inputs in the clear" "$dir/out" ||
+  { echo "FAIL: an open run's evaluation claims a figure: $(grep privacy "$dir/out")"; fail=$((fail + 1)); }
 expect 0 "eval made tee-only" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data" --mode tee-only
 grep -q "^crosses" "$dir/out" && { echo "FAIL: a tee-only eval says something crosses"; fail=$((fail + 1)); }
 expect 0 "analyze" -- "$bin" analyze --data "$dir/data" --checkpoint "$dir/cka" --samples 8

@@ -23,7 +23,8 @@
 #   6. the recorded host view of a run, two resumptions of it (one with a
 #      hostile server that answers otherwise than the first time) and an
 #      evaluation on training data: no two noised releases share noise, and
-#      the resumed run counts its repeated releases.
+#      the resumed run counts its repeated releases, those of sessions a
+#      dying server cut short included.
 # Usage: process_test.sh PATH/TO/asymml TESTS_DIR (memscan, hostview_check, evil-accel)
 set -u
 bin=$1
@@ -242,11 +243,21 @@ secret=(train --data "$dir/data" --epochs 2 --batch 16 --mode asymml --rank-rati
         --sigma 1 --threads 2 --tee process --key "$key")
 "$bin" "${secret[@]}" --checkpoint-dir "$dir/ck6" --save-every 4 --keep 10 --record "$dir/rec-run" >/dev/null 2>"$dir/err" ||
   bad "recorded run: $(cat "$dir/err")"
+cp -r "$dir/ck6" "$dir/ck7"
 "$bin" train --data "$dir/data" --resume "$dir/ck6/ckpt-0000000004.amck" --tee process --key "$key" \
   --record "$dir/rec-resume" >"$dir/resume.out" 2>"$dir/err" || bad "recorded resume: $(cat "$dir/err")"
 # 2 epochs begun and 1 resume, which may release the rest of an epoch again.
 grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample" "$dir/resume.out" && ok ||
   bad "the resumed run does not count its repeated releases: $(grep privacy "$dir/resume.out")"
+# Sessions the host makes fail before their first save count too: each
+# resumed session is written into its checkpoint before anything crosses.
+for i in 1 2; do
+  "$dir/exit/asymml" train --data "$dir/data" --resume "$dir/ck7/ckpt-0000000004.amck" --tee process --key "$key" \
+    >/dev/null 2>&1 && bad "a resume into a dying server succeeded"
+done
+"$bin" train --data "$dir/data" --resume "$dir/ck7/ckpt-0000000004.amck" --tee process --key "$key" >"$dir/out" 2>"$dir/err"
+grep -q "^privacy: (epsilon .* 5 Gaussian releases per training sample" "$dir/out" && ok ||
+  bad "failed sessions not counted: $(grep privacy "$dir/out") $(cat "$dir/err")"
 # A hostile server that answers the resumed run otherwise than the first
 # (its replies decide the residuals of the steps after the checkpoint).
 evil replay
