@@ -15,7 +15,6 @@
 #define EXIT_USAGE 2
 
 /* ---- util.c ---- */
-extern char **cli_argv; /* main's argv (the process may start itself again) */
 /* One line on stderr, "asymml: ...", and the code. */
 __attribute__((format(printf, 2, 3))) int die(int code, const char *fmt, ...);
 /* The library's last error as that line; names the trusted memory limit

@@ -60,15 +60,6 @@ int tee_begin(const cli_mode *m) {
         if (am_trusted_undumpable() != AM_OK || am_trusted_close_inherited() != AM_OK) return lib_fail("--tee process");
         int rc = refuse_preload();
         if (rc) return rc;
-        /* The trusted process and the server share the cores: OpenMP
-         * threads that spin while they wait would take them from the other
-         * side. The policy is read when the OpenMP runtime loads: set it
-         * and start again (nothing has been read yet). */
-        if (!getenv("OMP_WAIT_POLICY")) {
-            setenv("OMP_WAIT_POLICY", "passive", 1);
-            execv("/proc/self/exe", cli_argv);
-            return die(EXIT_RUNTIME, "--tee process: cannot start again (%s)", strerror(errno));
-        }
         g_locked = am_trusted_lock_memory() == AM_OK;
         if (!g_locked) snprintf(g_lock_err, sizeof g_lock_err, "%s", am_last_error());
     }

@@ -9,7 +9,6 @@
 
 #include "cli.h"
 
-char **cli_argv;
 
 int die(int code, const char *fmt, ...) {
     va_list ap;

@@ -33,8 +33,8 @@ typedef struct am_spawned {
 
 /* The environment the server gets: from env, only what the CUDA stack and
  * the sanitizers read and nothing that loads code (no LD_*, no ASYMML_*),
- * plus OMP_WAIT_POLICY=passive. Fills out (at most cap - 1 entries, then
- * NULL), pointing into env. */
+ * plus OMP_WAIT_POLICY=passive and a brief spin (GOMP_SPINCOUNT). Fills
+ * out (at most cap - 1 entries, then NULL), pointing into env. */
 void am_spawn_env(char *const *env, const char **out, int cap);
 /* Starts the server: a child with only cfg->fds (and /dev/null as its
  * standard streams), no_new_privs, killed when this process dies, under
