@@ -120,7 +120,7 @@ static int get_model(const an_opts *o, const am_dataset *d, am_model **m, float 
         return 0;
     }
     am_checkpoint ck;
-    if (am_checkpoint_load(o->ckpt, &ck, NULL, 0) != AM_OK || am_model_create(ck.desc, m) != AM_OK) {
+    if (am_checkpoint_load(o->ckpt, &ck, NULL, 0, NULL, 0) != AM_OK || am_model_create(ck.desc, m) != AM_OK) {
         am_checkpoint_free(&ck);
         return lib_fail("checkpoint");
     }

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cli.h"
 
 static const char usage[] =
@@ -77,7 +79,8 @@ static int cmp_double(const void *a, const void *b) {
 /* Median seconds of a training step (mode 0) or an inference pass (1), and
  * the median of the accelerator's share of it. */
 static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab, am_rng *r, int mode, int steps,
-                      int warm, double *t, double *acc, double out[3], double *sgd_s) {
+                      int warm, double *t, double *acc, double out[3], double *sgd_s, const char *label) {
+    const int tty = isatty(STDOUT_FILENO); /* progress, on a terminal: each step, rewritten in place */
     *sgd_s = 0;
     double busy = 0;
     for (int i = 0; i < warm + steps; i++) {
@@ -94,7 +97,11 @@ static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab
             t[i - warm] = now_s() - t0;
             acc[i - warm] = am_model_blocked_seconds(m) - a0;
         }
+        if (tty) printf("\r\033[K%s %s: step %d/%d%s", label, mode ? "infer" : "train", i + 1, warm + steps,
+                        i < warm ? " (warm-up)" : "");
+        if (tty) fflush(stdout);
     }
+    if (tty) printf("\r\033[K");
     qsort(t, (size_t)steps, sizeof(double), cmp_double);
     qsort(acc, (size_t)steps, sizeof(double), cmp_double);
     out[0] = t[steps / 2];
@@ -160,7 +167,7 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
     double base[2][3], sgd_s;
     am_mem_reset_peak();
     for (int k = 0; k < 2; k++)
-        if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, base[k], &sgd_s))) goto out;
+        if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, base[k], &sgd_s, name))) goto out;
     printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB"
            "  heap %.0f MiB\n",
            name, o->in.c, o->in.h, o->in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
@@ -184,7 +191,7 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
         double md[2][3];
         am_mem_reset_peak();
         for (int k = 0; k < 2; k++) {
-            if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, md[k], &sgd_s))) goto out;
+            if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, md[k], &sgd_s, name))) goto out;
             if (k == 0 && o->layers) print_layers(m, steps, sgd_s);
         }
         /* The TEE's share: the step minus the time the TEE waited for the
@@ -229,8 +236,8 @@ int cmd_bench(int argc, char **argv) {
     if (!rc) {
         char where[1200];
         tee_words(tee, where, sizeof where);
-        printf("bench: %d threads, median of %d steps after %d warm-up; accelerator: %s\n", am_get_threads(), o.steps,
-               o.warm, where);
+        printf("bench: %d %s, median of %d %s after %d warm-up; accelerator: %s\n", am_get_threads(),
+               plural(am_get_threads(), "thread", "threads"), o.steps, plural(o.steps, "step", "steps"), o.warm, where);
         printf("bench: CPU BLAS %s\n", am_blas_describe());
     }
     char *save = NULL;

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cli.h"
 
 static const char usage[] =
@@ -80,6 +82,14 @@ static void privacy(const eval_opts *e, const am_checkpoint *ck, const am_model 
                     cpl > ck->coupling ? cpl : ck->coupling, e->delta, whose);
 }
 
+/* On a terminal: how far, rewritten in place; cleared at the end. */
+static void show_progress(void *ctx, int done, int total) {
+    (void)ctx;
+    if (done < total) printf("\r\033[Keval: %d/%d images", done, total);
+    else printf("\r\033[K");
+    fflush(stdout);
+}
+
 static int evaluate(eval_opts *e, am_checkpoint *ck, am_dataset *d, cli_tee **tee) {
     am_model *m = NULL;
     double acc, loss;
@@ -105,7 +115,9 @@ static int evaluate(eval_opts *e, am_checkpoint *ck, am_dataset *d, cli_tee **te
         if (a->mode != AM_MODE_TEE_ONLY) printf("mode: %s; accelerator: %s\n", am_mode_name(a->mode), aw);
         cli_privacy_start(stdout, m, a, e->mode.process, 0);
     }
-    if (!rc && am_evaluate(m, d, ck->mean, ck->std, eb, &acc, &loss) != AM_OK) rc = lib_fail("eval");
+    am_progress pr = {show_progress, NULL};
+    if (!rc && am_evaluate(m, d, ck->mean, ck->std, eb, isatty(STDOUT_FILENO) ? &pr : NULL, &acc, &loss) != AM_OK)
+        rc = lib_fail("eval");
     if (!rc) {
         printf("%s: %s accuracy %.4f", e->ckpt, e->split, acc);
         if (!e->mode.process) printf(" loss %.4f", loss);
@@ -144,8 +156,9 @@ int cmd_eval(int argc, char **argv) {
     if (!e.ckpt || !e.data) return die(EXIT_USAGE, "eval: --checkpoint and --data are required");
     if ((rc = tee_begin(&e.mode))) return rc;
     am_checkpoint ck;
-    char used[4200];
-    if (am_checkpoint_load(e.ckpt, &ck, used, sizeof used) != AM_OK) return lib_fail("checkpoint");
+    char used[4200], skipped[2048];
+    if (am_checkpoint_load(e.ckpt, &ck, used, sizeof used, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
+    if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; evaluating %s instead\n", skipped, used);
     e.ckpt = used;
     am_dataset d = {0};
     cli_tee *tee = NULL;

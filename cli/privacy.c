@@ -58,6 +58,11 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
      * layer it may split counts. */
     int n = split_layers(m), decided = am_model_plan_get(m, (int[AM_MAX_RANKS + 1]){0}, (int[AM_MAX_RANKS + 1]){0},
                                                          AM_MAX_RANKS + 1) > 0;
+    if (n == 0) {
+        fprintf(f, "crosses to the accelerator: nothing: no conv layer is split (a layer is split only at a rank below "
+                   "its input's channels, and where that saves the TEE work): this run is tee-only in effect\n");
+        return;
+    }
     char layers[96];
     if (decided && n == 1) snprintf(layers, sizeof layers, "the one split layer");
     else if (decided) snprintf(layers, sizeof layers, "each of the %d split layers", n);

@@ -43,6 +43,19 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
     return EXIT_USAGE;
 }
 
+/* dir and the folders above it that are missing (mode 0700): 0, or -1 with errno. */
+static int make_dirs(const char *dir) {
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return errno = ENAMETOOLONG, -1;
+    for (char *q = p + 1; *q; q++)
+        if (*q == '/') {
+            *q = 0;
+            if (mkdir(p, 0700) && errno != EEXIST) return -1;
+            *q = '/';
+        }
+    return mkdir(p, 0700) && errno != EEXIST ? -1 : 0;
+}
+
 int cmd_seal(int argc, char **argv) {
     seal_opts o = {0};
     const cli_opt *const tables[] = {opts, NULL};
@@ -63,8 +76,7 @@ int cmd_seal(int argc, char **argv) {
         else if (am_seal_role_of_name(argv[i], &id->role, &id->index) != AM_OK) return die(EXIT_USAGE, "seal: %s", am_last_error());
         memcpy(id->id, dataset, sizeof dataset);
     }
-    if (o.out && mkdir(o.out, 0700) && errno != EEXIST)
-        return die(EXIT_RUNTIME, "seal: %s: cannot create (%s)", o.out, strerror(errno));
+    if (o.out && make_dirs(o.out)) return die(EXIT_RUNTIME, "seal: %s: cannot create (%s)", o.out, strerror(errno));
     uint8_t key[AM_SEAL_KEY_BYTES];
     if (am_seal_key_read(o.key, key) != AM_OK) return lib_fail("seal");
     for (int i = rest; i < argc && !rc; i++) {

@@ -220,7 +220,8 @@ int tee_open(const cli_mode *m, int need_accel, const char *data_dir, cli_tee **
     if (!need_accel) return 0;
     if (m->process) return start_server(t, m, data_dir);
     if (am_cpu_backend_create(&t->be) != AM_OK) return lib_fail("accelerator");
-    snprintf(t->about, sizeof t->about, "the CPU backend, %d threads", am_get_threads());
+    snprintf(t->about, sizeof t->about, "the CPU backend, %d %s", am_get_threads(),
+             plural(am_get_threads(), "thread", "threads"));
     if (m->record) {
         int rec[2], rc = open_record(m->record, rec);
         if (rc) return rc;

@@ -2,20 +2,19 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "train.h"
 
 static const char usage[] =
     "usage: asymml train --data DIR [options]\n"
-    "       asymml train --data DIR --resume PATH [--checkpoint-dir DIR] [--log PATH]\n"
+    "       asymml train --data DIR --resume DIR|FILE [--epochs N] [--key FILE] [--log PATH]\n"
     "Train a model and report test accuracy after each epoch.\n";
 
 enum {
     T_DATA = 1, T_DATASET, T_MODEL, T_MODEL_FILE, T_EPOCHS, T_BATCH, T_LR, T_MOMENTUM, T_NESTEROV, T_WD, T_SCHEDULE,
     T_STEP_SIZE, T_GAMMA, T_WARMUP, T_CROP, T_FLIP, T_NO_FLIP, T_SEED, T_LIMIT_TRAIN, T_LIMIT_TEST, T_EVERY, T_LOG,
-    T_CKDIR, T_SAVE_EVERY, T_KEEP, T_RESUME, T_DELTA
+    T_CKDIR, T_SAVE_EVERY, T_KEEP, T_RESUME, T_NEW_RUN, T_DELTA
 };
 
 static const cli_opt opts[] = {
@@ -42,28 +41,35 @@ static const cli_opt opts[] = {
     {"limit-test", "N", T_LIMIT_TEST, 0, "use the first N test images"},
     {"every", "N", T_EVERY, 0, "a progress line every N steps (default 100)"},
     {"log", "PATH", T_LOG, 0, "JSON-lines log of every figure (appended to; mode 0600; sealed with --key)"},
-    {"checkpoint-dir", "DIR", T_CKDIR, 0, "save a checkpoint at the end of each epoch (ckpt-STEP.amck)"},
+    {"checkpoint-dir", "DIR", T_CKDIR, 0, "save a checkpoint at the end of each epoch (ckpt-STEP.amck); the\n"
+                                          "directory is this run's, locked while it runs"},
     {"save-every", "N", T_SAVE_EVERY, 0, "and every N steps"},
-    {"keep", "N", T_KEEP, 0, "keep the newest N checkpoints (default 3; resumed: all, unless given)"},
-    {"resume", "PATH", T_RESUME, 0, "continue from a checkpoint file, or the newest in a directory;\n"
-                                    "model, training and mode options and the data limits come from\n"
-                                    "the checkpoint; from a directory, checkpoints go on there"},
+    {"keep", "N", T_KEEP, 0, "keep the newest N of the run's checkpoints (default 3, or the run's)"},
+    {"new-run", NULL, T_NEW_RUN, 0, "start a new run in a --checkpoint-dir that holds another run's\n"
+                                    "checkpoints: they are moved aside into DIR/run-ID/, never deleted"},
+    {"resume", "PATH", T_RESUME, 0, "continue the run in a checkpoint directory (from its newest\n"
+                                    "checkpoint that reads) or from a file (its run's newest): the model,\n"
+                                    "training and mode options, data limits, --tee and --save-every\n"
+                                    "come from the checkpoint (given again, they must agree; --epochs\n"
+                                    "may grow, to extend the run), and checkpoints go on there"},
     {"delta", "D", T_DELTA, 0, "the delta at which epsilon is reported (default 1e-5)"},
     {NULL, NULL, 0, 0, NULL},
 };
 
-typedef struct train_opts {
-    const char *data, *model, *model_file, *log, *ckdir, *resume;
-    char resumed[4200]; /* the checkpoint file resumed */
-    am_data_kind kind;
-    am_train_cfg cfg;
-    int limit_train, limit_test, every, save_every, keep, crop_set, flip_set, seed;
-    double delta;
-    cli_mode mode;
-} train_opts;
-
 static int handle(void *ctx, const cli_opt *o, const char *arg) {
     train_opts *t = ctx;
+    if (t->n_given == MAX_GIVEN) return die(EXIT_USAGE, "train: more than %d options", MAX_GIVEN);
+    t->given[t->n_given++] = (given_opt){o, arg};
+    return train_apply(t, o, arg);
+}
+
+const given_opt *train_given(const train_opts *o, const char *name) {
+    for (int i = o->n_given - 1; i >= 0; i--)
+        if (!strcmp(o->given[i].opt->name, name)) return &o->given[i];
+    return NULL;
+}
+
+int train_apply(train_opts *t, const cli_opt *o, const char *arg) {
     am_train_cfg *c = &t->cfg;
     switch (o->id) {
     case T_DATA: t->data = arg; return 0;
@@ -97,83 +103,53 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
     case T_SAVE_EVERY: return arg_int("save-every", arg, 1, 100000000, &t->save_every) ? 0 : EXIT_USAGE;
     case T_KEEP: return arg_int("keep", arg, 1, 100000, &t->keep) ? 0 : EXIT_USAGE;
     case T_RESUME: t->resume = arg; return 0;
+    case T_NEW_RUN: t->new_run = 1; return 0;
     case T_DELTA: return arg_double("delta", arg, 1e-300, 0.5, &t->delta) ? 0 : EXIT_USAGE;
     }
     return cli_mode_option(&t->mode, o, arg);
 }
 
-/* Everything a run holds, freed in one place. */
-typedef struct run {
-    am_dataset tr, te;
-    am_checkpoint ck;
-    am_trainer *t;
-    cli_tee *tee;
-    cli_log *log;
-    am_ckdir dir;
-    char *desc;
-} run;
-
-/* A resumed run's sizes and checkpoint directory, unless given: its
- * checkpoint's data sizes and the directory it was resumed from. */
-static int resume_defaults(train_opts *o, run *r) {
-    char *used = o->resumed;
-    if (am_checkpoint_load(o->resume, &r->ck, used, sizeof o->resumed) != AM_OK) return lib_fail("--resume");
-    /* The run's own thread count, unless told otherwise. */
-    if (!o->mode.threads && r->ck.bind.threads && am_set_threads(r->ck.bind.threads)) return lib_fail("threads");
-    if (!o->limit_train) o->limit_train = r->ck.bind.n_train;
-    if (!o->limit_test) o->limit_test = r->ck.bind.n_test;
-    /* From a directory (its newest), the run goes on saving there; from a
-     * file, only where told (its directory may hold newer checkpoints,
-     * which the resumed run's would replace). */
-    struct stat st;
-    if (!o->ckdir && stat(o->resume, &st) == 0 && S_ISDIR(st.st_mode)) o->ckdir = o->resume;
-    if (o->mode.process && o->ckdir && !o->mode.key)
-        return die(EXIT_USAGE, "--tee process writes sealed checkpoints: give --key FILE (`asymml keygen FILE` makes one)");
-    if (o->save_every && !o->ckdir) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
-    if (!o->keep) o->keep = 1 << 30; /* resumed: none of the run's checkpoints pruned unless told */
-    printf("resuming %s at step %d; %s%s\n", used, r->ck.global_step, o->ckdir ? "checkpoints to " : "",
-           o->ckdir ? o->ckdir : "no --checkpoint-dir: nothing will be saved");
-    return 0;
+void train_snapshot(const train_opts *o, run *r, am_checkpoint *ck) {
+    am_trainer_snapshot(r->t, ck);
+    ck->opts = (am_run_opts){o->mode.process, o->save_every, o->keep};
 }
 
-/* A resumed session that releases is counted before anything crosses: the
- * checkpoint it resumed from is written again with this session in it, so
- * that a session the host makes fail before its first save still counts
- * when the run is resumed from there once more. */
-static int count_session(const train_opts *o, run *r) {
-    const am_asym_cfg *a = &am_trainer_cfg(r->t)->asym;
-    if (a->mode != AM_MODE_ASYMML || !(a->sigma > 0.f) || am_trainer_done(r->t)) return 0;
-    char dir[4200];
-    const char *slash = strrchr(o->resumed, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - o->resumed) : 1, slash ? o->resumed : ".");
-    if (!*dir) snprintf(dir, sizeof dir, "/");
-    am_ckdir d = {.fd = -1};
-    am_checkpoint ck;
-    am_trainer_snapshot(r->t, &ck);
-    am_status st = am_ckdir_open(dir, 0, &d);
-    if (st == AM_OK) st = am_ckdir_save(&d, &ck, 1 << 30, NULL, 0);
-    am_ckdir_close(&d);
-    return st == AM_OK ? 0 : lib_fail("--resume: this session must be recorded in the checkpoint before it releases");
+/* A new run's checkpoint directory: taken, and cleared of another run's
+ * checkpoints only when told (--new-run). */
+static int claim_dir(const train_opts *o, run *r) {
+    if (am_ckdir_open(o->ckdir, AM_CKDIR_WRITE, &r->dir) != AM_OK) return lib_fail("--checkpoint-dir");
+    char where[512];
+    int moved;
+    am_status st = am_ckdir_claim(&r->dir, o->new_run, where, sizeof where, &moved);
+    if (st != AM_OK) return die(st == AM_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "--checkpoint-dir: %s", am_last_error());
+    if (moved) printf("moved %d checkpoint%s of an earlier run aside, into %s/%s\n", moved, moved == 1 ? "" : "s", o->ckdir, where);
+    return 0;
 }
 
 static int setup(train_opts *o, run *r) {
     int rc;
-    if ((rc = tee_begin(&o->mode))) return rc;
-    if (o->resume && (rc = resume_defaults(o, r))) return rc;
+    /* A resumed run with a key may be a --tee process run, which its sealed
+     * checkpoint says: the trusted side is hardened before the key is read. */
+    cli_mode harden = o->mode;
+    if (o->resume && o->mode.key && !train_given(o, "tee")) harden.process = 1;
+    if ((rc = tee_begin(&harden))) return rc;
+    if (o->resume && (rc = resume_open(o, r))) return rc;
     if ((rc = load_data(o->kind, o->data, "train", o->limit_train, &r->tr))) return rc;
     if ((rc = load_data(o->kind, o->data, "test", o->limit_test, &r->te))) return rc;
     if (o->resume) { /* before anything is started */
         am_trainer_io io = {&r->tr, &r->te, NULL};
+        if ((rc = resume_check_model(o, r))) return rc;
         if (am_trainer_resume_check(&r->ck, &io) != AM_OK) return lib_fail("--resume");
+    } else if (o->ckdir && (rc = claim_dir(o, r))) {
+        return rc;
     }
-    if (o->ckdir && am_ckdir_open(o->ckdir, 1, &r->dir) != AM_OK) return lib_fail("--checkpoint-dir");
     const am_asym_cfg *a = o->resume ? &r->ck.cfg.asym : &o->cfg.asym;
     int need = a->mode == AM_MODE_ASYMML || a->mode == AM_MODE_OPEN;
     if ((rc = tee_open(&o->mode, need, o->data, &r->tee))) return rc;
     am_trainer_io io = {&r->tr, &r->te, tee_backend(r->tee)};
     if (o->resume) {
         if (am_trainer_resume(&r->ck, &io, &r->t) != AM_OK) return lib_fail("--resume");
-        if ((rc = count_session(o, r))) return rc;
+        if ((rc = resume_start(o, r))) return rc;
     } else {
         if (r->tr.c > 4) return die(EXIT_RUNTIME, "data: %d channels; at most 4 are supported", r->tr.c);
         if ((rc = describe(o->model, o->model_file, am_shape4(1, r->tr.c, r->tr.h, r->tr.w), r->tr.classes, &r->desc)))
@@ -195,8 +171,9 @@ static int setup(train_opts *o, run *r) {
 static void start_lines(const train_opts *o, run *r) {
     const am_train_cfg *c = am_trainer_cfg(r->t);
     am_model *m = am_trainer_model(r->t);
-    printf("train: %d train / %d test images of %dx%dx%d, %zu parameters, batch %d, %d epochs, %d threads\n", r->tr.n,
-           r->te.n, r->tr.c, r->tr.h, r->tr.w, am_model_trainable_count(m), c->batch, c->epochs, am_get_threads());
+    printf("train: %d train / %d test images of %dx%dx%d, %zu parameters, batch %d, %d %s, %d %s\n", r->tr.n,
+           r->te.n, r->tr.c, r->tr.h, r->tr.w, am_model_trainable_count(m), c->batch, c->epochs,
+           plural(c->epochs, "epoch", "epochs"), am_get_threads(), plural(am_get_threads(), "thread", "threads"));
     char pw[160], aw[1200];
     cli_plan_words(&c->asym, pw, sizeof pw);
     tee_words(r->tee, aw, sizeof aw);
@@ -225,7 +202,7 @@ static void plan_out(const train_opts *o, run *r) {
 
 static int save(const train_opts *o, run *r, char *last, size_t cap) {
     am_checkpoint ck;
-    am_trainer_snapshot(r->t, &ck);
+    train_snapshot(o, r, &ck);
     if (am_ckdir_save(&r->dir, &ck, o->keep, last, cap) != AM_OK) return lib_fail("checkpoint");
     return 0;
 }
@@ -275,9 +252,12 @@ static int loop(const train_opts *o, run *r, double *acc) {
         int rc;
         /* Mid-epoch checkpoints now; the epoch's after its evaluation, whose
          * releases the checkpoint's counter must count. */
-        if (o->ckdir && !epoch_end && o->save_every && si.global_step % o->save_every == 0 &&
-            (rc = save(o, r, last, sizeof last)))
-            return rc;
+        if (o->ckdir && !epoch_end && o->save_every && si.global_step % o->save_every == 0) {
+            if ((rc = save(o, r, last, sizeof last))) return rc;
+            printf("%sepoch %d/%d step %d/%d saved %s/%s\n", tty ? "\r\033[K" : "", si.epoch, c->epochs, si.step,
+                   si.steps_per_epoch, o->ckdir, last);
+            fflush(stdout);
+        }
         if (!epoch_end) continue;
         double loss, ep_s = now_s() - ep_t0, share = am_trainer_residual_share(r->t);
         if (am_trainer_evaluate(r->t, &r->te, acc, &loss) != AM_OK) return lib_fail("evaluate");
@@ -303,8 +283,9 @@ static int train_run(train_opts *o) {
     double acc = -1;
     int rc = setup(o, &r), complete = !rc && am_trainer_done(r.t);
     if (complete)
-        printf("the run is complete (%d epochs): nothing to train (asymml eval --checkpoint evaluates it)\n",
-               am_trainer_cfg(r.t)->epochs);
+        printf("the run is complete (%d %s): nothing to do (--epochs N, more than %d, extends it; asymml eval "
+               "--checkpoint %s evaluates it)\n", am_trainer_cfg(r.t)->epochs, plural(am_trainer_cfg(r.t)->epochs, "epoch", "epochs"),
+               am_trainer_cfg(r.t)->epochs, o->resumed);
     if (!rc && !complete) {
         start_lines(o, &r);
         rc = loop(o, &r, &acc);
@@ -338,27 +319,28 @@ int cmd_train(int argc, char **argv) {
                             .sched = AM_SCHED_COSINE, .step_size = 1, .gamma = 0.1f}};
     cli_mode_init(&o.mode);
     const cli_opt *const tables[] = {opts, cli_mode_opts, NULL};
-    const cli_opt *defining;
-    int rc = cli_parse("train", usage, argc, argv, tables, handle, &o, &defining, NULL);
+    int rc = cli_parse("train", usage, argc, argv, tables, handle, &o, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;
     o.cfg.asym = o.mode.asym;
     if (!o.data) return die(EXIT_USAGE, "train: --data DIR is required (see asymml train --help)");
-    if (o.resume && defining)
-        return die(EXIT_USAGE, "train: --%s: with --resume the model, training and mode options come from the checkpoint",
-                   defining->name);
+    if (o.new_run && (o.resume || !o.ckdir))
+        return die(EXIT_USAGE, "--new-run %s", o.resume ? "starts a new run: not with --resume" : "needs --checkpoint-dir");
     if (o.cfg.nesterov && o.cfg.momentum == 0.f) return die(EXIT_USAGE, "--nesterov needs --momentum > 0");
     if (o.save_every && !o.ckdir && !o.resume) return die(EXIT_USAGE, "--save-every needs --checkpoint-dir");
     if (o.mode.process && o.ckdir && !o.mode.key)
         return die(EXIT_USAGE, "--tee process writes sealed checkpoints: give --key FILE (`asymml keygen FILE` makes one)");
     if (o.mode.process && o.log && !o.mode.key)
         return die(EXIT_USAGE, "--tee process writes its log sealed: give --key FILE (`asymml keygen FILE` makes one)");
-    if (!o.resume && !o.keep) o.keep = 3;
+    if (!o.resume && !o.keep) o.keep = 3; /* resumed: the run's, unless given */
     int cifar = o.kind != AM_DATA_IDX;
     if (!o.crop_set) o.cfg.crop_pad = cifar ? 4 : 0;
     if (!o.flip_set) o.cfg.flip = cifar;
     o.cfg.seed = (uint64_t)o.seed;
     if (!o.mode.noise_seed_set) o.mode.asym.noise_seed = (uint64_t)o.seed;
-    if ((rc = cli_mode_check(&o.mode, !o.resume))) return rc;
+    /* A resumed run's mode and noise are its checkpoint's (resume.c). */
+    cli_mode chk = o.mode;
+    if (o.resume) chk.noise_opt = NULL, chk.asym.sigma = 0.f, chk.process |= !train_given(&o, "tee");
+    if ((rc = cli_mode_check(o.resume ? &chk : &o.mode, !o.resume))) return rc;
     o.cfg.asym = o.mode.asym;
     return train_run(&o);
 }

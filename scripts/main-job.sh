@@ -10,11 +10,25 @@
 # leak from it, each epoch's test accuracy, and at the end (epsilon, delta)
 # for the residual releases alone, with the signal-to-noise statement that
 # says why that figure is no guarantee for the run.
-# Extra arguments go to `asymml train` (see `asymml train --help`).
+# Its checkpoints go, sealed, to runs/main (the key: runs/main.key, made on
+# the first run); a new main job moves the last one's aside (--new-run), and
+# `scripts/main-job.sh --resume` goes on with it after an interruption.
+# Extra arguments go to `asymml train` (see `asymml train --help`); give the
+# same ones again with --resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target asymml-cli asymml-accel >/dev/null
+mkdir -p runs
+chmod 700 runs
+[ -f runs/main.key ] || build/asymml keygen runs/main.key >/dev/null
+if [ "${1:-}" = --resume ]; then
+  shift
+  run=(--resume runs/main)
+else
+  run=(--checkpoint-dir runs/main --new-run)
+fi
 exec build/asymml train --model lenet --data /usr/share/datasets/fashion-mnist --epochs 3 \
-  --mode asymml --basis per-sample --rank-ratio 0.5 --clip 0.25 --sigma 2 --tee process "$@"
+  --mode asymml --basis per-sample --rank-ratio 0.5 --clip 0.25 --sigma 2 --tee process --key runs/main.key \
+  "${run[@]}" "$@"

@@ -60,7 +60,7 @@ expect 2 "negative rank in a list" -- "$bin" train --data "$dir/data" --mode asy
 expect 2 "unknown basis" -- "$bin" train --data "$dir/data" --mode asymml --basis random
 expect 2 "energy threshold of 1" -- "$bin" train --data "$dir/data" --mode asymml --rank-energy 1
 expect 2 "rank list of the wrong length" -- "$bin" train --data "$dir/data" --mode asymml --rank-list 4,4,4
-grep -q "the model has 1 conv layers after the first" "$dir/err" || { echo "FAIL: list length error unclear"; fail=$((fail + 1)); }
+grep -q "the rank list has 3 entries; the model has 1 conv layer after the first$" "$dir/err" || { echo "FAIL: list length error unclear"; fail=$((fail + 1)); }
 expect 1 "missing data" -- "$bin" train --data "$dir/nowhere"
 # A trusted-memory limit like an SGX EPC: LeNet trains in 128 MiB; VGG11 at
 # batch 32 does not fit in 128 MiB, and says so instead of crashing.
@@ -116,7 +116,8 @@ grep -q '^{"run":"[0-9a-f]*","from_step":0}$' "$dir/log.jsonl" || { echo "FAIL: 
 expect 0 "eval" -- "$bin" eval --checkpoint "$dir/ck" --data "$dir/data"
 expect 2 "resume with options" -- "$bin" train --data "$dir/data" --resume "$dir/ck" --lr 0.1
 expect 0 "resume of a finished run" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
-grep -q "^the run is complete (2 epochs): nothing to train" "$dir/out" || { echo "FAIL: a finished run resumed: $(cat "$dir/out")"; fail=$((fail + 1)); }
+grep -qx "the run is complete (2 epochs): nothing to do (--epochs N, more than 2, extends it; asymml eval --checkpoint $dir/ck/ckpt-0000000012.amck evaluates it)" "$dir/out" ||
+  { echo "FAIL: a finished run resumed: $(cat "$dir/out")"; fail=$((fail + 1)); }
 # Resumed from its directory, a run goes on saving there.
 newest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)
 rm "$newest"
@@ -129,6 +130,111 @@ rm "$dir/ckall/ckpt-0000000006.amck"
 expect 0 "resume, keeping all" -- "$bin" train --data "$dir/data" --resume "$dir/ckall" --threads 1
 n=$(ls "$dir/ckall" | grep -c '^ckpt-.*\.amck$')
 [ "$n" -eq 6 ] || { echo "FAIL: a resumed run left $n of 6 checkpoints"; fail=$((fail + 1)); }
+# A checkpoint directory belongs to one run: 64 images of batch 16 are 4
+# steps an epoch, saved at steps 2 and 4.
+own=$dir/own
+expect 0 "a run in its directory" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --limit-train 64 \
+  --save-every 2 --checkpoint-dir "$own" --threads 1
+grep -qx "epoch 1/1 step 2/4 saved $own/ckpt-0000000002.amck" "$dir/out" || { echo "FAIL: a --save-every checkpoint not said"; fail=$((fail + 1)); }
+expect 2 "a new run in another run's directory" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --checkpoint-dir "$own"
+grep -qx "asymml: --checkpoint-dir: $own holds 2 checkpoints of another run (the newest: ckpt-0000000004.amck): resume it (--resume $own), or give --new-run to move them aside" "$dir/err" ||
+  { echo "FAIL: a new run in another's directory: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 2 "--new-run with --resume" -- "$bin" train --data "$dir/data" --resume "$own" --new-run
+grep -qx "asymml: --new-run starts a new run: not with --resume" "$dir/err" || { echo "FAIL: --new-run --resume: $(cat "$dir/err")"; fail=$((fail + 1)); }
+cp -r "$own" "$dir/own.first"
+expect 0 "--new-run moves the old run aside" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --limit-train 64 \
+  --save-every 2 --checkpoint-dir "$own" --new-run --threads 1
+grep -qx "moved 2 checkpoints of an earlier run aside, into $own/run-[0-9a-f]\{16\}/" "$dir/out" || { echo "FAIL: --new-run: $(head -1 "$dir/out")"; fail=$((fail + 1)); }
+for f in ckpt-0000000002.amck ckpt-0000000004.amck; do
+  cmp -s "$dir/own.first/$f" "$own"/run-*/"$f" || { echo "FAIL: --new-run did not keep $f"; fail=$((fail + 1)); }
+done
+[ "$(ls "$own" | grep -c '^ckpt-')" -eq 2 ] || { echo "FAIL: the new run's checkpoints: $(ls "$own")"; fail=$((fail + 1)); }
+# Two runs on one directory: the second is refused, naming the first.
+"$bin" train --data "$dir/data" --epochs 5000 --batch 16 --checkpoint-dir "$dir/busy" --threads 1 >/dev/null 2>&1 &
+busy=$!
+for _ in $(seq 300); do [ -s "$dir/busy/.asymml-lock" ] && break; sleep 0.1; done
+expect 1 "a second run on a directory in use" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --checkpoint-dir "$dir/busy"
+grep -qx "asymml: --checkpoint-dir: $dir/busy is in use by another asymml run (pid $busy): a checkpoint directory holds one run" "$dir/err" ||
+  { echo "FAIL: a directory in use: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 1 "a resume of a directory in use" -- "$bin" train --data "$dir/data" --resume "$dir/busy"
+kill "$busy"; wait "$busy" 2>/dev/null
+# Resume is the same run: its limits and checkpoint interval kept; options
+# given again must agree; --epochs may grow.
+expect 0 "extending a finished run" -- "$bin" train --data "$dir/data" --resume "$own" --epochs 2 --save-every 2
+grep -q "^extending the run from 1 to 2 epochs: the learning rate goes on at 0.025 (its cosine schedule now spans 2 epochs; it was at 0)$" "$dir/out" ||
+  { echo "FAIL: an extension not said: $(cat "$dir/out")"; fail=$((fail + 1)); }
+grep -q "^train: 64 train / 32 test images" "$dir/out" || { echo "FAIL: a resume forgot --limit-train"; fail=$((fail + 1)); }
+[ -f "$own/ckpt-0000000006.amck" ] || { echo "FAIL: a resume forgot --save-every"; fail=$((fail + 1)); }
+expect 0 "the same options again" -- "$bin" train --data "$dir/data" --resume "$own" --epochs 2 --lr 0.05 --batch 16 \
+  --limit-train 64 --checkpoint-dir "$own" --model lenet --tee inproc
+grep -q "^the run is complete (2 epochs): nothing to do" "$dir/out" || { echo "FAIL: same options: $(cat "$dir/out")"; fail=$((fail + 1)); }
+last8="in $own/ckpt-0000000008.amck"
+# refused WHAT WHY -- options...: the resume of $own with them, refused
+# (exit 2), saying WHY.
+refused() {
+  local what=$1 why=$2
+  shift 3
+  expect 2 "$what on resume" -- "$bin" train --data "$dir/data" --resume "$own" "$@"
+  grep -qx -- "asymml: $why; a resumed run keeps the options it was started with ($last8)" "$dir/err" ||
+    { echo "FAIL: $what on resume: $(cat "$dir/err")"; fail=$((fail + 1)); }
+}
+refused "another --lr" "--lr 0.1: not this run's setting" -- --lr 0.1
+refused "another model" "--model vgg11: not this run's model" -- --model vgg11
+refused "another --limit-train" "--limit-train 32: this run trains on 64 images" -- --limit-train 32
+refused "another --save-every" "--save-every 3: this run saves every 2 steps" -- --save-every 3
+refused "fewer epochs" "--epochs 1: this run has 2 epochs, and a resume may add epochs, not remove them" -- --epochs 1
+refused "another --tee" "--tee process: this run ran in one process (--tee inproc)" -- --tee process
+expect 2 "another --checkpoint-dir on resume" -- "$bin" train --data "$dir/data" --resume "$own" --checkpoint-dir "$dir/elsewhere"
+grep -qx "asymml: --checkpoint-dir $dir/elsewhere: this run's checkpoints are in $own, and a resumed run goes on saving there" "$dir/err" ||
+  { echo "FAIL: another --checkpoint-dir: $(cat "$dir/err")"; fail=$((fail + 1)); }
+# A --tee process run resumes as one, sealed, without being told.
+"$bin" keygen "$dir/key" >/dev/null
+expect 0 "a --tee process run" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --limit-train 32 --limit-test 16 \
+  --mode asymml --tee process --key "$dir/key" --checkpoint-dir "$dir/ckp" --threads 1
+expect 0 "its resume" -- "$bin" train --data "$dir/data" --resume "$dir/ckp" --key "$dir/key" --epochs 2
+grep -q "in the accelerator server: asymml-accel" "$dir/out" || { echo "FAIL: a --tee process run resumed in one process"; fail=$((fail + 1)); }
+expect 1 "its resume without the key" -- "$bin" train --data "$dir/data" --resume "$dir/ckp"
+grep -q "checkpoint is sealed: give the key (--key FILE)$" "$dir/err" || { echo "FAIL: no key: $(cat "$dir/err")"; fail=$((fail + 1)); }
+# Labels found on their own: .gz images beside plain labels.
+mkdir -p "$dir/mixed"
+cp "$dir/data/"* "$dir/mixed/"
+gzip "$dir/mixed/train-images-idx3-ubyte" "$dir/mixed/t10k-images-idx3-ubyte"
+expect 0 ".gz images, plain labels" -- "$bin" train --data "$dir/mixed" --epochs 1 --batch 16 --limit-train 32 --threads 1
+# A rank that splits nothing says so.
+expect 0 "a rank that splits nothing" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --limit-train 32 --mode asymml --rank 10000 --threads 1
+grep -qx "crosses to the accelerator: nothing: no conv layer is split (a layer is split only at a rank below its input's channels, and where that saves the TEE work): this run is tee-only in effect" "$dir/out" ||
+  { echo "FAIL: --rank 10000: $(grep crosses "$dir/out")"; fail=$((fail + 1)); }
+# ... and nothing crosses.
+expect 0 "a rank that splits nothing, recorded" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --limit-train 32 \
+  --mode asymml --rank 10000 --threads 1 --record "$dir/rec0"
+[ -f "$dir/rec0/index.jsonl" ] && [ ! -s "$dir/rec0/index.jsonl" ] && [ ! -s "$dir/rec0/buffers.f32" ] ||
+  { echo "FAIL: something crossed at --rank 10000: $(wc -c "$dir/rec0/"*)"; fail=$((fail + 1)); }
+# Checkpoints passed over are counted: a session that saved step 12 (its
+# second epoch begun) and whose checkpoints after step 6 do not read may
+# have released that epoch; the resume from step 6 counts it, on top of the
+# epoch the resume itself may repeat: 2 epochs + 1 resume + 1 lost = 4.
+expect 0 "a noised run, saved often" -- "$bin" train --data "$dir/data" --epochs 2 --batch 16 --mode asymml \
+  --rank-ratio 0.25 --clip 1 --sigma 1 --noise-seed 3 --threads 1 --checkpoint-dir "$dir/ckl" --save-every 2 --keep 10
+grep -q "^privacy: (epsilon .* 2 Gaussian releases per training sample" "$dir/out" || { echo "FAIL: $(grep privacy "$dir/out")"; fail=$((fail + 1)); }
+for s in 8 10 12; do head -c 300 "$dir/ckl/ckpt-00000000$(printf %02d $s).amck" >"$dir/x" && mv "$dir/x" "$dir/ckl/ckpt-00000000$(printf %02d $s).amck"; done
+expect 0 "its resume past unreadable checkpoints" -- "$bin" train --data "$dir/data" --resume "$dir/ckl"
+grep -q "^privacy: (epsilon .* 4 Gaussian releases per training sample" "$dir/out" ||
+  { echo "FAIL: lost sessions not counted: $(grep privacy "$dir/out")"; fail=$((fail + 1)); }
+# seal creates its output directory.
+expect 0 "seal into a new directory" -- "$bin" seal --key "$dir/key" --out-dir "$dir/sealed/deeper" "$dir/data/train-labels-idx1-ubyte"
+[ -f "$dir/sealed/deeper/train-labels-idx1-ubyte.sealed" ] || { echo "FAIL: seal --out-dir: $(ls -R "$dir/sealed")"; fail=$((fail + 1)); }
+# Errors name the place once, and no source file.
+grep -q '\.c:[0-9]' "$dir/err" && { echo "FAIL: an error names a source file"; fail=$((fail + 1)); }
+# A checkpoint that cannot be written (the file size limit): said, and what
+# is still there said only when something is.
+expect 1 "a first checkpoint that cannot be written" -- bash -c "trap '' XFSZ; ulimit -f 64; exec \"\$0\" \"\$@\"" \
+  "$bin" train --data "$dir/data" --epochs 1 --batch 16 --checkpoint-dir "$dir/full" --threads 1
+grep -qx "asymml: checkpoint: $dir/full/ckpt-0000000006.amck: write failed (File too large)" "$dir/err" ||
+  { echo "FAIL: a failed first checkpoint: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 1 "a later checkpoint that cannot be written" -- bash -c "trap '' XFSZ; ulimit -f 64; exec \"\$0\" \"\$@\"" \
+  "$bin" train --data "$dir/data" --resume "$own" --epochs 3
+grep -qx "asymml: checkpoint: $own/ckpt-0000000010.amck: write failed (File too large); the 3 checkpoints already there are untouched" "$dir/err" ||
+  { echo "FAIL: a failed later checkpoint: $(cat "$dir/err")"; fail=$((fail + 1)); }
 # Options that would do nothing in the mode asked for.
 expect 2 "noise outside asymml mode" -- "$bin" train --data "$dir/data" --sigma 1 --clip 1
 expect 2 "record with nothing to record" -- "$bin" train --data "$dir/data" --record "$dir/rec" --mode lowrank-only
@@ -136,9 +242,14 @@ expect 1 "a missing data folder" -- "$bin" train --data "$dir/nodata"
 grep -q "nodata: cannot open (No such file or directory)" "$dir/err" || { echo "FAIL: missing folder: $(cat "$dir/err")"; fail=$((fail + 1)); }
 latest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)
 cp "$latest" "$dir/keep.amck"
-head -c 500 "$latest" >"$dir/ck/ckpt-9999999999.amck"
-expect 1 "resume from a truncated checkpoint" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
-expect 1 "eval of a truncated checkpoint" -- "$bin" eval --checkpoint "$dir/ck/ckpt-9999999999.amck" --data "$dir/data"
+head -c 500 "$latest" >"$dir/ck/ckpt-0999999999.amck"
+# A damaged newest checkpoint is passed over, and said, naming the one used.
+expect 0 "resume past a truncated checkpoint" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
+grep -qx "asymml: warning: skipped what does not read: $dir/ck/ckpt-0999999999.amck: checkpoint truncated: header says [0-9]* payload bytes, file has [0-9]*; resuming from $latest instead" "$dir/err" ||
+  { echo "FAIL: a damaged newest checkpoint: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 0 "eval past a truncated checkpoint" -- "$bin" eval --checkpoint "$dir/ck" --data "$dir/data"
+grep -q "; evaluating $latest instead$" "$dir/err" || { echo "FAIL: eval of a damaged newest: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 1 "eval of a truncated checkpoint" -- "$bin" eval --checkpoint "$dir/ck/ckpt-0999999999.amck" --data "$dir/data"
 cmp -s "$latest" "$dir/keep.amck" || { echo "FAIL: a failed resume changed $latest"; fail=$((fail + 1)); }
 expect 1 "not a checkpoint" -- "$bin" eval --checkpoint "$dir/data/train-labels-idx1-ubyte" --data "$dir/data"
 # asymml mode with noise: the privacy statement, and evaluation in a mode.
@@ -148,7 +259,7 @@ grep -q "privacy: (epsilon" "$dir/out" || { echo "FAIL: asymml train printed no 
 grep -q "^noise: keyed by a random secret key" "$dir/out" || { echo "FAIL: noise without --noise-seed is not secretly keyed"; fail=$((fail + 1)); }
 grep -q "residual energy share" "$dir/out" || { echo "FAIL: asymml train printed no residual share"; fail=$((fail + 1)); }
 expect 0 "protected gradients" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode asymml \
-  --rank-ratio 0.25 --clip 1 --sigma 1 --protect-grads --basis per-sample --threads 1
+  --rank-ratio 0.25 --clip 1 --sigma 1 --protect-grads --basis per-sample --threads 1 --lr 0.01 --noise-seed 1
 grep -q "its output gradient's residual (clipped and noised likewise)" "$dir/out" || { echo "FAIL: protected run does not say so"; fail=$((fail + 1)); }
 grep -q "sqrt(16)" "$dir/out" || { echo "FAIL: protected run is not batch-coupled"; fail=$((fail + 1)); }
 # Ranks and bases decided on the first batch, with noise: per-sample bases on
@@ -159,6 +270,10 @@ grep -q "^noise: follows from the seed 5 alone" "$dir/out" || { echo "FAIL: a se
 grep -q "^plan: - [0-9]*p " "$dir/out" || { echo "FAIL: auto basis with noise is not per-sample"; fail=$((fail + 1)); }
 grep -q "sensitivity 2 x clip (each residual depends on its own sample only)" "$dir/out" || { echo "FAIL: auto basis run is coupled"; fail=$((fail + 1)); }
 plan=$(grep "^plan:" "$dir/out")
+expect 2 "resume from a file that is not its run's newest" -- "$bin" train --data "$dir/data" --resume "$dir/ckb/ckpt-0000000003.amck"
+grep -qx "asymml: --resume $dir/ckb/ckpt-0000000003.amck: this run has a newer checkpoint, $dir/ckb/ckpt-0000000012.amck: resume the directory (--resume $dir/ckb), which takes its newest" "$dir/err" ||
+  { echo "FAIL: an older checkpoint resumed: $(cat "$dir/err")"; fail=$((fail + 1)); }
+rm "$dir/ckb/ckpt-0000000006.amck" "$dir/ckb/ckpt-0000000009.amck" "$dir/ckb/ckpt-0000000012.amck"
 expect 0 "resume a decided plan" -- "$bin" train --data "$dir/data" --resume "$dir/ckb/ckpt-0000000003.amck"
 [ "$(grep "^plan:" "$dir/out")" = "$plan" ] || { echo "FAIL: resumed plan differs"; fail=$((fail + 1)); }
 expect 0 "asymml eval" -- "$bin" eval --checkpoint "$dir/cka" --data "$dir/data" --mode asymml

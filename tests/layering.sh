@@ -5,7 +5,8 @@
 # from the untrusted side; the boundary (src/boundary) and everything below
 # both sides (core, ops, data, sealing, decomposition, training's files)
 # include neither; the accelerator server's entry point lives on the
-# untrusted side and the trusted program's in cli/; only cli/ prints.
+# untrusted side and the trusted program's in cli/; only cli/ prints; the
+# README points at nothing outside the project.
 # Usage: layering.sh SOURCE_DIR
 set -u
 cd "$1" || exit 1
@@ -29,5 +30,9 @@ mains=$(grep -rlE --include='*.c' "^int main\(" src cli | sort | tr '\n' ' ')
 prints=$(grep -rnE --include='*.c' --include='*.cu' "\b(printf|puts|fputs|perror)\(|fprintf\((stdout|stderr)" src |
          grep -v "snprintf\|vsnprintf")
 if [ -n "$prints" ]; then echo "FAIL: library code prints:"; echo "$prints"; fail=1; fi
+# The README is read in a clone of this repository alone: it points at
+# nothing outside it.
+outside=$(grep -nE '\.\./|/work/' README.md)
+if [ -n "$outside" ]; then echo "FAIL: the README points outside the project:"; echo "$outside"; fail=1; fi
 [ "$fail" -eq 0 ] && echo "layering: ok"
 exit "$fail"

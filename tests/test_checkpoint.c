@@ -17,6 +17,8 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <sodium.h>
+
 #include "asymml/asymml.h"
 #include "untrusted/cpu_backend.h"
 
@@ -105,6 +107,20 @@ static void resume_case(const char *desc, const am_asym_cfg *asym) {
     /* The release counter goes on from where the run was. */
     assert_true(am_model_noise_counter(am_trainer_model(b)) == counter);
     if (asym) assert_true(counter == 7 * (uint64_t)splits(b)); /* 7 steps x split layers */
+    /* Extended to 6 epochs, the cosine schedule at step 7 is higher. */
+    assert_true(am_trainer_lr_at(b, 6) > am_trainer_lr_at(b, 3));
+    /* A session that reached step 12 (epoch 3 begun) and whose checkpoints
+     * after step 7 were lost: its third epoch counted once more; a lost
+     * step in an epoch already begun adds nothing. */
+    if (asym) {
+        long before = am_trainer_releases(b);
+        am_trainer_count_lost(b, 9);
+        assert_int_equal(am_trainer_releases(b), before);
+        am_trainer_count_lost(b, 12);
+        assert_int_equal(am_trainer_releases(b), before + splits(b));
+        am_trainer_free(b);
+        assert_int_equal(resume_at(p, &io, &b), AM_OK);
+    }
     for (int i = 7; i < 15; i++) {
         assert_int_equal(am_trainer_step(b, &si), AM_OK);
         resumed[i] = si.loss;
@@ -273,39 +289,100 @@ static void t_bad_files(void **st) {
     am_ckdir cd;
     path_of(p, "good2.amck");
     assert_int_equal(am_trainer_save(t, p), AM_OK);
-    assert_int_equal(am_ckdir_open(under_file, 1, &cd), AM_EIO);
+    assert_int_equal(am_ckdir_open(under_file, AM_CKDIR_WRITE, &cd), AM_EIO);
     am_trainer_free(t);
     am_dataset_free(&d);
 }
 
+static int exists(const char *sub, const char *name) {
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s", sub, name);
+    return access(p, F_OK) == 0;
+}
+
+/* Saves ck as step `step` of run `run` (its first byte) in d, keeping keep. */
+static void save_as(am_ckdir *d, am_checkpoint *ck, int run, int step, int keep) {
+    ck->bind.run_id[0] = (uint8_t)run;
+    ck->global_step = step;
+    ck->epoch = step / 5, ck->step = step % 5;
+    assert_int_equal(am_ckdir_save(d, ck, keep, NULL, 0), AM_OK);
+}
+
+/* A directory holds one run: a second writer is refused, naming the first;
+ * pruning removes only the run's own; loading passes over what does not
+ * read and says so; a new run moves another run's files aside. */
 static void t_dir_helpers(void **st) {
     (void)st;
-    char sub[512], p[600], latest[64];
+    char sub[512], p[600], name[64], skipped[1024];
     path_of(sub, "rot");
-    am_ckdir d;
-    assert_int_equal(am_ckdir_open(sub, 1, &d), AM_OK);
+    am_ckdir d, d2;
+    assert_int_equal(am_ckdir_open(sub, AM_CKDIR_WRITE, &d), AM_OK);
     struct stat sb;
     assert_int_equal(stat(sub, &sb), 0);
     assert_int_equal(sb.st_mode & 077, 0); /* created private */
-    assert_int_equal(am_ckdir_latest(&d, latest, sizeof latest), AM_EIO);
-    for (int s = 1; s <= 12; s += 3) {
-        snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, s);
-        FILE *f = fopen(p, "w");
-        fclose(f);
-    }
+    assert_int_equal(am_ckdir_latest(&d, name, sizeof name), AM_EIO);
+    /* The lock: a second writer (another open file, as another process's) is refused. */
+    assert_int_equal(am_ckdir_open(sub, AM_CKDIR_WRITE, &d2), AM_EIO);
+    char pid[64];
+    snprintf(pid, sizeof pid, "another asymml run (pid %ld)", (long)getpid());
+    assert_non_null(strstr(am_last_error(), pid));
+    assert_int_equal(am_ckdir_open(sub, AM_CKDIR_READ, &d2), AM_OK); /* readers are not */
+    am_ckdir_close(&d2);
+
+    am_dataset data;
+    assert_int_equal(am_synthetic(43, 1, 8, 8, 4, 5, &data), AM_OK);
+    am_train_cfg c = cfg();
+    am_trainer_io io = io_of(&data, NULL);
+    am_trainer *t;
+    assert_int_equal(am_trainer_create(&c, DESC, &io, &t), AM_OK);
+    am_checkpoint ck;
+    am_trainer_snapshot(t, &ck);
+    snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 99); /* says nothing: neither pruned nor read */
+    fclose(fopen(p, "w"));
     snprintf(p, sizeof p, "%s/notes.txt", sub);
     fclose(fopen(p, "w"));
-    assert_int_equal(am_ckdir_prune(&d, 2), AM_OK);
-    assert_int_equal(am_ckdir_latest(&d, latest, sizeof latest), AM_OK);
-    assert_string_equal(latest, "ckpt-0000000010.amck");
-    snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 7);
-    assert_int_equal(access(p, F_OK), 0);
-    snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 4);
-    assert_int_not_equal(access(p, F_OK), 0);
-    snprintf(p, sizeof p, "%s/notes.txt", sub);
-    assert_int_equal(access(p, F_OK), 0); /* only checkpoints are pruned */
-    assert_int_equal(am_ckdir_prune(&d, 0), AM_EINVAL);
+    save_as(&d, &ck, 2, 2, 10), save_as(&d, &ck, 2, 5, 10); /* another run's */
+    for (int s = 1; s <= 10; s += 3) save_as(&d, &ck, 1, s, 2);
+    assert_false(exists(sub, "ckpt-0000000001.amck") || exists(sub, "ckpt-0000000004.amck"));
+    assert_true(exists(sub, "ckpt-0000000007.amck") && exists(sub, "ckpt-0000000010.amck"));
+    assert_true(exists(sub, "ckpt-0000000002.amck") && exists(sub, "ckpt-0000000005.amck"));
+    assert_true(exists(sub, "ckpt-0000000099.amck") && exists(sub, "notes.txt"));
+    assert_int_equal(am_ckdir_prune(&d, ck.bind.run_id, 0), AM_EINVAL);
+    /* Whose: from the file's first bytes. */
+    uint8_t run[AM_RUN_ID_BYTES] = {2};
+    memcpy(run + 1, ck.bind.run_id + 1, sizeof run - 1);
+    assert_int_equal(am_ckdir_newest_of(&d, run, name, sizeof name), AM_OK);
+    assert_string_equal(name, "ckpt-0000000005.amck");
+    /* The newest that reads; the one that does not, said, and its step. */
+    am_checkpoint got;
+    int lost;
+    assert_int_equal(am_ckdir_load(&d, &got, name, sizeof name, skipped, sizeof skipped, &lost), AM_OK);
+    assert_string_equal(name, "ckpt-0000000010.amck");
+    assert_int_equal(got.global_step, 10);
+    assert_int_equal(lost, 99);
+    assert_non_null(strstr(skipped, "ckpt-0000000099.amck"));
+    am_checkpoint_free(&got);
+    /* A new run: refused while other checkpoints are there; moved aside when told. */
+    char where[256];
+    int moved;
+    assert_int_equal(am_ckdir_claim(&d, 0, where, sizeof where, &moved), AM_EINVAL);
+    assert_non_null(strstr(am_last_error(), "holds 5 checkpoints of another run (the newest: ckpt-0000000099.amck)"));
+    assert_int_equal(moved, 0);
+    assert_true(exists(sub, "ckpt-0000000007.amck"));
+    assert_int_equal(am_ckdir_claim(&d, 1, where, sizeof where, &moved), AM_OK);
+    assert_int_equal(moved, 5);
+    char hex[17];
+    sodium_bin2hex(hex, sizeof hex, ck.bind.run_id, 8);
+    snprintf(p, sizeof p, "run-%s/ckpt-0000000010.amck", hex);
+    assert_true(exists(sub, p) && exists(sub, "run-unknown/ckpt-0000000099.amck"));
+    assert_non_null(strstr(where, "run-unknown/"));
+    assert_int_equal(am_ckdir_latest(&d, name, sizeof name), AM_EIO);
+    assert_int_equal(am_ckdir_claim(&d, 0, where, sizeof where, &moved), AM_OK);
     am_ckdir_close(&d);
+    assert_int_equal(am_ckdir_open(sub, AM_CKDIR_WRITE, &d), AM_OK); /* the lock went with the first */
+    am_ckdir_close(&d);
+    am_trainer_free(t);
+    am_dataset_free(&data);
 }
 
 static void t_loader(void **st) {

@@ -23,6 +23,8 @@ typedef enum am_status {
 
 /* The message of the last failure on this thread ("" if none). */
 const char *am_last_error(void);
+/* Where in the source the last failure was raised, "file.c:line". */
+const char *am_last_error_at(void);
 /* Set the message; returns st so that callers can `return am_fail(...)`. */
 am_status am_fail_at(am_status st, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

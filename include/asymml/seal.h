@@ -75,6 +75,9 @@ am_status am_seal_set_key(const uint8_t *key);
 int am_seal_have_key(void);
 
 int am_is_sealed(const uint8_t *buf, size_t n);
+/* The header's role, identity and index as they stand, unauthenticated
+ * (am_unseal checks them): to sort files, never to trust them. */
+am_status am_seal_peek(const uint8_t *buf, size_t n, am_seal_id *id);
 /* Encrypts n bytes as the file `id` says it is, under key's subkey for
  * that role; *out (malloc'd) receives the sealed file's bytes. */
 am_status am_seal(const uint8_t key[AM_SEAL_KEY_BYTES], const am_seal_id *id, const uint8_t *in, size_t n,

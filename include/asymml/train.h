@@ -92,6 +92,13 @@ typedef struct am_step_info {
 /* One SGD step on the next batch. AM_ENUM if the loss is not finite. */
 am_status am_trainer_step(am_trainer *t, am_step_info *info);
 int am_trainer_done(const am_trainer *t);
+/* The learning rate of the next step if the run had `epochs` epochs (what
+ * extending a run does to it: a cosine schedule stretches). */
+float am_trainer_lr_at(const am_trainer *t, int epochs);
+/* A session of this run reached reached_step, past the checkpoint resumed,
+ * and its checkpoints after this one were lost (unreadable): the epochs it
+ * began beyond this checkpoint are counted as releases (am_trainer_releases). */
+void am_trainer_count_lost(am_trainer *t, int reached_step);
 /* Accuracy and mean loss of the model in evaluation mode on d. */
 am_status am_trainer_evaluate(am_trainer *t, const am_dataset *d, double *acc, double *loss);
 /* The current state as a checkpoint (its arrays point into the trainer:
@@ -121,6 +128,15 @@ long am_trainer_coupling(const am_trainer *t);
 double am_trainer_residual_share(am_trainer *t);
 
 /* ---- checkpoint files ---- */
+/* How a run was started beyond its training configuration, kept in its
+ * checkpoints (version 6 on) so that a resume goes on the same way; the
+ * front end's to fill and read (the trainer leaves them zero). */
+typedef struct am_run_opts {
+    int tee_process; /* the trusted side ran as its own process (--tee process) */
+    int save_every;  /* a checkpoint every N steps too (0: at the ends of epochs only) */
+    int keep;        /* the newest N of the run's checkpoints are kept */
+} am_run_opts;
+
 typedef struct am_checkpoint {
     char *desc;
     am_train_cfg cfg;
@@ -139,7 +155,9 @@ typedef struct am_checkpoint {
     am_run_binding bind;          /* version 5 on; zeros before */
     uint64_t noise_counter;       /* the next release number (am_model_noise_counter) */
     long releases, coupling;      /* per training sample so far, as am_trainer_releases and _coupling */
-    int sessions;                 /* processes that have trained the run: 1, and one more per resume */
+    int sessions;                 /* processes that have trained the run: 1, and one more per resume
+                                   * (and per epoch of a session whose checkpoints were lost) */
+    am_run_opts opts;             /* version 6 on; zeros before */
 } am_checkpoint;
 
 /* The file's bytes (sealed when a key is set); *out is malloc'ed. */
@@ -148,41 +166,71 @@ am_status am_checkpoint_encode(const am_checkpoint *ck, uint8_t **out, size_t *o
  * a sealed one's role, run and step. */
 am_status am_checkpoint_parse(const uint8_t *buf, size_t n, am_checkpoint *ck);
 void am_checkpoint_free(am_checkpoint *ck);
+/* The run a checkpoint file (open at fd) says it is of, from its first
+ * bytes, unauthenticated: to sort a directory's files, never to trust. */
+am_status am_checkpoint_peek_run(int fd, uint8_t run_id[AM_RUN_ID_BYTES]);
 
-/* ---- checkpoint files and directories (src/train/ckdir.c) ----
+/* ---- checkpoint files and directories (src/train/ckfile.c, ckdir.c) ----
  * A checkpoint directory is held open: every file in it is created,
  * renamed, listed and deleted relative to that descriptor, never through a
  * symbolic link, so that the trusted process can be confined to it. Files
- * are named ckpt-NNNNNNNNNN.amck (the global step they hold). */
+ * are named ckpt-NNNNNNNNNN.amck (the global step they hold); temporary
+ * files have unique names. A directory holds one run's checkpoints, and a
+ * writer holds the directory: an exclusive lock (flock on DIR/.asymml-lock,
+ * which holds its pid) for as long as it is open. */
 typedef struct am_ckdir {
-    int fd;
+    int fd, lock_fd;
     char path[4096];
 } am_ckdir;
 
-/* Opens dir (creating it, mode 0700, when create is set) and checks that a
- * file can be created in it. */
-am_status am_ckdir_open(const char *dir, int create, am_ckdir *d);
-void am_ckdir_close(am_ckdir *d);
+enum { AM_CKDIR_READ = 0, AM_CKDIR_WRITE = 1 };
+/* Opens dir. AM_CKDIR_WRITE: creates it (mode 0700) if missing, checks that
+ * a file can be created in it and takes its lock; a directory another
+ * process holds is refused, naming that process. */
+am_status am_ckdir_open(const char *dir, int flags, am_ckdir *d);
+void am_ckdir_close(am_ckdir *d); /* and lets go of the lock */
+/* A new run's directory: one that holds checkpoints (of another run) is
+ * refused, unless move_aside: each is then moved, never deleted, into
+ * DIR/run-ID/ (ID: its run's, in 16 hex digits; run-unknown when the file
+ * does not say), the folders into where, their count into *moved. */
+am_status am_ckdir_claim(const am_ckdir *d, int move_aside, char *where, size_t cap, int *moved);
 /* Writes ck as ckpt-STEP.amck atomically, then deletes all but the newest
- * keep (keep >= 1); the file's name into name. */
+ * keep (keep >= 1) of ck's run; the file's name into name. */
 am_status am_ckdir_save(const am_ckdir *d, const am_checkpoint *ck, int keep, char *name, size_t cap);
+/* Deletes all but the newest keep checkpoints of run; files of another run,
+ * or that do not say whose they are, stay. */
+am_status am_ckdir_prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int keep);
 /* The newest checkpoint's name (AM_EIO if there is none). */
 am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap);
+/* The newest checkpoint of run ("" if none). */
+am_status am_ckdir_newest_of(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], char *name, size_t cap);
 /* Reads name in d; a ckpt-N.amck must hold step N. */
 am_status am_ckdir_read(const am_ckdir *d, const char *name, am_checkpoint *ck);
-/* Deletes all but the newest keep checkpoints. */
-am_status am_ckdir_prune(const am_ckdir *d, int keep);
+/* Reads the newest checkpoint that reads whole: its name into name; each
+ * newer one that did not read, with why, into skipped ("; " between), and
+ * the newest of their steps into *lost_step (-1: none). */
+am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t cap, char *skipped, size_t scap,
+                        int *lost_step);
 
 /* The same by path: a checkpoint file written atomically, read back. */
 am_status am_checkpoint_write(const char *path, const am_checkpoint *ck);
 am_status am_checkpoint_read(const char *path, am_checkpoint *ck);
-/* A file, or the newest checkpoint in a directory, read. */
-am_status am_checkpoint_load(const char *file_or_dir, am_checkpoint *ck, char *used, size_t cap);
+/* A file, or the newest checkpoint in a directory that reads (am_ckdir_load:
+ * what was skipped into skipped). */
+am_status am_checkpoint_load(const char *file_or_dir, am_checkpoint *ck, char *used, size_t cap, char *skipped,
+                             size_t scap);
+
+/* Told after each batch: images done of total. */
+typedef struct am_progress {
+    void (*fn)(void *ctx, int done, int total);
+    void *ctx;
+} am_progress;
 
 /* Accuracy and mean loss of model m in evaluation mode on d, normalized with
- * mean/std, in batches of B (the last one padded). Sets m's batch to B. */
+ * mean/std, in batches of B (the last one padded). Sets m's batch to B.
+ * progress may be NULL. */
 am_status am_evaluate(am_model *m, const am_dataset *d, const float *mean, const float *std, int B,
-                      double *acc, double *loss);
+                      const am_progress *progress, double *acc, double *loss);
 
 #ifdef __cplusplus
 }

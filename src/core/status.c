@@ -1,23 +1,26 @@
-/* Status codes and the per-thread error message. The message carries the
- * source file and line of the failure so that a user report points at code. */
+/* Status codes and the per-thread error message, and apart from it the
+ * source file and line of the failure (for a debugger or a test, not for
+ * the message: a user reads where the problem is, not where the code is). */
 #include "asymml/core.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char g_err[512];
+static _Thread_local char g_err[512], g_at[64];
 
 const char *am_last_error(void) { return g_err; }
+const char *am_last_error_at(void) { return g_at; }
 
 am_status am_fail_at(am_status st, const char *file, int line, const char *fmt, ...) {
-    char msg[400];
+    char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     const char *base = strrchr(file, '/');
-    snprintf(g_err, sizeof g_err, "%s (%s:%d)", msg, base ? base + 1 : file, line);
+    snprintf(g_err, sizeof g_err, "%s", msg);
+    snprintf(g_at, sizeof g_at, "%s:%d", base ? base + 1 : file, line);
     return st;
 }
 

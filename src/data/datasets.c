@@ -36,8 +36,8 @@ static am_status idx_header(const uint8_t *b, size_t n, int ndim, const char *na
                             uint32_t *dims) {
     if (n < 4) return am_fail(AM_EFORMAT, "%s: %s file truncated", name, what);
     if (b[0] || b[1] || b[2] != 0x08 || b[3] != ndim)
-        return am_fail(AM_EFORMAT, "%s: %s file is not an IDX file of unsigned bytes with %d dimensions", name,
-                       what, ndim);
+        return am_fail(AM_EFORMAT, "%s: %s file is not an IDX file of unsigned bytes with %d dimension%s", name,
+                       what, ndim, ndim == 1 ? "" : "s");
     size_t hl = 4 + 4 * (size_t)ndim, want = 1;
     if (n < hl) return am_fail(AM_EFORMAT, "%s: %s file truncated", name, what);
     for (int i = 0; i < ndim; i++) {
@@ -164,6 +164,15 @@ static am_status find_in(const char *dir, const char *sub, const char *name, cha
     return am_fail(AM_EIO, "%s: no %s (nor %s/%s), plain or .sealed", dir, name, sub, name);
 }
 
+/* dir/PRE-WHAT with the first suffix that exists (1), into path. */
+static int first_idx(const char *dir, const char *pre, const char *what, int sealed_first, char *path, size_t cap) {
+    for (int i = 0; suffix(i, sealed_first, 1); i++) {
+        snprintf(path, cap, "%s/%s-%s%s", dir, pre, what, suffix(i, sealed_first, 1));
+        if (access(path, F_OK) == 0) return 1;
+    }
+    return 0;
+}
+
 /* A missing folder said as such, not as its first missing file. */
 static am_status is_dir(const char *dir) {
     struct stat sb;
@@ -183,12 +192,12 @@ am_status am_dataset_load(am_data_kind kind, const char *dir, const char *split,
         /* Plain names and .gz, as Debian and the original site ship them,
          * and sealed copies of either (first when a key is set). */
         const int k = am_seal_have_key();
-        for (int i = 0; suffix(i, k, 1); i++) {
-            snprintf(p1, sizeof p1, "%s/%s-images-idx3-ubyte%s", dir, pre, suffix(i, k, 1));
-            snprintf(p2, sizeof p2, "%s/%s-labels-idx1-ubyte%s", dir, pre, suffix(i, k, 1));
-            if (access(p1, F_OK) == 0) return am_idx_load(p1, p2, 10, train, out);
-        }
-        return am_fail(AM_EIO, "%s: no %s-images-idx3-ubyte (nor .gz, .sealed or .gz.sealed)", dir, pre);
+        if (!first_idx(dir, pre, "images-idx3-ubyte", k, p1, sizeof p1))
+            return am_fail(AM_EIO, "%s: no %s-images-idx3-ubyte (nor .gz, .sealed or .gz.sealed)", dir, pre);
+        /* The labels on their own: .gz images with plain labels are found. */
+        if (!first_idx(dir, pre, "labels-idx1-ubyte", k, p2, sizeof p2))
+            return am_fail(AM_EIO, "%s: no %s-labels-idx1-ubyte (nor .gz, .sealed or .gz.sealed)", dir, pre);
+        return am_idx_load(p1, p2, 10, train, out);
     }
     int c100 = kind == AM_DATA_CIFAR100;
     const char *sub = c100 ? "cifar-100-binary" : "cifar-10-batches-bin";

@@ -97,6 +97,12 @@ static int is_sealed_file(const char *path) {
     return am_is_sealed(head, h);
 }
 
+/* zlib's message, without the path it starts with (said once, by us). */
+static const char *unprefixed(const char *msg, const char *path) {
+    size_t n = strlen(path);
+    return !strncmp(msg, path, n) && msg[n] == ':' && msg[n + 1] == ' ' ? msg + n + 2 : msg;
+}
+
 am_status am_read_data_file(const char *path, am_seal_role role, uint64_t index, am_data_check *chk, uint8_t **buf,
                             size_t *n) {
     *buf = NULL;
@@ -149,7 +155,7 @@ am_status am_read_file(const char *path, size_t max, uint8_t **buf, size_t *n) {
             int zerr;
             const char *msg = gzerror(f, &zerr);
             st = am_fail(zerr == Z_ERRNO ? AM_EIO : AM_EFORMAT, "%s: %s", path,
-                         zerr == Z_ERRNO ? strerror(errno) : msg);
+                         zerr == Z_ERRNO ? strerror(errno) : unprefixed(msg, path));
             break;
         }
         if (got == 0) break;
@@ -159,7 +165,7 @@ am_status am_read_file(const char *path, size_t max, uint8_t **buf, size_t *n) {
     if (st == AM_OK) {
         int zerr;
         const char *msg = gzerror(f, &zerr);
-        if (zerr != Z_OK && zerr != Z_STREAM_END) st = am_fail(AM_EFORMAT, "%s: %s", path, msg);
+        if (zerr != Z_OK && zerr != Z_STREAM_END) st = am_fail(AM_EFORMAT, "%s: %s", path, unprefixed(msg, path));
     }
     gzclose(f);
     if (st == AM_OK && len > max) st = am_fail(AM_EFORMAT, "%s: larger than %zu MiB", path, max >> 20);

@@ -139,6 +139,12 @@ static void get_header(const uint8_t *h, am_seal_id *id) {
     for (int i = 0; i < 8; i++) id->index |= (uint64_t)h[SMAGIC_LEN + 4 + AM_SEAL_ID_BYTES + i] << (8 * i);
 }
 
+am_status am_seal_peek(const uint8_t *buf, size_t n, am_seal_id *id) {
+    if (!buf || n < IDHDR || memcmp(buf, SMAGIC, SMAGIC_LEN)) return am_fail(AM_EFORMAT, "not a sealed file of this version");
+    get_header(buf, id);
+    return AM_OK;
+}
+
 am_status am_seal(const uint8_t key[AM_SEAL_KEY_BYTES], const am_seal_id *id, const uint8_t *in, size_t n,
                   uint8_t **out, size_t *out_n) {
     *out = NULL;

@@ -48,9 +48,9 @@ am_status am_binding_new(const am_trainer_io *io, am_run_binding *b) {
 am_status am_binding_check(const am_checkpoint *ck, const am_trainer_io *io) {
     const am_run_binding *b = &ck->bind;
     static const uint8_t zero[AM_DIGEST_BYTES];
-    if (ck->version < 5)
-        return am_fail(AM_EINVAL, "a checkpoint of version %d does not record the data it was bound to: it can be "
-                                  "evaluated, not resumed", ck->version);
+    if (ck->version < 6)
+        return am_fail(AM_EINVAL, "a checkpoint of version %d does not record %s: it can be evaluated, not resumed",
+                       ck->version, ck->version < 5 ? "the data it was bound to" : "how its run was started");
     AM_TRY(same_sealing(io));
     uint8_t d[AM_DIGEST_BYTES];
     am_dataset_digest(io->train, d);

@@ -12,9 +12,11 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAGIC "AMCK"
-#define VERSION 5u /* 5: the run's binding and release counter; 4 and 3 are still read (not resumed) */
+#define VERSION 6u /* 6: how the run was started; 5: its binding and release counter; 5, 4 and 3 are
+                    * still read (not resumed) */
 #define HASH_LEN crypto_generichash_BYTES /* 32 */
 #define HEADER_LEN 16
 #define MAX_DESC (1u << 20)
@@ -62,6 +64,7 @@ static size_t payload_len(const am_checkpoint *ck) {
     n += 4 * 4 + 8 + 3 * 4 + 8 + 8; /* asym: mode, policy, basis, iters, rank value, clip, sigma, pad, seed, n */
     n += 32;                        /* noise key */
     n += BIND_LEN + 3 * 8 + 4;      /* binding; release counter, releases, coupling, sessions */
+    n += 3 * 4;                     /* run options */
     n += 4 + 4 * (size_t)ck->cfg.asym.n_ranks + 4 + 8 * (size_t)ck->n_plan; /* rank list, plan */
     n += (ck->n_weights * (ck->momentum ? 2 : 1) + ck->n_buffers + ck->n_asym) * sizeof(float);
     return n;
@@ -99,6 +102,7 @@ static void put_payload(wr *w, const am_checkpoint *ck) {
     put_u64(w, ck->noise_counter);
     put_u64(w, (uint64_t)ck->releases), put_u64(w, (uint64_t)ck->coupling);
     put_i32(w, ck->sessions);
+    put_i32(w, ck->opts.tee_process), put_i32(w, ck->opts.save_every), put_i32(w, ck->opts.keep);
     put_i32(w, a->n_ranks);
     for (int i = 0; i < a->n_ranks; i++) put_i32(w, a->ranks[i]);
     put_i32(w, ck->n_plan);
@@ -307,10 +311,13 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
         ck->coupling = (long)get_u64(&r);
         ck->sessions = get_i32(&r);
     }
+    if (version >= 6)
+        ck->opts.tee_process = get_i32(&r), ck->opts.save_every = get_i32(&r), ck->opts.keep = get_i32(&r);
     am_status st = AM_OK;
     if (ck->bind.threads < 0 || ck->bind.threads > 1024 || ck->bind.n_train < 0 || ck->bind.n_test < 0 ||
         ck->releases < 0 || ck->releases > (1L << 40) ||
-        ck->coupling < 0 || ck->coupling > 65536 || ck->sessions < 0 || ck->sessions > (1 << 24))
+        ck->coupling < 0 || ck->coupling > 65536 || ck->sessions < 0 || ck->sessions > (1 << 24) ||
+        (ck->opts.tee_process != 0 && ck->opts.tee_process != 1) || ck->opts.save_every < 0 || ck->opts.keep < 0)
         st = am_fail(AM_EFORMAT, "checkpoint: bad run binding or accounting");
     a->n_ranks = st == AM_OK ? get_i32(&r) : 0;
     if (st == AM_OK && (a->n_ranks < 0 || a->n_ranks > AM_MAX_RANKS)) st = am_fail(AM_EFORMAT, "checkpoint: bad rank list length");
@@ -347,6 +354,33 @@ static am_status parse_plain(const uint8_t *buf, size_t n, am_checkpoint *ck) {
     if (st == AM_OK && r.off != r.n) st = am_fail(AM_EFORMAT, "checkpoint: %zu unexpected bytes at the end of the payload", r.n - r.off);
     if (st != AM_OK) am_checkpoint_free(ck);
     return st;
+}
+
+/* What comes before the run's identity in the payload (version 5 on), after
+ * the description: the training configuration (56 bytes), normalization
+ * (36), position (12), sizes and flags (24), dropout generator (40), split
+ * settings (44) and noise key (32), as put_payload writes them. */
+#define BEFORE_RUN_ID (56 + 36 + 12 + 24 + 40 + 44 + 32)
+
+static uint32_t le32(const uint8_t *b) { return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24; }
+
+am_status am_checkpoint_peek_run(int fd, uint8_t run_id[AM_RUN_ID_BYTES]) {
+    uint8_t h[64];
+    ssize_t n = pread(fd, h, sizeof h, 0);
+    if (n > 0 && am_is_sealed(h, (size_t)n)) {
+        am_seal_id id;
+        AM_TRY(am_seal_peek(h, (size_t)n, &id));
+        if (id.role != AM_SEAL_CHECKPOINT) return am_fail(AM_EFORMAT, "a sealed %s file", am_seal_role_name(id.role));
+        memcpy(run_id, id.id, AM_RUN_ID_BYTES);
+        return AM_OK;
+    }
+    if (n < HEADER_LEN + 4 || memcmp(h, MAGIC, 4)) return am_fail(AM_EFORMAT, "not an asymml checkpoint");
+    if (le32(h + 4) < 5) return am_fail(AM_EFORMAT, "checkpoint version %u names no run", le32(h + 4));
+    uint32_t dl = le32(h + HEADER_LEN);
+    if (!dl || dl > MAX_DESC) return am_fail(AM_EFORMAT, "checkpoint: bad model description length");
+    off_t at = HEADER_LEN + 4 + (off_t)dl + BEFORE_RUN_ID;
+    if (pread(fd, run_id, AM_RUN_ID_BYTES, at) != AM_RUN_ID_BYTES) return am_fail(AM_EFORMAT, "checkpoint truncated");
+    return AM_OK;
 }
 
 void am_checkpoint_free(am_checkpoint *ck) {

@@ -1,10 +1,10 @@
-/* Checkpoint files and directories (asymml/train.h, "checkpoint files and
- * directories"): written atomically (a new temporary file, O_EXCL and
- * O_NOFOLLOW, fsync, rename, fsync of the directory), read whole, listed
- * and pruned, all relative to the directory's descriptor. */
+/* Checkpoint directories (asymml/train.h, "checkpoint files and
+ * directories"): one run's, held by one process at a time (a lock file),
+ * listed, pruned by run, loaded newest first past damaged files, and
+ * cleared for a new run by moving the old files aside, all relative to the
+ * directory's descriptor. One file's writing and reading is ckfile.c's. */
 #define _GNU_SOURCE
-#include "asymml/seal.h"
-#include "asymml/train.h"
+#include "ckfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -13,104 +13,73 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int is_ckpt_name(const char *s) {
-    if (strncmp(s, "ckpt-", 5)) return 0;
-    for (int i = 5; i < 15; i++)
-        if (s[i] < '0' || s[i] > '9') return 0;
-    return !strcmp(s + 15, ".amck");
-}
+#define LOCK_NAME ".asymml-lock"
 
-/* Writes buf to a new file in dir_fd and renames it to name. */
-static am_status write_atomic(int dir_fd, const char *dir, const char *name, const uint8_t *buf, size_t n) {
-    char tmp[300];
-    if (strlen(name) > 200 || strchr(name, '/')) return am_fail(AM_EINVAL, "checkpoint: bad file name '%s'", name);
-    if (sodium_init() < 0) return am_fail(AM_EIO, "checkpoint: libsodium failed to initialize");
-    snprintf(tmp, sizeof tmp, ".%s.tmp-%08x", name, randombytes_random());
-    int fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return am_fail(AM_EIO, "%s/%s: cannot create (%s)", dir, tmp, strerror(errno));
-    size_t off = 0;
-    int err = 0;
-    while (off < n && !err) {
-        ssize_t w = write(fd, buf + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) err = w < 0 ? errno : ENOSPC;
-        else off += (size_t)w;
-    }
-    if (!err && fsync(fd)) err = errno;
-    if (close(fd) && !err) err = errno;
-    if (err) {
-        unlinkat(dir_fd, tmp, 0);
-        return am_fail(AM_EIO, "%s/%s: write failed (%s); no earlier checkpoint was touched", dir, name, strerror(err));
-    }
-    if (renameat(dir_fd, tmp, dir_fd, name)) {
+/* The directory for this process: an exclusive flock on its lock file,
+ * which says whose it is (the pid) to whoever is refused. */
+static am_status take(am_ckdir *d) {
+    int fd = openat(d->fd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return am_fail(AM_EIO, "%s/%s: cannot open (%s)", d->path, LOCK_NAME, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB)) {
         int e = errno;
-        unlinkat(dir_fd, tmp, 0);
-        return am_fail(AM_EIO, "%s/%s: cannot rename into place (%s)", dir, name, strerror(e));
-    }
-    if (fsync(dir_fd)) return am_fail(AM_EIO, "%s: fsync failed (%s)", dir, strerror(errno));
-    return AM_OK;
-}
-
-static am_status read_at(int dir_fd, const char *dir, const char *name, am_checkpoint *ck) {
-    memset(ck, 0, sizeof *ck);
-    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return am_fail(AM_EIO, "%s/%s: cannot open (%s)", dir, name, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) || !S_ISREG(sb.st_mode)) {
+        char b[24] = "";
+        ssize_t k = pread(fd, b, sizeof b - 1, 0);
         close(fd);
-        return am_fail(AM_EIO, "%s/%s: not a regular file", dir, name);
+        if (e != EWOULDBLOCK) return am_fail(AM_EIO, "%s/%s: cannot lock (%s)", d->path, LOCK_NAME, strerror(e));
+        long pid = k > 0 ? atol(b) : 0;
+        if (pid > 0)
+            return am_fail(AM_EIO, "%s is in use by another asymml run (pid %ld): a checkpoint directory holds one run",
+                           d->path, pid);
+        return am_fail(AM_EIO, "%s is in use by another asymml run: a checkpoint directory holds one run", d->path);
     }
-    size_t n = (size_t)sb.st_size, got = 0;
-    uint8_t *buf = malloc(n ? n : 1);
-    while (buf && got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
+    char b[24];
+    int len = snprintf(b, sizeof b, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) || pwrite(fd, b, (size_t)len, 0) != len) {
+        int e = errno;
+        close(fd);
+        return am_fail(AM_EIO, "%s/%s: cannot write (%s)", d->path, LOCK_NAME, strerror(e));
     }
-    close(fd);
-    if (!buf) return am_fail(AM_ENOMEM, "%s/%s: cannot hold %zu MiB", dir, name, n >> 20);
-    am_status st = got == n ? am_checkpoint_parse(buf, n, ck) : am_fail(AM_EIO, "%s/%s: read failed", dir, name);
-    free(buf);
-    if (st != AM_OK) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "%s", am_last_error());
-        return am_fail(st, "%s/%s: %s", dir, name, msg);
-    }
+    d->lock_fd = fd;
     return AM_OK;
 }
 
-am_status am_ckdir_open(const char *dir, int create, am_ckdir *d) {
+static am_status writable(const am_ckdir *d) {
+    char p[64];
+    snprintf(p, sizeof p, ".asymml-write-test-%08x", randombytes_random());
+    int fd = openat(d->fd, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return am_fail(AM_EIO, "%s: not writable (%s)", d->path, strerror(errno));
+    close(fd);
+    unlinkat(d->fd, p, 0);
+    return AM_OK;
+}
+
+am_status am_ckdir_open(const char *dir, int flags, am_ckdir *d) {
     memset(d, 0, sizeof *d);
-    d->fd = -1;
+    d->fd = d->lock_fd = -1;
     if (!dir || !*dir) return am_fail(AM_EINVAL, "checkpoint directory: empty path");
     if (strlen(dir) >= sizeof d->path) return am_fail(AM_EINVAL, "checkpoint directory: path too long");
-    if (create && mkdir(dir, 0700) && errno != EEXIST)
+    if (sodium_init() < 0) return am_fail(AM_EIO, "checkpoint: libsodium failed to initialize");
+    const int write = flags & AM_CKDIR_WRITE;
+    if (write && mkdir(dir, 0700) && errno != EEXIST)
         return am_fail(AM_EIO, "%s: cannot create directory (%s)", dir, strerror(errno));
     d->fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d->fd < 0) return am_fail(AM_EIO, "%s: %s", dir, errno == ENOTDIR ? "not a directory" : strerror(errno));
     snprintf(d->path, sizeof d->path, "%s", dir);
-    if (create) {
-        char p[64];
-        snprintf(p, sizeof p, ".asymml-write-test-%08x", randombytes_random());
-        int fd = openat(d->fd, p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            int e = errno;
-            am_ckdir_close(d);
-            return am_fail(AM_EIO, "%s: not writable (%s)", dir, strerror(e));
-        }
-        close(fd);
-        unlinkat(d->fd, p, 0);
-    }
-    return AM_OK;
+    am_status st = write ? writable(d) : AM_OK;
+    if (st == AM_OK && write) st = take(d);
+    if (st != AM_OK) am_ckdir_close(d);
+    return st;
 }
 
 void am_ckdir_close(am_ckdir *d) {
-    if (d && d->fd >= 0) close(d->fd);
-    if (d) d->fd = -1;
+    if (!d) return;
+    if (d->fd >= 0) close(d->fd);
+    if (d->lock_fd >= 0) close(d->lock_fd); /* and the lock with it */
+    d->fd = d->lock_fd = -1;
 }
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -134,26 +103,29 @@ static am_status list(const am_ckdir *d, char ***names, int *count) {
     struct dirent *e;
     int cap = 0;
     am_status st = AM_OK;
-    while ((e = readdir(dh))) {
-        if (!is_ckpt_name(e->d_name)) continue;
+    while ((e = readdir(dh)) && st == AM_OK) {
+        if (!am_ckfile_name(e->d_name, NULL)) continue;
         if (*count == cap) {
             cap = cap ? 2 * cap : 16;
             char **nn = realloc(*names, sizeof(char *) * (size_t)cap);
-            if (!nn) {
-                st = am_fail(AM_ENOMEM, "out of memory");
-                break;
-            }
-            *names = nn;
+            if (!nn) st = am_fail(AM_ENOMEM, "out of memory");
+            else *names = nn;
         }
-        if (!((*names)[*count] = strdup(e->d_name))) {
-            st = am_fail(AM_ENOMEM, "out of memory");
-            break;
-        }
-        (*count)++;
+        if (st == AM_OK && !((*names)[*count] = strdup(e->d_name))) st = am_fail(AM_ENOMEM, "out of memory");
+        if (st == AM_OK) (*count)++;
     }
     closedir(dh);
     if (*names) qsort(*names, (size_t)*count, sizeof(char *), cmp_names);
     return st;
+}
+
+/* The run a file in d says it is of (0), or -1 when it does not say. */
+static int run_of(const am_ckdir *d, const char *name, uint8_t id[AM_RUN_ID_BYTES]) {
+    int fd = openat(d->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -1;
+    am_status st = am_checkpoint_peek_run(fd, id);
+    close(fd);
+    return st == AM_OK ? 0 : -1;
 }
 
 am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap) {
@@ -166,15 +138,35 @@ am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap) {
     return st;
 }
 
-am_status am_ckdir_prune(const am_ckdir *d, int keep) {
+am_status am_ckdir_newest_of(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], char *name, size_t cap) {
+    char **names;
+    int count;
+    AM_TRY(list(d, &names, &count));
+    if (cap) *name = 0;
+    uint8_t id[AM_RUN_ID_BYTES];
+    for (int i = count - 1; i >= 0; i--)
+        if (!run_of(d, names[i], id) && !memcmp(id, run, sizeof id)) {
+            snprintf(name, cap, "%s", names[i]);
+            break;
+        }
+    free_names(names, count);
+    return AM_OK;
+}
+
+am_status am_ckdir_prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int keep) {
     if (keep < 1) return am_fail(AM_EINVAL, "checkpoint: keep %d, must be at least 1", keep);
     char **names;
     int count;
     AM_TRY(list(d, &names, &count));
     am_status st = AM_OK;
-    for (int i = 0; i + keep < count; i++)
+    uint8_t id[AM_RUN_ID_BYTES];
+    /* Newest first: the run's own beyond the newest keep go; what is of
+     * another run, or does not say, stays. */
+    for (int i = count - 1, mine = 0; i >= 0; i--) {
+        if (run_of(d, names[i], id) || memcmp(id, run, sizeof id) || ++mine <= keep) continue;
         if (unlinkat(d->fd, names[i], 0) && errno != ENOENT && st == AM_OK)
             st = am_fail(AM_EIO, "%s/%s: cannot delete (%s)", d->path, names[i], strerror(errno));
+    }
     free_names(names, count);
     return st;
 }
@@ -185,77 +177,90 @@ am_status am_ckdir_save(const am_ckdir *d, const am_checkpoint *ck, int keep, ch
     uint8_t *buf;
     size_t n;
     AM_TRY(am_checkpoint_encode(ck, &buf, &n));
-    am_status st = write_atomic(d->fd, d->path, nm, buf, n);
+    am_status st = am_ckfile_write(d->fd, d->path, nm, buf, n);
     free(buf);
-    AM_TRY(st);
+    if (st != AM_OK) { /* what is still there, said only when something is */
+        char msg[512], **names;
+        int count;
+        snprintf(msg, sizeof msg, "%s", am_last_error());
+        if (list(d, &names, &count) != AM_OK) count = 0;
+        free_names(names, count);
+        return count ? am_fail(st, "%s; the %d checkpoint%s already there %s untouched", msg, count, count == 1 ? "" : "s",
+                               count == 1 ? "is" : "are")
+                     : am_fail(st, "%s", msg);
+    }
     if (name) snprintf(name, cap, "%s", nm);
-    return am_ckdir_prune(d, keep);
+    return am_ckdir_prune(d, ck->bind.run_id, keep);
 }
 
 am_status am_ckdir_read(const am_ckdir *d, const char *name, am_checkpoint *ck) {
-    AM_TRY(read_at(d->fd, d->path, name, ck));
-    /* A checkpoint renamed to another step's name is not that step's. */
-    if (is_ckpt_name(name) && atoi(name + 5) != ck->global_step) {
-        int step = ck->global_step;
-        am_checkpoint_free(ck);
-        return am_fail(AM_EFORMAT, "%s/%s: holds step %d, not the step its name says", d->path, name, step);
+    return am_ckfile_read(d->fd, d->path, name, ck);
+}
+
+am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t cap, char *skipped, size_t scap,
+                        int *lost_step) {
+    memset(ck, 0, sizeof *ck);
+    if (skipped && scap) *skipped = 0;
+    if (lost_step) *lost_step = -1;
+    char **names;
+    int count;
+    AM_TRY(list(d, &names, &count));
+    am_status st = count ? AM_EIO : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory", d->path);
+    char first[600] = "";
+    size_t len = 0;
+    for (int i = count - 1; i >= 0 && st != AM_OK; i--) {
+        st = am_ckfile_read(d->fd, d->path, names[i], ck);
+        if (st == AM_OK) {
+            snprintf(name, cap, "%s", names[i]);
+            break;
+        }
+        if (!*first) snprintf(first, sizeof first, "%s", am_last_error());
+        if (lost_step && *lost_step < 0) am_ckfile_name(names[i], lost_step);
+        if (skipped && len + 2 < scap)
+            len += (size_t)snprintf(skipped + len, scap - len, "%s%s", len ? "; " : "", am_last_error());
     }
+    if (st != AM_OK && count) st = am_fail(st, "%s: none of its %d checkpoints could be read; the newest: %s", d->path,
+                                           count, first);
+    free_names(names, count);
+    return st;
+}
+
+/* Moves name into d's run-ID folder (ID: the run's first 8 bytes in hex,
+ * or "unknown"), never over a file there. */
+static am_status set_aside(const am_ckdir *d, const char *name, char *where, size_t cap) {
+    uint8_t id[AM_RUN_ID_BYTES];
+    char sub[40] = "run-unknown", hex[17];
+    if (!run_of(d, name, id)) {
+        sodium_bin2hex(hex, sizeof hex, id, 8);
+        snprintf(sub, sizeof sub, "run-%s", hex);
+    }
+    if (mkdirat(d->fd, sub, 0700) && errno != EEXIST)
+        return am_fail(AM_EIO, "%s/%s: cannot create (%s)", d->path, sub, strerror(errno));
+    int sfd = openat(d->fd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sfd < 0) return am_fail(AM_EIO, "%s/%s: cannot open (%s)", d->path, sub, strerror(errno));
+    int rc = renameat2(d->fd, name, sfd, name, RENAME_NOREPLACE), e = errno;
+    if (!rc) fsync(sfd);
+    close(sfd);
+    if (rc) return am_fail(AM_EIO, "%s/%s: cannot move into %s/ (%s); nothing was deleted", d->path, name, sub,
+                           e == EEXIST ? "a file of that name is there" : strerror(e));
+    if (!strstr(where, sub) && strlen(where) + strlen(sub) + 4 < cap)
+        snprintf(where + strlen(where), cap - strlen(where), "%s%s/", *where ? ", " : "", sub);
     return AM_OK;
 }
 
-/* The directory and the file name of a path. */
-static am_status split_path(const char *path, am_ckdir *d, const char **name) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    *name = slash ? slash + 1 : path;
-    if (!**name) return am_fail(AM_EINVAL, "%s: not a file name", path);
-    return am_ckdir_open(dir, 0, d);
-}
-
-am_status am_checkpoint_write(const char *path, const am_checkpoint *ck) {
-    if (!path || !ck) return am_fail(AM_EINVAL, "checkpoint: NULL argument");
-    am_ckdir d;
-    const char *name;
-    AM_TRY(split_path(path, &d, &name));
-    uint8_t *buf;
-    size_t n;
-    am_status st = am_checkpoint_encode(ck, &buf, &n);
-    if (st == AM_OK) {
-        st = write_atomic(d.fd, d.path, name, buf, n);
-        free(buf);
-    }
-    am_ckdir_close(&d);
-    return st;
-}
-
-am_status am_checkpoint_read(const char *path, am_checkpoint *ck) {
-    memset(ck, 0, sizeof *ck);
-    if (!path) return am_fail(AM_EINVAL, "checkpoint: NULL path");
-    am_ckdir d;
-    const char *name;
-    AM_TRY(split_path(path, &d, &name));
-    am_status st = am_ckdir_read(&d, name, ck);
-    am_ckdir_close(&d);
-    return st;
-}
-
-am_status am_checkpoint_load(const char *p, am_checkpoint *ck, char *used, size_t cap) {
-    memset(ck, 0, sizeof *ck);
-    struct stat sb;
-    if (!p) return am_fail(AM_EINVAL, "checkpoint: NULL path");
-    if (stat(p, &sb) || !S_ISDIR(sb.st_mode)) {
-        if (used) snprintf(used, cap, "%s", p);
-        return am_checkpoint_read(p, ck);
-    }
-    am_ckdir d;
-    char name[64];
-    AM_TRY(am_ckdir_open(p, 0, &d));
-    am_status st = am_ckdir_latest(&d, name, sizeof name);
-    if (st == AM_OK) st = am_ckdir_read(&d, name, ck);
-    if (st == AM_OK && used) snprintf(used, cap, "%s/%s", p, name);
-    am_ckdir_close(&d);
+am_status am_ckdir_claim(const am_ckdir *d, int move_aside, char *where, size_t cap, int *moved) {
+    char **names;
+    int count;
+    *moved = 0;
+    if (cap) *where = 0;
+    AM_TRY(list(d, &names, &count));
+    am_status st = AM_OK;
+    if (count && !move_aside)
+        st = am_fail(AM_EINVAL, "%s holds %d checkpoint%s of another run (the newest: %s): resume it (--resume %s), "
+                     "or give --new-run to move them aside", d->path, count, count == 1 ? "" : "s", names[count - 1], d->path);
+    for (int i = 0; move_aside && i < count && st == AM_OK; i++)
+        if ((st = set_aside(d, names[i], where, cap)) == AM_OK) (*moved)++;
+    if (*moved && fsync(d->fd) && st == AM_OK) st = am_fail(AM_EIO, "%s: fsync failed (%s)", d->path, strerror(errno));
+    free_names(names, count);
     return st;
 }

@@ -120,6 +120,20 @@ const am_train_cfg *am_trainer_cfg(const am_trainer *t) { return &t->cfg; }
 int am_trainer_global_step(const am_trainer *t) { return t->global_step; }
 int am_trainer_done(const am_trainer *t) { return t->global_step >= t->total_steps; }
 
+float am_trainer_lr_at(const am_trainer *t, int epochs) {
+    am_schedule s = t->sched;
+    s.total = t->steps_per_epoch * epochs - t->cfg.warmup;
+    if (s.total < 1) s.total = 1;
+    return am_schedule_lr(&s, t->global_step);
+}
+
+void am_trainer_count_lost(am_trainer *t, int reached_step) {
+    const int spe = t->steps_per_epoch;
+    if (reached_step > t->total_steps) reached_step = t->total_steps; /* no session trains past the run's end */
+    int lost = (reached_step + spe - 1) / spe - (t->global_step + spe - 1) / spe;
+    if (lost > 0) t->sessions += lost;
+}
+
 /* The predicted class: the first largest logit. */
 static int argmax(const float *z, int K) {
     int best = 0;
@@ -156,7 +170,7 @@ am_status am_trainer_step(am_trainer *t, am_step_info *info) {
 }
 
 am_status am_evaluate(am_model *m, const am_dataset *d, const float *mean, const float *std, int B,
-                      double *acc, double *loss) {
+                      const am_progress *progress, double *acc, double *loss) {
     if (!m || !d || !d->pixels || !mean || !std || B < 1) return am_fail(AM_EINVAL, "evaluate: bad argument");
     am_shape s = am_model_input_shape(m);
     if (s.c != d->c || s.h != d->h || s.w != d->w || am_model_num_classes(m) != d->classes)
@@ -192,6 +206,7 @@ am_status am_evaluate(am_model *m, const am_dataset *d, const float *mean, const
             total += mx + log(se) - z[lab[b]];
             correct += best == lab[b];
         }
+        if (progress && progress->fn) progress->fn(progress->ctx, i0 + real, d->n);
     }
     am_aligned_free(x);
     free(lab);
@@ -204,7 +219,7 @@ am_status am_evaluate(am_model *m, const am_dataset *d, const float *mean, const
 
 am_status am_trainer_evaluate(am_trainer *t, const am_dataset *d, double *acc, double *loss) {
     /* Same batch size as training: the model's buffers stay as they are. */
-    return am_evaluate(t->m, d, t->mean, t->std, t->cfg.batch, acc, loss);
+    return am_evaluate(t->m, d, t->mean, t->std, t->cfg.batch, NULL, acc, loss);
 }
 
 void am_trainer_snapshot(am_trainer *t, am_checkpoint *ck) {

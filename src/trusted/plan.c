@@ -262,8 +262,8 @@ am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape
 
 am_status am_asym_plan_done(am_asym *a) {
     if (a->cfg.mode != AM_MODE_OPEN && a->cfg.policy == AM_RANK_LIST && a->n_cand != a->cfg.n_ranks)
-        return am_fail(AM_EINVAL, "asym: the rank list has %d entries; the model has %d conv layers after the first",
-                       a->cfg.n_ranks, a->n_cand);
+        return am_fail(AM_EINVAL, "asym: the rank list has %d entr%s; the model has %d conv layer%s after the first",
+                       a->cfg.n_ranks, a->cfg.n_ranks == 1 ? "y" : "ies", a->n_cand, a->n_cand == 1 ? "" : "s");
     return AM_OK;
 }
 

@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
     }
     if (st == AM_OK && be->vt->adopt) st = be->vt->adopt(be, ch.arena, ch.arena_bytes);
     if (st == AM_OK && !strcmp(accel, "cuda")) am_cuda_describe(about, sizeof about);
-    else if (st == AM_OK) snprintf(about, sizeof about, "the CPU backend, %d threads", threads);
+    else if (st == AM_OK) snprintf(about, sizeof about, "the CPU backend, %d thread%s", threads, threads == 1 ? "" : "s");
     else snprintf(about, sizeof about, "the accelerator server could not start its %s backend: %s", accel, am_last_error());
     if (st != AM_OK && be) be->vt->destroy(be), be = NULL;
     st = am_server_serve(&ch, be, about, ppfd);
