@@ -10,7 +10,9 @@ static const char usage[] =
     "usage: asymml eval --checkpoint PATH --data DIR [options]\n"
     "Accuracy and loss of a checkpoint's model on a dataset's test split. The model runs\n"
     "in its run's mode, split and noise (a fresh noise key), unless the mode options\n"
-    "given here (--mode, --rank-ratio, --sigma, ...) change them.\n";
+    "given here (--mode, --rank-ratio, --sigma, ...) change them: the defaults listed\n"
+    "below are those of a new run, not of this one. A run trained with --tee process is\n"
+    "evaluated so too (the trusted side hardened before the key is read).\n";
 
 enum { E_CKPT = 1, E_DATA, E_DATASET, E_SPLIT, E_BATCH, E_LIMIT, E_DELTA };
 
@@ -32,6 +34,8 @@ typedef struct eval_opts {
     int batch, limit;
     double delta;
     cli_mode mode;
+    char newer[4400]; /* a later checkpoint of the run beside the one evaluated ("": none) */
+    int tee_given;    /* --tee on the command line */
 } eval_opts;
 
 static int handle(void *ctx, const cli_opt *o, const char *arg) {
@@ -48,6 +52,7 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
     case E_LIMIT: return arg_int("limit", arg, 1, 100000000, &e->limit) ? 0 : EXIT_USAGE;
     case E_DELTA: return arg_double("delta", arg, 1e-300, 0.5, &e->delta) ? 0 : EXIT_USAGE;
     }
+    if (!strcmp(o->name, "tee")) e->tee_given = 1;
     return cli_mode_option(&e->mode, o, arg);
 }
 
@@ -56,6 +61,10 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
 static void privacy(const eval_opts *e, const am_checkpoint *ck, const am_model *m, int eb) {
     const am_asym_cfg *a = &e->mode.asym;
     if (a->mode != AM_MODE_ASYMML) return;
+    if (!cli_smallest_release(m)) {
+        printf("privacy: nothing of these images crossed to the accelerator: no conv layer was split\n");
+        return;
+    }
     if (strcmp(e->split, "train")) {
         printf("privacy: the test images' residuals crossed; no figure is claimed for test data\n");
         return;
@@ -70,6 +79,11 @@ static void privacy(const eval_opts *e, const am_checkpoint *ck, const am_model 
     if (ta->mode == AM_MODE_OPEN || (ta->mode == AM_MODE_ASYMML && !(ta->sigma > 0.f))) {
         printf("privacy: no differential-privacy figure: the training run sent these images' %s without noise\n",
                ta->mode == AM_MODE_OPEN ? "conv inputs in the clear (open mode)" : "residuals");
+        return;
+    }
+    if (*e->newer) {
+        printf("privacy: no differential-privacy figure: the run went on past this checkpoint (to %s), and what it "
+               "released there is not known here\n", e->newer);
         return;
     }
     double mu2 = am_dp_mu2(a->sigma, rel, cpl);
@@ -147,6 +161,21 @@ static int mode_of_run(eval_opts *e, const am_checkpoint *ck, int argc, char **a
     return rc ? rc : cli_mode_check(&e->mode, 1);
 }
 
+/* A checkpoint of the run named after a later step, beside the one
+ * evaluated (one that does not read, or is not the one given): the run's
+ * releases are then not all in the one evaluated. */
+static void find_newer(eval_opts *e, const am_checkpoint *ck) {
+    char dir[4200], name[256];
+    const char *slash = strrchr(e->ckpt, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - e->ckpt) : 1, slash ? e->ckpt : ".");
+    if (!*dir) snprintf(dir, sizeof dir, "/");
+    am_ckdir d;
+    if (am_ckdir_open(dir, AM_CKDIR_READ, &d) != AM_OK) return;
+    if (am_ckdir_newer(&d, ck->bind.run_id, ck->global_step, name, sizeof name) == AM_OK && *name)
+        snprintf(e->newer, sizeof e->newer, "%.4000s/%.255s", dir, name);
+    am_ckdir_close(&d);
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_opts e = {.split = "test", .kind = AM_DATA_IDX, .batch = 100, .delta = 1e-5};
     cli_mode_init(&e.mode);
@@ -154,12 +183,18 @@ int cmd_eval(int argc, char **argv) {
     int rc = cli_parse("eval", usage, argc, argv, tables, handle, &e, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;
     if (!e.ckpt || !e.data) return die(EXIT_USAGE, "eval: --checkpoint and --data are required");
-    if ((rc = tee_begin(&e.mode))) return rc;
+    /* A sealed run may be a --tee process run, which its checkpoint says:
+     * hardened as one before the key is read. */
+    cli_mode harden = e.mode;
+    harden.process |= e.mode.key && !e.tee_given;
+    if ((rc = tee_begin(&harden))) return rc;
     am_checkpoint ck;
     char used[4200], skipped[2048];
     if (am_checkpoint_load(e.ckpt, &ck, used, sizeof used, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
     if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; evaluating %s instead\n", skipped, used);
     e.ckpt = used;
+    find_newer(&e, &ck);
+    if (!e.tee_given) e.mode.process = ck.opts.tee_process;
     am_dataset d = {0};
     cli_tee *tee = NULL;
     rc = mode_of_run(&e, &ck, argc, argv);

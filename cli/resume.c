@@ -111,20 +111,28 @@ static int same_dir(const train_opts *o) {
 static int load(train_opts *o, run *r, const char *file) {
     char name[256], skipped[2048];
     if (*file) {
+        if (am_checkpoint_name_step(file) < 0)
+            return die(EXIT_USAGE, "--resume %s: not a checkpoint's name (ckpt-NNNNNNNNNN.amck): a run resumes from "
+                                   "the checkpoints in its directory", o->resume);
         if (am_ckdir_read(&r->dir, file, &r->ck) != AM_OK) return lib_fail("--resume");
-        if (am_ckdir_newest_of(&r->dir, r->ck.bind.run_id, name, sizeof name) != AM_OK) return lib_fail("--resume");
-        int step;
-        if (*name && sscanf(name, "ckpt-%d", &step) == 1 && step > r->ck.global_step)
-            return die(EXIT_USAGE, "--resume %s: this run has a newer checkpoint, %s/%s: resume the directory "
-                                   "(--resume %s), which takes its newest", o->resume, o->run_dir, name, o->run_dir);
         snprintf(name, sizeof name, "%s", file);
-    } else {
-        if (am_ckdir_load(&r->dir, &r->ck, name, sizeof name, skipped, sizeof skipped, &o->lost_step) != AM_OK)
-            return lib_fail("--resume");
-        if (o->lost_step >= 0)
-            fprintf(stderr, "asymml: warning: skipped what does not read: %s; resuming from %s/%s instead\n", skipped,
-                    o->run_dir, name);
+    } else if (am_ckdir_load(&r->dir, &r->ck, name, sizeof name, skipped, sizeof skipped, NULL) != AM_OK) {
+        return lib_fail("--resume");
     }
+    /* Newer files of this run (or that do not say whose they are): from a
+     * file, refused; from the directory, passed over (they did not read)
+     * and the epochs their session may have trained counted. */
+    char newer[256];
+    if (am_ckdir_newer(&r->dir, r->ck.bind.run_id, r->ck.global_step, newer, sizeof newer) != AM_OK)
+        return lib_fail("--resume");
+    if (*newer && *file)
+        return die(EXIT_USAGE, "--resume %s: this run has newer checkpoints (the newest: %s/%s): resume its directory "
+                               "(--resume %s), which takes the newest that reads", o->resume, o->run_dir, newer,
+                   o->run_dir);
+    o->lost_step = *newer ? am_checkpoint_name_step(newer) : -1;
+    if (!*file && *skipped)
+        fprintf(stderr, "asymml: warning: skipped what does not read: %s; resuming from %s/%s instead\n", skipped,
+                o->run_dir, name);
     if (snprintf(o->resumed, sizeof o->resumed, "%.4000s/%.190s", o->run_dir, name) >= (int)sizeof o->resumed)
         return die(EXIT_USAGE, "--resume %s: path too long", o->resume);
     if (r->ck.version < 6)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <sodium.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "cli.h"
@@ -56,6 +57,14 @@ static int make_dirs(const char *dir) {
     return mkdir(p, 0700) && errno != EEXIST ? -1 : 0;
 }
 
+/* Where FILE's sealed copy goes. */
+static void out_name(const seal_opts *o, const char *file, char *out, size_t cap) {
+    const char *base = strrchr(file, '/');
+    base = base ? base + 1 : file;
+    if (o->out) snprintf(out, cap, "%s/%s.sealed", o->out, base);
+    else snprintf(out, cap, "%s.sealed", file);
+}
+
 int cmd_seal(int argc, char **argv) {
     seal_opts o = {0};
     const cli_opt *const tables[] = {opts, NULL};
@@ -79,12 +88,17 @@ int cmd_seal(int argc, char **argv) {
     if (o.out && make_dirs(o.out)) return die(EXIT_RUNTIME, "seal: %s: cannot create (%s)", o.out, strerror(errno));
     uint8_t key[AM_SEAL_KEY_BYTES];
     if (am_seal_key_read(o.key, key) != AM_OK) return lib_fail("seal");
+    /* Files sealed together are one dataset: none is written if any is there
+     * already (a folder of two sealings is refused when it is read). */
     for (int i = rest; i < argc && !rc; i++) {
         char out[4096];
-        const char *base = strrchr(argv[i], '/');
-        base = base ? base + 1 : argv[i];
-        if (o.out) snprintf(out, sizeof out, "%s/%s.sealed", o.out, base);
-        else snprintf(out, sizeof out, "%s.sealed", argv[i]);
+        out_name(&o, argv[i], out, sizeof out);
+        if (access(out, F_OK) == 0)
+            rc = die(EXIT_RUNTIME, "seal: %s exists; nothing was written (the files sealed together are one dataset)", out);
+    }
+    for (int i = rest; i < argc && !rc; i++) {
+        char out[4096];
+        out_name(&o, argv[i], out, sizeof out);
         if (am_seal_file(key, &ids[i - rest], argv[i], out) != AM_OK) rc = lib_fail("seal");
         else printf("seal: %s -> %s (%s)\n", argv[i], out, am_seal_role_name(ids[i - rest].role));
     }

@@ -1,4 +1,5 @@
 /* asymml train: trains a model; checkpoints and resume. */
+#include <signal.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 
 static const char usage[] =
     "usage: asymml train --data DIR [options]\n"
-    "       asymml train --data DIR --resume DIR|FILE [--epochs N] [--key FILE] [--log PATH]\n"
+    "       asymml train --data DIR --resume DIR|FILE [--epochs N] [--key FILE] [--log PATH] [--threads N]\n"
     "Train a model and report test accuracy after each epoch.\n";
 
 enum {
@@ -122,7 +123,7 @@ static int claim_dir(const train_opts *o, run *r) {
     int moved;
     am_status st = am_ckdir_claim(&r->dir, o->new_run, where, sizeof where, &moved);
     if (st != AM_OK) return die(st == AM_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "--checkpoint-dir: %s", am_last_error());
-    if (moved) printf("moved %d checkpoint%s of an earlier run aside, into %s/%s\n", moved, moved == 1 ? "" : "s", o->ckdir, where);
+    if (moved) printf("moved %d checkpoint%s of an earlier run aside, into %s\n", moved, moved == 1 ? "" : "s", where);
     return 0;
 }
 
@@ -207,6 +208,33 @@ static int save(const train_opts *o, run *r, char *last, size_t cap) {
     return 0;
 }
 
+/* An interrupt (SIGINT, SIGTERM): the step in progress ends, a checkpoint
+ * is saved and the run stops, saying how to go on; a second one stops it
+ * at once (the handler is reset). */
+static volatile sig_atomic_t g_stop;
+static void on_stop(int sig) { g_stop = sig; }
+
+static void catch_stop(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static int stopped(const train_opts *o, run *r, const am_step_info *si, char *last, size_t cap) {
+    char now[32]; /* saved already at this step (the end of an epoch, --save-every)? */
+    snprintf(now, sizeof now, "ckpt-%010d.amck", am_trainer_global_step(r->t));
+    int rc = o->ckdir && strcmp(last, now) ? save(o, r, last, cap) : 0;
+    if (rc) return rc;
+    fprintf(stderr, "%sasymml: interrupted at epoch %d step %d/%d", isatty(STDOUT_FILENO) ? "\n" : "", si->epoch,
+            si->step, si->steps_per_epoch);
+    if (o->ckdir) fprintf(stderr, "; saved %s/%s: go on with --resume %s\n", o->ckdir, last, o->ckdir);
+    else fprintf(stderr, "; nothing saved (no --checkpoint-dir)\n");
+    return 128 + g_stop;
+}
+
 static int loop(const train_opts *o, run *r, double *acc) {
     const am_train_cfg *c = am_trainer_cfg(r->t);
     am_model *m = am_trainer_model(r->t);
@@ -258,6 +286,7 @@ static int loop(const train_opts *o, run *r, double *acc) {
                    si.steps_per_epoch, o->ckdir, last);
             fflush(stdout);
         }
+        if (g_stop && !epoch_end) return stopped(o, r, &si, last, sizeof last);
         if (!epoch_end) continue;
         double loss, ep_s = now_s() - ep_t0, share = am_trainer_residual_share(r->t);
         if (am_trainer_evaluate(r->t, &r->te, acc, &loss) != AM_OK) return lib_fail("evaluate");
@@ -273,6 +302,7 @@ static int loop(const train_opts *o, run *r, double *acc) {
                      si.epoch, *acc, loss, ep_s, share);
         fflush(stdout);
         ep_t0 = now_s();
+        if (g_stop && !am_trainer_done(r->t)) return stopped(o, r, &si, last, sizeof last);
     }
     return 0;
 }
@@ -288,6 +318,7 @@ static int train_run(train_opts *o) {
                am_trainer_cfg(r.t)->epochs, o->resumed);
     if (!rc && !complete) {
         start_lines(o, &r);
+        catch_stop();
         rc = loop(o, &r, &acc);
     }
     if (!rc && !complete && acc < 0 && am_trainer_evaluate(r.t, &r.te, &acc, NULL) != AM_OK) rc = lib_fail("evaluate");
@@ -300,7 +331,17 @@ static int train_run(train_opts *o) {
         printf("trusted memory: peak %.1f MiB of asymml's own allocations (%s%s)\n", (double)am_mem_peak() / (1 << 20),
                lim, o->mode.process ? "" : "; in one process, the accelerator's buffers count too");
         long rel = am_trainer_releases(r.t), cpl = am_trainer_coupling(r.t);
-        cli_privacy_end(stdout, m, &c->asym, am_dp_mu2(c->asym.sigma, rel, cpl), rel, cpl, o->delta, "training sample");
+        char whose[160] = "training sample";
+        int layers = 0, per = c->asym.protect_grads ? 2 : 1, res = am_trainer_resumes(r.t);
+        for (int i = 0; i < am_model_num_convs(m); i++) {
+            am_split_info si;
+            if (am_model_split_info(m, i, &si) == AM_OK) layers += si.split;
+        }
+        if (rel && layers) /* where the count comes from */
+            snprintf(whose, sizeof whose, "training sample (%d split layer%s%s x (%ld epoch%s begun + %d resume%s))",
+                     layers, layers == 1 ? "" : "s", per == 2 ? " x 2" : "", rel / (layers * per) - res,
+                     rel / (layers * per) - res == 1 ? "" : "s", res, res == 1 ? "" : "s");
+        cli_privacy_end(stdout, m, &c->asym, am_dp_mu2(c->asym.sigma, rel, cpl), rel, cpl, o->delta, whose);
     }
     int rc2 = cli_log_close(r.log, o->log);
     am_trainer_free(r.t);

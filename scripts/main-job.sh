@@ -11,10 +11,11 @@
 # for the residual releases alone, with the signal-to-noise statement that
 # says why that figure is no guarantee for the run.
 # Its checkpoints go, sealed, to runs/main (the key: runs/main.key, made on
-# the first run); a new main job moves the last one's aside (--new-run), and
-# `scripts/main-job.sh --resume` goes on with it after an interruption.
-# Extra arguments go to `asymml train` (see `asymml train --help`); give the
-# same ones again with --resume.
+# the first run; one every 100 steps too); a new main job moves the last
+# one's aside (--new-run), and `scripts/main-job.sh --resume` goes on with it
+# after an interruption (Ctrl-C saves one first). Extra arguments go to
+# `asymml train` (see `asymml train --help`); with --resume, the run's own
+# options come from its checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -27,7 +28,7 @@ if [ "${1:-}" = --resume ]; then
   shift
   run=(--resume runs/main)
 else
-  run=(--checkpoint-dir runs/main --new-run)
+  run=(--checkpoint-dir runs/main --save-every 100 --new-run)
 fi
 exec build/asymml train --model lenet --data /usr/share/datasets/fashion-mnist --epochs 3 \
   --mode asymml --basis per-sample --rank-ratio 0.5 --clip 0.25 --sigma 2 --tee process --key runs/main.key \

@@ -149,6 +149,18 @@ for f in ckpt-0000000002.amck ckpt-0000000004.amck; do
   cmp -s "$dir/own.first/$f" "$own"/run-*/"$f" || { echo "FAIL: --new-run did not keep $f"; fail=$((fail + 1)); }
 done
 [ "$(ls "$own" | grep -c '^ckpt-')" -eq 2 ] || { echo "FAIL: the new run's checkpoints: $(ls "$own")"; fail=$((fail + 1)); }
+# An interrupt: the step ends, a checkpoint is saved, and the run says how
+# to go on.
+"$bin" train --data "$dir/data" --epochs 5000 --batch 16 --checkpoint-dir "$dir/intr" --threads 1 >/dev/null 2>"$dir/err" &
+intr=$!
+for _ in $(seq 300); do [ -s "$dir/intr/.asymml-lock" ] && break; sleep 0.1; done
+sleep 0.5
+kill -INT "$intr"
+wait "$intr"
+code=$?
+saved=$(ls "$dir/intr" | grep '^ckpt-' | tail -1)
+[ "$code" -eq 130 ] && grep -qx "asymml: interrupted at epoch [0-9]* step [0-9]*/6; saved $dir/intr/$saved: go on with --resume $dir/intr" "$dir/err" ||
+  { echo "FAIL: an interrupt: exit $code, $(cat "$dir/err")"; fail=$((fail + 1)); }
 # Two runs on one directory: the second is refused, naming the first.
 "$bin" train --data "$dir/data" --epochs 5000 --batch 16 --checkpoint-dir "$dir/busy" --threads 1 >/dev/null 2>&1 &
 busy=$!
@@ -217,8 +229,11 @@ expect 0 "a noised run, saved often" -- "$bin" train --data "$dir/data" --epochs
   --rank-ratio 0.25 --clip 1 --sigma 1 --noise-seed 3 --threads 1 --checkpoint-dir "$dir/ckl" --save-every 2 --keep 10
 grep -q "^privacy: (epsilon .* 2 Gaussian releases per training sample" "$dir/out" || { echo "FAIL: $(grep privacy "$dir/out")"; fail=$((fail + 1)); }
 for s in 8 10 12; do head -c 300 "$dir/ckl/ckpt-00000000$(printf %02d $s).amck" >"$dir/x" && mv "$dir/x" "$dir/ckl/ckpt-00000000$(printf %02d $s).amck"; done
+expect 0 "eval past unreadable checkpoints" -- "$bin" eval --checkpoint "$dir/ckl" --data "$dir/data" --split train
+grep -qx "privacy: no differential-privacy figure: the run went on past this checkpoint (to $dir/ckl/ckpt-0000000012.amck), and what it released there is not known here" "$dir/out" ||
+  { echo "FAIL: eval of a stale checkpoint: $(grep privacy "$dir/out")"; fail=$((fail + 1)); }
 expect 0 "its resume past unreadable checkpoints" -- "$bin" train --data "$dir/data" --resume "$dir/ckl"
-grep -q "^privacy: (epsilon .* 4 Gaussian releases per training sample" "$dir/out" ||
+grep -q "^privacy: (epsilon .* 4 Gaussian releases per training sample (1 split layer x (2 epochs begun + 2 resumes))" "$dir/out" ||
   { echo "FAIL: lost sessions not counted: $(grep privacy "$dir/out")"; fail=$((fail + 1)); }
 # seal creates its output directory.
 expect 0 "seal into a new directory" -- "$bin" seal --key "$dir/key" --out-dir "$dir/sealed/deeper" "$dir/data/train-labels-idx1-ubyte"
@@ -271,7 +286,7 @@ grep -q "^plan: - [0-9]*p " "$dir/out" || { echo "FAIL: auto basis with noise is
 grep -q "sensitivity 2 x clip (each residual depends on its own sample only)" "$dir/out" || { echo "FAIL: auto basis run is coupled"; fail=$((fail + 1)); }
 plan=$(grep "^plan:" "$dir/out")
 expect 2 "resume from a file that is not its run's newest" -- "$bin" train --data "$dir/data" --resume "$dir/ckb/ckpt-0000000003.amck"
-grep -qx "asymml: --resume $dir/ckb/ckpt-0000000003.amck: this run has a newer checkpoint, $dir/ckb/ckpt-0000000012.amck: resume the directory (--resume $dir/ckb), which takes its newest" "$dir/err" ||
+grep -qx "asymml: --resume $dir/ckb/ckpt-0000000003.amck: this run has newer checkpoints (the newest: $dir/ckb/ckpt-0000000012.amck): resume its directory (--resume $dir/ckb), which takes the newest that reads" "$dir/err" ||
   { echo "FAIL: an older checkpoint resumed: $(cat "$dir/err")"; fail=$((fail + 1)); }
 rm "$dir/ckb/ckpt-0000000006.amck" "$dir/ckb/ckpt-0000000009.amck" "$dir/ckb/ckpt-0000000012.amck"
 expect 0 "resume a decided plan" -- "$bin" train --data "$dir/data" --resume "$dir/ckb/ckpt-0000000003.amck"

@@ -348,11 +348,31 @@ static void t_dir_helpers(void **st) {
     assert_true(exists(sub, "ckpt-0000000002.amck") && exists(sub, "ckpt-0000000005.amck"));
     assert_true(exists(sub, "ckpt-0000000099.amck") && exists(sub, "notes.txt"));
     assert_int_equal(am_ckdir_prune(&d, ck.bind.run_id, 0), AM_EINVAL);
+    /* A later file of the run that does not read (a byte changed) neither
+     * takes the place of the checkpoint just saved nor goes. */
+    save_as(&d, &ck, 1, 20, 10);
+    snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 20);
+    FILE *f = fopen(p, "r+b");
+    fseek(f, -1, SEEK_END);
+    int last = fgetc(f);
+    fseek(f, -1, SEEK_END);
+    fputc(last ^ 0xff, f);
+    fclose(f);
+    save_as(&d, &ck, 1, 13, 1);
+    assert_true(exists(sub, "ckpt-0000000013.amck") && exists(sub, "ckpt-0000000020.amck"));
+    assert_false(exists(sub, "ckpt-0000000010.amck"));
+    save_as(&d, &ck, 1, 10, 10), save_as(&d, &ck, 1, 7, 10);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/ckpt-%010d.amck", sub, 13);
+    unlink(p);
     /* Whose: from the file's first bytes. */
     uint8_t run[AM_RUN_ID_BYTES] = {2};
     memcpy(run + 1, ck.bind.run_id + 1, sizeof run - 1);
-    assert_int_equal(am_ckdir_newest_of(&d, run, name, sizeof name), AM_OK);
-    assert_string_equal(name, "ckpt-0000000005.amck");
+    assert_int_equal(am_ckdir_newer(&d, run, 2, name, sizeof name), AM_OK);
+    assert_string_equal(name, "ckpt-0000000099.amck"); /* does not say whose: may be run 2's */
+    assert_int_equal(am_checkpoint_name_step(name), 99);
+    assert_int_equal(am_checkpoint_name_step("ckpt-9999999999.amck"), -1);
+    assert_int_equal(am_checkpoint_name_step("final.amck"), -1);
     /* The newest that reads; the one that does not, said, and its step. */
     am_checkpoint got;
     int lost;
@@ -374,8 +394,11 @@ static void t_dir_helpers(void **st) {
     char hex[17];
     sodium_bin2hex(hex, sizeof hex, ck.bind.run_id, 8);
     snprintf(p, sizeof p, "run-%s/ckpt-0000000010.amck", hex);
-    assert_true(exists(sub, p) && exists(sub, "run-unknown/ckpt-0000000099.amck"));
-    assert_non_null(strstr(where, "run-unknown/"));
+    assert_true(exists(sub, p)); /* the file that does not say goes with the newest run that does */
+    snprintf(p, sizeof p, "run-%s/ckpt-0000000099.amck", hex);
+    assert_true(exists(sub, p));
+    snprintf(p, sizeof p, "%s/run-%s/", sub, hex);
+    assert_non_null(strstr(where, p));
     assert_int_equal(am_ckdir_latest(&d, name, sizeof name), AM_EIO);
     assert_int_equal(am_ckdir_claim(&d, 0, where, sizeof where, &moved), AM_OK);
     am_ckdir_close(&d);

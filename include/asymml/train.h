@@ -99,6 +99,9 @@ float am_trainer_lr_at(const am_trainer *t, int epochs);
  * and its checkpoints after this one were lost (unreadable): the epochs it
  * began beyond this checkpoint are counted as releases (am_trainer_releases). */
 void am_trainer_count_lost(am_trainer *t, int reached_step);
+/* The resumes counted in am_trainer_releases: one per resume, and one per
+ * epoch of a session whose checkpoints were lost. */
+int am_trainer_resumes(const am_trainer *t);
 /* Accuracy and mean loss of the model in evaluation mode on d. */
 am_status am_trainer_evaluate(am_trainer *t, const am_dataset *d, double *acc, double *loss);
 /* The current state as a checkpoint (its arrays point into the trainer:
@@ -176,10 +179,10 @@ am_status am_checkpoint_peek_run(int fd, uint8_t run_id[AM_RUN_ID_BYTES]);
  * symbolic link, so that the trusted process can be confined to it. Files
  * are named ckpt-NNNNNNNNNN.amck (the global step they hold); temporary
  * files have unique names. A directory holds one run's checkpoints, and a
- * writer holds the directory: an exclusive lock (flock on DIR/.asymml-lock,
- * which holds its pid) for as long as it is open. */
+ * writer holds the directory: an exclusive lock (flock on the directory;
+ * its pid in DIR/.asymml-lock) for as long as it is open. */
 typedef struct am_ckdir {
-    int fd, lock_fd;
+    int fd;
     char path[4096];
 } am_ckdir;
 
@@ -191,19 +194,24 @@ am_status am_ckdir_open(const char *dir, int flags, am_ckdir *d);
 void am_ckdir_close(am_ckdir *d); /* and lets go of the lock */
 /* A new run's directory: one that holds checkpoints (of another run) is
  * refused, unless move_aside: each is then moved, never deleted, into
- * DIR/run-ID/ (ID: its run's, in 16 hex digits; run-unknown when the file
- * does not say), the folders into where, their count into *moved. */
+ * DIR/run-ID/ (ID: its run's, in 16 hex digits; a file that does not say
+ * goes with the newest run that does, run-unknown if none does), the
+ * folders (with DIR) into where, their count into *moved. */
 am_status am_ckdir_claim(const am_ckdir *d, int move_aside, char *where, size_t cap, int *moved);
 /* Writes ck as ckpt-STEP.amck atomically, then deletes all but the newest
- * keep (keep >= 1) of ck's run; the file's name into name. */
+ * keep (keep >= 1) of ck's run up to STEP (later ones, damaged files a
+ * resume passed over, stay); the file's name into name. */
 am_status am_ckdir_save(const am_ckdir *d, const am_checkpoint *ck, int keep, char *name, size_t cap);
 /* Deletes all but the newest keep checkpoints of run; files of another run,
  * or that do not say whose they are, stay. */
 am_status am_ckdir_prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int keep);
 /* The newest checkpoint's name (AM_EIO if there is none). */
 am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap);
-/* The newest checkpoint of run ("" if none). */
-am_status am_ckdir_newest_of(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], char *name, size_t cap);
+/* The newest checkpoint named after a step past `step` that is of run or
+ * does not say whose it is ("" if none). */
+am_status am_ckdir_newer(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int step, char *name, size_t cap);
+/* The step a checkpoint's file name says (ckpt-NNNNNNNNNN.amck), or -1. */
+int am_checkpoint_name_step(const char *name);
 /* Reads name in d; a ckpt-N.amck must hold step N. */
 am_status am_ckdir_read(const am_ckdir *d, const char *name, am_checkpoint *ck);
 /* Reads the newest checkpoint that reads whole: its name into name; each

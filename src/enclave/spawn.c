@@ -173,6 +173,10 @@ __attribute__((noreturn)) static void child(const am_spawn_cfg *c, const am_spaw
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) child_fail(pipe_w, 3);
     if (ruleset >= 0 && syscall(SYS_landlock_restrict_self, ruleset, 0)) child_fail(pipe_w, 4);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent) child_fail(pipe_w, 5);
+    /* A terminal's interrupt is the trusted side's to act on (it saves and
+     * stops; the server goes with it), not the server's to die of first. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
     syscall(SYS_execveat, exe, "", c->argv, envp, AT_EMPTY_PATH);
     child_fail(pipe_w, 6);
 }

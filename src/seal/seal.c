@@ -76,8 +76,9 @@ am_status am_seal_keygen(const char *path) {
     crypto_secretstream_xchacha20poly1305_keygen(key);
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
+        int e = errno;
         sodium_memzero(key, sizeof key);
-        return am_fail(AM_EIO, "%s: cannot create (%s)", path, strerror(errno));
+        return am_fail(AM_EIO, "%s: %s", path, e == EEXIST ? "exists; not overwritten" : strerror(e));
     }
     ssize_t w = write(fd, key, sizeof key);
     int e = errno;

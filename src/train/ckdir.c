@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,17 +20,17 @@
 
 #define LOCK_NAME ".asymml-lock"
 
-/* The directory for this process: an exclusive flock on its lock file,
- * which says whose it is (the pid) to whoever is refused. */
+/* The directory for this process: an exclusive flock on the directory
+ * itself (which no one can delete from under it, as one could a lock
+ * file), and its holder's pid in DIR/.asymml-lock, for whoever is refused. */
 static am_status take(am_ckdir *d) {
-    int fd = openat(d->fd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return am_fail(AM_EIO, "%s/%s: cannot open (%s)", d->path, LOCK_NAME, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB)) {
+    if (flock(d->fd, LOCK_EX | LOCK_NB)) {
         int e = errno;
+        if (e != EWOULDBLOCK) return am_fail(AM_EIO, "%s: cannot lock (%s)", d->path, strerror(e));
         char b[24] = "";
-        ssize_t k = pread(fd, b, sizeof b - 1, 0);
-        close(fd);
-        if (e != EWOULDBLOCK) return am_fail(AM_EIO, "%s/%s: cannot lock (%s)", d->path, LOCK_NAME, strerror(e));
+        int fd = openat(d->fd, LOCK_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        ssize_t k = fd >= 0 ? pread(fd, b, sizeof b - 1, 0) : 0;
+        if (fd >= 0) close(fd);
         long pid = k > 0 ? atol(b) : 0;
         if (pid > 0)
             return am_fail(AM_EIO, "%s is in use by another asymml run (pid %ld): a checkpoint directory holds one run",
@@ -38,12 +39,13 @@ static am_status take(am_ckdir *d) {
     }
     char b[24];
     int len = snprintf(b, sizeof b, "%ld\n", (long)getpid());
-    if (ftruncate(fd, 0) || pwrite(fd, b, (size_t)len, 0) != len) {
+    int fd = openat(d->fd, LOCK_NAME, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, b, (size_t)len) != len) {
         int e = errno;
-        close(fd);
+        if (fd >= 0) close(fd);
         return am_fail(AM_EIO, "%s/%s: cannot write (%s)", d->path, LOCK_NAME, strerror(e));
     }
-    d->lock_fd = fd;
+    close(fd);
     return AM_OK;
 }
 
@@ -59,7 +61,7 @@ static am_status writable(const am_ckdir *d) {
 
 am_status am_ckdir_open(const char *dir, int flags, am_ckdir *d) {
     memset(d, 0, sizeof *d);
-    d->fd = d->lock_fd = -1;
+    d->fd = -1;
     if (!dir || !*dir) return am_fail(AM_EINVAL, "checkpoint directory: empty path");
     if (strlen(dir) >= sizeof d->path) return am_fail(AM_EINVAL, "checkpoint directory: path too long");
     if (sodium_init() < 0) return am_fail(AM_EIO, "checkpoint: libsodium failed to initialize");
@@ -77,9 +79,8 @@ am_status am_ckdir_open(const char *dir, int flags, am_ckdir *d) {
 
 void am_ckdir_close(am_ckdir *d) {
     if (!d) return;
-    if (d->fd >= 0) close(d->fd);
-    if (d->lock_fd >= 0) close(d->lock_fd); /* and the lock with it */
-    d->fd = d->lock_fd = -1;
+    if (d->fd >= 0) close(d->fd); /* and the lock with it */
+    d->fd = -1;
 }
 
 static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -132,20 +133,20 @@ am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap) {
     char **names;
     int count;
     AM_TRY(list(d, &names, &count));
-    am_status st = count ? AM_OK : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory", d->path);
+    am_status st = count ? AM_OK : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory (a run saves its first at the end of its first epoch, or after --save-every steps)", d->path);
     if (st == AM_OK && snprintf(name, cap, "%s", names[count - 1]) >= (int)cap) st = am_fail(AM_EINVAL, "name too long");
     free_names(names, count);
     return st;
 }
 
-am_status am_ckdir_newest_of(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], char *name, size_t cap) {
+am_status am_ckdir_newer(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int step, char *name, size_t cap) {
     char **names;
     int count;
     AM_TRY(list(d, &names, &count));
     if (cap) *name = 0;
     uint8_t id[AM_RUN_ID_BYTES];
-    for (int i = count - 1; i >= 0; i--)
-        if (!run_of(d, names[i], id) && !memcmp(id, run, sizeof id)) {
+    for (int i = count - 1, s; i >= 0; i--)
+        if (am_ckfile_name(names[i], &s) && s > step && (run_of(d, names[i], id) || !memcmp(id, run, sizeof id))) {
             snprintf(name, cap, "%s", names[i]);
             break;
         }
@@ -153,7 +154,8 @@ am_status am_ckdir_newest_of(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTE
     return AM_OK;
 }
 
-am_status am_ckdir_prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int keep) {
+/* The run's checkpoints up to step `upto`, all but the newest keep. */
+static am_status prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int keep, int upto) {
     if (keep < 1) return am_fail(AM_EINVAL, "checkpoint: keep %d, must be at least 1", keep);
     char **names;
     int count;
@@ -161,14 +163,22 @@ am_status am_ckdir_prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], 
     am_status st = AM_OK;
     uint8_t id[AM_RUN_ID_BYTES];
     /* Newest first: the run's own beyond the newest keep go; what is of
-     * another run, or does not say, stays. */
-    for (int i = count - 1, mine = 0; i >= 0; i--) {
-        if (run_of(d, names[i], id) || memcmp(id, run, sizeof id) || ++mine <= keep) continue;
+     * another run, or does not say, stays, and so does what is named after
+     * a later step (a damaged file a resume passed over must not take the
+     * place of the checkpoint just saved). */
+    for (int i = count - 1, mine = 0, s; i >= 0; i--) {
+        if (!am_ckfile_name(names[i], &s) || s > upto || run_of(d, names[i], id) || memcmp(id, run, sizeof id) ||
+            ++mine <= keep)
+            continue;
         if (unlinkat(d->fd, names[i], 0) && errno != ENOENT && st == AM_OK)
             st = am_fail(AM_EIO, "%s/%s: cannot delete (%s)", d->path, names[i], strerror(errno));
     }
     free_names(names, count);
     return st;
+}
+
+am_status am_ckdir_prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int keep) {
+    return prune(d, run, keep, INT_MAX);
 }
 
 am_status am_ckdir_save(const am_ckdir *d, const am_checkpoint *ck, int keep, char *name, size_t cap) {
@@ -190,7 +200,7 @@ am_status am_ckdir_save(const am_ckdir *d, const am_checkpoint *ck, int keep, ch
                      : am_fail(st, "%s", msg);
     }
     if (name) snprintf(name, cap, "%s", nm);
-    return am_ckdir_prune(d, ck->bind.run_id, keep);
+    return prune(d, ck->bind.run_id, keep, ck->global_step);
 }
 
 am_status am_ckdir_read(const am_ckdir *d, const char *name, am_checkpoint *ck) {
@@ -205,7 +215,7 @@ am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t
     char **names;
     int count;
     AM_TRY(list(d, &names, &count));
-    am_status st = count ? AM_EIO : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory", d->path);
+    am_status st = count ? AM_EIO : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory (a run saves its first at the end of its first epoch, or after --save-every steps)", d->path);
     char first[600] = "";
     size_t len = 0;
     for (int i = count - 1; i >= 0 && st != AM_OK; i--) {
@@ -225,15 +235,9 @@ am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t
     return st;
 }
 
-/* Moves name into d's run-ID folder (ID: the run's first 8 bytes in hex,
- * or "unknown"), never over a file there. */
-static am_status set_aside(const am_ckdir *d, const char *name, char *where, size_t cap) {
-    uint8_t id[AM_RUN_ID_BYTES];
-    char sub[40] = "run-unknown", hex[17];
-    if (!run_of(d, name, id)) {
-        sodium_bin2hex(hex, sizeof hex, id, 8);
-        snprintf(sub, sizeof sub, "run-%s", hex);
-    }
+/* Moves name into d's folder sub, never over a file there; the folder,
+ * with d's path, into where when it is not there yet. */
+static am_status set_aside(const am_ckdir *d, const char *name, const char *sub, char *where, size_t cap) {
     if (mkdirat(d->fd, sub, 0700) && errno != EEXIST)
         return am_fail(AM_EIO, "%s/%s: cannot create (%s)", d->path, sub, strerror(errno));
     int sfd = openat(d->fd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -243,9 +247,22 @@ static am_status set_aside(const am_ckdir *d, const char *name, char *where, siz
     close(sfd);
     if (rc) return am_fail(AM_EIO, "%s/%s: cannot move into %s/ (%s); nothing was deleted", d->path, name, sub,
                            e == EEXIST ? "a file of that name is there" : strerror(e));
-    if (!strstr(where, sub) && strlen(where) + strlen(sub) + 4 < cap)
-        snprintf(where + strlen(where), cap - strlen(where), "%s%s/", *where ? ", " : "", sub);
+    char folder[4200];
+    snprintf(folder, sizeof folder, "%s/%s/", d->path, sub);
+    if (!strstr(where, folder) && strlen(where) + strlen(folder) + 4 < cap)
+        snprintf(where + strlen(where), cap - strlen(where), "%s%s", *where ? ", " : "", folder);
     return AM_OK;
+}
+
+/* The folder for a file of run id (NULL: it does not say). */
+static void folder_of(const uint8_t *id, char *sub, size_t cap) {
+    char hex[17];
+    if (!id) {
+        snprintf(sub, cap, "run-unknown");
+        return;
+    }
+    sodium_bin2hex(hex, sizeof hex, id, 8);
+    snprintf(sub, cap, "run-%s", hex);
 }
 
 am_status am_ckdir_claim(const am_ckdir *d, int move_aside, char *where, size_t cap, int *moved) {
@@ -258,8 +275,18 @@ am_status am_ckdir_claim(const am_ckdir *d, int move_aside, char *where, size_t 
     if (count && !move_aside)
         st = am_fail(AM_EINVAL, "%s holds %d checkpoint%s of another run (the newest: %s): resume it (--resume %s), "
                      "or give --new-run to move them aside", d->path, count, count == 1 ? "" : "s", names[count - 1], d->path);
-    for (int i = 0; move_aside && i < count && st == AM_OK; i++)
-        if ((st = set_aside(d, names[i], where, cap)) == AM_OK) (*moved)++;
+    /* A file that does not say whose it is goes with the newest run that
+     * does (a directory holds one run): a resume of that folder then
+     * passes over it, and counts it. */
+    uint8_t id[AM_RUN_ID_BYTES], newest[AM_RUN_ID_BYTES];
+    int have = 0;
+    for (int i = count - 1; move_aside && i >= 0 && !have; i--) have = !run_of(d, names[i], newest);
+    for (int i = 0; move_aside && i < count && st == AM_OK; i++) {
+        char sub[40];
+        int says = !run_of(d, names[i], id);
+        folder_of(says ? id : have ? newest : NULL, sub, sizeof sub);
+        if ((st = set_aside(d, names[i], sub, where, cap)) == AM_OK) (*moved)++;
+    }
     if (*moved && fsync(d->fd) && st == AM_OK) st = am_fail(AM_EIO, "%s: fsync failed (%s)", d->path, strerror(errno));
     free_names(names, count);
     return st;

@@ -26,6 +26,11 @@ int am_ckfile_name(const char *s, int *step) {
     return 1;
 }
 
+int am_checkpoint_name_step(const char *name) {
+    int step;
+    return name && am_ckfile_name(name, &step) ? step : -1;
+}
+
 am_status am_ckfile_write(int dir_fd, const char *dir, const char *name, const uint8_t *buf, size_t n) {
     char tmp[300];
     if (strlen(name) > 200 || strchr(name, '/')) return am_fail(AM_EINVAL, "checkpoint: bad file name '%s'", name);

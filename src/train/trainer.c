@@ -3,6 +3,7 @@
  * this same loop, so a resumed run in the tests is a resumed run for users. */
 #include "asymml/train.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,8 +69,14 @@ static am_status make(const am_train_cfg *cfg, const char *desc, const am_traine
     }
     if (st == AM_OK) {
         t->steps_per_epoch = am_loader_steps_per_epoch(&t->loader);
+        if ((long)t->steps_per_epoch * cfg->epochs > INT_MAX)
+            st = am_fail(AM_EINVAL, "%d epochs of %d steps: more steps than a run can count (%d)", cfg->epochs,
+                         t->steps_per_epoch, INT_MAX);
+    }
+    if (st == AM_OK) {
         t->total_steps = t->steps_per_epoch * cfg->epochs;
-        t->sched = (am_schedule){cfg->sched, cfg->lr, cfg->step_size * t->steps_per_epoch, cfg->gamma,
+        long every = (long)cfg->step_size * t->steps_per_epoch;
+        t->sched = (am_schedule){cfg->sched, cfg->lr, every > INT_MAX ? INT_MAX : (int)every, cfg->gamma,
                                  t->total_steps - cfg->warmup, 0.f, cfg->warmup, 0.01f};
         if (t->sched.total < 1) t->sched.total = 1;
         st = am_schedule_check(&t->sched);
@@ -127,11 +134,14 @@ float am_trainer_lr_at(const am_trainer *t, int epochs) {
     return am_schedule_lr(&s, t->global_step);
 }
 
+int am_trainer_resumes(const am_trainer *t) { return t->sessions - 1; }
+
 void am_trainer_count_lost(am_trainer *t, int reached_step) {
-    const int spe = t->steps_per_epoch;
-    if (reached_step > t->total_steps) reached_step = t->total_steps; /* no session trains past the run's end */
-    int lost = (reached_step + spe - 1) / spe - (t->global_step + spe - 1) / spe;
-    if (lost > 0) t->sessions += lost;
+    /* Not capped at this checkpoint's length: that session may have
+     * extended the run. Capped only where the count is kept. */
+    const long spe = t->steps_per_epoch;
+    long lost = ((long)reached_step + spe - 1) / spe - ((long)t->global_step + spe - 1) / spe;
+    if (lost > 0) t->sessions = lost > (1L << 24) - t->sessions ? 1 << 24 : t->sessions + (int)lost;
 }
 
 /* The predicted class: the first largest logit. */
