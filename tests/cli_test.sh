@@ -235,6 +235,13 @@ grep -qx "privacy: no differential-privacy figure: the run went on past this che
 expect 0 "its resume past unreadable checkpoints" -- "$bin" train --data "$dir/data" --resume "$dir/ckl"
 grep -q "^privacy: (epsilon .* 4 Gaussian releases per training sample (1 split layer x (2 epochs begun + 2 resumes))" "$dir/out" ||
   { echo "FAIL: lost sessions not counted: $(grep privacy "$dir/out")"; fail=$((fail + 1)); }
+# Progress on a terminal (script(1) gives one): bench per step, eval per batch.
+if command -v script >/dev/null; then
+  script -qc "$bin bench --models lenet --input 1,28,28 --batch 4 --steps 2 --warmup 1" /dev/null >"$dir/tty" 2>&1
+  grep -q "lenet train: step 3/3" "$dir/tty" || { echo "FAIL: bench shows no progress on a terminal"; fail=$((fail + 1)); }
+  script -qc "$bin eval --checkpoint $own --data $dir/data --batch 16" /dev/null >"$dir/tty" 2>&1
+  grep -q "eval: 16/32 images" "$dir/tty" || { echo "FAIL: eval shows no progress on a terminal"; fail=$((fail + 1)); }
+fi
 # seal creates its output directory.
 expect 0 "seal into a new directory" -- "$bin" seal --key "$dir/key" --out-dir "$dir/sealed/deeper" "$dir/data/train-labels-idx1-ubyte"
 [ -f "$dir/sealed/deeper/train-labels-idx1-ubyte.sealed" ] || { echo "FAIL: seal --out-dir: $(ls -R "$dir/sealed")"; fail=$((fail + 1)); }
