@@ -215,7 +215,9 @@ am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t
     char **names;
     int count;
     AM_TRY(list(d, &names, &count));
-    am_status st = count ? AM_EIO : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory (a run saves its first at the end of its first epoch, or after --save-every steps)", d->path);
+    am_status st = count ? AM_EIO
+                         : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory (a run saves its first at "
+                                           "the end of its first epoch, or after --save-every steps)", d->path);
     char first[600] = "";
     size_t len = 0;
     for (int i = count - 1; i >= 0 && st != AM_OK; i--) {
@@ -223,6 +225,10 @@ am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t
         if (st == AM_OK) {
             snprintf(name, cap, "%s", names[i]);
             break;
+        }
+        if (st == AM_EINVAL) { /* not damage: a sealed file without the key; the older ones are sealed too */
+            free_names(names, count);
+            return st;
         }
         if (!*first) snprintf(first, sizeof first, "%s", am_last_error());
         if (lost_step && *lost_step < 0) am_ckfile_name(names[i], lost_step);
