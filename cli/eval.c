@@ -36,6 +36,7 @@ typedef struct eval_opts {
     cli_mode mode;
     char newer[4400]; /* a later checkpoint of the run beside the one evaluated ("": none) */
     int tee_given;    /* --tee on the command line */
+    int busy;         /* a run holds the checkpoint's directory: it is training now */
 } eval_opts;
 
 static int handle(void *ctx, const cli_opt *o, const char *arg) {
@@ -86,12 +87,22 @@ static void privacy(const eval_opts *e, const am_checkpoint *ck, const am_model 
                "released there is not known here\n", e->newer);
         return;
     }
+    if (e->busy) {
+        printf("privacy: no differential-privacy figure: a run is training in this checkpoint's directory now, and "
+               "what it releases is not known here\n");
+        return;
+    }
+    if (ta->mode == AM_MODE_ASYMML && ck->version < 5) {
+        printf("privacy: no differential-privacy figure: a checkpoint of version %d does not record its run's "
+               "releases\n", ck->version);
+        return;
+    }
     double mu2 = am_dp_mu2(a->sigma, rel, cpl);
     if (ta->mode == AM_MODE_ASYMML) mu2 += am_dp_mu2(ta->sigma, ck->releases, ck->coupling);
-    char whose[160];
-    snprintf(whose, sizeof whose, "training sample (%ld of the training run's and %ld of this evaluation's; each "
-                                  "further evaluation on training data adds more)",
-             ta->mode == AM_MODE_ASYMML ? ck->releases : 0, rel);
+    char whose[300];
+    snprintf(whose, sizeof whose, "training sample (%ld of the training run's up to this checkpoint, step %d, and %ld "
+                                  "of this evaluation's; each further evaluation on training data adds more)",
+             ta->mode == AM_MODE_ASYMML ? ck->releases : 0, ck->global_step, rel);
     cli_privacy_end(stdout, m, a, mu2, (ta->mode == AM_MODE_ASYMML ? ck->releases : 0) + rel,
                     cpl > ck->coupling ? cpl : ck->coupling, e->delta, whose);
 }
@@ -171,6 +182,7 @@ static void find_newer(eval_opts *e, const am_checkpoint *ck) {
     if (!*dir) snprintf(dir, sizeof dir, "/");
     am_ckdir d;
     if (am_ckdir_open(dir, AM_CKDIR_READ, &d) != AM_OK) return;
+    e->busy = am_ckdir_busy(&d);
     if (am_ckdir_newer(&d, ck->bind.run_id, ck->global_step, name, sizeof name) == AM_OK && *name)
         snprintf(e->newer, sizeof e->newer, "%.4000s/%.255s", dir, name);
     am_ckdir_close(&d);

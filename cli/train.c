@@ -338,9 +338,9 @@ static int train_run(train_opts *o) {
             if (am_model_split_info(m, i, &si) == AM_OK) layers += si.split;
         }
         if (rel && layers) /* where the count comes from */
-            snprintf(whose, sizeof whose, "training sample (%d split layer%s%s x (%ld epoch%s begun + %d resume%s))",
-                     layers, layers == 1 ? "" : "s", per == 2 ? " x 2" : "", rel / (layers * per) - res,
-                     rel / (layers * per) - res == 1 ? "" : "s", res, res == 1 ? "" : "s");
+            snprintf(whose, sizeof whose, "training sample (%d split layer%s%s x (%ld epoch%s begun + %d counted for "
+                                          "resumes and lost epochs))", layers, layers == 1 ? "" : "s",
+                     per == 2 ? " x 2" : "", rel / (layers * per) - res, rel / (layers * per) - res == 1 ? "" : "s", res);
         cli_privacy_end(stdout, m, &c->asym, am_dp_mu2(c->asym.sigma, rel, cpl), rel, cpl, o->delta, whose);
     }
     int rc2 = cli_log_close(r.log, o->log);

@@ -288,12 +288,12 @@ evil replay
 "$bin" eval --checkpoint "$dir/ck6" --data "$dir/data" --split train --mode asymml --rank-ratio 0.5 --basis per-sample \
   --clip 1 --sigma 1 --batch 16 --tee process --key "$key" --record "$dir/rec-eval" >"$dir/eval.out" 2>"$dir/err" ||
   bad "recorded evaluation: $(cat "$dir/err")"
-grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample (2 of the training run's and 1 of this evaluation's" "$dir/eval.out" &&
+grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample (2 of the training run's up to this checkpoint, step [0-9]*, and 1 of this evaluation's" "$dir/eval.out" &&
   ok || bad "evaluation on training data does not count its releases: $(grep privacy "$dir/eval.out")"
 # Without mode options, an evaluation runs as its run did: noised alike.
 "$bin" eval --checkpoint "$dir/ck6" --data "$dir/data" --split train --batch 16 --tee process --key "$key" \
   >"$dir/eval2.out" 2>"$dir/err" || bad "evaluation in the run's mode: $(cat "$dir/err")"
-grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample (2 of the training run's and 1 of this evaluation's" "$dir/eval2.out" &&
+grep -q "^privacy: (epsilon .* 3 Gaussian releases per training sample (2 of the training run's up to this checkpoint, step [0-9]*, and 1 of this evaluation's" "$dir/eval2.out" &&
   grep -q "noised with std 1" "$dir/eval2.out" && ok || bad "evaluation left the run's noise: $(cat "$dir/eval2.out")"
 "$tools/hostview_check" 1 1 "$dir/rec-run" "$dir/rec-resume" "$dir/rec-replay" "$dir/rec-eval" >"$dir/check" 2>&1 && ok ||
   { bad "noise shared between releases"; cat "$dir/check"; }

@@ -192,6 +192,8 @@ enum { AM_CKDIR_READ = 0, AM_CKDIR_WRITE = 1 };
  * process holds is refused, naming that process. */
 am_status am_ckdir_open(const char *dir, int flags, am_ckdir *d);
 void am_ckdir_close(am_ckdir *d); /* and lets go of the lock */
+/* 1 if a writer holds d now (a run is training there). */
+int am_ckdir_busy(const am_ckdir *d);
 /* A new run's directory: one that holds checkpoints (of another run) is
  * refused, unless move_aside: each is then moved, never deleted, into
  * DIR/run-ID/ (ID: its run's, in 16 hex digits; a file that does not say
@@ -207,8 +209,9 @@ am_status am_ckdir_save(const am_ckdir *d, const am_checkpoint *ck, int keep, ch
 am_status am_ckdir_prune(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int keep);
 /* The newest checkpoint's name (AM_EIO if there is none). */
 am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap);
-/* The newest checkpoint named after a step past `step` that is of run or
- * does not say whose it is ("" if none). */
+/* The newest checkpoint named after a step past `step` that is of run, or
+ * does not say whose it is, or says another run's but does not read whole
+ * (a damaged identity) ("" if none). */
 am_status am_ckdir_newer(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int step, char *name, size_t cap);
 /* The step a checkpoint's file name says (ckpt-NNNNNNNNNN.amck), or -1. */
 int am_checkpoint_name_step(const char *name);

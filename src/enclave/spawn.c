@@ -177,6 +177,7 @@ __attribute__((noreturn)) static void child(const am_spawn_cfg *c, const am_spaw
      * stops; the server goes with it), not the server's to die of first. */
     signal(SIGINT, SIG_IGN);
     signal(SIGQUIT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN); /* a group's SIGTERM (timeout, systemd) too; the server is stopped with SIGKILL */
     syscall(SYS_execveat, exe, "", c->argv, envp, AT_EMPTY_PATH);
     child_fail(pipe_w, 6);
 }

@@ -20,6 +20,21 @@
 
 #define LOCK_NAME ".asymml-lock"
 
+/* Temporary files a writer left when it was stopped mid-save (.NAME.tmp-X):
+ * never a checkpoint, and no other writer is here (the lock is ours). */
+static void sweep(const am_ckdir *d) {
+    int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dh = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dh) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(dh)))
+        if (!strncmp(e->d_name, ".ckpt-", 6) && strstr(e->d_name, ".amck.tmp-")) unlinkat(d->fd, e->d_name, 0);
+    closedir(dh);
+}
+
 /* The directory for this process: an exclusive flock on the directory
  * itself (which no one can delete from under it, as one could a lock
  * file), and its holder's pid in DIR/.asymml-lock, for whoever is refused. */
@@ -46,6 +61,7 @@ static am_status take(am_ckdir *d) {
         return am_fail(AM_EIO, "%s/%s: cannot write (%s)", d->path, LOCK_NAME, strerror(e));
     }
     close(fd);
+    sweep(d);
     return AM_OK;
 }
 
@@ -75,6 +91,12 @@ am_status am_ckdir_open(const char *dir, int flags, am_ckdir *d) {
     if (st == AM_OK && write) st = take(d);
     if (st != AM_OK) am_ckdir_close(d);
     return st;
+}
+
+int am_ckdir_busy(const am_ckdir *d) {
+    if (flock(d->fd, LOCK_SH | LOCK_NB)) return errno == EWOULDBLOCK;
+    flock(d->fd, LOCK_UN);
+    return 0;
 }
 
 void am_ckdir_close(am_ckdir *d) {
@@ -139,6 +161,22 @@ am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap) {
     return st;
 }
 
+/* Whether name reads whole (its checksum or seal verified). */
+static int reads(const am_ckdir *d, const char *name) {
+    am_checkpoint ck;
+    if (am_ckfile_read(d->fd, d->path, name, &ck) != AM_OK) return 0;
+    am_checkpoint_free(&ck);
+    return 1;
+}
+
+/* Whose a file is, trusted only as far as it goes: 0 with id when it says
+ * and reads whole, or says this run's (run); -1 when it cannot be known. */
+static int owner(const am_ckdir *d, const char *name, const uint8_t *run, uint8_t id[AM_RUN_ID_BYTES]) {
+    if (run_of(d, name, id)) return -1;
+    if (run && !memcmp(id, run, AM_RUN_ID_BYTES)) return 0;
+    return reads(d, name) ? 0 : -1;
+}
+
 am_status am_ckdir_newer(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], int step, char *name, size_t cap) {
     char **names;
     int count;
@@ -146,7 +184,7 @@ am_status am_ckdir_newer(const am_ckdir *d, const uint8_t run[AM_RUN_ID_BYTES], 
     if (cap) *name = 0;
     uint8_t id[AM_RUN_ID_BYTES];
     for (int i = count - 1, s; i >= 0; i--)
-        if (am_ckfile_name(names[i], &s) && s > step && (run_of(d, names[i], id) || !memcmp(id, run, sizeof id))) {
+        if (am_ckfile_name(names[i], &s) && s > step && (owner(d, names[i], run, id) || !memcmp(id, run, sizeof id))) {
             snprintf(name, cap, "%s", names[i]);
             break;
         }
@@ -286,10 +324,10 @@ am_status am_ckdir_claim(const am_ckdir *d, int move_aside, char *where, size_t 
      * passes over it, and counts it. */
     uint8_t id[AM_RUN_ID_BYTES], newest[AM_RUN_ID_BYTES];
     int have = 0;
-    for (int i = count - 1; move_aside && i >= 0 && !have; i--) have = !run_of(d, names[i], newest);
+    for (int i = count - 1; move_aside && i >= 0 && !have; i--) have = !owner(d, names[i], NULL, newest);
     for (int i = 0; move_aside && i < count && st == AM_OK; i++) {
         char sub[40];
-        int says = !run_of(d, names[i], id);
+        int says = !owner(d, names[i], have ? newest : NULL, id);
         folder_of(says ? id : have ? newest : NULL, sub, sizeof sub);
         if ((st = set_aside(d, names[i], sub, where, cap)) == AM_OK) (*moved)++;
     }
