@@ -337,10 +337,12 @@ static int train_run(train_opts *o) {
             am_split_info si;
             if (am_model_split_info(m, i, &si) == AM_OK) layers += si.split;
         }
+        long ep = layers ? rel / (layers * per) - res : 0;
+        char more[64] = "";
+        if (res) snprintf(more, sizeof more, " + %d counted for resumes and lost epochs", res);
         if (rel && layers) /* where the count comes from */
-            snprintf(whose, sizeof whose, "training sample (%d split layer%s%s x (%ld epoch%s begun + %d counted for "
-                                          "resumes and lost epochs))", layers, layers == 1 ? "" : "s",
-                     per == 2 ? " x 2" : "", rel / (layers * per) - res, rel / (layers * per) - res == 1 ? "" : "s", res);
+            snprintf(whose, sizeof whose, "training sample (%d split layer%s%s x (%ld epoch%s begun%s))", layers,
+                     layers == 1 ? "" : "s", per == 2 ? " x 2" : "", ep, ep == 1 ? "" : "s", more);
         cli_privacy_end(stdout, m, &c->asym, am_dp_mu2(c->asym.sigma, rel, cpl), rel, cpl, o->delta, whose);
     }
     int rc2 = cli_log_close(r.log, o->log);
