@@ -1,5 +1,5 @@
 /* The asymml command's front end: the only code that prints. One file per
- * command (train.c, eval.c, bench.c, analyze.c, info.c, seal.c, log.c),
+ * command (train.c with resume.c, eval.c, bench.c, analyze.c, info.c, seal.c, log.c),
  * the option table (opts.c), the execution-mode options (mode.c), where
  * the trusted side runs and its accelerator (tee.c), the privacy
  * statements (privacy.c), the run log (runlog.c) and small helpers
