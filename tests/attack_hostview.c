@@ -18,6 +18,12 @@
  *     channel by channel, for every sample of the batch at once. Prints
  *     the relative error of M and the cosine of M + R with the layer's
  *     true input, for every step with a checkpoint.
+ *   attack_hostview truth DATA LIMIT BATCH SEED STEPS OUT
+ *     The evaluator's knowledge for attacks written elsewhere (eval/): the
+ *     first STEPS batches of the run as its loader gave them, into OUT/:
+ *     labels.i32 (int32 per sample), images.f32 (float32 pixels in [0, 1],
+ *     step by step, sample by sample, C x H x W) and truth.json (their
+ *     shape). Never the attacker's to read.
  * Exit 0, or 2 on bad input. */
 #include <lapacke.h>
 #include <math.h>
@@ -238,10 +244,49 @@ static int lowrank(char **a) {
     return done ? 0 : 2;
 }
 
+static int truth(char **a) {
+    int limit = atoi(a[1]), B = atoi(a[2]), steps = atoi(a[4]);
+    am_dataset d;
+    am_loader l;
+    if (B < 1 || steps < 1 || !loader(a[0], limit, B, (uint64_t)atoll(a[3]), &d, &l)) return 2;
+    float mean[4], sd[4];
+    am_dataset_stats(&d, mean, sd);
+    const size_t per = (size_t)d.c * d.h * d.w;
+    float *x = malloc(sizeof(float) * (size_t)B * per);
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
+    char p[4200];
+    snprintf(p, sizeof p, "%s/images.f32", a[5]);
+    FILE *fi = fopen(p, "wb");
+    snprintf(p, sizeof p, "%s/labels.i32", a[5]);
+    FILE *fl = fopen(p, "wb");
+    int s = 0;
+    for (; fi && fl && x && lab && s < steps && am_loader_next(&l, x, lab) == AM_OK; s++) {
+        const size_t plane = (size_t)d.h * d.w;
+        for (int b = 0; b < B; b++) /* back from the loader's normalization to pixels */
+            for (size_t k = 0; k < per; k++) x[b * per + k] = x[b * per + k] * sd[k / plane] + mean[k / plane];
+        fwrite(x, sizeof(float), (size_t)B * per, fi);
+        fwrite(lab, sizeof(int32_t), (size_t)B, fl);
+    }
+    int ok = fi && fl && s == steps;
+    if (fi) ok &= !fclose(fi);
+    if (fl) ok &= !fclose(fl);
+    snprintf(p, sizeof p, "%s/truth.json", a[5]);
+    FILE *fj = ok ? fopen(p, "w") : NULL;
+    if (fj) fprintf(fj, "{\"steps\": %d, \"batch\": %d, \"shape\": [%d, %d, %d], \"classes\": %d}\n", steps, B, d.c, d.h,
+                    d.w, d.classes);
+    ok = fj && !fclose(fj);
+    free(x), free(lab);
+    am_loader_free(&l);
+    am_dataset_free(&d);
+    return ok ? 0 : 2;
+}
+
 int main(int argc, char **argv) {
     if (argc == 7 && !strcmp(argv[1], "labels")) return labels(argv + 2);
     if (argc == 9 && !strcmp(argv[1], "lowrank")) return lowrank(argv + 2);
+    if (argc == 8 && !strcmp(argv[1], "truth")) return truth(argv + 2);
     fprintf(stderr, "usage: attack_hostview labels REC DATA LIMIT BATCH SEED\n"
-                    "       attack_hostview lowrank REC DATA LIMIT BATCH SEED LR CKDIR\n");
+                    "       attack_hostview lowrank REC DATA LIMIT BATCH SEED LR CKDIR\n"
+                    "       attack_hostview truth DATA LIMIT BATCH SEED STEPS OUT\n");
     return 2;
 }

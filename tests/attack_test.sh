@@ -25,7 +25,7 @@ bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
   --threads 2 --record "$dir/rec" >"$dir/out" 2>&1 || bad "recorded run: $(tail -1 "$dir/out")"
 "$attack" labels "$dir/rec" "$data" 1280 64 3 | tee "$dir/labels"
 share=$(sed -n 's/.*(\([0-9.]*\); chance.*/\1/p' "$dir/labels")
-awk -v s="${share:-0}" 'BEGIN { exit !(s > 0.5) }' && ok || bad "labels: the neighbours' labels agree for only ${share:-?}"
+awk -v s="${share:-0}" 'BEGIN { exit !(s > 0.9) }' && ok || bad "labels: the neighbours' labels agree for only ${share:-?}"
 
 for B in 1 4; do
   "$bin" train --data "$data" --limit-train $((5 * B)) --limit-test 10 --epochs 1 --batch $B --mode asymml --seed 3 \
@@ -33,7 +33,8 @@ for B in 1 4; do
     --keep 100 --record "$dir/rec$B" >"$dir/out" 2>&1 || bad "recorded run at batch $B: $(tail -1 "$dir/out")"
   "$attack" lowrank "$dir/rec$B" "$data" $((5 * B)) $B 3 0.01 "$dir/ck$B" | tee "$dir/lowrank"
   worst=$(sed -n 's/.*worst relative error \([0-9.e+-]*\), worst cosine \([0-9.]*\)/\1 \2/p' "$dir/lowrank")
-  awk -v e="${worst% *}" -v c="${worst#* }" 'BEGIN { exit !(e != "" && e < 1e-2 && c > 0.999) }' && ok ||
+  # Batch 1: to float rounding (below 1e-3); batch 4: below 1e-2.
+  awk -v e="${worst% *}" -v c="${worst#* }" -v b=$B 'BEGIN { exit !(e != "" && e < (b == 1 ? 1e-3 : 1e-2) && c > 0.999) }' && ok ||
     bad "lowrank at batch $B: not recovered ($worst)"
 done
 
