@@ -33,6 +33,9 @@ int make_model(const char *name, const char *file, am_shape in, int classes, am_
 int load_data(am_data_kind kind, const char *dir, const char *split, int limit, am_dataset *d);
 /* "1 image", "3 images". */
 const char *plural(long n, const char *one, const char *many);
+/* The folder path is in ("." for a bare name, "/" at the root) into dir;
+ * returns its last component. */
+const char *dir_of(const char *path, char *dir, size_t cap);
 
 /* ---- opts.c: the option tables ---- */
 enum {
@@ -108,6 +111,8 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
  * the signal-to-noise statement; releases: per sample. */
 void cli_privacy_end(FILE *f, const am_model *m, const am_asym_cfg *a, double mu2, long releases, long coupling,
                      double delta, const char *whose);
+/* How many conv layers are split. */
+int cli_split_layers(const am_model *m);
 /* The smallest input of a split layer, in floats per sample (0: none). */
 long cli_smallest_release(const am_model *m);
 

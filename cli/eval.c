@@ -177,9 +177,7 @@ static int mode_of_run(eval_opts *e, const am_checkpoint *ck, int argc, char **a
  * releases are then not all in the one evaluated. */
 static void find_newer(eval_opts *e, const am_checkpoint *ck) {
     char dir[4200], name[256];
-    const char *slash = strrchr(e->ckpt, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - e->ckpt) : 1, slash ? e->ckpt : ".");
-    if (!*dir) snprintf(dir, sizeof dir, "/");
+    dir_of(e->ckpt, dir, sizeof dir);
     am_ckdir d;
     if (am_ckdir_open(dir, AM_CKDIR_READ, &d) != AM_OK) return;
     e->busy = am_ckdir_busy(&d);

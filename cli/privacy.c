@@ -7,8 +7,7 @@
 
 #include "cli.h"
 
-/* Split layers, and whether any is split at all. */
-static int split_layers(const am_model *m) {
+int cli_split_layers(const am_model *m) {
     int n = 0;
     for (int i = 0; i < am_model_num_convs(m); i++) {
         am_split_info si;
@@ -56,7 +55,7 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
         snprintf(res, sizeof res, "neither clipped nor noised");
     /* A data-driven plan is decided on the first batch: until then every
      * layer it may split counts. */
-    int n = split_layers(m), decided = am_model_plan_get(m, (int[AM_MAX_RANKS + 1]){0}, (int[AM_MAX_RANKS + 1]){0},
+    int n = cli_split_layers(m), decided = am_model_plan_get(m, (int[AM_MAX_RANKS + 1]){0}, (int[AM_MAX_RANKS + 1]){0},
                                                          AM_MAX_RANKS + 1) > 0;
     if (n == 0) {
         fprintf(f, "crosses to the accelerator: nothing: no conv layer is split (a layer is split only at a rank below "

@@ -90,10 +90,7 @@ static int where(train_opts *o, char *file, size_t cap) {
         snprintf(o->run_dir, sizeof o->run_dir, "%s", o->resume);
         return 0;
     }
-    const char *slash = strrchr(o->resume, '/');
-    snprintf(o->run_dir, sizeof o->run_dir, "%.*s", slash ? (int)(slash - o->resume) : 1, slash ? o->resume : ".");
-    if (!*o->run_dir) snprintf(o->run_dir, sizeof o->run_dir, "/");
-    snprintf(file, cap, "%s", slash ? slash + 1 : o->resume);
+    snprintf(file, cap, "%s", dir_of(o->resume, o->run_dir, sizeof o->run_dir));
     return 0;
 }
 
@@ -116,7 +113,7 @@ static int load(train_opts *o, run *r, const char *file) {
                                    "the checkpoints in its directory", o->resume);
         if (am_ckdir_read(&r->dir, file, &r->ck) != AM_OK) return lib_fail("--resume");
         snprintf(name, sizeof name, "%s", file);
-    } else if (am_ckdir_load(&r->dir, &r->ck, name, sizeof name, skipped, sizeof skipped, NULL) != AM_OK) {
+    } else if (am_ckdir_load(&r->dir, &r->ck, name, sizeof name, skipped, sizeof skipped) != AM_OK) {
         return lib_fail("--resume");
     }
     /* Newer files of this run (or that do not say whose they are): from a
@@ -156,7 +153,8 @@ int resume_open(train_opts *o, run *r) {
 }
 
 int resume_check_model(const train_opts *o, run *r) {
-    const given_opt *g = train_given(o, "model") ? train_given(o, "model") : train_given(o, "model-file");
+    const given_opt *g = train_given(o, "model");
+    if (!g) g = train_given(o, "model-file");
     if (!g) return 0;
     char *desc;
     int rc = describe(o->model, o->model_file, am_shape4(1, r->tr.c, r->tr.h, r->tr.w), r->tr.classes, &desc);

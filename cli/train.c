@@ -332,11 +332,7 @@ static int train_run(train_opts *o) {
                lim, o->mode.process ? "" : "; in one process, the accelerator's buffers count too");
         long rel = am_trainer_releases(r.t), cpl = am_trainer_coupling(r.t);
         char whose[160] = "training sample";
-        int layers = 0, per = c->asym.protect_grads ? 2 : 1, res = am_trainer_resumes(r.t);
-        for (int i = 0; i < am_model_num_convs(m); i++) {
-            am_split_info si;
-            if (am_model_split_info(m, i, &si) == AM_OK) layers += si.split;
-        }
+        int layers = cli_split_layers(m), per = c->asym.protect_grads ? 2 : 1, res = am_trainer_resumes(r.t);
         long ep = layers ? rel / (layers * per) - res : 0;
         char more[64] = "";
         if (res) snprintf(more, sizeof more, " + %d counted for resumes and lost epochs", res);

@@ -138,3 +138,11 @@ int load_data(am_data_kind kind, const char *dir, const char *split, int limit, 
 }
 
 const char *plural(long n, const char *one, const char *many) { return n == 1 ? one : many; }
+
+const char *dir_of(const char *path, char *dir, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, cap, ".");
+    else if (slash == path) snprintf(dir, cap, "/");
+    else snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+    return slash ? slash + 1 : path;
+}

@@ -218,10 +218,9 @@ int am_checkpoint_name_step(const char *name);
 /* Reads name in d; a ckpt-N.amck must hold step N. */
 am_status am_ckdir_read(const am_ckdir *d, const char *name, am_checkpoint *ck);
 /* Reads the newest checkpoint that reads whole: its name into name; each
- * newer one that did not read, with why, into skipped ("; " between), and
- * the newest of their steps into *lost_step (-1: none). */
-am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t cap, char *skipped, size_t scap,
-                        int *lost_step);
+ * newer one that did not read, with why, into skipped ("; " between; which
+ * of them are its run's: am_ckdir_newer). */
+am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t cap, char *skipped, size_t scap);
 
 /* The same by path: a checkpoint file written atomically, read back. */
 am_status am_checkpoint_write(const char *path, const am_checkpoint *ck);

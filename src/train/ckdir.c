@@ -1,5 +1,6 @@
 /* Checkpoint directories (asymml/train.h, "checkpoint files and
- * directories"): one run's, held by one process at a time (a lock file),
+ * directories"): one run's, held by one process at a time (a lock on the
+ * directory),
  * listed, pruned by run, loaded newest first past damaged files, and
  * cleared for a new run by moving the old files aside, all relative to the
  * directory's descriptor. One file's writing and reading is ckfile.c's. */
@@ -20,15 +21,28 @@
 
 #define LOCK_NAME ".asymml-lock"
 
+/* The directory's entries, from its own descriptor (NULL, errno set, if not). */
+static DIR *entries(const am_ckdir *d) {
+    int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *dh = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!dh && fd >= 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return dh;
+}
+
+static am_status none(const am_ckdir *d) {
+    return am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory (a run saves its first at the end of its "
+                           "first epoch, or after --save-every steps)", d->path);
+}
+
 /* Temporary files a writer left when it was stopped mid-save (.NAME.tmp-X):
  * never a checkpoint, and no other writer is here (the lock is ours). */
 static void sweep(const am_ckdir *d) {
-    int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *dh = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dh) {
-        if (fd >= 0) close(fd);
-        return;
-    }
+    DIR *dh = entries(d);
+    if (!dh) return;
     struct dirent *e;
     while ((e = readdir(dh)))
         if (!strncmp(e->d_name, ".ckpt-", 6) && strstr(e->d_name, ".amck.tmp-")) unlinkat(d->fd, e->d_name, 0);
@@ -116,13 +130,8 @@ static void free_names(char **names, int count) {
 static am_status list(const am_ckdir *d, char ***names, int *count) {
     *names = NULL;
     *count = 0;
-    int fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *dh = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!dh) {
-        int e = errno;
-        if (fd >= 0) close(fd);
-        return am_fail(AM_EIO, "%s: cannot list (%s)", d->path, strerror(e));
-    }
+    DIR *dh = entries(d);
+    if (!dh) return am_fail(AM_EIO, "%s: cannot list (%s)", d->path, strerror(errno));
     struct dirent *e;
     int cap = 0;
     am_status st = AM_OK;
@@ -155,7 +164,7 @@ am_status am_ckdir_latest(const am_ckdir *d, char *name, size_t cap) {
     char **names;
     int count;
     AM_TRY(list(d, &names, &count));
-    am_status st = count ? AM_OK : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory (a run saves its first at the end of its first epoch, or after --save-every steps)", d->path);
+    am_status st = count ? AM_OK : none(d);
     if (st == AM_OK && snprintf(name, cap, "%s", names[count - 1]) >= (int)cap) st = am_fail(AM_EINVAL, "name too long");
     free_names(names, count);
     return st;
@@ -245,17 +254,13 @@ am_status am_ckdir_read(const am_ckdir *d, const char *name, am_checkpoint *ck) 
     return am_ckfile_read(d->fd, d->path, name, ck);
 }
 
-am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t cap, char *skipped, size_t scap,
-                        int *lost_step) {
+am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t cap, char *skipped, size_t scap) {
     memset(ck, 0, sizeof *ck);
     if (skipped && scap) *skipped = 0;
-    if (lost_step) *lost_step = -1;
     char **names;
     int count;
     AM_TRY(list(d, &names, &count));
-    am_status st = count ? AM_EIO
-                         : am_fail(AM_EIO, "%s: no checkpoint (ckpt-*.amck) in this directory (a run saves its first at "
-                                           "the end of its first epoch, or after --save-every steps)", d->path);
+    am_status st = count ? AM_EIO : none(d);
     char first[600] = "";
     size_t len = 0;
     for (int i = count - 1; i >= 0 && st != AM_OK; i--) {
@@ -269,7 +274,6 @@ am_status am_ckdir_load(const am_ckdir *d, am_checkpoint *ck, char *name, size_t
             return st;
         }
         if (!*first) snprintf(first, sizeof first, "%s", am_last_error());
-        if (lost_step && *lost_step < 0) am_ckfile_name(names[i], lost_step);
         if (skipped && len + 2 < scap)
             len += (size_t)snprintf(skipped + len, scap - len, "%s%s", len ? "; " : "", am_last_error());
     }

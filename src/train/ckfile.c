@@ -150,7 +150,7 @@ am_status am_checkpoint_load(const char *p, am_checkpoint *ck, char *used, size_
     am_ckdir d;
     char name[64];
     AM_TRY(am_ckdir_open(p, AM_CKDIR_READ, &d));
-    am_status st = am_ckdir_load(&d, ck, name, sizeof name, skipped, scap, NULL);
+    am_status st = am_ckdir_load(&d, ck, name, sizeof name, skipped, scap);
     if (st == AM_OK && used) snprintf(used, cap, "%s/%s", p, name);
     am_ckdir_close(&d);
     return st;
