@@ -68,6 +68,7 @@ typedef struct cli_mode {
     int overlap;         /* --overlap: -1 auto, 0 off, 1 on */
     int shm_mib, reply_timeout_s, verify;
     const char *key, *accel_user, *record;
+    unsigned record_first, record_last; /* --record-steps (0 and UINT_MAX: every step) */
     int threads;         /* --threads (0: all cores, or the run's on resume) */
 } cli_mode;
 extern const cli_opt cli_mode_opts[]; /* their ids are 100 and up; commands use ids below */

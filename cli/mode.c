@@ -2,6 +2,8 @@
  * bench: the mode and its split (which define a run: OPT_RUN), and where
  * the trusted side and the accelerator run (which do not). */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,7 +12,7 @@
 
 enum {
     M_MODE = 100, M_RATIO, M_RANK, M_LIST, M_ENTROPY, M_ENERGY, M_BASIS, M_ITERS, M_CLIP, M_SIGMA, M_NOISE_SEED,
-    M_PROTECT, M_TEE, M_ACCEL, M_OVERLAP, M_SHM, M_KEY, M_TEE_MEM, M_USER, M_RECORD, M_TIMEOUT, M_VERIFY, M_THREADS
+    M_PROTECT, M_TEE, M_ACCEL, M_OVERLAP, M_SHM, M_KEY, M_TEE_MEM, M_USER, M_RECORD, M_RECORD_STEPS, M_TIMEOUT, M_VERIFY, M_THREADS
 };
 
 const cli_opt cli_mode_opts[] = {
@@ -47,6 +49,8 @@ const cli_opt cli_mode_opts[] = {
     {"accel-user", "USER", M_USER, 0, "process, started as root: the user the server runs as (default nobody)"},
     {"record", "DIR", M_RECORD, 0, "the accelerator records everything it receives into DIR (the host's\n"
                                    "view, for attacks and audits; format: src/untrusted/recorder.h)"},
+    {"record-steps", "A-B", M_RECORD_STEPS, 0, "record only steps A to B (counted from 0; an evaluation's window on a\n"
+                                              "long run: what a host that keeps everything saw of them)"},
     {"reply-timeout", "S", M_TIMEOUT, 0, "process: the longest wait for one reply of the server (default 600)"},
     {"verify", NULL, M_VERIFY, 0, "check every reply of the accelerator (Freivalds: a random combination\n"
                                   "of channels recomputed in the trusted side, about 1/K of each conv)"},
@@ -61,6 +65,7 @@ void cli_mode_init(cli_mode *m) {
     m->overlap = -1;
     m->shm_mib = 32768;
     m->reply_timeout_s = 600;
+    m->record_last = UINT_MAX;
 }
 
 static int rank_list(am_asym_cfg *a, const char *arg) {
@@ -149,6 +154,14 @@ int cli_mode_option(cli_mode *m, const cli_opt *o, const char *arg) {
         return 0;
     case M_USER: m->accel_user = arg; return 0;
     case M_RECORD: m->record = arg; return 0;
+    case M_RECORD_STEPS: {
+        unsigned lo, hi;
+        char end;
+        if (sscanf(arg, "%u-%u%c", &lo, &hi, &end) != 2 || lo > hi || hi > 1000000000u)
+            return die(EXIT_USAGE, "--record-steps %s: give two step numbers A-B, A <= B", arg);
+        m->record_first = lo, m->record_last = hi;
+        return 0;
+    }
     case M_TIMEOUT: return arg_int("reply-timeout", arg, 1, 86400, &m->reply_timeout_s) ? 0 : EXIT_USAGE;
     case M_VERIFY: m->verify = 1; return 0;
     case M_THREADS: return arg_int("threads", arg, 1, 1024, &m->threads) ? 0 : EXIT_USAGE;
@@ -158,6 +171,8 @@ int cli_mode_option(cli_mode *m, const cli_opt *o, const char *arg) {
 
 int cli_mode_check(cli_mode *m, int draw_key) {
     am_asym_cfg *a = &m->asym;
+    if (!m->record && (m->record_first || m->record_last != UINT_MAX))
+        return die(EXIT_USAGE, "--record-steps: needs --record DIR");
     if (a->sigma > 0.f && a->clip == 0.f) return die(EXIT_USAGE, "--sigma needs --clip: noise without a bound protects nothing");
     if (m->noise_opt && a->mode != AM_MODE_ASYMML)
         return die(EXIT_USAGE, "--%s applies to --mode asymml only (the residuals that cross); this run's mode is %s",

@@ -178,13 +178,14 @@ static int start_server(cli_tee *t, const cli_mode *m, const char *data_dir) {
         if (rec[0] >= 0) close(rec[0]), close(rec[1]);
         return lib_fail("--tee process");
     }
-    char threads[16], parent[16];
+    char threads[16], parent[16], window[32];
     snprintf(threads, sizeof threads, "%d", am_get_threads());
+    snprintf(window, sizeof window, "%u-%u", m->record_first, m->record_last);
     snprintf(parent, sizeof parent, "%d", (int)getpid());
     int fds[5] = {t->ch.fd_mem, t->ch.fd_req, t->ch.fd_rep, rec[0], rec[1]};
     const int n_fds = m->record ? 5 : 3;
     char *argv[] = {"asymml-accel", "--channel", "3,4,5", "--parent", parent, "--accel", m->cuda ? "cuda" : "cpu",
-                    "--threads", threads, m->record ? "--record" : NULL, "6,7", NULL};
+                    "--threads", threads, m->record ? "--record-steps" : NULL, window, "--record", "6,7", NULL};
     am_spawn_cfg sc = {prog, argv, fds, n_fds, m->accel_user, reads, n_read, rw, n_rw};
     am_status st = am_spawn(&sc, &t->srv);
     if (rec[0] >= 0) close(rec[0]), close(rec[1]);
@@ -226,7 +227,7 @@ int tee_open(const cli_mode *m, int need_accel, const char *data_dir, cli_tee **
         int rec[2], rc = open_record(m->record, rec);
         if (rc) return rc;
         am_backend *r;
-        if (am_recorder_create(t->be, rec[0], rec[1], &r) != AM_OK) {
+        if (am_recorder_create(t->be, rec[0], rec[1], m->record_first, m->record_last, &r) != AM_OK) {
             close(rec[0]), close(rec[1]);
             return lib_fail("--record");
         }

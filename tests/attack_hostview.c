@@ -18,12 +18,19 @@
  *     channel by channel, for every sample of the batch at once. Prints
  *     the relative error of M and the cosine of M + R with the layer's
  *     true input, for every step with a checkpoint.
- *   attack_hostview truth DATA LIMIT BATCH SEED STEPS OUT
+ *   attack_hostview truth DATA LIMIT BATCH SEED FIRST STEPS OUT [CKDIR LAYER]
  *     The evaluator's knowledge for attacks written elsewhere (eval/): the
- *     first STEPS batches of the run as its loader gave them, into OUT/:
- *     labels.i32 (int32 per sample), images.f32 (float32 pixels in [0, 1],
- *     step by step, sample by sample, C x H x W) and truth.json (their
- *     shape). Never the attacker's to read.
+ *     batches of steps FIRST to FIRST + STEPS - 1 of the run (counted from
+ *     0 across epochs) as its loader gave them, into OUT/: labels.i32
+ *     (int32 per sample), images.f32 (float32 pixels in [0, 1], step by
+ *     step, sample by sample, C x H x W) and truth.json (their shape); with
+ *     the run's checkpoint directory (saved every step), also inputs.f32:
+ *     layer LAYER's true input at each of those steps. Never the
+ *     attacker's to read.
+ *   attack_hostview weights CHECKPOINT OUT
+ *     The model's weights (OUT/weights.f32, in the model's order, PyTorch's
+ *     layouts) and its input normalization (OUT/model.json): what the
+ *     white-box attacker is given.
  * Exit 0, or 2 on bad input. */
 #include <lapacke.h>
 #include <math.h>
@@ -244,36 +251,70 @@ static int lowrank(char **a) {
     return done ? 0 : 2;
 }
 
-static int truth(char **a) {
-    int limit = atoi(a[1]), B = atoi(a[2]), steps = atoi(a[4]);
+/* The layer's input that step s computed (the evaluator's: the trusted
+ * weights of the checkpoint after s steps), for the batch x. */
+static int layer_input(const char *ckdir, int s, int layer, const float *x, int B, const am_dataset *d, FILE *out,
+                       int *shape) {
+    char ck[4300];
+    snprintf(ck, sizeof ck, "%s/ckpt-%010d.amck", ckdir, s);
+    am_checkpoint cp;
+    am_model *m = NULL;
+    if (am_checkpoint_read(ck, &cp) != AM_OK) return fprintf(stderr, "truth: %s: %s\n", ck, am_last_error()), 0;
+    am_tensor xt = {am_shape4(B, d->c, d->h, d->w), (float *)x};
+    am_layer_info li;
+    int ok = am_model_create(cp.desc, &m) == AM_OK && am_model_layer_info(m, layer, &li) == AM_OK;
+    if (ok) memcpy(am_model_weights(m), cp.weights, cp.n_weights * sizeof(float));
+    ok = ok && !am_model_set_batch(m, B) && !am_model_keep_outputs(m, 1) && !am_model_forward(m, &xt, 0, NULL);
+    if (ok) {
+        const am_tensor *X = am_model_output(m, li.in[0]);
+        shape[0] = X->s.c, shape[1] = X->s.h, shape[2] = X->s.w;
+        ok = fwrite(X->d, sizeof(float), am_shape_numel(X->s), out) == am_shape_numel(X->s);
+    }
+    if (m) am_model_free(m);
+    am_checkpoint_free(&cp);
+    return ok;
+}
+
+static int truth(char **a, int argc) {
+    int limit = atoi(a[1]), B = atoi(a[2]), first = atoi(a[4]), steps = atoi(a[5]);
+    const char *ckdir = argc == 9 ? a[7] : NULL;
+    int layer = argc == 9 ? atoi(a[8]) : -1, shape[3] = {0, 0, 0};
     am_dataset d;
     am_loader l;
-    if (B < 1 || steps < 1 || !loader(a[0], limit, B, (uint64_t)atoll(a[3]), &d, &l)) return 2;
+    if (B < 1 || first < 0 || steps < 1 || !loader(a[0], limit, B, (uint64_t)atoll(a[3]), &d, &l)) return 2;
     float mean[4], sd[4];
     am_dataset_stats(&d, mean, sd);
+    const int spe = am_loader_steps_per_epoch(&l);
+    if (am_loader_seek(&l, first / spe, first % spe) != AM_OK) return 2;
     const size_t per = (size_t)d.c * d.h * d.w;
     float *x = malloc(sizeof(float) * (size_t)B * per);
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
     char p[4200];
-    snprintf(p, sizeof p, "%s/images.f32", a[5]);
+    snprintf(p, sizeof p, "%s/images.f32", a[6]);
     FILE *fi = fopen(p, "wb");
-    snprintf(p, sizeof p, "%s/labels.i32", a[5]);
+    snprintf(p, sizeof p, "%s/labels.i32", a[6]);
     FILE *fl = fopen(p, "wb");
-    int s = 0;
-    for (; fi && fl && x && lab && s < steps && am_loader_next(&l, x, lab) == AM_OK; s++) {
+    snprintf(p, sizeof p, "%s/inputs.f32", a[6]);
+    FILE *fx = ckdir ? fopen(p, "wb") : NULL;
+    int s = 0, ok = fi && fl && x && lab && (!ckdir || fx);
+    for (; ok && s < steps && am_loader_next(&l, x, lab) == AM_OK; s++) {
+        if (ckdir && !layer_input(ckdir, first + s, layer, x, B, &d, fx, shape)) ok = 0;
         const size_t plane = (size_t)d.h * d.w;
         for (int b = 0; b < B; b++) /* back from the loader's normalization to pixels */
             for (size_t k = 0; k < per; k++) x[b * per + k] = x[b * per + k] * sd[k / plane] + mean[k / plane];
         fwrite(x, sizeof(float), (size_t)B * per, fi);
         fwrite(lab, sizeof(int32_t), (size_t)B, fl);
     }
-    int ok = fi && fl && s == steps;
+    ok = ok && s == steps;
     if (fi) ok &= !fclose(fi);
     if (fl) ok &= !fclose(fl);
-    snprintf(p, sizeof p, "%s/truth.json", a[5]);
+    if (fx) ok &= !fclose(fx);
+    snprintf(p, sizeof p, "%s/truth.json", a[6]);
     FILE *fj = ok ? fopen(p, "w") : NULL;
-    if (fj) fprintf(fj, "{\"steps\": %d, \"batch\": %d, \"shape\": [%d, %d, %d], \"classes\": %d}\n", steps, B, d.c, d.h,
-                    d.w, d.classes);
+    if (fj)
+        fprintf(fj, "{\"first\": %d, \"steps\": %d, \"batch\": %d, \"shape\": [%d, %d, %d], \"classes\": %d, "
+                    "\"layer\": %d, \"input_shape\": [%d, %d, %d]}\n",
+                first, steps, B, d.c, d.h, d.w, d.classes, layer, shape[0], shape[1], shape[2]);
     ok = fj && !fclose(fj);
     free(x), free(lab);
     am_loader_free(&l);
@@ -281,12 +322,40 @@ static int truth(char **a) {
     return ok ? 0 : 2;
 }
 
+/* A checkpoint's weights, float32 in the model's order (each layer's weight,
+ * then its bias: PyTorch's layouts), and its input normalization. */
+static int weights(char **a) {
+    am_checkpoint cp;
+    if (am_checkpoint_read(a[0], &cp) != AM_OK) return fprintf(stderr, "weights: %s\n", am_last_error()), 2;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/weights.f32", a[1]);
+    FILE *f = fopen(p, "wb");
+    int ok = f && fwrite(cp.weights, sizeof(float), cp.n_weights, f) == cp.n_weights;
+    if (f) ok &= !fclose(f);
+    snprintf(p, sizeof p, "%s/model.json", a[1]);
+    f = ok ? fopen(p, "w") : NULL;
+    if (f) {
+        fprintf(f, "{\"floats\": %zu, \"mean\": [", cp.n_weights);
+        for (int c = 0; c < cp.channels; c++) fprintf(f, "%s%.9g", c ? ", " : "", (double)cp.mean[c]);
+        fprintf(f, "], \"std\": [");
+        for (int c = 0; c < cp.channels; c++) fprintf(f, "%s%.9g", c ? ", " : "", (double)cp.std[c]);
+        fprintf(f, "], \"global_step\": %d}\n", cp.global_step);
+        ok = !fclose(f);
+    } else {
+        ok = 0;
+    }
+    am_checkpoint_free(&cp);
+    return ok ? 0 : 2;
+}
+
 int main(int argc, char **argv) {
     if (argc == 7 && !strcmp(argv[1], "labels")) return labels(argv + 2);
     if (argc == 9 && !strcmp(argv[1], "lowrank")) return lowrank(argv + 2);
-    if (argc == 8 && !strcmp(argv[1], "truth")) return truth(argv + 2);
+    if ((argc == 9 || argc == 11) && !strcmp(argv[1], "truth")) return truth(argv + 2, argc - 2);
+    if (argc == 4 && !strcmp(argv[1], "weights")) return weights(argv + 2);
     fprintf(stderr, "usage: attack_hostview labels REC DATA LIMIT BATCH SEED\n"
                     "       attack_hostview lowrank REC DATA LIMIT BATCH SEED LR CKDIR\n"
-                    "       attack_hostview truth DATA LIMIT BATCH SEED STEPS OUT\n");
+                    "       attack_hostview truth DATA LIMIT BATCH SEED FIRST STEPS OUT [CKDIR LAYER]\n"
+                    "       attack_hostview weights CHECKPOINT OUT\n");
     return 2;
 }

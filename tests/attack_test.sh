@@ -27,6 +27,17 @@ bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
 share=$(sed -n 's/.*(\([0-9.]*\); chance.*/\1/p' "$dir/labels")
 awk -v s="${share:-0}" 'BEGIN { exit !(s > 0.9) }' && ok || bad "labels: the neighbours' labels agree for only ${share:-?}"
 
+# A window of steps (--record-steps) records what the whole recording has of
+# them, byte for byte, in a separate server process too.
+"$bin" train --data "$data" --limit-train 1280 --limit-test 100 --epochs 1 --batch 64 --mode asymml --seed 3 \
+  --threads 2 --tee process --record "$dir/win" --record-steps 5-7 >"$dir/out" 2>&1 || bad "windowed run: $(tail -1 "$dir/out")"
+from=$(grep -m1 '"step": 5,' "$dir/rec/index.jsonl" | sed 's/.*"offset": \([0-9]*\).*/\1/')
+to=$(grep '"step": 7,' "$dir/rec/index.jsonl" | tail -1 | sed 's/.*"offset": \([0-9]*\), "floats": \([0-9]*\).*/\1 + 4 * \2/')
+steps=$(sed 's/.*"step": \([0-9]*\),.*/\1/' "$dir/win/index.jsonl" | sort -u | tr '\n' ' ')
+[ -n "$from" ] && [ -n "$to" ] && [ "$steps" = "5 6 7 " ] &&
+  cmp -s <(tail -c +$((from + 1)) "$dir/rec/buffers.f32" | head -c $(($to - from))) "$dir/win/buffers.f32" && ok ||
+  bad "the window 5-7 (steps: $steps) is not the whole recording's bytes $from to $to"
+
 for B in 1 4; do
   "$bin" train --data "$data" --limit-train $((5 * B)) --limit-test 10 --epochs 1 --batch $B --mode asymml --seed 3 \
     --threads 2 --momentum 0 --wd 0 --schedule constant --lr 0.01 --checkpoint-dir "$dir/ck$B" --save-every 1 \

@@ -267,6 +267,10 @@ grep -qx "asymml: checkpoint: $own/ckpt-0000000010.amck: write failed (File too 
 # Options that would do nothing in the mode asked for.
 expect 2 "noise outside asymml mode" -- "$bin" train --data "$dir/data" --sigma 1 --clip 1
 expect 2 "record with nothing to record" -- "$bin" train --data "$dir/data" --record "$dir/rec" --mode lowrank-only
+expect 2 "a record window without a recording" -- "$bin" train --data "$dir/data" --mode asymml --record-steps 1-2
+grep -qx "asymml: --record-steps: needs --record DIR" "$dir/err" || { echo "FAIL: window alone: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 2 "a record window backwards" -- "$bin" train --data "$dir/data" --mode asymml --record "$dir/rec" --record-steps 3-2
+expect 2 "a record window of words" -- "$bin" train --data "$dir/data" --mode asymml --record "$dir/rec" --record-steps 1-x
 expect 1 "a missing data folder" -- "$bin" train --data "$dir/nodata"
 grep -q "nodata: cannot open (No such file or directory)" "$dir/err" || { echo "FAIL: missing folder: $(cat "$dir/err")"; fail=$((fail + 1)); }
 latest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)

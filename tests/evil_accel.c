@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
     int ri, rd;
     if (argc >= 11 && !strcmp(argv[argc - 2], "--record") && sscanf(argv[argc - 1], "%d,%d", &ri, &rd) == 2) {
         am_backend *r;
-        if (am_recorder_create(be, ri, rd, &r) != AM_OK) return 1;
+        if (am_recorder_create(be, ri, rd, 0, UINT32_MAX, &r) != AM_OK) return 1;
         be = r;
     }
     if (!strcmp(mode, "probe")) {

@@ -8,7 +8,8 @@
  * side says BYE. It has nothing to print: its errors travel back in its
  * replies, and its exit status says whether it ended well.
  *
- *   asymml-accel --channel MEM,REQ,REP --parent PID --accel cpu|cuda --threads N [--record INDEX,DATA]
+ *   asymml-accel --channel MEM,REQ,REP --parent PID --accel cpu|cuda --threads N
+ *                [--record-steps FIRST-LAST --record INDEX,DATA]
  *
  * It ends when the trusted process (PID, its parent) does, whatever kills
  * that one: it watches a pidfd of it (the kernel's parent-death signal is
@@ -47,11 +48,14 @@ static int fds(const char *s, int *out, int max) {
 int main(int argc, char **argv) {
     int ch_fd[3], rec_fd[2], threads = 1, have_ch = 0, have_rec = 0, parent = 0;
     const char *accel = "cpu";
+    unsigned first = 0, last = UINT32_MAX;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--channel")) have_ch = fds(v, ch_fd, 3) == 3;
         else if (!strcmp(k, "--record")) have_rec = fds(v, rec_fd, 2) == 2;
-        else if (!strcmp(k, "--accel")) accel = v;
+        else if (!strcmp(k, "--record-steps")) {
+            if (sscanf(v, "%u-%u", &first, &last) != 2 || first > last) return 2;
+        } else if (!strcmp(k, "--accel")) accel = v;
         else if (!strcmp(k, "--threads")) threads = atoi(v);
         else if (!strcmp(k, "--parent")) parent = atoi(v);
         else return 2;
@@ -69,7 +73,7 @@ int main(int argc, char **argv) {
     am_status st = !strcmp(accel, "cuda") ? am_cuda_backend_create(&be) : am_cpu_backend_create(&be);
     if (st == AM_OK && have_rec) {
         am_backend *rb;
-        st = am_recorder_create(be, rec_fd[0], rec_fd[1], &rb);
+        st = am_recorder_create(be, rec_fd[0], rec_fd[1], first, last, &rb);
         if (st == AM_OK) be = rb;
         else be->vt->destroy(be), be = NULL;
     }

@@ -12,6 +12,8 @@ typedef struct rec_be {
     am_backend *inner;
     int fd_index, fd_data;
     uint64_t seq, offset;
+    uint32_t first, last;    /* the steps recorded, inclusive */
+    uint8_t seen[1024 / 8];  /* layers with a request recorded (an unchanged input is then not written again) */
 } rec_be;
 
 static am_status write_all(int fd, const void *p, size_t n, const char *what) {
@@ -52,8 +54,14 @@ static am_status rec_submit(am_backend *b, const am_req *q) {
     if (!q || !q->in0 || !q->in1 || !q->out) return am_fail(AM_EINVAL, "backend: incomplete request");
     am_shape s0, s1, so;
     AM_TRY(am_req_shapes(q, &s0, &s1, &so));
-    if (!(q->keep & AM_KEEP_IN0)) AM_TRY(record(r, q, 0, q->in0, s0));
-    if (!(q->keep & AM_KEEP_IN1)) AM_TRY(record(r, q, 1, q->in1, s1));
+    if (q->step >= r->first && q->step <= r->last) {
+        /* Inputs unchanged since an earlier request were written then, unless
+         * that request fell before the window: a layer's first is whole. */
+        int seen = q->layer >= 0 && q->layer < 1024 && (r->seen[q->layer / 8] >> (q->layer % 8) & 1);
+        if (!seen || !(q->keep & AM_KEEP_IN0)) AM_TRY(record(r, q, 0, q->in0, s0));
+        if (!seen || !(q->keep & AM_KEEP_IN1)) AM_TRY(record(r, q, 1, q->in1, s1));
+        if (q->layer >= 0 && q->layer < 1024) r->seen[q->layer / 8] |= (uint8_t)(1u << (q->layer % 8));
+    }
     r->seq++;
     return r->inner->vt->submit(r->inner, q);
 }
@@ -86,15 +94,17 @@ static void rec_destroy(am_backend *b) {
 
 static const am_backend_vt rec_vt = {"recorder", rec_buffer, rec_submit, rec_wait, rec_busy, rec_destroy, rec_adopt};
 
-am_status am_recorder_create(am_backend *inner, int index_fd, int data_fd, am_backend **out) {
+am_status am_recorder_create(am_backend *inner, int index_fd, int data_fd, uint32_t first, uint32_t last,
+                             am_backend **out) {
     *out = NULL;
-    if (!inner || index_fd < 0 || data_fd < 0) return am_fail(AM_EINVAL, "recorder: bad argument");
+    if (!inner || index_fd < 0 || data_fd < 0 || first > last) return am_fail(AM_EINVAL, "recorder: bad argument");
     rec_be *r = calloc(1, sizeof *r);
     if (!r) return am_fail(AM_ENOMEM, "recorder: out of memory");
     r->base.vt = &rec_vt;
     r->inner = inner;
     r->fd_index = index_fd;
     r->fd_data = data_fd;
+    r->first = first, r->last = last;
     *out = &r->base;
     return AM_OK;
 }

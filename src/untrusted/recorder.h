@@ -17,7 +17,9 @@
  * An input that the request marks unchanged since a request that read the
  * same buffer (am_req.keep: a layer's residual and weights in its backward
  * pass, the output gradient for the second backward request) was recorded
- * when first sent and is not written again. */
+ * when first sent and is not written again.
+ * Only the requests of steps first to last (inclusive) are recorded: an
+ * evaluation's window on a long run (0 and UINT32_MAX: all of them). */
 #ifndef ASYMML_UNTRUSTED_RECORDER_H
 #define ASYMML_UNTRUSTED_RECORDER_H
 
@@ -25,6 +27,7 @@
 
 /* Wraps inner (which it destroys with itself); writes to the open
  * descriptors index_fd and data_fd (which it closes with itself). */
-am_status am_recorder_create(am_backend *inner, int index_fd, int data_fd, am_backend **out);
+am_status am_recorder_create(am_backend *inner, int index_fd, int data_fd, uint32_t first, uint32_t last,
+                             am_backend **out);
 
 #endif
