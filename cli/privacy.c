@@ -37,7 +37,7 @@ static void measured(FILE *f, const am_asym_cfg *a) {
     if (a->sigma > 0.f)
         fprintf(f, "measured on the residuals alone (docs/evaluation.md: LeNet on Fashion-MNIST, rank 1/8, clip 0.25, "
                    "sigma 0.5 to 2): a decoder trained on public images did no better than their mean image "
-                   "(9.6 dB to 9.7 dB PSNR against 10.9 dB; 24.0 dB without noise), and the run was no more "
+                   "(9.6 dB to 9.7 dB PSNR against 10.9 dB; 24.0 dB without noise), and those runs were no more "
                    "accurate than lowrank-only, which sends nothing\n");
     else
         fprintf(f, "measured on the residuals alone (docs/evaluation.md: LeNet on Fashion-MNIST, rank 1/8, no noise): a "
@@ -97,11 +97,13 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
     fprintf(f, "known to leak from that (README, Privacy; docs/evaluation.md: attacks on the recorded host view): the "
                "weight updates carry each batch's gradient%s\n",
             a->protect_grads ? ", which residual noise does not protect; without noise the output gradients' "
-                               "residuals still gave away the labels (LeNet: 96.7% by nearest neighbour in batches of "
-                               "64)."
-                             : "; the clear output gradients give away the labels, and with the weight updates the "
-                               "trusted low-rank part (exactly, at batches of up to 16 in LeNet: the residual "
-                               "reveals the trusted basis). Residual noise protects none of this.");
+                               "residuals still showed which samples share a label (LeNet, batches of 64: 96.7% of "
+                               "nearest neighbours did)."
+                             : "; the clear output gradients show which samples share a label (LeNet, batches of "
+                               "64: 95.0% of nearest neighbours did), and with the weight updates they give the "
+                               "trusted low-rank part away (measured without noise, LeNet at rank 1/8: exactly at "
+                               "batches of up to 16, the residual revealing the trusted basis). None of this is "
+                               "noised.");
     measured(f, a);
 }
 
@@ -140,7 +142,8 @@ void cli_privacy_end(FILE *f, const am_model *m, const am_asym_cfg *a, double mu
                        "rank 8 of 16 with a ratio of 0.0089: 89.9%% and 89.4%% test accuracy in two runs, against 90.6%% "
                        "for lowrank-only at that rank, which sends nothing).\n");
         else
-            fprintf(f, "The residuals carry signal the accelerator can use, and the epsilon above is weak to match.\n");
+            fprintf(f, "At such a ratio the residuals still carry signal (how much a model gains from it was not "
+                       "measured), and the epsilon above is weak to match.\n");
     }
     static const uint8_t zero[32];
     if (memcmp(a->noise_key, zero, sizeof zero))

@@ -65,7 +65,7 @@ def accuracy_table(res, names):
         out.append(f"| {n} | {r['model']} | {r['mode']} | {rank_words(r['rank']) if split else '-'} | "
                    f"{r['basis'] if split else '-'} | {'protected' if r['protect'] else ('clear' if r['mode'] == 'asymml' else '-')} | "
                    f"{f(r['sigma'], '{:g}') + ' (' + f(r['clip'], '{:g}') + ')' if r['sigma'] else '-'} | {r['batch']} | "
-                   f"{pct(r['accuracy'])} | {f(r.get('residual_share'), '{:.3f}') if r['mode'] == 'asymml' else '-'} | "
+                   f"{pct(r['accuracy'])} | {f(r.get('residual_share'), '{:.4f}') if r['mode'] == 'asymml' else '-'} | "
                    f"{f(r.get('epsilon'), '{:.2f}')} | {f(snr(r), '{:.4f}')} |")
     return "\n".join(out)
 
