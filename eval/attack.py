@@ -46,10 +46,8 @@ def cmd_labels(rec, truth_dir):
     grads = View(rec).by_step("conv-backward-filter", "output-gradient", steps=window(meta))
     if not grads:
         sys.exit("attack.py: no clear output gradient in the recording (protected gradients, or not asymml mode)")
-    nn = [lab.nearest_neighbour(grads[s], y[s - first]) for s in sorted(grads)]
-    km = [lab.kmeans(grads[s], y[s - first], meta["classes"], seed=s) for s in sorted(grads)]
-    for name, res in (("nearest neighbour", nn), ("k-means purity", km)):
-        hit, total = sum(h for h, _ in res), sum(t for _, t in res)
+    nn, km = lab.over_steps(grads, y, first, meta["classes"])
+    for name, (hit, total) in (("nearest neighbour", nn), ("k-means purity", km)):
         print(f"labels, {name}: {hit} of {total} samples ({hit / total:.3f}; chance about "
               f"{1 / meta['classes']:.2f}), {len(grads)} steps of batch {meta['batch']}")
 

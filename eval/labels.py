@@ -49,3 +49,11 @@ def kmeans(grads, labels, k, restarts=5, iters=30, seed=0):
         if len(members):
             hit += int(torch.bincount(members).max())
     return hit, len(labels)
+
+
+def over_steps(grads, labels, first, classes):
+    """Both attacks over {step: gradients}, labels (steps, batch) from step
+    first: ((hits, total) by nearest neighbour, (hits, total) by k-means)."""
+    nn = [nearest_neighbour(grads[s], labels[s - first]) for s in sorted(grads)]
+    km = [kmeans(grads[s], labels[s - first], classes, seed=s) for s in sorted(grads)]
+    return tuple((sum(h for h, _ in r), sum(t for _, t in r)) for r in (nn, km))

@@ -16,7 +16,6 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import settings  # noqa: E402
-from run import slug  # noqa: E402
 
 
 def load(work):
@@ -24,7 +23,7 @@ def load(work):
     for p in glob.glob(os.path.join(work, "results", "*.json")):
         with open(p) as f:
             r = json.load(f)
-        res[r.get("name", os.path.basename(p)[:-5])] = r
+        res[r.get("name", os.path.basename(p)[:-5])] = r  # the updates' files have no name
     return res
 
 
@@ -234,11 +233,6 @@ def main():
     seconds = float(sys.argv[3]) if len(sys.argv) > 3 else None
     os.makedirs(out, exist_ok=True)
     res = load(work)
-    for B in (1, 4, 8, 16, 32, 64):
-        p = os.path.join(work, "results", f"updates-{B}.json")
-        if os.path.exists(p):
-            with open(p) as fh:
-                res[f"updates-{B}"] = json.load(fh)
     lenet = [s["name"] for s in settings.lenet()]
     vgg = [s["name"] for s in settings.vgg11()]
     frontier(res, os.path.join(out, "eval-frontier.png"))

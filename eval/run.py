@@ -138,6 +138,12 @@ class Eval:
         return out
 
 
+def aux_batch(s):
+    """The batch the attacker's pass over its auxiliary set runs at: the
+    victim's where a shared basis couples a batch, any with per-sample bases."""
+    return min(s["batch"], 100) if s["basis"] == "per-sample" else s["batch"]
+
+
 def window_of(s, ev):
     steps = ev.a.epochs * (ev.n_train(s) // s["batch"])
     n = max(1, TEST_IMAGES // s["batch"])
@@ -186,21 +192,19 @@ def attack_view(ev, s, res, wd, ck, v, win):
     G = v.by_step("conv-backward-filter", "output-gradient", layer, steps) or \
         v.by_step("conv-backward-filter", "gradient-residual", layer, steps)
     if G and B > 1:
-        nn = [lab.nearest_neighbour(G[st], y[st - win[0]]) for st in sorted(G)]
-        km = [lab.kmeans(G[st], y[st - win[0]], 10, seed=st) for st in sorted(G)]
-        res["labels_nn"] = sum(h for h, _ in nn) / sum(t for _, t in nn)
-        res["labels_kmeans"] = sum(h for h, _ in km) / sum(t for _, t in km)
+        nn, km = lab.over_steps(G, y, win[0], 10)
+        res["labels_nn"], res["labels_kmeans"] = nn[0] / nn[1], km[0] / km[1]
     na = AUX_LIMIT[s["model"]]
-    ax, ay = ev.aux_set(s["size"], na)
+    ax, _ = ev.aux_set(s["size"], na)
     # White-box: the victim's final model run on the auxiliary set gives pairs.
-    av = ev.eval_record(ck, auxdir, os.path.join(wd, "aux"), min(B, 100) if s["basis"] == "per-sample" else B, na)
+    av = ev.eval_record(ck, auxdir, os.path.join(wd, "aux"), aux_batch(s), na)
     AR = av.all_of("conv-forward", "residual", layer)[:na]  # a last batch is padded
     res["decoder_white"] = ev.decode(AR, ax, R, images, labels, s["size"], slug(s["name"]) + "-white")
     log(f"{s['name']}: white-box decoder PSNR {res['decoder_white']['psnr']:.2f}")
     if s["name"] in ev.a.host_only:
         host_only(ev, s, res, wd, layer, R, images, labels)
     if s["name"] in ("base", "vgg11 base"):
-        controls(ev, s, res, wd, ck, layer, images, labels, ax, ay)
+        controls(ev, s, res, wd, ck, layer, images, labels, ax)
 
 
 def host_only(ev, s, res, wd, layer, R, images, labels):
@@ -210,14 +214,14 @@ def host_only(ev, s, res, wd, layer, R, images, labels):
     na = AUX_LIMIT[s["model"]]
     ck, rec = os.path.join(wd, "sur-ck"), os.path.join(wd, "sur-aux")
     ev.train(s, auxdir, ck, n=na)
-    v = ev.eval_record(ck, auxdir, rec, min(s["batch"], 100) if s["basis"] == "per-sample" else s["batch"], na)
+    v = ev.eval_record(ck, auxdir, rec, aux_batch(s), na)
     ax, _ = ev.aux_set(s["size"], na)
     res["decoder_host"] = ev.decode(v.all_of("conv-forward", "residual", layer)[:na], ax, R, images, labels, s["size"],
                                     slug(s["name"]) + "-host")
     log(f"{s['name']}: host-only decoder PSNR {res['decoder_host']['psnr']:.2f}")
 
 
-def controls(ev, s, res, wd, ck, layer, images, labels, ax, ay):
+def controls(ev, s, res, wd, ck, layer, images, labels, ax):
     """Floor (a blank image, the auxiliary mean) and ceiling (the same decoder
     on the whole layer input: the model run in open mode)."""
     size = s["size"]
