@@ -210,6 +210,159 @@ static void t_bn(void **st) {
     bn_case("bn eval", am_shape4(2, 3, 2, 3), 0);
 }
 
+/* ---------------------------------------------------------------- bn fused with relu, pool */
+static uint32_t g_bits[4096];
+static am_bn_act g_act;
+static int g_moments; /* the producer's moments, or the op's own pass */
+static void bnact_fwd(fcase *c) {
+    double mo[2 * 256];
+    const int planes = c->x.s.n * c->x.s.c;
+    const size_t hw = (size_t)c->x.s.h * c->x.s.w;
+    for (int i = 0; g_moments && i < planes; i++) am_plane_moments(c->x.d + i * hw, hw, mo + 2 * i);
+    assert_int_equal(am_bn_act_forward(&c->bn, &g_act, c->training, &c->x, g_moments ? mo : NULL, c->in[1], c->in[2],
+                                       c->rm, c->rv, c->sm, c->si, g_act.pool ? NULL : &c->y, g_act.relu ? g_bits : NULL,
+                                       g_act.pool ? &c->y : NULL, c->argmax),
+                     AM_OK);
+}
+static void bnact_bwd(fcase *c, int accum) {
+    assert_int_equal(am_bn_act_backward(&c->bn, &g_act, c->training, &c->x, c->in[1], c->sm, c->si, g_bits, c->argmax,
+                                        &c->dy, &c->dx, accum, c->g[1], c->g[2]), AM_OK);
+}
+/* Inputs spaced apart (no pool ties), and each channel's beta set so that
+ * the ReLU's zero falls midway between two normalized values: no kink
+ * within a finite-difference step of x, gamma or beta. */
+static void bnact_case(const char *name, am_shape xs, int relu, const am_pool_cfg *pool, int training, int moments) {
+    fcase c = {0};
+    c.name = name;
+    c.bn = (am_bn_cfg){1e-5f, 0.1f};
+    c.training = training;
+    g_act = (am_bn_act){relu, pool};
+    g_moments = moments;
+    set_x(&c, xs, 1);
+    am_shape ys = xs;
+    if (pool) assert_int_equal(am_pool_out_shape(pool, xs, &ys), AM_OK);
+    assert_int_equal(am_tensor_alloc(&c.y, ys), AM_OK);
+    c.nin = 3;
+    c.len[1] = c.len[2] = (size_t)xs.c;
+    c.in[1] = rnd(xs.c, 1.f);
+    c.in[2] = rnd(xs.c, 0.f);
+    for (int i = 0; i < xs.c; i++) {
+        c.in[1][i] = 0.5f + fabsf(c.in[1][i]);
+        c.rm[i] = 0.1f * (float)i;
+        c.rv[i] = 1.f + 0.2f * (float)i;
+    }
+    const size_t hw = (size_t)xs.h * xs.w;
+    am_bn_act plain = {0, NULL};
+    am_tensor z;
+    assert_int_equal(am_tensor_alloc(&z, xs), AM_OK);
+    float rm[64], rv[64];
+    memcpy(rm, c.rm, sizeof rm), memcpy(rv, c.rv, sizeof rv);
+    assert_int_equal(am_bn_act_forward(&c.bn, &plain, training, &c.x, NULL, c.in[1], c.in[2], rm, rv, c.sm, c.si, &z,
+                                       NULL, NULL, NULL), AM_OK);
+    for (int ch = 0; ch < xs.c; ch++) {
+        float neg = -1e30f, pos = 1e30f;
+        for (int n = 0; n < xs.n; n++)
+            for (size_t i = 0; i < hw; i++) {
+                float v = z.d[((size_t)n * xs.c + ch) * hw + i];
+                if (v <= 0.f && v > neg) neg = v;
+                if (v > 0.f && v < pos) pos = v;
+            }
+        c.in[2][ch] = pos < 1e29f && neg > -1e29f ? -(neg + pos) / 2 : 0.f;
+    }
+    am_tensor_free(&z);
+    c.fwd = bnact_fwd;
+    c.bwd = bnact_bwd;
+    run_case(&c);
+}
+
+static void t_bn_act(void **st) {
+    (void)st;
+    const am_pool_cfg p2 = {2, 2, 2, 2, 0, 0, 0}, p3 = {3, 3, 2, 2, 1, 1, 0}, pc = {2, 2, 2, 2, 0, 0, 1};
+    bnact_case("bn (fused, own moments)", am_shape4(3, 4, 3, 3), 0, NULL, 1, 0);
+    bnact_case("bn relu (fused, producer's moments)", am_shape4(3, 4, 3, 3), 1, NULL, 1, 1);
+    bnact_case("bn relu, 7x5 planes", am_shape4(2, 3, 7, 5), 1, NULL, 1, 0);
+    bnact_case("bn relu maxpool 2", am_shape4(2, 3, 6, 6), 1, &p2, 1, 1);
+    bnact_case("bn relu maxpool 3 s2 p1", am_shape4(2, 2, 7, 7), 1, &p3, 1, 0);
+    bnact_case("bn relu maxpool 2 ceil on 7", am_shape4(1, 3, 7, 7), 1, &pc, 1, 1);
+    bnact_case("bn relu maxpool eval", am_shape4(2, 2, 6, 6), 1, &p2, 0, 0);
+}
+
+/* The fused kernel against the unfused chain (batchnorm, ReLU with bits,
+ * max-pool), on random data with ties and NaN-free values: outputs, running
+ * statistics, mask semantics and every gradient agree to float rounding. */
+static void fused_vs_chain(am_shape xs, const am_pool_cfg *pool, int training, int accum) {
+    const size_t n = am_shape_numel(xs), hw = (size_t)xs.h * xs.w;
+    const int C = xs.c;
+    am_bn_cfg cfg = {1e-5f, 0.1f};
+    am_tensor x, y, y2, d, d2;
+    am_shape ps = xs;
+    if (pool) assert_int_equal(am_pool_out_shape(pool, xs, &ps), AM_OK);
+    am_tensor py, py2, g;
+    assert_int_equal(am_tensor_alloc(&x, xs) | am_tensor_alloc(&y, xs) | am_tensor_alloc(&y2, xs) |
+                         am_tensor_alloc(&d, xs) | am_tensor_alloc(&d2, xs) | am_tensor_alloc(&py, ps) |
+                         am_tensor_alloc(&py2, ps) | am_tensor_alloc(&g, ps), AM_OK);
+    for (size_t i = 0; i < n; i++) x.d[i] = 3.f * am_rng_normal(&rng) + 1.f;
+    for (size_t i = 0; i < n; i += 13) x.d[i] = x.d[i / 2]; /* ties */
+    for (size_t i = 0; i < am_shape_numel(ps); i++) g.d[i] = am_rng_normal(&rng);
+    float gm[64], bt[64], rm[64], rv[64], rm2[64], rv2[64], sm[64], si[64], sm2[64], si2[64];
+    float dg[64], db[64], dg2[64], db2[64];
+    for (int c = 0; c < C; c++) {
+        gm[c] = am_rng_normal(&rng), bt[c] = am_rng_normal(&rng);
+        rm[c] = rm2[c] = 0.1f * (float)c, rv[c] = rv2[c] = 1.f + 0.1f * (float)c;
+    }
+    double *mo = malloc(sizeof(double) * 2 * (size_t)xs.n * C);
+    for (int i = 0; i < xs.n * C; i++) am_plane_moments(x.d + i * hw, hw, mo + 2 * i);
+    uint32_t *bits = calloc(am_bn_act_bits_words(&(am_bn_act){1, pool}, xs), sizeof(uint32_t));
+    uint32_t *cbits = calloc((n + 31) / 32, sizeof(uint32_t));
+    int32_t *amx = calloc(am_shape_numel(ps), sizeof(int32_t)), *amx2 = calloc(am_shape_numel(ps), sizeof(int32_t));
+    am_bn_act act = {1, pool};
+    assert_int_equal(am_bn_act_forward(&cfg, &act, training, &x, training ? mo : NULL, gm, bt, rm, rv, sm, si,
+                                       pool ? NULL : &y, bits, pool ? &py : NULL, amx), AM_OK);
+    assert_int_equal(am_bn_forward(&cfg, training, &x, gm, bt, rm2, rv2, sm2, si2, &y2), AM_OK);
+    assert_int_equal(am_relu_forward_bits(&y2, &y2, cbits), AM_OK);
+    if (pool) assert_int_equal(am_maxpool_forward(pool, &y2, &py2, amx2), AM_OK);
+    for (int c = 0; c < C; c++) {
+        assert_float_equal(rm[c], rm2[c], 1e-5 * (1 + fabsf(rm2[c])));
+        assert_float_equal(rv[c], rv2[c], 1e-5 * (1 + fabsf(rv2[c])));
+        assert_float_equal(si[c], si2[c], 1e-5 * fabsf(si2[c]));
+    }
+    const float *a = pool ? py.d : y.d, *b = pool ? py2.d : y2.d;
+    for (size_t i = 0; i < am_shape_numel(ps); i++) assert_float_equal(a[i], b[i], 1e-5 * (1 + fabsf(b[i])));
+    if (pool)
+        for (size_t i = 0; i < am_shape_numel(ps); i++) assert_int_equal(amx[i], amx2[i]);
+    for (size_t i = 0; i < n; i++) d.d[i] = d2.d[i] = accum ? (float)(i % 5) : 99.f;
+    am_tensor *gr = &g;
+    assert_int_equal(am_bn_act_backward(&cfg, &act, training, &x, gm, sm, si, bits, amx, gr, &d, accum, dg, db), AM_OK);
+    /* The chain: the pool's gradient into y2's, the ReLU's, then batchnorm's. */
+    am_tensor t;
+    assert_int_equal(am_tensor_alloc(&t, xs), AM_OK);
+    if (pool) assert_int_equal(am_maxpool_backward(pool, amx2, gr, &t, 0), AM_OK);
+    else memcpy(t.d, g.d, n * sizeof(float));
+    assert_int_equal(am_relu_backward_bits(cbits, &t, &t, 0), AM_OK);
+    assert_int_equal(am_bn_backward(&cfg, training, &x, gm, sm2, si2, &t, &d2, accum, dg2, db2), AM_OK);
+    for (int c = 0; c < C; c++) {
+        assert_float_equal(dg[c], dg2[c], 1e-4 * (1 + fabsf(dg2[c])));
+        assert_float_equal(db[c], db2[c], 1e-4 * (1 + fabsf(db2[c])));
+    }
+    for (size_t i = 0; i < n; i++) assert_float_equal(d.d[i], d2.d[i], 1e-4 * (1 + fabsf(d2.d[i])));
+    am_tensor_free(&t), am_tensor_free(&x), am_tensor_free(&y), am_tensor_free(&y2), am_tensor_free(&d);
+    am_tensor_free(&d2), am_tensor_free(&py), am_tensor_free(&py2), am_tensor_free(&g);
+    free(mo), free(bits), free(cbits), free(amx), free(amx2);
+}
+
+static void t_bn_act_vs_chain(void **st) {
+    (void)st;
+    const am_pool_cfg p2 = {2, 2, 2, 2, 0, 0, 0}, p3 = {3, 3, 2, 2, 1, 1, 0}, pc = {2, 2, 2, 2, 0, 0, 1};
+    const am_shape shapes[] = {am_shape4(4, 5, 28, 28), am_shape4(3, 7, 9, 11), am_shape4(2, 3, 56, 56)};
+    for (int s = 0; s < 3; s++)
+        for (int tr = 0; tr < 2; tr++) {
+            fused_vs_chain(shapes[s], NULL, tr, s & 1);
+            fused_vs_chain(shapes[s], &p2, tr, 0);
+            fused_vs_chain(shapes[s], &p3, tr, 1);
+            fused_vs_chain(shapes[s], &pc, tr, 0);
+        }
+}
+
 /* ---------------------------------------------------------------- relu, add, dropout */
 static void relu_fwd(fcase *c) { assert_int_equal(am_relu_forward(&c->x, &c->y), AM_OK); }
 static void relu_bwd(fcase *c, int accum) {
@@ -436,7 +589,7 @@ int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* run one test by name */
     am_rng_seed(&rng, 1234);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_eltwise),    cmocka_unit_test(t_relu_bits),
+        cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_bn_act), cmocka_unit_test(t_bn_act_vs_chain),          cmocka_unit_test(t_eltwise),    cmocka_unit_test(t_relu_bits),
         cmocka_unit_test(t_pool),      cmocka_unit_test(t_linear_loss), cmocka_unit_test(t_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,10 @@ size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x);
 /* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n);
+/* The same, and the moments of each output plane for a following batchnorm
+ * (am_plane_moments; N x K pairs), taken while the plane is in cache. */
+am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const float *b,
+                                    am_tensor *y, float *work, size_t work_n, double *moments);
 /* dx may be NULL (first layer: no input gradient); db NULL when !cfg->bias;
  * dw NULL computes no weight gradient, and then x->d may be NULL too (only
  * its shape is used). */
@@ -87,6 +91,34 @@ am_status am_avgpool_backward(const am_pool_cfg *cfg, const am_tensor *dy, am_te
 /* Adaptive average pool to oh x ow (nn.AdaptiveAvgPool2d); global = 1 x 1. */
 am_status am_adaptive_avgpool_forward(const am_tensor *x, am_tensor *y);
 am_status am_adaptive_avgpool_backward(const am_tensor *dy, am_tensor *dx, int accum);
+
+/* ---- batchnorm fused with what follows it: a ReLU, and a max-pool after
+ * the ReLU (src/ops/bn_act.c; two passes over the activations each way) ---- */
+typedef struct am_bn_act {
+    int relu;                  /* a ReLU follows the batchnorm */
+    const am_pool_cfg *pool;   /* and a max-pool the ReLU (needs relu), or NULL */
+} am_bn_act;
+
+/* One plane's moments for a following batchnorm: out[0] the sum of its len
+ * values, out[1] their squared deviations from the plane's own mean. Taken
+ * by the layer that writes the plane, while it is in cache. */
+void am_plane_moments(const float *x, size_t len, double out[2]);
+/* Mask words the fused ReLU needs (its own words per plane). */
+size_t am_bn_act_bits_words(const am_bn_act *act, am_shape x);
+/* As am_bn_forward (save_mean and save_invstd required), then the ReLU and
+ * the pool. moments: N x C planes' am_plane_moments of x (training; NULL:
+ * taken here). y: the batchnorm's (ReLU's) output; NULL with a pool, which
+ * then writes only pooled and argmax. bits: the ReLU's mask, per pooled
+ * value with a pool. */
+am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int training, const am_tensor *x,
+                            const double *moments, const float *gamma, const float *beta, float *running_mean,
+                            float *running_var, float *save_mean, float *save_invstd, am_tensor *y,
+                            uint32_t *bits, am_tensor *pooled, int32_t *argmax);
+/* dy: the gradient of the last fused op's output (the pool's with a pool). */
+am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int training, const am_tensor *x,
+                             const float *gamma, const float *save_mean, const float *save_invstd,
+                             const uint32_t *bits, const int32_t *argmax, const am_tensor *dy, am_tensor *dx,
+                             int accum, float *dgamma, float *dbeta);
 
 /* ---- linear: y = x W^T + b, W [out, in] as nn.Linear; x is [N, in] (any
  * C*H*W that equals in: flatten is implicit) ---- */

@@ -50,6 +50,33 @@ static void prof_add(am_model *m, am_prof_kind k, double *t0, double *a0) {
     *a0 = a;
 }
 
+/* The one layer that reads layer i, or 0. */
+static int sole_reader(const am_model *m, int i) {
+    if (m->L[i].consumers != 1) return 0;
+    for (int j = i + 1; j < m->n; j++)
+        for (int k = 0; k < m->L[j].n_in; k++)
+            if (m->L[j].in[k] == i) return j;
+    return 0;
+}
+
+/* Which batchnorms run the ReLU (in place) and max-pool after them, and
+ * which convs hand their batchnorm the moments of what they wrote. */
+static void plan_fusion(am_model *m) {
+    for (int i = 1; i < m->n; i++) {
+        layer *l = &m->L[i];
+        if (l->kind != K_BN) continue;
+        if (l->in[0] != 0 && m->L[l->in[0]].kind == K_CONV && sole_reader(m, l->in[0]) == i) m->L[l->in[0]].stats_to = i;
+        int r = sole_reader(m, i);
+        if (!r || m->L[r].kind != K_RELU || !m->L[r].alias_y) continue;
+        l->act_relu = r;
+        m->L[r].fused_into = i;
+        int q = sole_reader(m, r);
+        if (!q || m->L[q].kind != K_MAXPOOL) continue;
+        l->act_pool = q;
+        m->L[q].fused_into = i;
+    }
+}
+
 am_status am_model_create(const char *desc, am_model **out) {
     *out = NULL;
     if (!desc) return am_fail(AM_EINVAL, "model: NULL description");
@@ -84,6 +111,7 @@ am_status am_model_create(const char *desc, am_model **out) {
             if (l->kind == K_RELU && src->consumers == 1 && l->in[0] != 0) l->alias_y = 1;
         }
     }
+    if (st == AM_OK) plan_fusion(m);
     if (st == AM_OK) {
         m->wdata = am_aligned_alloc(m->n_train * sizeof(float));
         m->gdata = am_aligned_alloc(m->n_train * sizeof(float));
@@ -208,6 +236,11 @@ am_status am_model_init(am_model *m, uint64_t seed) {
 
 /* ------------------------------------------------------------ buffers */
 
+/* The max-pool batchnorm i runs, or NULL. */
+static const am_pool_cfg *fused_pool(const am_model *m, int i) {
+    return m->L[i].act_pool ? &m->L[m->L[i].act_pool].pool : NULL;
+}
+
 static float *pdat(am_model *m, const layer *l, int j) { return m->P[l->param0 + j].data; }
 static float *pgrad(am_model *m, const layer *l, int j) { return m->P[l->param0 + j].grad; }
 
@@ -263,7 +296,7 @@ static void plan_grads(am_model *m, size_t *need) {
             if (root[i] != i || end[i] != e) continue;
             size_t bytes = am_shape_numel(m->L[i].y.s) * sizeof(float);
             int best = fit_slot(slot_size, &nslots, slot_start, e, 1, bytes);
-            slot_start[best] = i;
+            slot_start[best] = m->L[i].fused_into ? m->L[i].fused_into : i; /* a fused pool's, read by its batchnorm */
             slot_of[i] = best;
         }
     for (int k = 0; k < nslots; k++) m->slot_base[k] = take(&m->arena, slot_size[k], need);
@@ -316,7 +349,8 @@ static void plan_outputs(am_model *m, int B, size_t *need) {
         }
         /* Layers come in forward order: a slot whose last reader ran before
          * this layer is free. */
-        int best = fit_slot(slot_size, &nslots, slot_end, i, 0, bytes);
+        /* A fused max-pool writes its output when its batchnorm runs. */
+        int best = fit_slot(slot_size, &nslots, slot_end, l->fused_into ? l->fused_into : i, 0, bytes);
         slot_end[best] = end[i];
         slot_of[i] = best;
         l->y.d = NULL;
@@ -347,15 +381,19 @@ static void lay_out(am_model *m, int B, size_t *need) {
         l->save_mean = l->save_invstd = l->mask = NULL;
         l->argmax = NULL;
         l->bits = NULL;
+        l->moments = NULL;
         if (l->kind == K_BN) {
             l->save_mean = take(a, sizeof(float) * (size_t)s.c, need);
             l->save_invstd = take(a, sizeof(float) * (size_t)s.c, need);
+            if (m->L[l->in[0]].stats_to == i) l->moments = take(a, sizeof(double) * 2 * (size_t)B * s.c, need);
         } else if (l->kind == K_MAXPOOL) {
             l->argmax = take(a, am_shape_numel(s) * sizeof(int32_t), need);
         } else if (l->kind == K_DROPOUT) {
             l->mask = take(a, bytes, need);
         } else if (l->kind == K_RELU) {
-            l->bits = take(a, sizeof(uint32_t) * ((am_shape_numel(s) + 31) / 32), need);
+            size_t words = (am_shape_numel(s) + 31) / 32;
+            if (l->fused_into) words = am_bn_act_bits_words(&(am_bn_act){1, fused_pool(m, l->fused_into)}, s);
+            l->bits = take(a, sizeof(uint32_t) * words, need);
         } else if (l->kind == K_CONV) {
             am_shape xs = m->L[l->in[0]].os;
             xs.n = B;
@@ -426,16 +464,24 @@ am_status am_model_set_batch(am_model *m, int B) {
 static am_status fwd_layer(am_model *m, int i, int training, am_rng *rng) {
     layer *l = &m->L[i];
     am_tensor *x = &m->L[l->in[0]].y;
+    if (l->fused_into) return AM_OK; /* its batchnorm ran it */
     switch (l->kind) {
-    case K_CONV:
+    case K_CONV: {
+        double *mo = training && l->stats_to ? m->L[l->stats_to].moments : NULL;
         if (m->asym && am_asym_handles(m->asym, i))
             return am_asym_forward(m->asym, i, &l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL,
-                                   &l->y, m->work, m->work_n, training);
-        return am_conv2d_forward(&l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL,
-                                 &l->y, m->work, m->work_n);
-    case K_BN:
-        return am_bn_forward(&l->bn, training, x, pdat(m, l, 0), pdat(m, l, 1), pdat(m, l, 2),
-                             pdat(m, l, 3), l->save_mean, l->save_invstd, &l->y);
+                                   &l->y, m->work, m->work_n, training, mo);
+        return am_conv2d_forward_moments(&l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL, &l->y,
+                                         m->work, m->work_n, mo);
+    }
+    case K_BN: {
+        am_bn_act act = {l->act_relu != 0, fused_pool(m, i)};
+        layer *q = l->act_pool ? &m->L[l->act_pool] : NULL;
+        return am_bn_act_forward(&l->bn, &act, training, x, training ? l->moments : NULL, pdat(m, l, 0), pdat(m, l, 1),
+                                 pdat(m, l, 2), pdat(m, l, 3), l->save_mean, l->save_invstd,
+                                 q && !m->keep_all ? NULL : &l->y, l->act_relu ? m->L[l->act_relu].bits : NULL,
+                                 q ? &q->y : NULL, q ? q->argmax : NULL);
+    }
     case K_RELU: return am_relu_forward_bits(x, &l->y, l->bits);
     case K_MAXPOOL: return am_maxpool_forward(&l->pool, x, &l->y, l->argmax);
     case K_AVGPOOL: return am_avgpool_forward(&l->pool, x, &l->y);
@@ -504,6 +550,7 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
     am_tensor *dx = l->in[0] == 0 ? NULL : &src->dy;
     int acc = written[l->in[0]];
     if (l->in[0] != 0) written[l->in[0]] = 1;
+    if (l->fused_into) return AM_OK; /* its batchnorm's backward does it */
     switch (l->kind) {
     case K_CONV:
         if (m->asym && am_asym_handles(m->asym, i))
@@ -511,9 +558,14 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
                                     l->conv.bias ? pgrad(m, l, 1) : NULL, m->work, m->work_n);
         return am_conv2d_backward(&l->conv, &src->y, pdat(m, l, 0), &l->dy, dx, acc, pgrad(m, l, 0),
                                   l->conv.bias ? pgrad(m, l, 1) : NULL, m->work, m->work_n);
-    case K_BN:
-        return am_bn_backward(&l->bn, m->training, &src->y, pdat(m, l, 0), l->save_mean,
-                              l->save_invstd, &l->dy, dx, acc, pgrad(m, l, 0), pgrad(m, l, 1));
+    case K_BN: {
+        am_bn_act act = {l->act_relu != 0, fused_pool(m, i)};
+        const am_tensor *dy = l->act_pool ? &m->L[l->act_pool].dy : &l->dy;
+        return am_bn_act_backward(&l->bn, &act, m->training, &src->y, pdat(m, l, 0), l->save_mean, l->save_invstd,
+                                  l->act_relu ? m->L[l->act_relu].bits : NULL,
+                                  l->act_pool ? m->L[l->act_pool].argmax : NULL, dy, dx, acc, pgrad(m, l, 0),
+                                  pgrad(m, l, 1));
+    }
     case K_LINEAR:
         return am_linear_backward(&src->y, pdat(m, l, 0), &l->dy, dx, acc, pgrad(m, l, 0),
                                   l->lin_bias ? pgrad(m, l, 1) : NULL);

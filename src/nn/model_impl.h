@@ -27,6 +27,12 @@ typedef struct layer {
     int param0, nparam;
     int consumers;
     int alias_y;      /* output (and gradient) share the input's memory */
+    /* Fusion (am_bn_act): a batchnorm runs the ReLU and max-pool after it
+     * (act_relu, act_pool: their layers, 0 none), which then do nothing
+     * themselves (fused_into: the batchnorm); a conv that only a batchnorm
+     * reads hands it its planes' moments (stats_to: the batchnorm). */
+    int act_relu, act_pool, fused_into, stats_to;
+    double *moments;  /* batchnorm: N x C planes' moments from the conv before it */
     /* per batch */
     am_tensor y, dy;
     float *save_mean, *save_invstd, *mask;

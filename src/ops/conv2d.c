@@ -176,6 +176,12 @@ static const float *chunk_cols(const am_conv2d_cfg *cfg, const geom *g, const fl
 
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n) {
+    return am_conv2d_forward_moments(cfg, x, w, b, y, work, work_n, NULL);
+}
+
+/* The output plane by plane, bias added, moments taken while it is in cache. */
+am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const float *b,
+                                    am_tensor *y, float *work, size_t work_n, double *moments) {
     geom g;
     AM_TRY(check_io(cfg, x, w, y, work_n, &g));
     if (!x->d) return am_fail(AM_EINVAL, "conv2d: NULL input");
@@ -191,11 +197,13 @@ am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const 
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.K, (int)ld, g.CKK, 1.f, w, g.CKK,
                     A, (int)ld, 0.f, C, (int)ld);
         if (nb == 1) {
-            if (b) {
+            if (b || moments) {
 #pragma omp parallel for schedule(static) if ((size_t)g.K * g.P > PAR_MIN)
                 for (int k = 0; k < g.K; k++) {
-                    float *yk = C + (size_t)k * g.P, bk = b[k];
-                    for (int p = 0; p < g.P; p++) yk[p] += bk;
+                    float *yk = C + (size_t)k * g.P, bk = b ? b[k] : 0.f;
+                    if (b)
+                        for (int p = 0; p < g.P; p++) yk[p] += bk;
+                    if (moments) am_plane_moments(yk, (size_t)g.P, moments + 2 * ((size_t)b0 * g.K + k));
                 }
             }
         } else {
@@ -206,6 +214,7 @@ am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const 
                     const float *src = out + (size_t)k * ld + (size_t)s * g.P;
                     float bk = b ? b[k] : 0.f;
                     for (int p = 0; p < g.P; p++) dst[p] = src[p] + bk;
+                    if (moments) am_plane_moments(dst, (size_t)g.P, moments + 2 * ((size_t)(b0 + s) * g.K + k));
                 }
         }
     }

@@ -21,9 +21,9 @@
  * once); a non-finite result is an error that names the layer. With coef,
  * the reply's combination goes to a->vcomb for am_verify_compare. */
 static am_status merge(am_asym *a, layer_plan *p, int layer, const char *what, float *dst, const float *src, int outer,
-                       int mid, size_t inner, const float *bias, int add, const float *coef) {
+                       int mid, size_t inner, const float *bias, int add, const float *coef, double *moments) {
     double tx = asym_now();
-    int bad = am_merge_reply(dst, src, outer, mid, inner, bias, add, coef, coef ? a->vcomb : NULL);
+    int bad = am_merge_reply(dst, src, outer, mid, inner, bias, add, coef, coef ? a->vcomb : NULL, moments);
     p->xfer_s += asym_now() - tx;
     if (bad) return am_fail(AM_ENUM, "accelerator: a non-finite value in layer %d's %s: the reply is refused", layer, what);
     return AM_OK;
@@ -79,7 +79,7 @@ static am_status verify_dw(am_asym *a, layer_plan *p, int layer, const float *G)
 /* ---------------------------------------------------------------- forward */
 
 static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_tensor *x, const float *w,
-                              const float *b, am_tensor *y) {
+                              const float *b, am_tensor *y, double *moments) {
     float *bx, *bw, *by;
     am_shape ws = am_shape4(p->K, p->C, p->cfg.kh, p->cfg.kw);
     AM_TRY(asym_cross(a, layer, AM_BUF_INPUT, AM_CROSS_ACTIVATION, x->s, x->d, &bx));
@@ -97,28 +97,28 @@ static am_status forward_open(am_asym *a, int layer, layer_plan *p, const am_ten
         AM_TRY(verify_sent(a, p, w, x->d, 0, (int)B));
     }
     AM_TRY(asym_wait(a, p));
-    AM_TRY(merge(a, p, layer, "forward result", y->d, by, (int)B, p->K, P, b, 0, a->verify ? a->vsig : NULL));
+    AM_TRY(merge(a, p, layer, "forward result", y->d, by, (int)B, p->K, P, b, 0, a->verify ? a->vsig : NULL, moments));
     if (a->verify) AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, B * P, (double)p->C * p->kk + p->K, layer, "forward result"));
     return AM_OK;
 }
 
 am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const float *w, const float *b, am_tensor *y, float *work, size_t work_n,
-                          int training) {
+                          int training, double *moments) {
     layer_plan *p = &a->L[layer];
     if (!am_asym_handles(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d is not split", layer);
     if (!am_shape_eq(x->s, p->x)) return am_fail(AM_EINVAL, "asym: layer %d planned for another batch size", layer);
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "asym: layer %d expects a bias", layer);
     double t0 = asym_now(), accel0 = asym_busy(a), wait0 = p->wait_s;
     if (a->cfg.mode == AM_MODE_OPEN) {
-        am_status st = forward_open(a, layer, p, x, w, b, y);
+        am_status st = forward_open(a, layer, p, x, w, b, y, moments);
         p->accel_s += asym_busy(a) - accel0;
         p->tee_s += asym_now() - t0 - (p->wait_s - wait0);
         return st;
     }
     if (!p->decided) {
         AM_TRY(asym_decide(a, p, x->d));
-        if (!p->split) return am_conv2d_forward(cfg, x, w, b, y, work, work_n);
+        if (!p->split) return am_conv2d_forward_moments(cfg, x, w, b, y, work, work_n, moments);
     }
     const int B = x->s.n, C = p->C, N = p->N;
     const int r = p->r;
@@ -222,18 +222,21 @@ am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const
     const float *bias = cfg->bias ? b : NULL;
     if (asym) {
         AM_TRY(asym_wait(a, p));
-        AM_TRY(merge(a, p, layer, "forward result", y->d, by, B, p->K, (size_t)p->P, bias, 1, ver ? a->vsig : NULL));
+        AM_TRY(merge(a, p, layer, "forward result", y->d, by, B, p->K, (size_t)p->P, bias, 1, ver ? a->vsig : NULL,
+                     moments));
         if (ver)
             AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, (size_t)B * p->P, (double)C * p->kk + p->K, layer,
                                      "forward result"));
-    } else if (bias) {
+    } else if (bias || moments) {
         const int K = p->K;
         const size_t P = (size_t)p->P;
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * K * P > 65536)
         for (int n = 0; n < B; n++)
             for (int k = 0; k < K; k++) {
-                float *yk = y->d + ((size_t)n * K + k) * P, bk = bias[k];
-                for (size_t i = 0; i < P; i++) yk[i] += bk;
+                float *yk = y->d + ((size_t)n * K + k) * P, bk = bias ? bias[k] : 0.f;
+                if (bias)
+                    for (size_t i = 0; i < P; i++) yk[i] += bk;
+                if (moments) am_plane_moments(yk, P, moments + 2 * ((size_t)n * K + k));
             }
     }
     p->accel_s += asym_busy(a) - accel0;
@@ -346,7 +349,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
     }
     if (a->cfg.mode == AM_MODE_OPEN) {
         AM_TRY(asym_wait(a, p));
-        AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 0, ver ? p->vu : NULL));
+        AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 0, ver ? p->vu : NULL, NULL));
         if (ver) AM_TRY(verify_dw(a, p, layer, Gs));
     } else {
         /* The low-rank part of dW in the TEE: U (x) corr(V, G). */
@@ -384,7 +387,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         if (protect) AM_TRY(protected_terms(a, p, layer, &lc, x, w, &gb, dx, accum, dw, work, work_n));
         if (accel) {
             AM_TRY(asym_wait(a, p));
-            AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 1, ver ? p->vu : NULL));
+            AM_TRY(merge(a, p, layer, "weight gradient", dw, bdw, K, C, (size_t)kk, NULL, 1, ver ? p->vu : NULL, NULL));
             if (ver) AM_TRY(verify_dw(a, p, layer, Gs));
         } else if (dx) {
             /* lowrank-only: nothing leaves; dX in the TEE (straight through). */
@@ -396,7 +399,7 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
         /* With protected gradients the TEE's conv_T(W A, B) is already in dx. */
         const int add = accum || protect;
         if (ver) am_verify_coefs(a->vsig, C);
-        AM_TRY(merge(a, p, layer, "input gradient", dx->d, bdx, B, C, (size_t)p->N, NULL, add, ver ? a->vsig : NULL));
+        AM_TRY(merge(a, p, layer, "input gradient", dx->d, bdx, B, C, (size_t)p->N, NULL, add, ver ? a->vsig : NULL, NULL));
         if (ver) {
             AM_TRY(am_verify_bwd_data(cfg, x->s, w, a->vsig, Gs, a->vref, a->vmag, a->vwork, a->vwork_n));
             AM_TRY(am_verify_compare(a->vcomb, a->vref, a->vmag, (size_t)B * p->N, (double)K * kk + C, layer,

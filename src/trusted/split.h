@@ -26,9 +26,11 @@ int am_asym_handles(const am_asym *a, int layer);
 /* 1 if the layer's backward pass reads its input's values (whole convs do;
  * a split conv needs only V and the accelerator's copy of the residual). */
 int am_asym_needs_input(const am_asym *a, int layer);
+/* moments: N x K pairs for a following batchnorm (am_plane_moments of each
+ * output plane, taken as the output is merged), or NULL. */
 am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const float *w, const float *b, am_tensor *y, float *work, size_t work_n,
-                          int training);
+                          int training, double *moments);
 am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                            const float *w, const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                            float *db, float *work, size_t work_n);

@@ -20,7 +20,7 @@
 #include <string.h>
 
 int am_merge_reply(float *dst, const float *src, int outer, int mid, size_t inner, const float *bias, int add,
-                   const float *coef, float *comb) {
+                   const float *coef, float *comb, double *moments) {
     int bad = 0;
     const size_t total = (size_t)outer * mid * inner;
     if (!coef) {
@@ -36,6 +36,7 @@ int am_merge_reply(float *dst, const float *src, int outer, int mid, size_t inne
                     d[i] = v;
                     b |= !(v - v == 0.f); /* inf - inf and NaN - NaN are NaN */
                 }
+                if (moments) am_plane_moments(d, inner, moments + 2 * ((size_t)o * mid + m));
                 bad |= b;
             }
         return bad;
@@ -56,6 +57,7 @@ int am_merge_reply(float *dst, const float *src, int outer, int mid, size_t inne
                 c[i] += cm * r;
                 b |= !(v - v == 0.f);
             }
+            if (moments) am_plane_moments(d, inner, moments + 2 * ((size_t)o * mid + m));
         }
         bad |= b;
     }

@@ -11,10 +11,11 @@
 
 /* dst[o][m][i] = (add ? dst[o][m][i] : 0) + src[o][m][i] + (bias ? bias[m] : 0)
  * for o < outer, m < mid, i < inner; with coef (mid values), also
- * comb[o][i] = sum_m coef[m] src[o][m][i], from the same reads. Returns 1
- * if a merged value is not finite, else 0. */
+ * comb[o][i] = sum_m coef[m] src[o][m][i], from the same reads; with
+ * moments (outer x mid pairs), each merged plane's am_plane_moments, taken
+ * while it is in cache. Returns 1 if a merged value is not finite, else 0. */
 int am_merge_reply(float *dst, const float *src, int outer, int mid, size_t inner, const float *bias, int add,
-                   const float *coef, float *comb);
+                   const float *coef, float *comb, double *moments);
 
 /* Random coefficients, of random sign and magnitude uniform in [1/2, 1],
  * from the operating system's generator: the server cannot predict the
