@@ -26,7 +26,8 @@ static const cli_opt opts[] = {
     {"batch", "N", B_BATCH, 0, "default 32"},
     {"steps", "N", B_STEPS, 0, "timed steps of each kind (default 5)"},
     {"warmup", "N", B_WARMUP, 0, "untimed steps first (default 1)"},
-    {"layers", NULL, B_LAYERS, 0, "per conv layer: rank, TEE time, decomposition time, energy kept"},
+    {"layers", NULL, B_LAYERS, 0, "the trusted side per kind of layer and per conv layer (rank, times, energy\n"
+                                  "kept) against this machine's roofline (bandwidth and sgemm measured first)"},
     {NULL, NULL, 0, 0, NULL},
 };
 
@@ -36,6 +37,7 @@ typedef struct bench_opts {
     int n_modes, classes, batch, steps, warm, layers;
     am_shape in;
     cli_mode mode;
+    bench_limits lim;
 } bench_opts;
 
 /* The summary table's rows. */
@@ -118,30 +120,6 @@ static void note(const char *model, const char *mode, double train, double infer
     r->train = train, r->infer = infer, r->sp_train = sp_train, r->sp_infer = sp_infer;
 }
 
-static void print_layers(am_model *m, int steps, double sgd_s) {
-    printf("  TEE ms per training step by kind (mean):");
-    for (int k = 0; k < AM_PROF_KINDS; k++)
-        printf(" %s %.1f,", am_prof_kind_name((am_prof_kind)k), am_model_profile(m, (am_prof_kind)k) * 1e3 / steps);
-    printf(" sgd %.1f\n", sgd_s * 1e3 / steps);
-    printf("  %-5s %-11s %-9s %-4s %-5s %9s %9s %9s %9s %9s %8s %8s %8s\n", "layer", "C->K", "HxW", "r", "split",
-           "TEE ms", "decomp", "transfer", "accel ms", "waited", "overlap", "energy", "MFLOP");
-    for (int i = 0; i < am_model_num_convs(m); i++) {
-        am_split_info si;
-        am_layer_info li;
-        am_model_split_info(m, i, &si);
-        am_model_layer_info(m, si.layer, &li);
-        char ck[24], hw[24];
-        snprintf(ck, sizeof ck, "%d->%d", si.C, si.K);
-        snprintf(hw, sizeof hw, "%dx%d", li.out.h, li.out.w);
-        /* Overlap: the share of the accelerator's time the TEE did not wait through. */
-        double ov = si.accel_s > 0 ? 1.0 - si.wait_s / si.accel_s : 0;
-        printf("  %-5d %-11s %-9s %-4d %-5s %9.2f %9.2f %9.2f %9.2f %9.2f %7.0f%% %8.4f %8.1f\n", si.layer, ck, hw, si.r,
-               si.split ? "yes" : "whole", si.tee_s * 1e3 / steps, si.decomp_s * 1e3 / steps, si.xfer_s * 1e3 / steps,
-               si.accel_s * 1e3 / steps, si.wait_s * 1e3 / steps, 100 * (ov > 0 ? ov : 0),
-               si.split ? si.energy_kept : 1.0, si.tee_flops / 1e6);
-    }
-}
-
 /* One model in tee-only mode, then in each mode asked for. */
 static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
     am_model *m;
@@ -166,8 +144,13 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
     for (int b = 0; b < B; b++) lab[b] = (int32_t)am_rng_below(&r, (uint32_t)o->classes);
     double base[2][3], sgd_s;
     am_mem_reset_peak();
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < 2; k++) {
         if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, base[k], &sgd_s, name))) goto out;
+        if (k == 0 && o->layers) {
+            printf("%s tee-only:\n", name);
+            bench_layers(m, steps, sgd_s, &o->lim);
+        }
+    }
     printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB"
            "  heap %.0f MiB\n",
            name, o->in.c, o->in.h, o->in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
@@ -192,7 +175,10 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
         am_mem_reset_peak();
         for (int k = 0; k < 2; k++) {
             if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, md[k], &sgd_s, name))) goto out;
-            if (k == 0 && o->layers) print_layers(m, steps, sgd_s);
+            if (k == 0 && o->layers) {
+                printf("%s %s:\n", name, am_mode_name(a.mode));
+                bench_layers(m, steps, sgd_s, &o->lim);
+            }
         }
         /* The TEE's share: the step minus the time the TEE waited for the
          * accelerator (all of its compute in one process; what did not
@@ -239,6 +225,11 @@ int cmd_bench(int argc, char **argv) {
         printf("bench: %d %s, median of %d %s after %d warm-up; accelerator: %s\n", am_get_threads(),
                plural(am_get_threads(), "thread", "threads"), o.steps, plural(o.steps, "step", "steps"), o.warm, where);
         printf("bench: CPU BLAS %s\n", am_blas_describe());
+        if (o.layers) {
+            bench_limits_measure(&o.lim);
+            printf("bench: this machine's limits with these threads: triad %.1f GB/s, sgemm %.1f GFLOP/s\n",
+                   o.lim.bw / 1e9, o.lim.flops / 1e9);
+        }
     }
     char *save = NULL;
     for (char *nm = rc ? NULL : strtok_r(o.models, ",", &save); nm && !rc; nm = strtok_r(NULL, ",", &save))

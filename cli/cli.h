@@ -126,6 +126,14 @@ __attribute__((format(printf, 2, 3))) void cli_log_line(cli_log *l, const char *
 int cli_log_close(cli_log *l, const char *path); /* 0 or an exit code */
 
 /* ---- the commands ---- */
+/* bench --layers (cli/bench_layers.c): this machine's limits, and a
+ * training step's trusted time per kind and per conv layer against them. */
+typedef struct bench_limits {
+    double bw, flops; /* bytes/s of a triad, FLOP/s of sgemm */
+} bench_limits;
+void bench_limits_measure(bench_limits *lim);
+void bench_layers(am_model *m, int steps, double sgd_s, const bench_limits *lim);
+
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

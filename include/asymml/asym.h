@@ -146,6 +146,10 @@ typedef enum am_prof_kind {
     AM_PROF_LINEAR, AM_PROF_OTHER, AM_PROF_KINDS
 } am_prof_kind;
 double am_model_profile(const am_model *m, am_prof_kind k);
+/* What one training step's trusted side must move (bytes) and compute
+ * (FLOPs) for layer i, at the batch size and plan in force, and the kind
+ * its time is charged to (src/nn/traffic.c says what is counted). */
+am_status am_model_layer_cost(const am_model *m, int i, am_prof_kind *kind, double *bytes, double *flops);
 const char *am_prof_kind_name(am_prof_kind k);
 
 /* The plan as decided, one entry per conv layer in model order: rank (0:

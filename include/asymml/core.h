@@ -111,6 +111,11 @@ int am_get_threads(void);
 /* The BLAS in use, with the kernels it picked for this processor (OpenBLAS's
  * configuration string); a static string. */
 const char *am_blas_describe(void);
+/* This machine's limits with the library's threads (src/core/machine.c):
+ * bytes per second of a STREAM triad over arrays far beyond the caches, and
+ * FLOPs per second of a large sgemm; each the best of a few runs. */
+double am_measure_bandwidth(void);
+double am_measure_sgemm(void);
 
 #ifdef __cplusplus
 }

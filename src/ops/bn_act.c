@@ -26,12 +26,42 @@
 #include <emmintrin.h>
 #endif
 
+/* Float sums in four SSE lanes (and four scalar partial sums without SSE2):
+ * independent chains, which a single running sum is not. */
+#if defined(__SSE2__)
+static inline float hsum(__m128 v) {
+    float t[4];
+    _mm_storeu_ps(t, v);
+    return (t[0] + t[1]) + (t[2] + t[3]);
+}
+/* The ReLU's mask bits m (low 4) as lanes. */
+static inline __m128 lanes(uint32_t m) {
+    const __m128i lane = _mm_set_epi32(8, 4, 2, 1);
+    return _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(_mm_set1_epi32((int)(m & 15u)), lane), lane));
+}
+#endif
+
 void am_plane_moments(const float *x, size_t len, double out[2]) {
-    float s = 0.f;
-    for (size_t i = 0; i < len; i++) s += x[i];
+    size_t i = 0;
+    float s = 0.f, ss = 0.f;
+#if defined(__SSE2__)
+    __m128 a = _mm_setzero_ps();
+    for (; i + 4 <= len; i += 4) a = _mm_add_ps(a, _mm_loadu_ps(x + i));
+    s = hsum(a);
+#endif
+    for (; i < len; i++) s += x[i];
     const float m = len ? s / (float)len : 0.f;
-    float ss = 0.f;
-    for (size_t i = 0; i < len; i++) {
+    i = 0;
+#if defined(__SSE2__)
+    const __m128 vm = _mm_set1_ps(m);
+    a = _mm_setzero_ps();
+    for (; i + 4 <= len; i += 4) {
+        const __m128 d = _mm_sub_ps(_mm_loadu_ps(x + i), vm);
+        a = _mm_add_ps(a, _mm_mul_ps(d, d));
+    }
+    ss = hsum(a);
+#endif
+    for (; i < len; i++) {
         const float d = x[i] - m;
         ss += d * d;
     }
@@ -346,7 +376,19 @@ static void expand_plane(const am_pool_cfg *c, const float *g, const uint32_t *b
 static void sums_plane(int relu, const float *p, const float *g, const uint32_t *bt, size_t HW, float mean,
                        float *fs, float *fsx) {
     float s = 0.f, sx = 0.f;
-    for (size_t i = 0; i < HW; i++) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    __m128 as = _mm_setzero_ps(), ax = _mm_setzero_ps();
+    const __m128 vm = _mm_set1_ps(mean);
+    for (; i + 4 <= HW; i += 4) {
+        __m128 gi = _mm_loadu_ps(g + i);
+        if (relu) gi = _mm_and_ps(gi, lanes(bt[i / 32] >> (i % 32)));
+        as = _mm_add_ps(as, gi);
+        ax = _mm_add_ps(ax, _mm_mul_ps(gi, _mm_sub_ps(_mm_loadu_ps(p + i), vm)));
+    }
+    s = hsum(as), sx = hsum(ax);
+#endif
+    for (; i < HW; i++) {
         const float gi = relu ? am_keep_if(g[i], bt[i / 32] >> (i % 32)) : g[i];
         s += gi;
         sx += gi * (p[i] - mean);
@@ -357,7 +399,19 @@ static void sums_plane(int relu, const float *p, const float *g, const uint32_t 
 /* Pass 2 over one plane: dx = k (g - m1 - (x - mean) m2), written or added. */
 static void dx_plane(int relu, const float *p, const float *g, const uint32_t *bt, size_t HW, float mean, float k,
                      float m1, float m2, int accum, float *q) {
-    for (size_t i = 0; i < HW; i++) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 vm = _mm_set1_ps(mean), vk = _mm_set1_ps(k), v1 = _mm_set1_ps(m1), v2 = _mm_set1_ps(m2);
+    for (; i + 4 <= HW; i += 4) {
+        __m128 gi = _mm_loadu_ps(g + i);
+        if (relu) gi = _mm_and_ps(gi, lanes(bt[i / 32] >> (i % 32)));
+        const __m128 xm = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(p + i), vm), v2);
+        __m128 d = _mm_mul_ps(vk, _mm_sub_ps(_mm_sub_ps(gi, v1), xm));
+        if (accum) d = _mm_add_ps(_mm_loadu_ps(q + i), d);
+        _mm_storeu_ps(q + i, d);
+    }
+#endif
+    for (; i < HW; i++) {
         const float gi = relu ? am_keep_if(g[i], bt[i / 32] >> (i % 32)) : g[i];
         q[i] = (accum ? q[i] : 0.f) + k * (gi - m1 - (p[i] - mean) * m2);
     }
