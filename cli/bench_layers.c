@@ -29,9 +29,9 @@ static void print_kinds(am_model *m, int steps, double sgd_s, const bench_limits
     for (int i = 0; i <= AM_PROF_KINDS; i++) {
         const kind_sum *s = i < AM_PROF_KINDS ? &k[i] : sgd;
         double ms = (i < AM_PROF_KINDS ? am_model_profile(m, (am_prof_kind)i) : sgd_s) * 1e3 / steps;
-        if (ms < 0.05 && s->bytes == 0) continue;
         double sec = ms / 1e3;
         tm += ms, tr += s->roof * 1e3;
+        if (ms < 0.05) continue; /* too short to time: no rates */
         printf("  %-12s %9.1f %9.1f %9.1f %8.1f %5.0f%% %9.1f %5.0f%% %9.1f %6.1fx\n",
                i < AM_PROF_KINDS ? am_prof_kind_name((am_prof_kind)i) : "sgd", ms, s->bytes / 1e6, s->flops / 1e6,
                sec > 0 ? s->bytes / sec / 1e9 : 0, sec > 0 ? 100 * s->bytes / sec / lim->bw : 0,
