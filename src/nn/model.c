@@ -236,9 +236,10 @@ am_status am_model_init(am_model *m, uint64_t seed) {
 
 /* ------------------------------------------------------------ buffers */
 
-/* The max-pool batchnorm i runs, or NULL. */
-static const am_pool_cfg *fused_pool(const am_model *m, int i) {
-    return m->L[i].act_pool ? &m->L[m->L[i].act_pool].pool : NULL;
+/* What batchnorm i runs after itself. */
+static am_bn_act fusion_of(const am_model *m, int i) {
+    const layer *l = &m->L[i];
+    return (am_bn_act){l->act_relu != 0, l->act_pool ? &m->L[l->act_pool].pool : NULL};
 }
 
 static float *pdat(am_model *m, const layer *l, int j) { return m->P[l->param0 + j].data; }
@@ -392,7 +393,10 @@ static void lay_out(am_model *m, int B, size_t *need) {
             l->mask = take(a, bytes, need);
         } else if (l->kind == K_RELU) {
             size_t words = (am_shape_numel(s) + 31) / 32;
-            if (l->fused_into) words = am_bn_act_bits_words(&(am_bn_act){1, fused_pool(m, l->fused_into)}, s);
+            if (l->fused_into) {
+                am_bn_act act = fusion_of(m, l->fused_into);
+                words = am_bn_act_bits_words(&act, s);
+            }
             l->bits = take(a, sizeof(uint32_t) * words, need);
         } else if (l->kind == K_CONV) {
             am_shape xs = m->L[l->in[0]].os;
@@ -475,7 +479,7 @@ static am_status fwd_layer(am_model *m, int i, int training, am_rng *rng) {
                                          m->work, m->work_n, mo);
     }
     case K_BN: {
-        am_bn_act act = {l->act_relu != 0, fused_pool(m, i)};
+        am_bn_act act = fusion_of(m, i);
         layer *q = l->act_pool ? &m->L[l->act_pool] : NULL;
         return am_bn_act_forward(&l->bn, &act, training, x, training ? l->moments : NULL, pdat(m, l, 0), pdat(m, l, 1),
                                  pdat(m, l, 2), pdat(m, l, 3), l->save_mean, l->save_invstd,
@@ -559,7 +563,7 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
         return am_conv2d_backward(&l->conv, &src->y, pdat(m, l, 0), &l->dy, dx, acc, pgrad(m, l, 0),
                                   l->conv.bias ? pgrad(m, l, 1) : NULL, m->work, m->work_n);
     case K_BN: {
-        am_bn_act act = {l->act_relu != 0, fused_pool(m, i)};
+        am_bn_act act = fusion_of(m, i);
         const am_tensor *dy = l->act_pool ? &m->L[l->act_pool].dy : &l->dy;
         return am_bn_act_backward(&l->bn, &act, m->training, &src->y, pdat(m, l, 0), l->save_mean, l->save_invstd,
                                   l->act_relu ? m->L[l->act_relu].bits : NULL,

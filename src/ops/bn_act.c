@@ -1,23 +1,25 @@
 /* Batchnorm fused with what follows it (a ReLU, and a max-pool after that)
  * into two passes over the activations each way, where the unfused layers
- * take seven to nine. The maths is am_bn_forward's and am_bn_backward's,
- * the ReLU's and the max-pool's (PyTorch's semantics, first maximum wins,
- * NaN propagates); the statistics come per plane, from the layer that wrote
- * the input while it was in cache (am_plane_moments), or from a pass of
- * their own. Like the unfused ops these run on private activations in the
- * TEE: no branch and no address depends on a value (the ReLU's mask is an
- * AND, the pool's argmax selects by masking every window position).
+ * take seven to nine; am_bn_forward and am_bn_backward are this with nothing
+ * fused. The maths is PyTorch's: batchnorm, the ReLU (here NaN becomes 0,
+ * as in am_relu_forward), the max-pool (first maximum wins). The statistics
+ * come per plane, from the layer that wrote the input while it was in
+ * cache (am_plane_moments), or from a pass of their own. Like the unfused
+ * ops these run on private activations in the TEE: no branch and no address
+ * depends on a value (the ReLU's mask is an AND, the pool's argmax selects
+ * by masking every window position).
  *
  * Forward: y = relu(a x + b) with its mask, or straight to the pooled
  * output, its argmax and one mask bit per pooled value (that value > 0: the
  * ReLU passed its argmax). Backward: pass 1 sums g and g (x - mean) per
  * channel, with g the gradient that reaches the batchnorm's output; pass 2
- * writes dx. With the pool, g is zero off the argmax, so pass 2 writes the
- * part that every position has and adds the argmax's in the same plane while
- * it is in cache. The mask has its own words per plane, so threads that own
- * different channels never share one. */
+ * writes dx. With the pool, each plane's g is first expanded from the
+ * pooled gradients into a per-thread buffer that stays in cache. The mask
+ * has its own words per plane, so threads that own different channels never
+ * share one. */
 #include "asymml/ops.h"
 #include "mask.h"
+#include "window.h"
 
 #include <math.h>
 #include <omp.h>
@@ -110,8 +112,9 @@ static uint32_t affine_word(const float *p, float a, float b, int relu, float *q
 #endif
 
 /* The common pool (2x2, stride 2, no padding) on the windows that lie
- * inside the plane, a row of outputs at a time: four candidates each, the
- * first maximum wins; returns how many outputs of the row it did. */
+ * inside the plane: four candidates each, the first maximum wins. One
+ * output here; pool_row2 does a row of them, four at a time with SSE2, and
+ * returns how many it did. */
 static void pool_one2(const float *r0, const float *r1, int W, int row0, int ow, float a, float b, float *yo,
                       int32_t *ao) {
     float v0 = r0[2 * ow] * a + b, v1 = r0[2 * ow + 1] * a + b, v2 = r1[2 * ow] * a + b, v3 = r1[2 * ow + 1] * a + b;
@@ -179,9 +182,8 @@ static void pool_plane(const am_pool_cfg *c, const float *xp, int H, int W, floa
                                          b, yp + (size_t)oh * Wo, ap + (size_t)oh * Wo)
                              : 0;
         for (int ow = done; ow < Wo; ow++) {
-            int h0 = oh * c->sh - c->ph, h1 = h0 + c->kh, w0 = ow * c->sw - c->pw, w1 = w0 + c->kw;
-            h0 = h0 < 0 ? 0 : h0, w0 = w0 < 0 ? 0 : w0;
-            h1 = h1 > H ? H : h1, w1 = w1 > W ? W : w1;
+            int h0, h1, w0, w1;
+            am_max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
             int bi = h0 * W + w0;
             float best = xp[bi] * a + b;
             best = best > 0.f ? best : 0.f;
@@ -189,8 +191,8 @@ static void pool_plane(const am_pool_cfg *c, const float *xp, int H, int W, floa
                 for (int iw = w0; iw < w1; iw++) {
                     const int i = ih * W + iw;
                     float v = xp[i] * a + b;
-                    v = v > 0.f ? v : 0.f; /* as am_relu_forward: NaN becomes 0 */
-                    const int take = (v > best) | (v != v);
+                    v = v > 0.f ? v : 0.f; /* as am_relu_forward: NaN becomes 0, so no NaN can win */
+                    const int take = v > best;
                     best = take ? v : best;
                     bi = take ? i : bi;
                 }
@@ -223,14 +225,18 @@ static void batch_stats(const am_bn_cfg *cfg, const moments *t, int c, float *me
     rv[c] = (1.f - cfg->momentum) * rv[c] + cfg->momentum * (float)(t->m2 / (t->n - 1.0));
 }
 
-static am_status check_fwd(const am_bn_cfg *cfg, const am_bn_act *act, int training, const am_tensor *x,
-                           const am_tensor *y, const uint32_t *bits, const am_tensor *pooled,
-                           const int32_t *argmax) {
+static am_status check_common(const am_bn_cfg *cfg, const am_bn_act *act, const am_tensor *x) {
     if (!cfg || !(cfg->eps > 0.f) || !(cfg->momentum >= 0.f && cfg->momentum <= 1.f))
         return am_fail(AM_EINVAL, "batchnorm: bad eps or momentum");
     if (!act || (act->pool && !act->relu)) return am_fail(AM_EINVAL, "batchnorm: a fused pool needs the ReLU");
     if (!x || !x->d) return am_fail(AM_EINVAL, "batchnorm: NULL input");
-    AM_TRY(am_shape_check(x->s));
+    return am_shape_check(x->s);
+}
+
+static am_status check_fwd(const am_bn_cfg *cfg, const am_bn_act *act, int training, const am_tensor *x,
+                           const am_tensor *y, const uint32_t *bits, const am_tensor *pooled,
+                           const int32_t *argmax) {
+    AM_TRY(check_common(cfg, act, x));
     if (training && (size_t)x->s.n * x->s.h * x->s.w < 2)
         return am_fail(AM_EINVAL, "batchnorm: training needs more than one value per channel");
     if (act->relu && !bits) return am_fail(AM_EINVAL, "batchnorm: the ReLU needs its mask");
@@ -248,8 +254,9 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
                             float *running_var, float *save_mean, float *save_invstd, am_tensor *y, uint32_t *bits,
                             am_tensor *pooled, int32_t *argmax) {
     AM_TRY(check_fwd(cfg, act, training, x, y, bits, pooled, argmax));
-    if (!gamma || !beta || !running_mean || !running_var || !save_mean || !save_invstd)
-        return am_fail(AM_EINVAL, "batchnorm: NULL parameter");
+    if (!gamma || !beta || !running_mean || !running_var) return am_fail(AM_EINVAL, "batchnorm: NULL parameter");
+    if (training && (!save_mean || !save_invstd))
+        return am_fail(AM_EINVAL, "batchnorm: training needs buffers for the batch statistics");
     const int N = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w;
     const size_t HW = (size_t)H * W;
     if (!training)
@@ -275,8 +282,7 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
             mean = running_mean[c];
             invstd = 1.f / sqrtf(running_var[c] + cfg->eps);
         }
-        save_mean[c] = mean;
-        save_invstd[c] = invstd;
+        if (save_mean) save_mean[c] = mean, save_invstd[c] = invstd;
         const float a = gamma[c] * invstd, b = beta[c] - mean * a;
         for (int n = 0; n < N; n++) {
             const size_t pl = (size_t)n * C + c;
@@ -316,9 +322,8 @@ static void expand_generic(const am_pool_cfg *c, const float *g, const uint32_t 
                            int oh, int ow, int Wo, float *gp) {
     const int o = oh * Wo + ow, ao = ap[o];
     const float go = am_keep_if(g[o], bt[o / 32] >> (o % 32));
-    int h0 = oh * c->sh - c->ph, h1 = h0 + c->kh, w0 = ow * c->sw - c->pw, w1 = w0 + c->kw;
-    h0 = h0 < 0 ? 0 : h0, w0 = w0 < 0 ? 0 : w0;
-    h1 = h1 > H ? H : h1, w1 = w1 > W ? W : w1;
+    int h0, h1, w0, w1;
+    am_max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
     for (int ih = h0; ih < h1; ih++)
         for (int iw = w0; iw < w1; iw++) gp[ih * W + iw] += am_keep_if(go, (uint32_t)(ih * W + iw == ao));
 }
@@ -421,8 +426,8 @@ am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int tra
                              const float *gamma, const float *save_mean, const float *save_invstd,
                              const uint32_t *bits, const int32_t *argmax, const am_tensor *dy, am_tensor *dx,
                              int accum, float *dgamma, float *dbeta) {
-    if (!cfg || !act || (act->pool && !act->relu)) return am_fail(AM_EINVAL, "batchnorm backward: bad fusion");
-    if (!x || !x->d || !dy || !dy->d) return am_fail(AM_EINVAL, "batchnorm backward: NULL tensor");
+    AM_TRY(check_common(cfg, act, x));
+    if (!dy || !dy->d) return am_fail(AM_EINVAL, "batchnorm backward: NULL tensor");
     if (!gamma || !dgamma || !dbeta || !save_mean || !save_invstd)
         return am_fail(AM_EINVAL, "batchnorm backward: NULL parameter or statistics");
     if ((act->relu && !bits) || (act->pool && !argmax))
@@ -469,4 +474,25 @@ am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int tra
     }
     am_aligned_free(scratch);
     return AM_OK;
+}
+
+/* ------------------------------------------------------------ unfused */
+
+am_status am_bn_forward(const am_bn_cfg *cfg, int training, const am_tensor *x,
+                        const float *gamma, const float *beta, float *running_mean,
+                        float *running_var, float *save_mean, float *save_invstd,
+                        am_tensor *y) {
+    const am_bn_act none = {0, NULL};
+    if (!y) return am_fail(AM_EINVAL, "batchnorm: NULL tensor");
+    return am_bn_act_forward(cfg, &none, training, x, NULL, gamma, beta, running_mean, running_var, save_mean,
+                             save_invstd, y, NULL, NULL, NULL);
+}
+
+am_status am_bn_backward(const am_bn_cfg *cfg, int training, const am_tensor *x,
+                         const float *gamma, const float *save_mean, const float *save_invstd,
+                         const am_tensor *dy, am_tensor *dx, int accum, float *dgamma,
+                         float *dbeta) {
+    const am_bn_act none = {0, NULL};
+    return am_bn_act_backward(cfg, &none, training, x, gamma, save_mean, save_invstd, NULL, NULL, dy, dx, accum, dgamma,
+                              dbeta);
 }

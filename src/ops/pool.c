@@ -6,6 +6,7 @@
  * Planes are independent, so every loop runs in parallel over (n, c). */
 #include "asymml/ops.h"
 #include "mask.h"
+#include "window.h"
 
 #include <math.h>
 #include <string.h>
@@ -41,17 +42,6 @@ static am_status check(const am_pool_cfg *c, const am_tensor *x, const am_tensor
     return AM_OK;
 }
 
-/* The input window [h0, h1) x [w0, w1) of max-pool output (oh, ow), clipped
- * to the input (padding never wins a max). */
-static void max_window(const am_pool_cfg *c, int H, int W, int oh, int ow, int *h0, int *h1, int *w0, int *w1) {
-    *h0 = oh * c->sh - c->ph, *h1 = *h0 + c->kh;
-    *w0 = ow * c->sw - c->pw, *w1 = *w0 + c->kw;
-    if (*h0 < 0) *h0 = 0;
-    if (*h1 > H) *h1 = H;
-    if (*w0 < 0) *w0 = 0;
-    if (*w1 > W) *w1 = W;
-}
-
 am_status am_maxpool_forward(const am_pool_cfg *c, const am_tensor *x, am_tensor *y,
                              int32_t *argmax) {
     AM_TRY(check(c, x, y));
@@ -66,7 +56,7 @@ am_status am_maxpool_forward(const am_pool_cfg *c, const am_tensor *x, am_tensor
         for (int oh = 0; oh < Ho; oh++)
             for (int ow = 0; ow < Wo; ow++) {
                 int h0, h1, w0, w1;
-                max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
+                am_max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
                 int bi = h0 * W + w0;
                 float best = xp[bi];
                 for (int ih = h0; ih < h1; ih++)
@@ -105,7 +95,7 @@ am_status am_maxpool_backward(const am_pool_cfg *c, const int32_t *argmax, const
         for (int oh = 0; oh < Ho; oh++)
             for (int ow = 0; ow < Wo; ow++) {
                 int h0, h1, w0, w1;
-                max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
+                am_max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
                 const float go = g[oh * Wo + ow];
                 const int32_t ao = a[oh * Wo + ow];
                 for (int ih = h0; ih < h1; ih++)
