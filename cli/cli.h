@@ -133,6 +133,19 @@ typedef struct bench_limits {
 } bench_limits;
 void bench_limits_measure(bench_limits *lim);
 void bench_layers(am_model *m, int steps, double sgd_s, const bench_limits *lim);
+/* bench's trusted working set and modelled SGX1 paging (cli/bench_sgx.c). */
+typedef struct bench_sgx_cfg {
+    double epc_mib, ghz;
+} bench_sgx_cfg;
+typedef struct bench_sgx {
+    double ws_train, ws_infer;       /* bytes */
+    double swaps_train, swaps_infer; /* per step */
+    double add_train[3], add_infer[3]; /* seconds of swaps per step: low, central, high */
+} bench_sgx;
+double bench_clock_ghz(void);
+int bench_sgx_model(am_model *m, am_sgd *opt, const bench_sgx_cfg *c, bench_sgx *out);
+void bench_sgx_print(const char *name, const char *mode, const bench_sgx_cfg *c, const bench_sgx *s, double train,
+                     double infer);
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian packages asymml needs that are missing.
-# Usage: scripts/deps.sh [--torch] [--fuzz] [--eval]
+# Usage: scripts/deps.sh [--torch] [--fuzz] [--eval] [--tables]
 # Debian's Fashion-MNIST (/usr/share/datasets/fashion-mnist) is always
 # installed: the main job trains on it and a test checks accuracy on it.
 #   --torch  also python3-torch and python3-torchvision (fixture generator, bench/)
 #   --fuzz   also clang and libFuzzer (scripts/fuzz.sh)
 #   --eval   also python3-torch, python3-skimage, python3-matplotlib (eval/: the attacks)
+#   --tables also python3-matplotlib (scripts/paper-tables.sh: the chart)
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config libopenblas-openmp-dev liblapacke-dev zlib1g-dev
       libcmocka-dev libsodium-dev libseccomp-dev dataset-fashion-mnist)
@@ -14,6 +15,7 @@ for a in "$@"; do
     --torch) pkgs+=(python3-torch python3-torchvision) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev libomp-14-dev) ;;
     --eval) pkgs+=(python3-torch python3-torchvision python3-skimage python3-matplotlib python3-numpy) ;;
+    --tables) pkgs+=(python3-matplotlib) ;;
     *) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
   esac
 done

@@ -2,8 +2,10 @@
 # The GPU check: on a machine with an NVIDIA GPU, run the CUDA backend's
 # tests, then time the ImageNet-style VGG16 and ResNet18 at batch 32 on
 # 3x224x224: training and inference steps in tee-only (all in the TEE, on
-# the CPU), asymml and open modes with the CUDA backend, and each mode's
-# speedup over tee-only, the table last. Open mode (no privacy) sends every
+# the CPU), asymml, lowrank-only and open modes with the CUDA backend, and
+# each mode's speedup over tee-only, the table last; VGG19 and ResNet34 too,
+# for the paper's tables: their CSV goes to PAPER_TABLES (default
+# build-gpu/paper-tables), which scripts/paper-tables.sh reads. Open mode (no privacy) sends every
 # conv whole to the GPU; the other layers (BatchNorm, ReLU, pooling, the
 # classifier, SGD) run on the CPU in every mode.
 #
@@ -11,11 +13,12 @@
 #   BUNDLE: a folder made by scripts/gpu-bundle.sh (default build-gpu/bundle):
 #   the programs and the libraries a machine without Debian's packages
 #   lacks. Without one, this builds into build-gpu (needs those packages).
-# Time: 93-117 s on one H100 with 16 cores (2026-11-26; each step has a
-# timeout, 8 minutes in all at most).
+# Time: 93-117 s on one H100 with 16 cores before VGG19 and ResNet34 joined
+# (2026-11-26); each step has a timeout, 10 minutes in all at most.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 b=${1:-build-gpu/bundle}
+pt=${PAPER_TABLES:-build-gpu/paper-tables}
 t0=$SECONDS
 say() { echo "== $* (at $((SECONDS - t0)) s)"; }
 if [ -x "$b/asymml" ]; then
@@ -67,8 +70,11 @@ say "--tee process with the accelerator server on the GPU (ResNet18, 3x32x32, ba
 timeout 60 "$bin/asymml" bench --models resnet18 --batch 32 --steps 2 --warmup 1 --mode asymml --tee process \
   --accel cuda | tail -2 || status=1
 
-say "VGG16 and ResNet18 (ImageNet), 3x224x224, batch 32"
-timeout 260 "$bin/asymml" bench --models resnet18-imagenet,vgg16-imagenet --input 3,224,224 --classes 1000 \
-  --batch 32 --steps 3 --warmup 1 --modes asymml,open --accel cuda --tee process --layers || status=1
+say "VGG16, VGG19, ResNet18 and ResNet34 (ImageNet), 3x224x224, batch 32: the paper's tables (CSV in $pt)"
+mkdir -p "$pt"
+echo "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1) + $(nproc)-core CPU" >"$pt/gpu-224.label"
+timeout 360 "$bin/asymml" bench --models resnet18-imagenet,vgg16-imagenet,vgg19-imagenet,resnet34-imagenet \
+  --input 3,224,224 --classes 1000 --batch 32 --steps 2 --warmup 1 --modes asymml,lowrank-only,open --accel cuda \
+  --tee process --layers --csv "$pt/gpu-224.csv" || status=1
 say "done, status $status"
 exit "$status"

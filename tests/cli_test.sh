@@ -87,6 +87,19 @@ fi
 expect 2 "unknown mode in --modes" -- "$bin" bench --models lenet --modes asymml,bogus
 expect 0 "bench with two modes" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 --modes asymml,open
 grep -q "^lenet  *open  *[0-9.]*  *[0-9.]*  *[0-9.]*x" "$dir/out" || { echo "FAIL: no summary row"; fail=$((fail + 1)); }
+# The summary as CSV (scripts/paper-tables.sh reads it), written in the
+# sandboxed trusted process too, with the modelled SGX1 column: a tiny EPC
+# must swap, the default one not for LeNet.
+expect 0 "bench --csv --tee process" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 \
+  --modes asymml,lowrank-only --tee process --epc 1 --csv "$dir/bench.csv"
+[ "$(wc -l <"$dir/bench.csv")" -eq 4 ] && head -1 "$dir/bench.csv" | grep -q "^model,mode,.*,ws_train_bytes,.*,sgx1_train_s," &&
+  awk -F, 'NR > 1 && ($10 <= 0 || $14 <= 0 || $16 <= $6) { bad = 1 } END { exit bad }' "$dir/bench.csv" ||
+  { echo "FAIL: bench CSV"; sed 's/^/  /' "$dir/bench.csv"; fail=$((fail + 1)); }
+grep -q "modelled SGX1 (not measured: EPC 1 MiB" "$dir/out" || { echo "FAIL: no modelled SGX1 line"; fail=$((fail + 1)); }
+expect 0 "bench, default EPC" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 --csv "$dir/bench.csv"
+awk -F, 'NR == 2 && $14 != 0 { bad = 1 } END { exit bad }' "$dir/bench.csv" || { echo "FAIL: LeNet swaps in 93 MiB"; fail=$((fail + 1)); }
+expect 1 "bench --csv into a missing folder" -- "$bin" bench --models lenet --csv "$dir/nowhere/b.csv"
+expect 2 "bench --epc 0" -- "$bin" bench --models lenet --epc 0
 expect 1 "missing CIFAR data" -- "$bin" train --data "$dir/nowhere" --dataset cifar10
 
 # Damaged data: truncated images, labels out of range, wrong kind of file.

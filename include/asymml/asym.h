@@ -152,6 +152,26 @@ double am_model_profile(const am_model *m, am_prof_kind k);
 am_status am_model_layer_cost(const am_model *m, int i, am_prof_kind *kind, double *bytes, double *flops);
 const char *am_prof_kind_name(am_prof_kind k);
 
+/* The trusted working set of a step and a *modelled* SGX1 enclave's paging
+ * (bench --epc). The regions that a training step (training != 0: forward,
+ * loss, backward, and the SGD update over weights, gradients and the
+ * optimizer's opt_bytes of state at opt) or an inference pass touches in trusted memory,
+ * layer by layer in the order the code touches them (the model's tensors
+ * at their real addresses, so that reused buffers share pages; the split's
+ * own buffers; the accelerator's buffers are outside and not counted),
+ * every page of a region once per touch, run twice through an LRU cache of
+ * 4 KiB pages holding epc_bytes; the second run is counted. A model of
+ * page traffic, not a measurement: repeated passes inside one kernel (a
+ * GEMM's blocks) count once. Call after a step of the same kind ran (the
+ * plan and the input's address are the step's). */
+typedef struct am_paging {
+    double working_set; /* bytes: distinct pages touched, x 4 KiB */
+    double touches;     /* page touches in one step */
+    double swaps;       /* of them, misses in the second step: pages swapped in */
+} am_paging;
+am_status am_model_paging(const am_model *m, int training, const void *opt, size_t opt_bytes, size_t epc_bytes,
+                          am_paging *out);
+
 /* The plan as decided, one entry per conv layer in model order: rank (0:
  * whole) and basis. Data-driven choices (entropy, energy, AUTO) are made on
  * the first batch; am_model_plan_get returns 0 entries before that. Set it

@@ -35,6 +35,17 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                            const float *w, const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                            float *db, float *work, size_t work_n);
 
+/* The trusted memory that a handled layer's forward (backward) pass
+ * touches besides its input, output, weights and their gradients, which
+ * the caller knows: V, the folded weights, the basis and its scratch, the
+ * residual's buffer before it leaves, the fold's scratch. Fills up to
+ * AM_ASYM_REGIONS (pointer, bytes) pairs in the order the pass touches
+ * them and returns how many; *work: floats of the caller's workspace the
+ * pass uses. A layer whole on the accelerator touches none of them. The
+ * accelerator's buffers are not trusted memory and are not listed. */
+#define AM_ASYM_REGIONS 16
+int am_asym_regions(const am_asym *a, int layer, int backward, const void **ptr, size_t *bytes, size_t *work);
+
 void am_asym_set_step(am_asym *a, uint64_t step);
 uint64_t am_asym_noise_counter(const am_asym *a);
 void am_asym_set_verify(am_asym *a, int on);
