@@ -1,8 +1,12 @@
 #!/usr/bin/python3
-"""PyTorch (Debian's python3-torch, CPU) side of `bench/compare.sh`: the same
+"""PyTorch side of `bench/compare.sh` (Debian's python3-torch, CPU) and of
+`bench/gpu_compare.sh` (--device cuda, against gpu-only mode): the same
 models, batch, input and thread count as `asymml bench`, timed the same way
 (median of --steps after --warmup; a training step is forward, loss, backward
-and SGD update). One model per process, so peak RSS is that model's.
+and SGD update). On the GPU, as in gpu-only mode, each step copies the
+batch and labels in from host memory and the loss out (.item()), and
+inference waits for its result. One model per process, so peak RSS is that
+model's.
 
 Prints one line: name train_ms infer_ms peak_rss_mib
 """
@@ -45,13 +49,17 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (the first GPU)")
     a = ap.parse_args()
+    dev = torch.device(a.device)
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
     c, h, w = (int(v) for v in a.input.split(","))
-    m = make(a.model, a.classes, h)
+    m = make(a.model, a.classes, h).to(dev)
     x = torch.randn(a.batch, c, h, w)
     y = torch.randint(0, a.classes, (a.batch,))
+    if dev.type == "cuda":
+        x, y = x.pin_memory(), y.pin_memory()
     opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
     med = []
     for mode in ("train", "infer"):
@@ -62,13 +70,18 @@ def main():
             m.eval()
         for i in range(a.warmup + a.steps):
             t0 = time.perf_counter()
+            xb, yb = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             if mode == "train":
                 opt.zero_grad(set_to_none=True)
-                F.cross_entropy(m(x), y).backward()
+                loss = F.cross_entropy(m(xb), yb)
+                loss.backward()
                 opt.step()
+                loss.item()
             else:
                 with torch.no_grad():
-                    m(x)
+                    m(xb)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
             if i >= a.warmup:
                 ts.append(time.perf_counter() - t0)
         ts.sort()

@@ -109,7 +109,7 @@ static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab
         if (am_model_forward(m, x, mode == 0, r) || (mode == 0 && (am_model_loss(m, lab, &loss) || am_model_backward(m))))
             return lib_fail("bench");
         double ts = now_s();
-        if (mode == 0 && am_sgd_step(opt, am_model_weights(m), am_model_grads(m), 1e-3f)) return lib_fail("bench");
+        if (mode == 0 && am_model_sgd_step(m, opt, 1e-3f)) return lib_fail("bench");
         if (i >= warm) {
             *sgd_s += now_s() - ts;
             t[i - warm] = now_s() - t0;
@@ -192,11 +192,12 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
             goto out;
         }
         am_model_verify(m, o->mode.verify);
+        if (a.mode == AM_MODE_GPU_ONLY || a.mode == AM_MODE_OPEN) cli_privacy_start(stdout, m, &a, o->mode.process, 1);
         double md[2][3];
         am_mem_reset_peak();
         for (int k = 0; k < 2; k++) {
             if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, md[k], &sgd_s, name))) goto out;
-            if (k == 0 && o->layers) {
+            if (k == 0 && o->layers && a.mode != AM_MODE_GPU_ONLY) {
                 printf("%s %s:\n", name, am_mode_name(a.mode));
                 bench_layers(m, steps, sgd_s, &o->lim);
             }
@@ -247,13 +248,14 @@ int cmd_bench(int argc, char **argv) {
     bench_opts o = {.models = "vgg16,vgg19,resnet18,resnet34", .classes = 10, .batch = 32, .steps = 5, .warm = 1,
                     .in = am_shape4(1, 3, 32, 32), .sgx = {93, 0}};
     cli_mode_init(&o.mode);
+    o.mode.gpu_only_ok = 1;
     const cli_opt *const tables[] = {opts, cli_mode_opts, NULL};
     int rc = cli_parse("bench", usage, argc, argv, tables, handle, &o, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;
     if (!o.n_modes) o.modes[o.n_modes++] = o.mode.asym.mode;
     o.sgx.ghz = bench_clock_ghz();
     int need = 0, asymml = 0;
-    for (int i = 0; i < o.n_modes; i++) need |= o.modes[i] == AM_MODE_ASYMML || o.modes[i] == AM_MODE_OPEN;
+    for (int i = 0; i < o.n_modes; i++) need |= o.modes[i] == AM_MODE_ASYMML || o.modes[i] == AM_MODE_OPEN || o.modes[i] == AM_MODE_GPU_ONLY;
     for (int i = 0; i < o.n_modes; i++) asymml |= o.modes[i] == AM_MODE_ASYMML;
     if (asymml) o.mode.noise_opt = NULL; /* the noise options are asymml's */
     if ((rc = cli_mode_check(&o.mode, 0)) || (rc = tee_begin(&o.mode))) return rc;

@@ -70,6 +70,7 @@ typedef struct cli_mode {
     const char *key, *accel_user, *record;
     unsigned record_first, record_last; /* --record-steps (0 and UINT_MAX: every step) */
     int threads;         /* --threads (0: all cores, or the run's on resume) */
+    int gpu_only_ok;     /* the command runs gpu-only mode (bench) */
 } cli_mode;
 extern const cli_opt cli_mode_opts[]; /* their ids are 100 and up; commands use ids below */
 void cli_mode_init(cli_mode *m);

@@ -16,7 +16,7 @@ enum {
 };
 
 const cli_opt cli_mode_opts[] = {
-    {"mode", "M", M_MODE, OPT_RUN, "tee-only (default), asymml, lowrank-only, open (no privacy)"},
+    {"mode", "M", M_MODE, OPT_RUN, "tee-only (default), asymml, lowrank-only, open (no privacy), gpu-only (bench)"},
     {"rank-ratio", "X", M_RATIO, OPT_RUN, "split layers keep rank ceil(X * channels) (default 0.0625)"},
     {"rank", "N", M_RANK, OPT_RUN, "or a fixed rank for every split layer"},
     {"rank-list", "R1,R2,..", M_LIST, OPT_RUN, "or one rank per conv layer after the first, in model order (0: whole)"},
@@ -177,6 +177,9 @@ int cli_mode_check(cli_mode *m, int draw_key) {
     if (m->noise_opt && a->mode != AM_MODE_ASYMML)
         return die(EXIT_USAGE, "--%s applies to --mode asymml only (the residuals that cross); this run's mode is %s",
                    m->noise_opt, am_mode_name(a->mode));
+    if (a->mode == AM_MODE_GPU_ONLY && !m->gpu_only_ok)
+        return die(EXIT_USAGE, "--mode gpu-only is bench's baseline (every layer, the data and its labels on the "
+                               "accelerator: no privacy); train and eval do not run it");
     if (m->cuda && !m->process)
         return die(EXIT_USAGE, "--accel cuda needs --tee process: the GPU's stack runs only in the accelerator server");
     if (m->accel_user && !m->process) return die(EXIT_USAGE, "--accel-user needs --tee process");

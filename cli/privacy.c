@@ -60,6 +60,10 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
         fprintf(f, "privacy: NONE: every conv layer's input, weights%s cross in the clear (open mode: the speed "
                    "ceiling)\n", training ? " and output gradient" : "");
         return;
+    case AM_MODE_GPU_ONLY:
+        fprintf(f, "privacy: NONE: the batch, its labels, every layer's data and the model are on the accelerator "
+                   "(gpu-only mode: the paper's GPU-only baseline)\n");
+        return;
     case AM_MODE_ASYMML: break;
     }
     char res[160];

@@ -174,6 +174,16 @@ int main(int argc, char **argv) {
     cm.off_out = arena - 64;
     am_chan_encode(&cm, msg + 8);
     put("channel", "conv-past-arena", msg, sizeof msg);
+    am_msg om = {.kind = AM_MSG_OP, .seq = 3};
+    om.op.kind = AM_OP_BN_BWD, om.op.layer = 2, om.op.flags = AM_OP_TRAINING | AM_OP_ACCUM;
+    om.op.x = am_shape4(8, 16, 14, 14), om.op.eps = 1e-5f, om.op.bn_momentum = 0.1f;
+    for (int i = 0; i < AM_OP_BUFS; i++) om.off_b[i] = (uint64_t)i << 20;
+    am_chan_encode(&om, msg + 8);
+    put("channel", "op", msg, sizeof msg);
+    om.op.kind = AM_OP_SGD, om.op.x = am_shape4(1, 4096, 1, 1), om.op.lr = 0.1f, om.op.momentum = 0.9f;
+    om.op.flags = AM_OP_STARTED;
+    am_chan_encode(&om, msg + 8);
+    put("channel", "op-sgd", msg, sizeof msg);
     am_msg bm = {.kind = AM_MSG_HELLO, .seq = 2};
     am_chan_encode(&bm, msg + 8);
     put("channel", "hello", msg, sizeof msg);

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # The GPU check: on a machine with an NVIDIA GPU, run the CUDA backend's
-# tests, then time the ImageNet-style VGG16 and ResNet18 at batch 32 on
-# 3x224x224: training and inference steps in tee-only (all in the TEE, on
-# the CPU), asymml, lowrank-only and open modes with the CUDA backend, and
-# each mode's speedup over tee-only, the table last; VGG19 and ResNet34 too,
-# for the paper's tables: their CSV goes to PAPER_TABLES (default
-# build-gpu/paper-tables), which scripts/paper-tables.sh reads. Open mode (no privacy) sends every
-# conv whole to the GPU; the other layers (BatchNorm, ReLU, pooling, the
-# classifier, SGD) run on the CPU in every mode.
+# tests, then time VGG16, VGG19, ResNet18 and ResNet34 (ImageNet-style) at
+# batch 32 on 3x224x224: training and inference steps in tee-only (all in
+# the TEE, on the CPU), asymml, lowrank-only, open and gpu-only modes with
+# the CUDA backend, and each mode's speedup over tee-only, the table last;
+# their CSV goes to PAPER_TABLES (default build-gpu/paper-tables) for
+# scripts/paper-tables.sh. Then gpu-only mode against PyTorch on the same
+# GPU (bench/gpu_compare.sh). Open mode (no privacy) sends every conv whole
+# to the GPU, the other layers (BatchNorm, ReLU, pooling, the classifier,
+# SGD) staying on the CPU; gpu-only mode (no privacy) runs every layer and
+# SGD on the GPU: the paper's GPU-only column.
 #
 # Usage: scripts/gpu-check.sh [BUNDLE]
 #   BUNDLE: a folder made by scripts/gpu-bundle.sh (default build-gpu/bundle):
 #   the programs and the libraries a machine without Debian's packages
 #   lacks. Without one, this builds into build-gpu (needs those packages).
 # Time: 93-117 s on one H100 with 16 cores before VGG19 and ResNet34 joined
-# (2026-11-26); each step has a timeout, 10 minutes in all at most.
+# (2026-11-26); each step has a timeout, 14 minutes in all at most.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 b=${1:-build-gpu/bundle}
@@ -74,7 +76,17 @@ say "VGG16, VGG19, ResNet18 and ResNet34 (ImageNet), 3x224x224, batch 32: the pa
 mkdir -p "$pt"
 echo "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1) + $(nproc)-core CPU" >"$pt/gpu-224.label"
 timeout 360 "$bin/asymml" bench --models resnet18-imagenet,vgg16-imagenet,vgg19-imagenet,resnet34-imagenet \
-  --input 3,224,224 --classes 1000 --batch 32 --steps 2 --warmup 1 --modes asymml,lowrank-only,open --accel cuda \
+  --input 3,224,224 --classes 1000 --batch 32 --steps 2 --warmup 1 --modes asymml,lowrank-only,open,gpu-only --accel cuda \
   --tee process --layers --csv "$pt/gpu-224.csv" || status=1
+say "gpu-only mode against PyTorch on this GPU (VGG16 and ResNet18, ImageNet, batch 32)"
+tpy=
+for p in python3 /opt/torch/.venv/bin/python3; do
+  "$p" -c 'import torch, torchvision; assert torch.cuda.is_available()' 2>/dev/null && tpy=$p && break
+done
+if [ -n "$tpy" ]; then
+  timeout 240 bench/gpu_compare.sh "$bin" "$tpy" || status=1
+else
+  echo "no PyTorch with torchvision and CUDA here: comparison skipped"
+fi
 say "done, status $status"
 exit "$status"

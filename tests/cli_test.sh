@@ -98,6 +98,12 @@ expect 0 "bench --csv --tee process" -- "$bin" bench --models lenet --input 1,28
 grep -q "modelled SGX1 (not measured: EPC 1 MiB" "$dir/out" || { echo "FAIL: no modelled SGX1 line"; fail=$((fail + 1)); }
 expect 0 "bench, default EPC" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 --csv "$dir/bench.csv"
 awk -F, 'NR == 2 && $14 != 0 { bad = 1 } END { exit bad }' "$dir/bench.csv" || { echo "FAIL: LeNet swaps in 93 MiB"; fail=$((fail + 1)); }
+# gpu-only mode: bench's baseline, through the server's ops (the CPU backend here); train refuses it.
+expect 0 "bench gpu-only --tee process" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 \
+  --modes gpu-only --tee process
+grep -q "^lenet  *gpu-only  *[0-9.]*  *[0-9.]*" "$dir/out" || { echo "FAIL: no gpu-only row"; fail=$((fail + 1)); }
+expect 2 "train --mode gpu-only" -- "$bin" train --data "$dir/data" --mode gpu-only
+grep -q "gpu-only is bench's baseline" "$dir/err" || { echo "FAIL: train gpu-only: unclear"; fail=$((fail + 1)); }
 expect 1 "bench --csv into a missing folder" -- "$bin" bench --models lenet --csv "$dir/nowhere/b.csv"
 expect 2 "bench --epc 0" -- "$bin" bench --models lenet --epc 0
 expect 1 "missing CIFAR data" -- "$bin" train --data "$dir/nowhere" --dataset cifar10

@@ -73,7 +73,7 @@ static void e_destroy(am_backend *b) {
     ((evil *)b)->in->vt->destroy(((evil *)b)->in);
     free(b);
 }
-static const am_backend_vt evil_vt = {"evil", e_buffer, e_submit, e_wait, e_busy, e_destroy, NULL};
+static const am_backend_vt evil_vt = {"evil", e_buffer, e_submit, e_wait, e_busy, e_destroy, NULL, NULL};
 
 static const char *try_open(const char *path) {
     int fd = open(path, O_RDONLY);

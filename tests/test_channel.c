@@ -1,8 +1,8 @@
 /* The channel between the trusted process and the accelerator server:
  * messages round-trip, and the decoder refuses every malformed request
  * (wrong size or magic, unknown kinds, tags or flags, offsets out of the
- * arena or unaligned, shapes that overflow, absurd conv settings) with an
- * error instead of touching memory; a reply's words reach the terminal as
+ * arena or unaligned, shapes that overflow, absurd conv settings; gpu-only
+ * mode's ops likewise) with an error instead of touching memory; a reply's words reach the terminal as
  * one line of printable ASCII; the rings hold what they say; the shared
  * file's size is sealed against the server. */
 #define _GNU_SOURCE
@@ -138,6 +138,66 @@ static void t_malformed(void **st) {
     assert_int_equal(am_chan_decode_reply(s, sizeof s, &d), AM_EFORMAT);
 }
 
+/* gpu-only mode's ops: every field round-trips; the decoder refuses an
+ * unknown kind or flag, absurd settings (NaN, a pool that does not fit),
+ * and any buffer the op's sizes would take outside the arena. */
+static am_msg op_msg(void) {
+    am_msg m = {.kind = AM_MSG_OP, .seq = 5};
+    am_op *o = &m.op;
+    o->kind = AM_OP_POOL_BWD, o->layer = 9, o->step = 77, o->flags = AM_OP_ACCUM;
+    o->x = am_shape4(4, 16, 8, 8), o->y = am_shape4(4, 16, 4, 4);
+    o->pool = (am_pool_cfg){2, 2, 2, 2, 0, 0, 0}, o->pool_kind = AM_POOL_MAX;
+    for (int i = 0; i < 5; i++) m.off_b[i] = (uint64_t)(i + 1) << 20;
+    return m;
+}
+
+static void t_ops(void **st) {
+    (void)st;
+    am_msg m = op_msg(), d;
+    assert_int_equal(dec(&m, &d), AM_OK);
+    assert_true(d.kind == AM_MSG_OP && d.seq == 5 && d.op.kind == AM_OP_POOL_BWD && d.op.layer == 9 && d.step == 77);
+    assert_true(d.op.flags == AM_OP_ACCUM && d.op.pool.kh == 2 && d.op.y.h == 4 && d.op.pool_kind == AM_POOL_MAX);
+    assert_true(d.off_b[4] == (uint64_t)5 << 20 && d.op.b[0] == NULL);
+    am_msg s = {.kind = AM_MSG_OP, .seq = 6};
+    s.op.kind = AM_OP_SGD, s.op.x = am_shape4(1, 1000, 1, 1), s.op.lr = 0.1f, s.op.momentum = 0.9f, s.op.decay = 5e-4f;
+    s.op.flags = AM_OP_NESTEROV | AM_OP_STARTED;
+    s.off_b[1] = 1 << 20, s.off_b[2] = 2 << 20;
+    assert_int_equal(dec(&s, &d), AM_OK);
+    assert_true(d.op.lr == 0.1f && d.op.momentum == 0.9f && d.op.decay == 5e-4f && d.op.flags == (AM_OP_NESTEROV | AM_OP_STARTED));
+    am_msg b;
+    b = op_msg(), b.op.kind = AM_OP_KINDS;
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.op.flags = 64;
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.op.y.h = 5; /* not what the pool gives */
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.op.pool_kind = 7;
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.off_b[4] = ARENA - 4096; /* dx runs past the end */
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.off_b[2] = 100; /* unaligned */
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.op.x.n = 0;
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.op.tag = AM_CROSS_KINDS;
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = s, b.op.lr = 0.f / 0.f;
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = s, b.op.momentum = 1.f;
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = s, b.op.x = am_shape4(1, 1 << 30, 1, 1); /* more floats than the arena */
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    am_msg c = {.kind = AM_MSG_OP};
+    c.op.kind = AM_OP_CONV_FWD, c.op.x = am_shape4(2, 3, 8, 8), c.op.conv = (am_conv2d_cfg){4, 3, 3, 1, 1, 1, 1, 1};
+    c.op.flags = 0; /* the settings have a bias, the flags none */
+    assert_int_equal(dec(&c, &d), AM_EFORMAT);
+    c.op.flags = AM_OP_BIAS;
+    assert_int_equal(dec(&c, &d), AM_OK);
+    am_msg l = {.kind = AM_MSG_OP};
+    l.op.kind = AM_OP_LOSS, l.op.x = am_shape4(8, 10, 2, 1); /* logits are N x classes */
+    assert_int_equal(dec(&l, &d), AM_EFORMAT);
+}
+
 static void t_rings(void **st) {
     (void)st;
     am_chan c;
@@ -177,6 +237,6 @@ static void t_rings(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(t_roundtrip), cmocka_unit_test(t_malformed),
-                                       cmocka_unit_test(t_rings)};
+                                       cmocka_unit_test(t_ops), cmocka_unit_test(t_rings)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

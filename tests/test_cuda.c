@@ -1,6 +1,7 @@
 /* The CUDA backend against the CPU backend: each request kind on a range of
- * conv shapes, the keep hints, chunked requests, and one training step of
- * every zoo model in asymml mode. Where this build has no CUDA backend or
+ * conv shapes, the keep hints, chunked requests, one training step of
+ * every zoo model in asymml mode, and gpu-only mode's ops through a few
+ * models' steps. Where this build has no CUDA backend or
  * no GPU is visible, the test says why and exits 77 (CTest: skipped).
  *
  * Precision: the backend lets cuDNN use TF32 tensor cores (10-bit
@@ -171,6 +172,64 @@ static void t_zoo(void **st) {
     for (const char *const *n = am_zoo_names(); *n; n++) zoo_step(*n);
 }
 
+/* gpu-only mode (every layer an op on the GPU) against the same mode on
+ * the CPU backend: two SGD steps and an evaluation pass; losses, weights,
+ * running statistics (after am_model_sync) and logits. */
+static void gpu_only_steps(const char *name) {
+    static char desc[65536];
+    const int lenet = !strcmp(name, "lenet"), B = 4;
+    am_shape in = lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32);
+    assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
+    float loss[2][2], *w[2], *logits[2];
+    size_t nw = 0;
+    am_tensor x;
+    in.n = B;
+    assert_int_equal(am_tensor_alloc(&x, in), AM_OK);
+    int32_t lab[4] = {1, 3, 5, 7};
+    for (int run = 0; run < 2; run++) {
+        am_backend *be;
+        assert_int_equal(run ? am_cuda_backend_create(&be) : am_cpu_backend_create(&be), AM_OK);
+        am_model *m = fx_model(desc, 3, B);
+        am_asym_cfg c = am_asym_defaults();
+        c.mode = AM_MODE_GPU_ONLY;
+        if (am_model_set_asym(m, &c, be)) fail_msg("%s", am_last_error());
+        am_sgd_cfg sc = {0.9f, 0.f, 5e-4f, 0};
+        am_sgd *opt;
+        assert_int_equal(am_sgd_create(&sc, am_model_weights_len(m), &opt), AM_OK);
+        am_rng dr;
+        am_rng_seed(&dr, 5);
+        for (int k = 0; k < 2; k++) {
+            for (size_t i = 0; i < am_shape_numel(in); i++) x.d[i] = am_rng_normal(&dr);
+            if (am_model_forward(m, &x, 1, &dr) || am_model_loss(m, lab, &loss[run][k]) || am_model_backward(m) ||
+                am_model_sgd_step(m, opt, 0.01f))
+                fail_msg("%s: %s", name, am_last_error());
+        }
+        if (am_model_forward(m, &x, 0, NULL) || am_model_sync(m)) fail_msg("%s: %s", name, am_last_error());
+        nw = am_model_weights_len(m);
+        w[run] = malloc(nw * sizeof(float));
+        memcpy(w[run], am_model_weights(m), nw * sizeof(float));
+        logits[run] = malloc((size_t)B * 10 * sizeof(float));
+        memcpy(logits[run], am_model_logits(m)->d, (size_t)B * 10 * sizeof(float));
+        am_sgd_free(opt);
+        am_model_free(m);
+        be->vt->destroy(be);
+    }
+    double el = fx_scaled_err(logits[1], logits[0], (size_t)B * 10), ew = fx_scaled_err(w[1], w[0], nw);
+    print_message("%-18s gpu-only: losses %.6f %.6f (cpu) %.6f %.6f (cuda), weights %.1e, logits %.1e\n", name,
+                  loss[0][0], loss[0][1], loss[1][0], loss[1][1], ew, el);
+    for (int k = 0; k < 2; k++) assert_true(fabs(loss[1][k] - loss[0][k]) <= 1e-3 * fabs(loss[0][k]));
+    assert_true(ew < 1e-3);
+    assert_true(el < 2e-2);
+    for (int i = 0; i < 2; i++) free(w[i]), free(logits[i]);
+    am_tensor_free(&x);
+}
+
+static void t_gpu_only(void **st) {
+    (void)st;
+    const char *const names[] = {"lenet", "vgg11", "resnet18"};
+    for (int i = 0; i < 3; i++) gpu_only_steps(names[i]);
+}
+
 static int setup(void **st) {
     am_backend *be;
     if (am_cuda_backend_create(&be) != AM_OK) return -1;
@@ -194,6 +253,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(t_ops, setup, teardown),
         cmocka_unit_test(t_zoo),
+        cmocka_unit_test(t_gpu_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

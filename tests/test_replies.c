@@ -62,7 +62,7 @@ static void l_destroy(am_backend *b) {
     ((liar *)b)->in->vt->destroy(((liar *)b)->in);
     free(b);
 }
-static const am_backend_vt liar_vt = {"liar", l_buffer, l_submit, l_wait, l_busy, l_destroy, NULL};
+static const am_backend_vt liar_vt = {"liar", l_buffer, l_submit, l_wait, l_busy, l_destroy, NULL, NULL};
 
 static am_backend *make_liar(void) {
     liar *l = calloc(1, sizeof *l);
@@ -203,7 +203,7 @@ static void *server(void *arg) {
 static void t_channel(void **st) {
     (void)st;
     am_chan ch;
-    assert_int_equal(am_chan_create((uint64_t)8 << 20, &ch), AM_OK);
+    assert_int_equal(am_chan_create((uint64_t)32 << 20, &ch), AM_OK);
     srv.ch = &ch;
     for (int b = 0; b < 3; b++) {
         srv.behaviour = b;

@@ -27,6 +27,8 @@ typedef enum am_mode {
     AM_MODE_ASYMML,       /* split convs: residuals to the accelerator */
     AM_MODE_LOWRANK_ONLY, /* split convs, residuals dropped (accuracy ablation) */
     AM_MODE_OPEN,         /* every conv whole on the accelerator: no privacy */
+    AM_MODE_GPU_ONLY,     /* every layer, the batch and the labels on the accelerator: no privacy
+                           * (the paper's GPU-only baseline; am_model_sgd_step updates there) */
 } am_mode;
 
 const char *am_mode_name(am_mode m);
@@ -134,6 +136,15 @@ am_status am_model_split_info(const am_model *m, int i, am_split_info *out);
 /* Seconds the accelerator spent computing, in total; and seconds the TEE
  * spent blocked on it (the rest of the accelerator's time overlapped with
  * TEE work). */
+/* One SGD step of the model's weights with opt's settings: in gpu-only
+ * mode on the accelerator (opt's own buffer is then unused), else
+ * am_sgd_step on the model's weights and gradients. */
+am_status am_model_sgd_step(am_model *m, am_sgd *opt, float lr);
+/* gpu-only mode: brings the accelerator's weights, statistics, gradients
+ * and last logits back into the model's (after steps there, before reading
+ * them: until then the model's own are those the mode started from); a
+ * no-op in other modes. */
+am_status am_model_sync(am_model *m);
 double am_model_accel_seconds(const am_model *m);
 double am_model_blocked_seconds(const am_model *m);
 void am_model_reset_timers(am_model *m);
@@ -163,7 +174,8 @@ const char *am_prof_kind_name(am_prof_kind k);
  * 4 KiB pages holding epc_bytes; the second run is counted. A model of
  * page traffic, not a measurement: repeated passes inside one kernel (a
  * GEMM's blocks) count once. Call after a step of the same kind ran (the
- * plan and the input's address are the step's). */
+ * plan and the input's address are the step's). In gpu-only mode the
+ * trusted side touches only the batch it hands over. */
 typedef struct am_paging {
     double working_set; /* bytes: distinct pages touched, x 4 KiB */
     double touches;     /* page touches in one step */

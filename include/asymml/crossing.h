@@ -14,10 +14,13 @@ typedef enum am_cross_kind {
     AM_CROSS_OUTPUT_GRAD,   /* dL/dY of a split conv, in the clear (the paper's scheme) */
     AM_CROSS_ACTIVATION,    /* a full activation: open mode only */
     AM_CROSS_GRAD_RESIDUAL, /* the residual S of an output gradient (protected gradients) */
+    AM_CROSS_LABELS,        /* a batch's labels: gpu-only mode only */
+    AM_CROSS_STATE,         /* optimizer and batchnorm state, dropout masks: gpu-only mode only */
     AM_CROSS_KINDS
 } am_cross_kind;
 
-/* "weights", "residual", "output-gradient", "activation", "gradient-residual". */
+/* "weights", "residual", "output-gradient", "activation", "gradient-residual",
+ * "labels", "state". */
 const char *am_cross_kind_name(am_cross_kind k);
 
 #ifdef __cplusplus

@@ -134,6 +134,11 @@ am_status am_sgd_create(const am_sgd_cfg *cfg, size_t n, am_sgd **out);
 void am_sgd_free(am_sgd *o);
 /* w -= lr * update(g); w and g hold n floats. */
 am_status am_sgd_step(am_sgd *o, float *w, const float *g, float lr);
+/* The update itself, on n floats: buf is the momentum (NULL without),
+ * first != 0 on the first step. am_sgd_step and accelerators share it. */
+void am_sgd_update(const am_sgd_cfg *cfg, int first, float lr, float *w, const float *g, float *buf, size_t n);
+/* The optimizer's settings. */
+const am_sgd_cfg *am_sgd_config(const am_sgd *o);
 /* The momentum buffer (n floats; NULL without momentum) and whether it has
  * been started. */
 float *am_sgd_momentum(am_sgd *o, int *started);

@@ -32,11 +32,17 @@ typedef enum am_req_kind {
 /* Buffer roles, per layer. */
 typedef enum am_buf_role {
     AM_BUF_INPUT,   /* what the layer's forward reads: residual (+ noise), or X in open mode */
-    AM_BUF_WEIGHT,
+    AM_BUF_WEIGHT,  /* gpu-only: the layer's trainable parameters, concatenated (weight, then bias) */
     AM_BUF_OUTPUT,  /* forward result */
     AM_BUF_GRAD,    /* output gradient */
     AM_BUF_DX,      /* input gradient result */
-    AM_BUF_DW,      /* weight gradient result */
+    AM_BUF_DW,      /* weight gradient result (gpu-only: the parameters' gradients, concatenated) */
+    /* gpu-only mode's own (am_op): */
+    AM_BUF_MOMENTUM, /* SGD's momentum for the layer's parameters */
+    AM_BUF_STATS,    /* batchnorm: running mean, then running variance */
+    AM_BUF_SAVED,    /* batchnorm: the batch's mean and 1/std; max-pool: argmax (int32) */
+    AM_BUF_AUX,      /* labels (int32, last layer), a dropout mask */
+    AM_BUF_LOSS,     /* the mean loss (1 float, last layer) */
     AM_BUF_ROLES
 } am_buf_role;
 
@@ -64,6 +70,67 @@ typedef struct am_req {
     unsigned flags;          /* AM_REQ_* */
 } am_req;
 
+/* gpu-only mode (the paper's GPU-only baseline; no privacy): every layer
+ * on the accelerator, its data staying there between ops. An op names
+ * backend buffers (inputs first, then outputs; am_op_check gives each
+ * kind's list and sizes), which hold their contents on the accelerator:
+ * PUT copies a buffer's host content there, GET brings it back; no other
+ * op moves data across. */
+typedef enum am_op_kind {
+    AM_OP_PUT,        /* b0: the accelerator's copy := the host's (x: numel) */
+    AM_OP_GET,        /* b0: the host's copy := the accelerator's (x: numel) */
+    AM_OP_CONV_FWD,   /* b0 x, b1 w|bias -> b2 y                 (conv, x) */
+    AM_OP_CONV_BWD,   /* b0 x, b1 w|bias, b2 dy -> b3 dx|none, b4 dw|db */
+    AM_OP_BN_FWD,     /* b0 x, b1 gamma|beta -> b2 y, b3 running mean|var (updated in training), b4 mean|invstd */
+    AM_OP_BN_BWD,     /* b0 x, b1 gamma|beta, b2 mean|invstd, b3 dy -> b4 dx, b5 dgamma|dbeta */
+    AM_OP_RELU_FWD,   /* b0 x -> b1 y (may be b0) */
+    AM_OP_RELU_BWD,   /* b0 y, b1 dy -> b2 dx (may be b1) */
+    AM_OP_POOL_FWD,   /* b0 x -> b1 y, b2 saved (argmax for max, one per output) (pool, pool_kind, x, y) */
+    AM_OP_POOL_BWD,   /* b0 x, b1 y, b2 saved, b3 dy -> b4 dx */
+    AM_OP_LINEAR_FWD, /* b0 x, b1 w|b -> b2 y                      (x, y.c: outputs) */
+    AM_OP_LINEAR_BWD, /* b0 x, b1 w|b, b2 dy -> b3 dx|none, b4 dw|db */
+    AM_OP_ADD,        /* b0 a, b1 b -> b2 y (may be a or b) */
+    AM_OP_MUL,        /* b0 x, b1 mask -> b2 y (may be x): dropout, both ways */
+    AM_OP_ACC,        /* b0 src -> b1 dst (=, or += with AM_OP_ACCUM) */
+    AM_OP_LOSS,       /* b0 logits, b1 labels (int32) -> b2 loss (1 float), b3 dlogits (mean softmax cross-entropy) */
+    AM_OP_SGD,        /* b0 g -> b1 w, b2 momentum (both updated; x: numel)  as torch.optim.SGD */
+    AM_OP_KINDS
+} am_op_kind;
+
+/* am_op.flags */
+enum {
+    AM_OP_TRAINING = 1, /* batchnorm: batch statistics; dropout in training */
+    AM_OP_ACCUM = 2,    /* the input gradient (dx, ACC's dst) is added to, not written */
+    AM_OP_HAS_DX = 4,   /* backward ops: an input gradient is wanted (b3 / b4 exists) */
+    AM_OP_BIAS = 8,     /* conv, linear: the parameters end with a bias */
+    AM_OP_NESTEROV = 16,
+    AM_OP_STARTED = 32, /* SGD: the momentum holds a previous step's */
+    AM_OP_FLAGS = 63
+};
+#define AM_OP_BUFS 6
+enum { AM_POOL_MAX, AM_POOL_AVG, AM_POOL_ADAPTIVE };
+
+typedef struct am_op {
+    am_op_kind kind;
+    int layer;
+    uint32_t step;
+    unsigned flags;      /* AM_OP_* */
+    am_shape x;          /* the op's main input (PUT, GET, ACC, SGD: x.n x.c x.h x.w floats) */
+    am_shape y;          /* pool: its output; linear: y.c outputs */
+    am_conv2d_cfg conv;  /* conv (cfg.bias as AM_OP_BIAS) */
+    am_pool_cfg pool;
+    int pool_kind;       /* AM_POOL_* */
+    float eps, bn_momentum;                /* batchnorm */
+    float lr, momentum, dampening, decay;  /* SGD */
+    am_cross_kind tag;                     /* PUT: what the host is given */
+    float *b[AM_OP_BUFS];                  /* backend buffers; NULL where the list has none */
+} am_op;
+
+/* Checks an op's kind, flags and shapes, and gives its buffers' sizes in
+ * floats (n[i] = 0: no buffer i) and how many of them are inputs. */
+am_status am_op_check(const am_op *o, size_t n[AM_OP_BUFS], int *inputs);
+const char *am_op_name(am_op_kind k);
+
 typedef struct am_backend am_backend;
 
 typedef struct am_backend_vt {
@@ -79,6 +146,8 @@ typedef struct am_backend_vt {
      * [mem, mem + bytes) that this backend did not hand out (the server's
      * shared arena); a GPU backend pins that memory for fast copies. */
     am_status (*adopt)(am_backend *be, void *mem, size_t bytes);
+    /* Optional (NULL: no gpu-only mode): runs (or queues) one op. */
+    am_status (*op)(am_backend *be, const am_op *op);
 } am_backend_vt;
 
 struct am_backend {

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VERSION 3u
+#define VERSION 4u
 
 /* ------------------------------------------------------------ encoding */
 
@@ -22,7 +22,11 @@
  *   16 layer i32 | 20 tag0 u8, tag1 u8, flags u16 | 24 step u64
  *   32 conv i32 | 36 out_c, kh, kw, sh, sw, ph, pw, bias (8 x i32) | 68 n, c, h, w (4 x i32)
  *   84 keep u32 (AM_KEEP_* bits) | 88 off_in0 u64 | 96 off_in1 u64 | 104 off_out u64
- *   112 unused | 120 busy f64 | 128 err (AM_CHAN_ERR_BYTES, NUL-terminated) */
+ *   112 unused | 120 busy f64 | 128 err (AM_CHAN_ERR_BYTES, NUL-terminated)
+ * An OP (am_op) instead, after the header:
+ *   16 layer i32 | 20 flags u32 | 24 step u64 | 32 op u32 | 36 x (4 x i32) | 52 y (4 x i32)
+ *   68 conv (8 x i32) | 100 pool (7 x i32) | 128 pool kind i32 | 132 eps, bn momentum, lr,
+ *   momentum, dampening, decay (6 x f32) | 156 tag u32 | 160 buffer offsets (AM_OP_BUFS x u64) */
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
 static uint32_t get32(const uint8_t *p) {
@@ -36,8 +40,69 @@ static uint64_t get64(const uint8_t *p) {
     return v;
 }
 
+static void putf(uint8_t *p, float v) { memcpy(p, &v, 4); }
+static float getf(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+static void put_shape(uint8_t *p, am_shape x) {
+    const int v[4] = {x.n, x.c, x.h, x.w};
+    for (int i = 0; i < 4; i++) put32(p + 4 * i, (uint32_t)v[i]);
+}
+static am_shape get_shape(const uint8_t *p) {
+    return (am_shape){(int)get32(p), (int)get32(p + 4), (int)get32(p + 8), (int)get32(p + 12)};
+}
+
+static void encode_op(const am_msg *m, uint8_t *s) {
+    const am_op *o = &m->op;
+    put32(s + 16, (uint32_t)o->layer);
+    put32(s + 20, o->flags);
+    put64(s + 24, o->step);
+    put32(s + 32, (uint32_t)o->kind);
+    put_shape(s + 36, o->x);
+    put_shape(s + 52, o->y);
+    const int cf[8] = {o->conv.out_c, o->conv.kh, o->conv.kw, o->conv.sh, o->conv.sw, o->conv.ph, o->conv.pw, o->conv.bias};
+    for (int i = 0; i < 8; i++) put32(s + 68 + 4 * i, (uint32_t)cf[i]);
+    const int pc[7] = {o->pool.kh, o->pool.kw, o->pool.sh, o->pool.sw, o->pool.ph, o->pool.pw, o->pool.ceil_mode};
+    for (int i = 0; i < 7; i++) put32(s + 100 + 4 * i, (uint32_t)pc[i]);
+    put32(s + 128, (uint32_t)o->pool_kind);
+    const float f[6] = {o->eps, o->bn_momentum, o->lr, o->momentum, o->dampening, o->decay};
+    for (int i = 0; i < 6; i++) putf(s + 132 + 4 * i, f[i]);
+    put32(s + 156, (uint32_t)o->tag);
+    for (int i = 0; i < AM_OP_BUFS; i++) put64(s + 160 + 8 * i, m->off_b[i]);
+}
+
+static void decode_op(const uint8_t *s, am_msg *m) {
+    am_op *o = &m->op;
+    o->layer = (int)get32(s + 16);
+    o->flags = get32(s + 20);
+    o->step = (uint32_t)get64(s + 24);
+    m->step = get64(s + 24);
+    o->kind = (am_op_kind)get32(s + 32);
+    o->x = get_shape(s + 36);
+    o->y = get_shape(s + 52);
+    int cf[8], pc[7];
+    for (int i = 0; i < 8; i++) cf[i] = (int)get32(s + 68 + 4 * i);
+    for (int i = 0; i < 7; i++) pc[i] = (int)get32(s + 100 + 4 * i);
+    o->conv = (am_conv2d_cfg){cf[0], cf[1], cf[2], cf[3], cf[4], cf[5], cf[6], cf[7]};
+    o->pool = (am_pool_cfg){pc[0], pc[1], pc[2], pc[3], pc[4], pc[5], pc[6]};
+    o->pool_kind = (int)get32(s + 128);
+    o->eps = getf(s + 132), o->bn_momentum = getf(s + 136), o->lr = getf(s + 140);
+    o->momentum = getf(s + 144), o->dampening = getf(s + 148), o->decay = getf(s + 152);
+    o->tag = (am_cross_kind)get32(s + 156);
+    for (int i = 0; i < AM_OP_BUFS; i++) m->off_b[i] = get64(s + 160 + 8 * i), o->b[i] = NULL;
+}
+
 void am_chan_encode(const am_msg *m, uint8_t *s) {
     memset(s, 0, AM_CHAN_SLOT_BYTES);
+    if (m->kind == AM_MSG_OP) {
+        put32(s, AM_CHAN_MAGIC);
+        put32(s + 4, (uint32_t)m->kind);
+        put32(s + 8, m->seq);
+        encode_op(m, s);
+        return;
+    }
     put32(s, AM_CHAN_MAGIC);
     put32(s + 4, (uint32_t)m->kind);
     put32(s + 8, m->seq);
@@ -131,6 +196,20 @@ am_status am_chan_decode_request(const uint8_t *s, size_t len, uint64_t arena, a
         AM_TRY(in_arena(m->off_in0, n0, arena, "first input"));
         AM_TRY(in_arena(m->off_in1, n1, arena, "second input"));
         AM_TRY(in_arena(m->off_out, no, arena, "output"));
+        return AM_OK;
+    }
+    case AM_MSG_OP: {
+        decode_op(s, m);
+        size_t n[AM_OP_BUFS];
+        int inputs;
+        if ((unsigned)m->op.tag >= AM_CROSS_KINDS) return am_fail(AM_EFORMAT, "channel: unknown crossing kind");
+        if (am_op_check(&m->op, n, &inputs) != AM_OK) {
+            char why[200];
+            snprintf(why, sizeof why, "%s", am_last_error());
+            return am_fail(AM_EFORMAT, "channel: %s", why);
+        }
+        for (int i = 0; i < AM_OP_BUFS; i++)
+            if (n[i]) AM_TRY(in_arena(m->off_b[i], n[i], arena, i < inputs ? "an op's input" : "an op's output"));
         return AM_OK;
     }
     default: return am_fail(AM_EFORMAT, "channel: unknown request kind %u", (unsigned)m->kind);

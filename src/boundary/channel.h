@@ -35,6 +35,7 @@ typedef enum am_msg_kind {
     AM_MSG_CONV,      /* trusted -> server: an am_req on arena buffers */
     AM_MSG_BYE,       /* trusted -> server: done, no more requests */
     AM_MSG_REPLY,     /* server -> trusted: answer to the request with the same seq */
+    AM_MSG_OP,        /* trusted -> server: an am_op on arena buffers (gpu-only mode) */
 } am_msg_kind;
 
 /* A request or reply, decoded and checked. */
@@ -51,6 +52,9 @@ typedef struct am_msg {
     am_cross_kind tag0, tag1;           /* am_req.tag0, tag1 */
     unsigned flags;                     /* am_req.flags */
     uint64_t step;                      /* am_req.step */
+    /* OP: the op (its b[] NULL) and its buffers' arena offsets */
+    am_op op;
+    uint64_t off_b[AM_OP_BUFS];
     /* REPLY */
     int status;                  /* am_status of the request */
     double busy;                 /* the server's accelerator seconds so far */

@@ -8,6 +8,8 @@ const char *am_cross_kind_name(am_cross_kind k) {
     case AM_CROSS_OUTPUT_GRAD: return "output-gradient";
     case AM_CROSS_ACTIVATION: return "activation";
     case AM_CROSS_GRAD_RESIDUAL: return "gradient-residual";
+    case AM_CROSS_LABELS: return "labels";
+    case AM_CROSS_STATE: return "state";
     case AM_CROSS_KINDS: break;
     }
     return "unknown";

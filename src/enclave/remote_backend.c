@@ -107,6 +107,9 @@ static am_status take_reply(remote_be *be, am_msg *m) {
 
 static am_status request(remote_be *be, am_msg *m) {
     if (be->failed != AM_OK) return am_fail(be->failed, "accelerator: failed earlier");
+    /* A full ring: take a reply first (gpu-only mode sends many ops between waits). */
+    am_msg r;
+    while (be->seq - be->answered >= AM_CHAN_SLOTS) AM_TRY(take_reply(be, &r));
     m->seq = ++be->seq;
     am_status st = am_chan_send_request(be->cfg.ch, m);
     if (st == AM_OK) st = am_chan_notify(be->cfg.ch->fd_req);
@@ -160,6 +163,25 @@ static am_status r_submit(am_backend *b, const am_req *q) {
     return AM_OK;
 }
 
+static am_status r_op(am_backend *b, const am_op *o) {
+    remote_be *be = (remote_be *)b;
+    size_t n[AM_OP_BUFS];
+    int inputs;
+    AM_TRY(am_op_check(o, n, &inputs));
+    const uint8_t *a = be->cfg.ch->arena;
+    am_msg m = {.kind = AM_MSG_OP, .op = *o, .step = o->step};
+    for (int i = 0; i < AM_OP_BUFS; i++) {
+        if (!n[i]) continue;
+        if (!o->b[i]) return am_fail(AM_EINVAL, "backend: %s without its buffer %d", am_op_name(o->kind), i);
+        m.off_b[i] = (uint64_t)((const uint8_t *)o->b[i] - a);
+        m.op.b[i] = NULL;
+    }
+    if (!be->cfg.defer) return request(be, &m);
+    if (be->n_held == (int)(sizeof be->held / sizeof *be->held)) AM_TRY(release(be));
+    be->held[be->n_held++] = m;
+    return AM_OK;
+}
+
 static am_status r_wait(am_backend *b) { return drain((remote_be *)b); }
 
 static double r_busy(am_backend *b) { return ((remote_be *)b)->busy; }
@@ -175,7 +197,7 @@ static void r_destroy(am_backend *b) {
     free(be);
 }
 
-static const am_backend_vt remote_vt = {"remote", r_buffer, r_submit, r_wait, r_busy, r_destroy, NULL};
+static const am_backend_vt remote_vt = {"remote", r_buffer, r_submit, r_wait, r_busy, r_destroy, NULL, r_op};
 
 am_status am_remote_backend_create(const am_remote_cfg *cfg, am_backend **out) {
     *out = NULL;

@@ -138,6 +138,7 @@ void am_model_free(am_model *m) {
     if (!m) return;
     am_arena_free(&m->arena);
     am_asym_free(m->asym);
+    am_gpu_free(m->gpu);
     free(m->tmp);
     free(m->tmp_sz);
     free(m->slot_base);
@@ -455,8 +456,9 @@ am_status am_model_set_batch(am_model *m, int B) {
     AM_TRY(am_arena_init(&m->arena, need));
     lay_out(m, B, &need);
     m->B = B;
-    /* A split plan is sized for a batch: make it anew for this one. */
-    if (m->asym) {
+    /* A split plan (or gpu-only's buffers) is sized for a batch: make it
+     * anew for this one. */
+    if (m->asym || m->gpu) {
         am_asym_cfg c = m->asym_cfg;
         return am_model_set_asym(m, &c, m->accel);
     }
@@ -516,6 +518,7 @@ am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng
     if (!am_shape_eq(x->s, want))
         return am_fail(AM_EINVAL, "model: input is %dx%dx%dx%d, expected %dx%dx%dx%d", x->s.n, x->s.c,
                        x->s.h, x->s.w, want.n, want.c, want.h, want.w);
+    if (m->gpu) return am_gpu_forward(m, x, training, rng);
     m->L[0].y.d = x->d;
     m->have_loss = 0;
     m->training = training;
@@ -537,6 +540,7 @@ const am_tensor *am_model_output(const am_model *m, int i) { return i >= 0 && i 
 
 am_status am_model_loss(am_model *m, const int32_t *labels, float *loss) {
     if (!labels || !loss) return am_fail(AM_EINVAL, "model loss: NULL argument");
+    if (m->gpu) return am_gpu_loss(m, labels, loss);
     double t0 = mono_s();
     AM_TRY(am_softmax_ce_forward(&m->L[m->n - 1].y, labels, m->probs, loss));
     memcpy(m->labels, labels, sizeof(int32_t) * (size_t)m->B);
@@ -596,6 +600,7 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
 }
 
 am_status am_model_backward(am_model *m) {
+    if (m->gpu) return am_gpu_backward(m);
     if (!m->have_loss) return am_fail(AM_EINVAL, "model: backward needs a forward pass and a loss");
     layer *last = &m->L[m->n - 1];
     double t0 = mono_s(), a0 = m->asym ? am_asym_blocked_seconds(m->asym) : 0;

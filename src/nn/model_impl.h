@@ -62,6 +62,7 @@ struct am_model {
     float **slot_base;
     int keep_all;   /* every layer's output survives the forward pass (am_model_keep_outputs) */
     am_asym *asym;  /* split execution; NULL in tee-only mode */
+    struct am_gpu *gpu; /* gpu-only mode's state (src/nn/gpuonly.c); NULL in the others */
     am_asym_cfg asym_cfg;
     am_backend *accel; /* borrowed: what runs the accelerator's part */
     uint64_t noise_counter; /* the release counter while no plan holds it */
@@ -75,5 +76,17 @@ am_status am_model_parse(am_model *m, const char *desc);
 /* Lays the arena out again for the current batch (after the split plan or
  * the keep-outputs setting changed). */
 am_status am_model_relayout(am_model *m);
+
+/* gpu-only mode (src/nn/gpuonly.c): every layer on the accelerator. */
+am_status am_gpu_attach(am_model *m, am_backend *be);
+void am_gpu_free(struct am_gpu *g);
+am_status am_gpu_forward(am_model *m, const am_tensor *x, int training, am_rng *rng);
+am_status am_gpu_loss(am_model *m, const int32_t *labels, float *loss);
+am_status am_gpu_backward(am_model *m);
+am_status am_gpu_sgd(am_model *m, const am_sgd_cfg *c, float lr);
+am_status am_gpu_sync(am_model *m);
+double am_gpu_blocked_seconds(const struct am_gpu *g);
+double am_gpu_accel_seconds(const struct am_gpu *g);
+void am_gpu_set_step(struct am_gpu *g, uint64_t step);
 
 #endif

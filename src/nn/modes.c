@@ -12,17 +12,18 @@ const char *am_mode_name(am_mode md) {
     case AM_MODE_ASYMML: return "asymml";
     case AM_MODE_LOWRANK_ONLY: return "lowrank-only";
     case AM_MODE_OPEN: return "open";
+    case AM_MODE_GPU_ONLY: return "gpu-only";
     }
     return "unknown";
 }
 
 am_status am_mode_parse(const char *s, am_mode *out) {
-    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_OPEN; i++)
+    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_GPU_ONLY; i++)
         if (s && !strcmp(s, am_mode_name((am_mode)i))) {
             *out = (am_mode)i;
             return AM_OK;
         }
-    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open)", s ? s : "");
+    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open, gpu-only)", s ? s : "");
 }
 
 am_asym_cfg am_asym_defaults(void) {
@@ -38,7 +39,15 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
     if (m->asym) m->noise_counter = am_asym_noise_counter(m->asym);
     am_asym_free(m->asym);
     m->asym = NULL;
+    am_gpu_free(m->gpu);
+    m->gpu = NULL;
     if (cfg->mode == AM_MODE_TEE_ONLY) return am_model_relayout(m);
+    if (cfg->mode == AM_MODE_GPU_ONLY) {
+        AM_TRY(am_gpu_attach(m, accel));
+        m->asym_cfg = *cfg;
+        m->accel = accel;
+        return AM_OK;
+    }
     am_asym *a;
     AM_TRY(am_asym_create(cfg, m->n, accel, &a));
     int bn_seen = 0;
@@ -66,10 +75,17 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
     return am_model_relayout(m);
 }
 
-am_mode am_model_mode(const am_model *m) { return m->asym ? m->asym_cfg.mode : AM_MODE_TEE_ONLY; }
+am_mode am_model_mode(const am_model *m) { return m->asym || m->gpu ? m->asym_cfg.mode : AM_MODE_TEE_ONLY; }
 void am_model_set_step(am_model *m, uint64_t step) {
     if (m->asym) am_asym_set_step(m->asym, step);
+    if (m->gpu) am_gpu_set_step(m->gpu, step);
 }
+am_status am_model_sgd_step(am_model *m, am_sgd *opt, float lr) {
+    if (!m || !opt) return am_fail(AM_EINVAL, "sgd: NULL argument");
+    if (m->gpu) return am_gpu_sgd(m, am_sgd_config(opt), lr);
+    return am_sgd_step(opt, m->wdata, m->gdata, lr);
+}
+am_status am_model_sync(am_model *m) { return m->gpu ? am_gpu_sync(m) : AM_OK; }
 am_status am_model_new_noise_session(am_model *m) {
     if (sodium_init() < 0) return am_fail(AM_EIO, "model: libsodium failed to initialize");
     randombytes_buf(m->session, sizeof m->session);
@@ -91,8 +107,12 @@ am_status am_model_split_info(const am_model *m, int i, am_split_info *out) {
     if (!m->asym) return am_fail(AM_EINVAL, "model: no split plan (tee-only mode)");
     return am_asym_info(m->asym, i, out);
 }
-double am_model_accel_seconds(const am_model *m) { return m->asym ? am_asym_accel_seconds(m->asym) : 0; }
-double am_model_blocked_seconds(const am_model *m) { return m->asym ? am_asym_blocked_seconds(m->asym) : 0; }
+double am_model_accel_seconds(const am_model *m) {
+    return m->gpu ? am_gpu_accel_seconds(m->gpu) : m->asym ? am_asym_accel_seconds(m->asym) : 0;
+}
+double am_model_blocked_seconds(const am_model *m) {
+    return m->gpu ? am_gpu_blocked_seconds(m->gpu) : m->asym ? am_asym_blocked_seconds(m->asym) : 0;
+}
 void am_model_reset_timers(am_model *m) {
     memset(m->prof, 0, sizeof m->prof);
     if (m->asym) am_asym_reset_timers(m->asym);

@@ -62,13 +62,9 @@ am_status am_sgd_restore(am_sgd *o, const float *buf, int started) {
     return AM_OK;
 }
 
-am_status am_sgd_step(am_sgd *o, float *w, const float *g, float lr) {
-    if (!w || !g) return am_fail(AM_EINVAL, "sgd: NULL weights or gradients");
-    if (!(lr >= 0.f) || !isfinite(lr)) return am_fail(AM_EINVAL, "sgd: learning rate %g", (double)lr);
-    const float wd = o->cfg.weight_decay, mu = o->cfg.momentum, damp = 1.f - o->cfg.dampening;
-    const int nest = o->cfg.nesterov, first = !o->started;
-    float *buf = o->buf;
-    const size_t n = o->n;
+void am_sgd_update(const am_sgd_cfg *cfg, int first, float lr, float *w, const float *g, float *buf, size_t n) {
+    const float wd = cfg->weight_decay, mu = cfg->momentum, damp = 1.f - cfg->dampening;
+    const int nest = cfg->nesterov;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         float d = g[i] + wd * w[i];
@@ -79,9 +75,17 @@ am_status am_sgd_step(am_sgd *o, float *w, const float *g, float lr) {
         }
         w[i] -= lr * d;
     }
+}
+
+am_status am_sgd_step(am_sgd *o, float *w, const float *g, float lr) {
+    if (!w || !g) return am_fail(AM_EINVAL, "sgd: NULL weights or gradients");
+    if (!(lr >= 0.f) || !isfinite(lr)) return am_fail(AM_EINVAL, "sgd: learning rate %g", (double)lr);
+    am_sgd_update(&o->cfg, !o->started, lr, w, g, o->buf, o->n);
     o->started = 1;
     return AM_OK;
 }
+
+const am_sgd_cfg *am_sgd_config(const am_sgd *o) { return &o->cfg; }
 
 am_status am_schedule_check(const am_schedule *s) {
     if (!s || !(s->base_lr > 0.f) || !isfinite(s->base_lr) || s->base_lr > 100.f)

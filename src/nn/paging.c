@@ -103,6 +103,7 @@ static void step(walk *w, int training, const void *opt, size_t opt_bytes) {
     const am_tensor *in = &m->L[0].y;
     if (in->d) touch_t(w, in);
     else if (w->st == AM_OK) w->st = am_pagesim_touch(w->sim, FAKE_INPUT, am_shape_numel(in->s) * sizeof(float));
+    if (m->gpu) return; /* gpu-only: the trusted side only hands over the batch */
     for (int i = 1; i < m->n; i++) forward(w, i, training);
     if (!training) return;
     const size_t BK = (size_t)m->B * am_model_num_classes(m);

@@ -1,6 +1,9 @@
 /* CPU accelerator backend: runs each request when it is submitted, with the
- * same im2col + sgemm kernels as the trusted side, in buffers it owns. */
+ * same im2col + sgemm kernels as the trusted side, in buffers it owns; and
+ * gpu-only mode's ops (cpu_ops.c). */
 #include "untrusted/cpu_backend.h"
+
+#include "untrusted/cpu_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +95,15 @@ static void cpu_destroy(am_backend *b) {
     free(be);
 }
 
-static const am_backend_vt cpu_vt = {"cpu", cpu_buffer, cpu_submit, cpu_wait, cpu_busy, cpu_destroy, NULL};
+static am_status cpu_op(am_backend *b, const am_op *o) {
+    cpu_be *be = (cpu_be *)b;
+    double t0 = now();
+    am_status st = am_cpu_op(o, &be->work, &be->work_n);
+    be->busy += now() - t0;
+    return st;
+}
+
+static const am_backend_vt cpu_vt = {"cpu", cpu_buffer, cpu_submit, cpu_wait, cpu_busy, cpu_destroy, NULL, cpu_op};
 
 am_status am_cpu_backend_create(am_backend **out) {
     cpu_be *be = calloc(1, sizeof *be);

@@ -66,6 +66,27 @@ static am_status rec_submit(am_backend *b, const am_req *q) {
     return r->inner->vt->submit(r->inner, q);
 }
 
+/* gpu-only mode: what the host is given is what PUT moves (the batch,
+ * labels, weights and state); the other ops run on what is already there. */
+static am_status rec_op(am_backend *b, const am_op *o) {
+    rec_be *r = (rec_be *)b;
+    if (!r->inner->vt->op) return am_fail(AM_EINVAL, "this accelerator runs convs only: no gpu-only mode");
+    if (o->kind == AM_OP_PUT && o->b[0] && o->step >= r->first && o->step <= r->last) {
+        size_t n = am_shape_numel(o->x);
+        char line[320];
+        int len = snprintf(line, sizeof line,
+                           "{\"seq\": %llu, \"step\": %u, \"layer\": %d, \"request\": \"put\", \"input\": 0, "
+                           "\"kind\": \"%s\", \"shape\": [%d, %d, %d, %d], \"offset\": %llu, \"floats\": %zu}\n",
+                           (unsigned long long)r->seq, o->step, o->layer, am_cross_kind_name(o->tag), o->x.n, o->x.c,
+                           o->x.h, o->x.w, (unsigned long long)r->offset, n);
+        AM_TRY(write_all(r->fd_data, o->b[0], n * sizeof(float), "buffers.f32"));
+        AM_TRY(write_all(r->fd_index, line, (size_t)len, "index.jsonl"));
+        r->offset += n * sizeof(float);
+    }
+    r->seq++;
+    return r->inner->vt->op(r->inner, o);
+}
+
 static am_status rec_buffer(am_backend *b, int layer, am_buf_role role, size_t n, float **out) {
     am_backend *in = ((rec_be *)b)->inner;
     return in->vt->buffer(in, layer, role, n, out);
@@ -92,7 +113,7 @@ static void rec_destroy(am_backend *b) {
     free(r);
 }
 
-static const am_backend_vt rec_vt = {"recorder", rec_buffer, rec_submit, rec_wait, rec_busy, rec_destroy, rec_adopt};
+static const am_backend_vt rec_vt = {"recorder", rec_buffer, rec_submit, rec_wait, rec_busy, rec_destroy, rec_adopt, rec_op};
 
 am_status am_recorder_create(am_backend *inner, int index_fd, int data_fd, uint32_t first, uint32_t last,
                              am_backend **out) {

@@ -26,6 +26,20 @@ static am_status run(am_chan *ch, am_backend *be, const am_msg *m, double *busy)
     return st;
 }
 
+/* One OP (gpu-only mode) on arena buffers. */
+static am_status run_op(am_chan *ch, am_backend *be, am_msg *m, double *busy) {
+    if (!be->vt->op) return am_fail(AM_EINVAL, "this accelerator (%s) runs convs only: no gpu-only mode", be->vt->name);
+    size_t n[AM_OP_BUFS];
+    int inputs;
+    AM_TRY(am_op_check(&m->op, n, &inputs));
+    for (int i = 0; i < AM_OP_BUFS; i++) m->op.b[i] = n[i] ? (float *)(ch->arena + m->off_b[i]) : NULL;
+    double t0 = now();
+    am_status st = be->vt->op(be, &m->op);
+    if (st == AM_OK) st = be->vt->wait(be);
+    *busy += now() - t0;
+    return st;
+}
+
 am_status am_server_serve(am_chan *ch, am_backend *be, const char *about, int parent_pidfd) {
     uint8_t slot[AM_CHAN_SLOT_BYTES];
     double busy = 0;
@@ -38,6 +52,7 @@ am_status am_server_serve(am_chan *ch, am_backend *be, const char *about, int pa
             int bye = st == AM_OK && m.kind == AM_MSG_BYE;
             if (st == AM_OK && !be) st = am_fail(AM_EIO, "%s", about ? about : "no backend");
             else if (st == AM_OK && m.kind == AM_MSG_CONV) st = run(ch, be, &m, &busy);
+            else if (st == AM_OK && m.kind == AM_MSG_OP) st = run_op(ch, be, &m, &busy);
             rep.status = st;
             rep.busy = busy;
             if (st != AM_OK) snprintf(rep.err, sizeof rep.err, "%s", am_last_error());

@@ -27,6 +27,7 @@
  * marked AM_REQ_EXACT (the trusted side verifies it) runs in FP32 (FMA
  * math) with an algorithm that sums the products (no FFT, no Winograd). */
 #include "untrusted/cuda/cuda_backend.h"
+#include "untrusted/cuda/cuda_impl.h"
 
 #include <cuda_runtime.h>
 #include <cudnn.h>
@@ -35,63 +36,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_CHUNKS 4
-#define CHUNK_MIN_BYTES ((size_t)4 << 20) /* below this, fewer chunks */
-#define WS_LIMIT ((size_t)1 << 30)
-#define MAX_PENDING 64 /* timed requests between two waits */
-
-typedef struct slot { /* buffer(): pinned host memory */
-    float *p;
-    size_t n;
-} slot;
-
-typedef struct mirror { /* a host buffer's device copy */
-    const float *host;
-    size_t n;
-    float *dev;
-    int valid;
-    int pinned; /* an arena buffer this backend registered */
-} mirror;
-
-typedef struct algo {
-    int kind, exact;
-    am_conv2d_cfg cfg;
-    am_shape x;
-    int algo;
-    cudnnMathType_t math;
-    size_t ws;
-} algo;
-
-typedef struct cuda_be {
-    am_backend base;
-    int device;
-    cudaStream_t s_in, s_comp, s_out;
-    cudnnHandle_t dnn;
-    cudnnTensorDescriptor_t td_x, td_y;
-    cudnnFilterDescriptor_t fd_w;
-    cudnnConvolutionDescriptor_t cd;
-    cudaEvent_t ev_w, ev_in[MAX_CHUNKS], ev_c[MAX_CHUNKS];
-    cudaEvent_t t0[MAX_PENDING], t1[MAX_PENDING];
-    int pending;
-    slot *slots;
-    int layers;
-    mirror *mir;
-    int n_mir, cap_mir;
-    algo *algos;
-    int n_algos, cap_algos;
-    void *ws;
-    size_t ws_n;
-    const char *arena; /* adopt(): the host's arena */
-    size_t arena_n;
-    double busy;
-} cuda_be;
-
-static am_status cu(cudaError_t e, const char *what) {
+am_status cb_cu(cudaError_t e, const char *what) {
     if (e == cudaSuccess) return AM_OK;
     return am_fail(AM_EIO, "cuda: %s: %s", what, cudaGetErrorString(e));
 }
 
-static am_status dnn(cudnnStatus_t e, const char *what) {
+am_status cb_dnn(cudnnStatus_t e, const char *what) {
     if (e == CUDNN_STATUS_SUCCESS) return AM_OK;
     return am_fail(AM_EIO, "cudnn: %s: %s", what, cudnnGetErrorString(e));
 }
@@ -113,7 +63,7 @@ static void unpin(mirror *m) {
 
 /* Room for k more mirrors, so that pointers to mirrors stay valid while
  * the k are looked up. */
-static am_status reserve(cuda_be *be, int k) {
+am_status cb_reserve(cuda_be *be, int k) {
     if (be->n_mir + k <= be->cap_mir) return AM_OK;
     int cap = be->cap_mir ? 2 * be->cap_mir : 64;
     while (cap < be->n_mir + k) cap *= 2;
@@ -125,19 +75,19 @@ static am_status reserve(cuda_be *be, int k) {
 }
 
 /* The device copy of host buffer h of n floats (made, or grown, here);
- * reserve() room first. */
-static am_status mirror_of(cuda_be *be, const float *h, size_t n, mirror **out) {
+ * cb_reserve() room first. */
+am_status cb_mirror_of(cuda_be *be, const float *h, size_t n, mirror **out) {
     for (int i = 0; i < be->n_mir; i++) {
         mirror *m = &be->mir[i];
         if (m->host != h) continue;
         if (m->n < n) {
-            AM_TRY(cu(cudaDeviceSynchronize(), "synchronize"));
+            AM_TRY(cb_cu(cudaDeviceSynchronize(), "synchronize"));
             unpin(m);
             cudaFree(m->dev);
             m->dev = NULL;
             m->n = 0;
             m->valid = 0;
-            AM_TRY(cu(cudaMalloc((void **)&m->dev, n * sizeof(float)), "device buffer"));
+            AM_TRY(cb_cu(cudaMalloc((void **)&m->dev, n * sizeof(float)), "device buffer"));
             m->n = n;
             pin(be, m);
         }
@@ -147,7 +97,7 @@ static am_status mirror_of(cuda_be *be, const float *h, size_t n, mirror **out) 
     if (be->n_mir == be->cap_mir) return am_fail(AM_EINVAL, "cuda: mirror table not reserved");
     mirror *m = &be->mir[be->n_mir];
     memset(m, 0, sizeof *m);
-    AM_TRY(cu(cudaMalloc((void **)&m->dev, n * sizeof(float)), "device buffer"));
+    AM_TRY(cb_cu(cudaMalloc((void **)&m->dev, n * sizeof(float)), "device buffer"));
     m->host = h;
     m->n = n;
     be->n_mir++;
@@ -172,14 +122,14 @@ static am_status cuda_buffer(am_backend *b, int layer, am_buf_role role, size_t 
     slot *s;
     AM_TRY(am_backend_slot(layer, role, n, sizeof(slot), (void **)&be->slots, &be->layers, (void **)&s));
     if (s->n < n) {
-        AM_TRY(cu(cudaDeviceSynchronize(), "synchronize"));
+        AM_TRY(cb_cu(cudaDeviceSynchronize(), "synchronize"));
         if (s->p) {
             mirror_drop(be, s->p);
             cudaFreeHost(s->p);
         }
         s->p = NULL;
         s->n = 0;
-        AM_TRY(cu(cudaHostAlloc((void **)&s->p, n * sizeof(float), cudaHostAllocDefault), "pinned host buffer"));
+        AM_TRY(cb_cu(cudaHostAlloc((void **)&s->p, n * sizeof(float), cudaHostAllocDefault), "pinned host buffer"));
         s->n = n;
     }
     *out = s->p;
@@ -214,7 +164,7 @@ template <typename Perf> static int pick(const Perf *p, int got, algo *a) {
 }
 
 /* The algorithm for (kind, cfg, x, exact) with descriptors already set. */
-static am_status find_algo(cuda_be *be, int kind, int exact, const am_conv2d_cfg *cfg, am_shape x, algo **out) {
+am_status cb_find_algo(cuda_be *be, int kind, int exact, const am_conv2d_cfg *cfg, am_shape x, algo **out) {
     for (int i = 0; i < be->n_algos; i++) {
         algo *a = &be->algos[i];
         if (a->kind == kind && a->exact == exact && !memcmp(&a->cfg, cfg, sizeof *cfg) && !memcmp(&a->x, &x, sizeof x)) {
@@ -237,21 +187,21 @@ static am_status find_algo(cuda_be *be, int kind, int exact, const am_conv2d_cfg
     a.x = x;
     enum { N = 16 };
     int got = 0, found = 0;
-    AM_TRY(cu(cudaStreamSynchronize(be->s_comp), "synchronize"));
-    AM_TRY(dnn(cudnnSetConvolutionMathType(be->cd, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH), "math type"));
+    AM_TRY(cb_cu(cudaStreamSynchronize(be->s_comp), "synchronize"));
+    AM_TRY(cb_dnn(cudnnSetConvolutionMathType(be->cd, exact ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH), "math type"));
     if (kind == AM_REQ_CONV_FWD) {
         cudnnConvolutionFwdAlgoPerf_t p[N];
-        AM_TRY(dnn(cudnnFindConvolutionForwardAlgorithm(be->dnn, be->td_x, be->fd_w, be->cd, be->td_y, N, &got, p),
+        AM_TRY(cb_dnn(cudnnFindConvolutionForwardAlgorithm(be->dnn, be->td_x, be->fd_w, be->cd, be->td_y, N, &got, p),
                    "find forward algorithm"));
         found = pick(p, got, &a);
     } else if (kind == AM_REQ_CONV_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t p[N];
-        AM_TRY(dnn(cudnnFindConvolutionBackwardDataAlgorithm(be->dnn, be->fd_w, be->td_y, be->cd, be->td_x, N, &got, p),
+        AM_TRY(cb_dnn(cudnnFindConvolutionBackwardDataAlgorithm(be->dnn, be->fd_w, be->td_y, be->cd, be->td_x, N, &got, p),
                    "find backward-data algorithm"));
         found = pick(p, got, &a);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t p[N];
-        AM_TRY(dnn(cudnnFindConvolutionBackwardFilterAlgorithm(be->dnn, be->td_x, be->td_y, be->cd, be->fd_w, N, &got, p),
+        AM_TRY(cb_dnn(cudnnFindConvolutionBackwardFilterAlgorithm(be->dnn, be->td_x, be->td_y, be->cd, be->fd_w, N, &got, p),
                    "find backward-filter algorithm"));
         found = pick(p, got, &a);
     }
@@ -259,11 +209,11 @@ static am_status find_algo(cuda_be *be, int kind, int exact, const am_conv2d_cfg
         return am_fail(AM_EIO, "cudnn: no algorithm for a %dx%d conv of %dx%dx%dx%d within %zu MiB of workspace",
                        cfg->kh, cfg->kw, x.n, x.c, x.h, x.w, WS_LIMIT >> 20);
     if (a.ws > be->ws_n) {
-        AM_TRY(cu(cudaStreamSynchronize(be->s_comp), "synchronize"));
+        AM_TRY(cb_cu(cudaStreamSynchronize(be->s_comp), "synchronize"));
         cudaFree(be->ws);
         be->ws = NULL;
         be->ws_n = 0;
-        AM_TRY(cu(cudaMalloc(&be->ws, a.ws), "cuDNN workspace"));
+        AM_TRY(cb_cu(cudaMalloc(&be->ws, a.ws), "cuDNN workspace"));
         be->ws_n = a.ws;
     }
     be->algos[be->n_algos] = a;
@@ -272,12 +222,12 @@ static am_status find_algo(cuda_be *be, int kind, int exact, const am_conv2d_cfg
 }
 
 /* Descriptors for a chunk of n samples. */
-static am_status describe(cuda_be *be, const am_conv2d_cfg *c, am_shape x, am_shape y) {
-    AM_TRY(dnn(cudnnSetTensor4dDescriptor(be->td_x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, x.n, x.c, x.h, x.w), "input"));
-    AM_TRY(dnn(cudnnSetTensor4dDescriptor(be->td_y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, y.n, y.c, y.h, y.w), "output"));
-    AM_TRY(dnn(cudnnSetFilter4dDescriptor(be->fd_w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, c->out_c, x.c, c->kh, c->kw),
+am_status cb_describe(cuda_be *be, const am_conv2d_cfg *c, am_shape x, am_shape y) {
+    AM_TRY(cb_dnn(cudnnSetTensor4dDescriptor(be->td_x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, x.n, x.c, x.h, x.w), "input"));
+    AM_TRY(cb_dnn(cudnnSetTensor4dDescriptor(be->td_y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, y.n, y.c, y.h, y.w), "output"));
+    AM_TRY(cb_dnn(cudnnSetFilter4dDescriptor(be->fd_w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, c->out_c, x.c, c->kh, c->kw),
                "filter"));
-    AM_TRY(dnn(cudnnSetConvolution2dDescriptor(be->cd, c->ph, c->pw, c->sh, c->sw, 1, 1, CUDNN_CROSS_CORRELATION,
+    AM_TRY(cb_dnn(cudnnSetConvolution2dDescriptor(be->cd, c->ph, c->pw, c->sh, c->sw, 1, 1, CUDNN_CROSS_CORRELATION,
                                                CUDNN_DATA_FLOAT),
                "convolution"));
     return AM_OK;
@@ -287,24 +237,24 @@ static am_status describe(cuda_be *be, const am_conv2d_cfg *c, am_shape x, am_sh
 static am_status run_chunk(cuda_be *be, const am_req *r, am_shape x, am_shape y, size_t n0, const float *d0,
                            const float *d1, float *dout, int first) {
     algo *a;
-    AM_TRY(describe(be, &r->cfg, x, y));
-    AM_TRY(find_algo(be, (int)r->kind, (r->flags & AM_REQ_EXACT) != 0, &r->cfg, x, &a));
-    AM_TRY(dnn(cudnnSetConvolutionMathType(be->cd, a->math), "math type"));
+    AM_TRY(cb_describe(be, &r->cfg, x, y));
+    AM_TRY(cb_find_algo(be, (int)r->kind, (r->flags & AM_REQ_EXACT) != 0, &r->cfg, x, &a));
+    AM_TRY(cb_dnn(cudnnSetConvolutionMathType(be->cd, a->math), "math type"));
     const size_t xs = (size_t)x.c * x.h * x.w, ys = (size_t)y.c * y.h * y.w;
     const float one = 1.f, zero = 0.f;
     switch (r->kind) {
     case AM_REQ_CONV_FWD:
-        return dnn(cudnnConvolutionForward(be->dnn, &one, be->td_x, d0 + n0 * xs, be->fd_w, d1, be->cd,
+        return cb_dnn(cudnnConvolutionForward(be->dnn, &one, be->td_x, d0 + n0 * xs, be->fd_w, d1, be->cd,
                                            (cudnnConvolutionFwdAlgo_t)a->algo, be->ws, a->ws, &zero, be->td_y,
                                            dout + n0 * ys),
                    "forward");
     case AM_REQ_CONV_BWD_DATA:
-        return dnn(cudnnConvolutionBackwardData(be->dnn, &one, be->fd_w, d1, be->td_y, d0 + n0 * ys, be->cd,
+        return cb_dnn(cudnnConvolutionBackwardData(be->dnn, &one, be->fd_w, d1, be->td_y, d0 + n0 * ys, be->cd,
                                                 (cudnnConvolutionBwdDataAlgo_t)a->algo, be->ws, a->ws, &zero,
                                                 be->td_x, dout + n0 * xs),
                    "backward data");
     default:
-        return dnn(cudnnConvolutionBackwardFilter(be->dnn, &one, be->td_x, d0 + n0 * xs, be->td_y, d1 + n0 * ys, be->cd,
+        return cb_dnn(cudnnConvolutionBackwardFilter(be->dnn, &one, be->td_x, d0 + n0 * xs, be->td_y, d1 + n0 * ys, be->cd,
                                                   (cudnnConvolutionBwdFilterAlgo_t)a->algo, be->ws, a->ws,
                                                   first ? &zero : &one, be->fd_w, dout),
                    "backward filter");
@@ -331,10 +281,10 @@ static am_status cuda_submit(am_backend *b, const am_req *r) {
     default: n0 = xn, n1 = yn, no = wn, per0 = xs, per1 = yss, pero = 0; break;
     }
     mirror *m0, *m1, *mo;
-    AM_TRY(reserve(be, 3));
-    AM_TRY(mirror_of(be, r->in0, n0, &m0));
-    AM_TRY(mirror_of(be, r->in1, n1, &m1));
-    AM_TRY(mirror_of(be, r->out, no, &mo));
+    AM_TRY(cb_reserve(be, 3));
+    AM_TRY(cb_mirror_of(be, r->in0, n0, &m0));
+    AM_TRY(cb_mirror_of(be, r->in1, n1, &m1));
+    AM_TRY(cb_mirror_of(be, r->out, no, &mo));
     if (m0 == mo || m1 == mo) return am_fail(AM_EINVAL, "backend: a request's output is one of its inputs");
     const int up0 = !((r->keep & AM_KEEP_IN0) && m0->valid), up1 = !((r->keep & AM_KEEP_IN1) && m1->valid);
     /* Chunks: up to MAX_CHUNKS, none under CHUNK_MIN_BYTES of input. */
@@ -347,53 +297,53 @@ static am_status cuda_submit(am_backend *b, const am_req *r) {
     if (be->pending == MAX_PENDING) AM_TRY(b->vt->wait(b));
     cudaEvent_t t0 = be->t0[be->pending], t1 = be->t1[be->pending];
     be->pending++;
-    AM_TRY(cu(cudaEventRecord(t0, be->s_in), "event"));
+    AM_TRY(cb_cu(cudaEventRecord(t0, be->s_in), "event"));
     if (per1 == 0) { /* the weights, whole, first */
-        if (up1) AM_TRY(cu(cudaMemcpyAsync(m1->dev, r->in1, n1 * sizeof(float), cudaMemcpyHostToDevice, be->s_in), "copy in"));
-        AM_TRY(cu(cudaEventRecord(be->ev_w, be->s_in), "event"));
-        AM_TRY(cu(cudaStreamWaitEvent(be->s_comp, be->ev_w, 0), "wait"));
+        if (up1) AM_TRY(cb_cu(cudaMemcpyAsync(m1->dev, r->in1, n1 * sizeof(float), cudaMemcpyHostToDevice, be->s_in), "copy in"));
+        AM_TRY(cb_cu(cudaEventRecord(be->ev_w, be->s_in), "event"));
+        AM_TRY(cb_cu(cudaStreamWaitEvent(be->s_comp, be->ev_w, 0), "wait"));
     }
     for (int c = 0; c < nc; c++) {
         const int s0 = c * cb, cn = B - s0 < cb ? B - s0 : cb;
         if (up0)
-            AM_TRY(cu(cudaMemcpyAsync(m0->dev + (size_t)s0 * per0, r->in0 + (size_t)s0 * per0, (size_t)cn * per0 * sizeof(float),
+            AM_TRY(cb_cu(cudaMemcpyAsync(m0->dev + (size_t)s0 * per0, r->in0 + (size_t)s0 * per0, (size_t)cn * per0 * sizeof(float),
                                       cudaMemcpyHostToDevice, be->s_in),
                       "copy in"));
         if (per1 && up1)
-            AM_TRY(cu(cudaMemcpyAsync(m1->dev + (size_t)s0 * per1, r->in1 + (size_t)s0 * per1, (size_t)cn * per1 * sizeof(float),
+            AM_TRY(cb_cu(cudaMemcpyAsync(m1->dev + (size_t)s0 * per1, r->in1 + (size_t)s0 * per1, (size_t)cn * per1 * sizeof(float),
                                       cudaMemcpyHostToDevice, be->s_in),
                       "copy in"));
-        AM_TRY(cu(cudaEventRecord(be->ev_in[c], be->s_in), "event"));
-        AM_TRY(cu(cudaStreamWaitEvent(be->s_comp, be->ev_in[c], 0), "wait"));
+        AM_TRY(cb_cu(cudaEventRecord(be->ev_in[c], be->s_in), "event"));
+        AM_TRY(cb_cu(cudaStreamWaitEvent(be->s_comp, be->ev_in[c], 0), "wait"));
         am_shape x = r->x, y = ys;
         x.n = y.n = cn;
         AM_TRY(run_chunk(be, r, x, y, (size_t)s0, m0->dev, m1->dev, mo->dev, c == 0));
-        AM_TRY(cu(cudaEventRecord(be->ev_c[c], be->s_comp), "event"));
+        AM_TRY(cb_cu(cudaEventRecord(be->ev_c[c], be->s_comp), "event"));
         if (pero) {
-            AM_TRY(cu(cudaStreamWaitEvent(be->s_out, be->ev_c[c], 0), "wait"));
-            AM_TRY(cu(cudaMemcpyAsync(r->out + (size_t)s0 * pero, mo->dev + (size_t)s0 * pero, (size_t)cn * pero * sizeof(float),
+            AM_TRY(cb_cu(cudaStreamWaitEvent(be->s_out, be->ev_c[c], 0), "wait"));
+            AM_TRY(cb_cu(cudaMemcpyAsync(r->out + (size_t)s0 * pero, mo->dev + (size_t)s0 * pero, (size_t)cn * pero * sizeof(float),
                                       cudaMemcpyDeviceToHost, be->s_out),
                       "copy out"));
         }
     }
     m0->valid = m1->valid = 1;
     if (!pero) {
-        AM_TRY(cu(cudaStreamWaitEvent(be->s_out, be->ev_c[nc - 1], 0), "wait"));
-        AM_TRY(cu(cudaMemcpyAsync(r->out, mo->dev, no * sizeof(float), cudaMemcpyDeviceToHost, be->s_out), "copy out"));
+        AM_TRY(cb_cu(cudaStreamWaitEvent(be->s_out, be->ev_c[nc - 1], 0), "wait"));
+        AM_TRY(cb_cu(cudaMemcpyAsync(r->out, mo->dev, no * sizeof(float), cudaMemcpyDeviceToHost, be->s_out), "copy out"));
     }
     mo->valid = 1;
     /* The next request's inputs must not be overwritten on the GPU while
      * this one still reads them: copies in wait for this compute. */
-    AM_TRY(cu(cudaStreamWaitEvent(be->s_in, be->ev_c[nc - 1], 0), "wait"));
-    AM_TRY(cu(cudaEventRecord(t1, be->s_out), "event"));
+    AM_TRY(cb_cu(cudaStreamWaitEvent(be->s_in, be->ev_c[nc - 1], 0), "wait"));
+    AM_TRY(cb_cu(cudaEventRecord(t1, be->s_out), "event"));
     return AM_OK;
 }
 
 static am_status cuda_wait(am_backend *b) {
     cuda_be *be = (cuda_be *)b;
-    AM_TRY(cu(cudaStreamSynchronize(be->s_out), "synchronize"));
-    AM_TRY(cu(cudaStreamSynchronize(be->s_comp), "synchronize"));
-    AM_TRY(cu(cudaStreamSynchronize(be->s_in), "synchronize"));
+    AM_TRY(cb_cu(cudaStreamSynchronize(be->s_out), "synchronize"));
+    AM_TRY(cb_cu(cudaStreamSynchronize(be->s_comp), "synchronize"));
+    AM_TRY(cb_cu(cudaStreamSynchronize(be->s_in), "synchronize"));
     for (int i = 0; i < be->pending; i++) {
         float ms = 0.f;
         if (cudaEventElapsedTime(&ms, be->t0[i], be->t1[i]) == cudaSuccess) be->busy += 1e-3 * ms;
@@ -435,6 +385,7 @@ static void cuda_destroy(am_backend *b) {
         if (be->t0[i]) cudaEventDestroy(be->t0[i]);
         if (be->t1[i]) cudaEventDestroy(be->t1[i]);
     }
+    cuda_ops_free(be);
     if (be->ev_w) cudaEventDestroy(be->ev_w);
     if (be->cd) cudnnDestroyConvolutionDescriptor(be->cd);
     if (be->fd_w) cudnnDestroyFilterDescriptor(be->fd_w);
@@ -447,7 +398,7 @@ static void cuda_destroy(am_backend *b) {
     free(be);
 }
 
-static const am_backend_vt cuda_vt = {"cuda", cuda_buffer, cuda_submit, cuda_wait, cuda_busy, cuda_destroy, cuda_adopt};
+static const am_backend_vt cuda_vt = {"cuda", cuda_buffer, cuda_submit, cuda_wait, cuda_busy, cuda_destroy, cuda_adopt, cuda_op};
 
 static am_status init(cuda_be *be) {
     int n = 0;
@@ -460,24 +411,25 @@ static am_status init(cuda_be *be) {
         cudaGetLastError();
         return am_fail(AM_EINVAL, "no usable GPU (%s)", why);
     }
-    AM_TRY(cu(cudaSetDevice(0), "select device 0"));
-    AM_TRY(cu(cudaStreamCreateWithFlags(&be->s_in, cudaStreamNonBlocking), "stream"));
-    AM_TRY(cu(cudaStreamCreateWithFlags(&be->s_comp, cudaStreamNonBlocking), "stream"));
-    AM_TRY(cu(cudaStreamCreateWithFlags(&be->s_out, cudaStreamNonBlocking), "stream"));
-    AM_TRY(dnn(cudnnCreate(&be->dnn), "create handle"));
-    AM_TRY(dnn(cudnnSetStream(be->dnn, be->s_comp), "set stream"));
-    AM_TRY(dnn(cudnnCreateTensorDescriptor(&be->td_x), "descriptor"));
-    AM_TRY(dnn(cudnnCreateTensorDescriptor(&be->td_y), "descriptor"));
-    AM_TRY(dnn(cudnnCreateFilterDescriptor(&be->fd_w), "descriptor"));
-    AM_TRY(dnn(cudnnCreateConvolutionDescriptor(&be->cd), "descriptor"));
-    AM_TRY(cu(cudaEventCreateWithFlags(&be->ev_w, cudaEventDisableTiming), "event"));
+    AM_TRY(cb_cu(cudaSetDevice(0), "select device 0"));
+    AM_TRY(cb_cu(cudaStreamCreateWithFlags(&be->s_in, cudaStreamNonBlocking), "stream"));
+    AM_TRY(cb_cu(cudaStreamCreateWithFlags(&be->s_comp, cudaStreamNonBlocking), "stream"));
+    AM_TRY(cb_cu(cudaStreamCreateWithFlags(&be->s_out, cudaStreamNonBlocking), "stream"));
+    AM_TRY(cb_dnn(cudnnCreate(&be->dnn), "create handle"));
+    AM_TRY(cb_dnn(cudnnSetStream(be->dnn, be->s_comp), "set stream"));
+    AM_TRY(cb_dnn(cudnnCreateTensorDescriptor(&be->td_x), "descriptor"));
+    AM_TRY(cb_dnn(cudnnCreateTensorDescriptor(&be->td_y), "descriptor"));
+    AM_TRY(cb_dnn(cudnnCreateFilterDescriptor(&be->fd_w), "descriptor"));
+    AM_TRY(cb_dnn(cudnnCreateConvolutionDescriptor(&be->cd), "descriptor"));
+    AM_TRY(cb_cu(cudaEventCreateWithFlags(&be->ev_w, cudaEventDisableTiming), "event"));
+    AM_TRY(cuda_ops_init(be));
     for (int i = 0; i < MAX_CHUNKS; i++) {
-        AM_TRY(cu(cudaEventCreateWithFlags(&be->ev_in[i], cudaEventDisableTiming), "event"));
-        AM_TRY(cu(cudaEventCreateWithFlags(&be->ev_c[i], cudaEventDisableTiming), "event"));
+        AM_TRY(cb_cu(cudaEventCreateWithFlags(&be->ev_in[i], cudaEventDisableTiming), "event"));
+        AM_TRY(cb_cu(cudaEventCreateWithFlags(&be->ev_c[i], cudaEventDisableTiming), "event"));
     }
     for (int i = 0; i < MAX_PENDING; i++) {
-        AM_TRY(cu(cudaEventCreate(&be->t0[i]), "event"));
-        AM_TRY(cu(cudaEventCreate(&be->t1[i]), "event"));
+        AM_TRY(cb_cu(cudaEventCreate(&be->t0[i]), "event"));
+        AM_TRY(cb_cu(cudaEventCreate(&be->t1[i]), "event"));
     }
     return AM_OK;
 }

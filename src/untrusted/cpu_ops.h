@@ -1,0 +1,12 @@
+/* gpu-only mode's ops on the CPU (the CPU backend's; see am_op in
+ * boundary/backend.h), with the trusted side's own kernels. */
+#ifndef ASYMML_UNTRUSTED_CPU_OPS_H
+#define ASYMML_UNTRUSTED_CPU_OPS_H
+
+#include "boundary/backend.h"
+
+/* Runs o (checked here) on its buffers; *work / *work_n: the backend's
+ * scratch, grown as needed. */
+am_status am_cpu_op(const am_op *o, float **work, size_t *work_n);
+
+#endif
