@@ -5,7 +5,8 @@
  * must agree: the ops are the same kernels, unfused, so only summation
  * order differs. Also: what the host is handed (PUTs only: the batch,
  * labels, weights, state), a backend without ops refused, bad labels
- * refused before anything crosses. */
+ * refused before anything crosses, and leaving the mode keeping what was
+ * trained in it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -211,11 +212,56 @@ static void t_what_crosses(void **st) {
     s.inner->vt->destroy(s.inner);
 }
 
+/* Leaving gpu-only mode keeps what was trained there: one step there, then
+ * tee-only, equals one step in tee-only. */
+static void t_leave(void **st) {
+    (void)st;
+    float *w[2];
+    size_t nw = 0;
+    for (int gpu = 0; gpu < 2; gpu++) {
+        am_backend *be;
+        assert_int_equal(am_cpu_backend_create(&be), AM_OK);
+        am_model *m;
+        assert_int_equal(am_model_create(descs[1], &m), AM_OK);
+        assert_int_equal(am_model_init(m, 3), AM_OK);
+        assert_int_equal(am_model_set_batch(m, B), AM_OK);
+        am_asym_cfg c = am_asym_defaults();
+        c.mode = gpu ? AM_MODE_GPU_ONLY : AM_MODE_TEE_ONLY;
+        assert_int_equal(am_model_set_asym(m, &c, be), AM_OK);
+        am_sgd_cfg sc = {0.f, 0.f, 0.f, 0};
+        am_sgd *opt;
+        assert_int_equal(am_sgd_create(&sc, am_model_weights_len(m), &opt), AM_OK);
+        am_shape s = am_model_input_shape(m);
+        s.n = B;
+        am_tensor x;
+        assert_int_equal(am_tensor_alloc(&x, s), AM_OK);
+        for (size_t i = 0; i < am_shape_numel(s); i++) x.d[i] = (float)(i % 13) - 6.f;
+        int32_t lab[B] = {0, 1, 2, 3};
+        float loss;
+        assert_int_equal(am_model_forward(m, &x, 1, NULL), AM_OK);
+        assert_int_equal(am_model_loss(m, lab, &loss), AM_OK);
+        assert_int_equal(am_model_backward(m), AM_OK);
+        assert_int_equal(am_model_sgd_step(m, opt, 0.1f), AM_OK);
+        c.mode = AM_MODE_TEE_ONLY;
+        assert_int_equal(am_model_set_asym(m, &c, NULL), AM_OK);
+        nw = am_model_weights_len(m);
+        w[gpu] = malloc(nw * sizeof(float));
+        memcpy(w[gpu], am_model_weights(m), nw * sizeof(float));
+        am_tensor_free(&x);
+        am_sgd_free(opt);
+        am_model_free(m);
+        be->vt->destroy(be);
+    }
+    assert_true(scaled(w[1], w[0], nw) < 1e-6);
+    free(w[0]), free(w[1]);
+}
+
 int main(void) {
     const struct CMUnitTest t[] = {
         cmocka_unit_test(t_vgg_like),
         cmocka_unit_test(t_resnet_like),
         cmocka_unit_test(t_what_crosses),
+        cmocka_unit_test(t_leave),
     };
     return cmocka_run_group_tests(t, NULL, NULL);
 }

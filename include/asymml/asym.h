@@ -137,8 +137,10 @@ am_status am_model_split_info(const am_model *m, int i, am_split_info *out);
  * spent blocked on it (the rest of the accelerator's time overlapped with
  * TEE work). */
 /* One SGD step of the model's weights with opt's settings: in gpu-only
- * mode on the accelerator (opt's own buffer is then unused), else
- * am_sgd_step on the model's weights and gradients. */
+ * mode on the accelerator, with a momentum buffer there (opt's own is then
+ * neither used nor updated), else am_sgd_step on the model's weights and
+ * gradients. Leaving gpu-only mode (am_model_set_asym, or a new batch
+ * size) brings the weights back first; the momentum stays behind. */
 am_status am_model_sgd_step(am_model *m, am_sgd *opt, float lr);
 /* gpu-only mode: brings the accelerator's weights, statistics, gradients
  * and last logits back into the model's (after steps there, before reading

@@ -37,6 +37,8 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
     if (!m->B) return am_fail(AM_EINVAL, "asym: call am_model_set_batch first");
     /* The release counter outlives plans: a new one must not repeat noise. */
     if (m->asym) m->noise_counter = am_asym_noise_counter(m->asym);
+    /* Leaving gpu-only mode (or re-sizing it): the weights trained there first. */
+    if (m->gpu) AM_TRY(am_gpu_sync(m));
     am_asym_free(m->asym);
     m->asym = NULL;
     am_gpu_free(m->gpu);

@@ -249,6 +249,7 @@ static am_status dispatch(cuda_be *be, const am_op *o, mirror **m, float *const 
     case AM_OP_ADD: k_add<<<blocks(n0), THREADS, 0, be->s_comp>>>(d[0], d[1], d[2], n0); return launched("add");
     case AM_OP_MUL: k_mul<<<blocks(n0), THREADS, 0, be->s_comp>>>(d[0], d[1], d[2], n0, acc); return launched("mul");
     case AM_OP_ACC:
+        if (!acc && d[0] == d[1]) return AM_OK;
         if (!acc) return cb_cu(cudaMemcpyAsync(d[1], d[0], n0 * sizeof(float), cudaMemcpyDeviceToDevice, be->s_comp), "copy");
         k_mul<<<blocks(n0), THREADS, 0, be->s_comp>>>(d[0], NULL, d[1], n0, 1);
         return launched("accumulate");
