@@ -11,8 +11,9 @@ Columns: the paper's figures (ImageNet 224x224, batch 32, SGX1 Xeon + RTX
 5000; ../shared/ALGORITHM.md), then ours per mode, measured; the trusted
 working set per step; and a *modelled* SGX1 time: the step measured here
 plus the page swaps of an LRU enclave page cache (bench --epc), with its
-low-high band. Our baseline is a plain process, near what SGX2, TDX or
-SEV-SNP cost; the paper's SGX-only paged its enclave (SGX1)."""
+low-high band. Our baseline is a plain process: no enclave paging, which
+SGX2 with a large enough EPC, TDX and SEV-SNP avoid too (their memory
+encryption is not modelled); the paper's SGX-only paged its enclave (SGX1)."""
 import argparse
 import csv
 import sys
@@ -151,8 +152,9 @@ def main():
         sets.append((label, load(path)))
     md = ["# The paper's tables and ours", "", a.note, "",
           "Paper: ImageNet 224x224, batch 32, an SGX1 Xeon and an RTX 5000 (../shared/ALGORITHM.md). "
-          "Ours: measured on the machine named in each table's title; `tee-only` is a plain process (no enclave), "
-          "near what SGX2, TDX or SEV-SNP cost, not the paper's paging SGX1. The *modelled SGX1* columns are a "
+          "Ours: measured on the machine named in each table's title; `tee-only` is a plain process (no enclave): "
+          "it pays no enclave paging, which SGX2 with a large enough EPC, TDX and SEV-SNP avoid too (their memory "
+          "encryption's cost is neither measured nor modelled here), unlike the paper's paging SGX1. The *modelled SGX1* columns are a "
           "model, not a measurement: our measured step plus the page swaps of an LRU cache of 4 KiB pages over the "
           "step's trusted working set (EPC 93 MiB unless stated), at 40,000 cycles a swap (band 20,000-60,000). "
           "They show what paging this code's trusted memory through SGX1's EPC would add to each mode; they are not "

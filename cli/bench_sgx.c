@@ -1,7 +1,8 @@
 /* bench's trusted working set and its *modelled* SGX1 column: the paper's
  * SGX-only baseline paged its enclave through an EPC of about 93 MiB that
- * the step's trusted memory did not fit; a plain process (near what SGX2,
- * TDX or SEV-SNP cost) does not pay that. am_model_paging runs the step's
+ * the step's trusted memory did not fit; a plain process does not pay that
+ * (nor do SGX2 with a large enough EPC, TDX or SEV-SNP, whose memory
+ * encryption is not modelled here). am_model_paging runs the step's
  * trusted regions through an LRU of 4 KiB pages of --epc MiB; each miss
  * here costs one page swap, about 40,000 cycles (evict, encrypt, load,
  * decrypt, verify: "about 40K cycles", Taassori et al., VAULT, ASPLOS

@@ -14,7 +14,7 @@
 # Usage: scripts/paper-tables.sh [OUT]     (default build/paper-tables)
 #   env: BATCH224 (default 8), STEPS (default 2), EPC (MiB, default 93),
 #        MODELS (default vgg16,vgg19,resnet18,resnet34), SKIP224=1
-# Time: about 8 minutes on 2 cores (224x224 at batch 8 dominates).
+# Time: about 5 minutes on 2 cores (224x224 at batch 8 dominates).
 set -euo pipefail
 out=$(realpath -m "${1:-$(dirname "$0")/../build/paper-tables}")
 cd "$(dirname "$0")/.."

@@ -187,6 +187,14 @@ static void t_ops(void **st) {
     assert_int_equal(dec(&b, &d), AM_EFORMAT);
     b = s, b.op.x = am_shape4(1, 1 << 30, 1, 1); /* more floats than the arena */
     assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    /* Dimensions each in range whose product wraps 2^64 (to 8192 floats). */
+    b = op_msg(), b.op.kind = AM_OP_POOL_FWD, b.op.pool_kind = AM_POOL_ADAPTIVE;
+    b.op.x = b.op.y = am_shape4(43691, 12026418, 34284, 1024);
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.op.kind = AM_OP_RELU_FWD, b.op.x = am_shape4(43691, 12026418, 34284, 1024);
+    assert_int_equal(dec(&b, &d), AM_EFORMAT);
+    b = op_msg(), b.op.kind = AM_OP_LINEAR_FWD, b.op.x = am_shape4(1, 1 << 20, 64, 1), b.op.y = am_shape4(1, 1 << 30, 1, 1);
+    assert_int_equal(dec(&b, &d), AM_EFORMAT); /* weights of 2^56 floats */
     am_msg c = {.kind = AM_MSG_OP};
     c.op.kind = AM_OP_CONV_FWD, c.op.x = am_shape4(2, 3, 8, 8), c.op.conv = (am_conv2d_cfg){4, 3, 3, 1, 1, 1, 1, 1};
     c.op.flags = 0; /* the settings have a bias, the flags none */

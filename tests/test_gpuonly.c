@@ -207,6 +207,13 @@ static void t_what_crosses(void **st) {
     assert_int_equal(s.gets, 1);
     /* 12 layer ops forward (flatten is none), the loss, 12 backward */
     assert_int_equal(s.others, 25);
+    /* An inference pass hands over the batch and takes back the logits. */
+    memset(s.puts, 0, sizeof s.puts);
+    s.gets = 0;
+    assert_int_equal(am_model_forward(m, &x, 0, NULL), AM_OK);
+    assert_int_equal(s.puts[AM_CROSS_ACTIVATION], 1);
+    assert_int_equal(s.puts[AM_CROSS_LABELS] + s.puts[AM_CROSS_STATE] + s.puts[AM_CROSS_WEIGHTS], 0);
+    assert_int_equal(s.gets, 1);
     am_tensor_free(&x);
     am_model_free(m);
     s.inner->vt->destroy(s.inner);

@@ -145,7 +145,8 @@ am_status am_model_sgd_step(am_model *m, am_sgd *opt, float lr);
 /* gpu-only mode: brings the accelerator's weights, statistics, gradients
  * and last logits back into the model's (after steps there, before reading
  * them: until then the model's own are those the mode started from); a
- * no-op in other modes. */
+ * no-op in other modes. What comes back is the host's: AM_ENUM if any of it
+ * is not finite, and a model trained in gpu-only mode is not a trusted one. */
 am_status am_model_sync(am_model *m);
 double am_model_accel_seconds(const am_model *m);
 double am_model_blocked_seconds(const am_model *m);

@@ -41,11 +41,19 @@ const char *am_op_name(am_op_kind k) {
     return k >= 0 && k < AM_OP_KINDS ? names[k] : "unknown";
 }
 
+#define MAX_FLOATS ((size_t)1 << 36)
+
 static int bad_dim(int v, int lo, int hi) { return v < lo || v > hi; }
+/* Out of range, or more than MAX_FLOATS elements (each partial product is
+ * checked: four dimensions in range could still wrap a 64-bit product). */
 static int bad_shape(am_shape s) {
-    return bad_dim(s.n, 1, 65536) || bad_dim(s.c, 1, 1 << 30) || bad_dim(s.h, 1, 65536) || bad_dim(s.w, 1, 65536);
+    if (bad_dim(s.n, 1, 65536) || bad_dim(s.c, 1, 1 << 30) || bad_dim(s.h, 1, 65536) || bad_dim(s.w, 1, 65536))
+        return 1;
+    size_t p = (size_t)s.n * (size_t)s.c; /* < 2^47 */
+    if (p > MAX_FLOATS || (p *= (size_t)s.h) > MAX_FLOATS || p * (size_t)s.w > MAX_FLOATS) return 1;
+    return 0;
 }
-static size_t numel(am_shape s) { return (size_t)s.n * s.c * s.h * s.w; }
+static size_t numel(am_shape s) { return (size_t)s.n * s.c * s.h * s.w; } /* after bad_shape */
 
 /* A pool's output shape for the op, checked against o->y. */
 static am_status pool_shape(const am_op *o) {
@@ -83,7 +91,7 @@ am_status am_op_check(const am_op *o, size_t n[AM_OP_BUFS], int *inputs) {
     if (!o || (int)o->kind < 0 || o->kind >= AM_OP_KINDS) return am_fail(AM_EINVAL, "op: unknown kind");
     if (o->flags & ~(unsigned)AM_OP_FLAGS) return am_fail(AM_EINVAL, "op: unknown flags %#x", o->flags);
     if (o->layer < 0 || o->layer > 65535) return am_fail(AM_EINVAL, "op: layer %d", o->layer);
-    if (bad_shape(o->x) || numel(o->x) > ((size_t)1 << 36)) return am_fail(AM_EINVAL, "op: input shape out of range");
+    if (bad_shape(o->x)) return am_fail(AM_EINVAL, "op: input shape out of range");
     AM_TRY(op_scalars(o));
     const size_t X = numel(o->x), C2 = 2 * (size_t)o->x.c, dx = (o->flags & AM_OP_HAS_DX) ? X : 0;
     const int bias = (o->flags & AM_OP_BIAS) != 0;
@@ -96,7 +104,9 @@ am_status am_op_check(const am_op *o, size_t n[AM_OP_BUFS], int *inputs) {
             return am_fail(AM_EINVAL, "op: conv settings out of range");
         am_shape y;
         AM_TRY(am_conv2d_out_shape(c, o->x, &y));
+        if (bad_shape(y)) return am_fail(AM_EINVAL, "op: conv output out of range");
         const size_t W = (size_t)c->out_c * o->x.c * c->kh * c->kw + (bias ? (size_t)c->out_c : 0);
+        if (W > MAX_FLOATS) return am_fail(AM_EINVAL, "op: conv weights too large");
         if (o->kind == AM_OP_CONV_FWD) {
             n[0] = X, n[1] = W, n[2] = numel(y), *inputs = 2;
         } else {
@@ -117,10 +127,10 @@ am_status am_op_check(const am_op *o, size_t n[AM_OP_BUFS], int *inputs) {
     }
     case AM_OP_LINEAR_FWD: case AM_OP_LINEAR_BWD: {
         const size_t in = (size_t)o->x.c * o->x.h * o->x.w;
-        if (bad_dim(o->y.c, 1, 1 << 24) || o->y.n != o->x.n || o->y.h != 1 || o->y.w != 1)
+        if (bad_shape(o->y) || o->y.n != o->x.n || o->y.h != 1 || o->y.w != 1)
             return am_fail(AM_EINVAL, "op: linear output shape out of range");
+        if ((size_t)o->y.c > MAX_FLOATS / in) return am_fail(AM_EINVAL, "op: linear weights too large");
         const size_t W = (size_t)o->y.c * in + (bias ? (size_t)o->y.c : 0), Y = numel(o->y);
-        if (W > ((size_t)1 << 36)) return am_fail(AM_EINVAL, "op: linear weights too large");
         if (o->kind == AM_OP_LINEAR_FWD) n[0] = X, n[1] = W, n[2] = Y, *inputs = 2;
         else n[0] = X, n[1] = W, n[2] = Y, n[3] = dx, n[4] = W, *inputs = 3;
         return AM_OK;

@@ -217,6 +217,13 @@ am_status am_gpu_forward(am_model *m, const am_tensor *x, int training, am_rng *
     g->have_loss = 0;
     g->training = training;
     for (int i = 1; i < m->n; i++) AM_TRY(fwd(m, i, training, rng));
+    if (training) return AM_OK; /* the loss comes out next */
+    /* Inference: the logits come out, and the pass is over when they have. */
+    const int last = m->n - 1;
+    const size_t n_out = am_shape_numel(m->L[last].y.s);
+    AM_TRY(move(m, AM_OP_GET, last, g->L[last].y, n_out, AM_CROSS_STATE));
+    AM_TRY(wait_all(m));
+    memcpy(m->L[last].y.d, g->L[last].y, n_out * sizeof(float));
     return AM_OK;
 }
 
@@ -342,7 +349,7 @@ am_status am_gpu_sgd(am_model *m, const am_sgd_cfg *c, float lr) {
         AM_TRY(run(m, &o));
     }
     g->sgd_started = 1;
-    return AM_OK;
+    return wait_all(m); /* the step is over when its update is */
 }
 
 am_status am_gpu_sync(am_model *m) {
@@ -364,6 +371,17 @@ am_status am_gpu_sync(am_model *m) {
     AM_TRY(move(m, AM_OP_GET, last, g->L[last].y, am_shape_numel(m->L[last].y.s), AM_CROSS_STATE));
     AM_TRY(wait_all(m));
     memcpy(m->L[last].y.d, g->L[last].y, am_shape_numel(m->L[last].y.s) * sizeof(float));
+    /* What comes back is the host's: refuse what no training could give. */
+    for (int i = 1; i < m->n; i++) {
+        const gpu_layer *q = &g->L[i];
+        size_t ns = 0;
+        for (int j = m->L[i].param0; j < m->L[i].param0 + m->L[i].nparam; j++)
+            if (!m->P[j].trainable) ns += m->P[j].numel;
+        for (size_t k = 0; k < q->nw; k++)
+            if (!isfinite(q->w[k]) || !isfinite(q->dw[k])) return am_fail(AM_ENUM, "gpu-only: layer %d's weights came back not finite", i);
+        for (size_t k = 0; k < ns; k++)
+            if (!isfinite(q->stats[k])) return am_fail(AM_ENUM, "gpu-only: layer %d's statistics came back not finite", i);
+    }
     for (int i = 1; i < m->n; i++) {
         const gpu_layer *q = &g->L[i];
         const layer *l = &m->L[i];

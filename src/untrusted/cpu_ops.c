@@ -3,6 +3,9 @@
  * See cpu_ops.h. */
 #include "untrusted/cpu_ops.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "asymml/nn.h"
 
 static am_status grow(float **work, size_t *work_n, size_t need) {
@@ -42,11 +45,17 @@ static am_status pool(const am_op *o, int accum) {
     return am_adaptive_avgpool_backward(&dy, &dx, accum);
 }
 
+/* The labels are copied out of the shared buffer first: checked there, they
+ * could change before they are used as indices. */
 static am_status loss(const am_op *o) {
     am_tensor lg = {o->x, o->b[0]}, dl = {o->x, o->b[3]};
-    const int32_t *lab = (const int32_t *)o->b[1];
-    AM_TRY(am_softmax_ce_forward(&lg, lab, o->b[3], o->b[2]));
-    return am_softmax_ce_backward(&lg, lab, o->b[3], &dl); /* the probabilities, in place */
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)o->x.n);
+    if (!lab) return am_fail(AM_ENOMEM, "backend: out of memory");
+    memcpy(lab, o->b[1], sizeof(int32_t) * (size_t)o->x.n);
+    am_status st = am_softmax_ce_forward(&lg, lab, o->b[3], o->b[2]);
+    if (st == AM_OK) st = am_softmax_ce_backward(&lg, lab, o->b[3], &dl); /* the probabilities, in place */
+    free(lab);
+    return st;
 }
 
 am_status am_cpu_op(const am_op *o, float **work, size_t *work_n) {
