@@ -8,7 +8,7 @@ Usage: bench/paper_tables.py --md OUT.md --png OUT.png LABEL=FILE.csv ...
   batch 32"); one table pair per CSV, in the order given.
 
 Columns: the paper's figures (ImageNet 224x224, batch 32, SGX1 Xeon + RTX
-5000; ../shared/ALGORITHM.md), then ours per mode, measured; the trusted
+5000, as the project's specification quotes them), then ours per mode, measured; the trusted
 working set per step; and a *modelled* SGX1 time: the step measured here
 plus the page swaps of an LRU enclave page cache (bench --epc), with its
 low-high band. Our baseline is a plain process: no enclave paging, which
@@ -94,7 +94,7 @@ def table(label, rows, kind):
 
 
 def chart(sets, path):
-    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 4.8 if len(sets) > 1 else 5.6), squeeze=False)
     for ax, (label, rows) in zip(axes[0], sets):
         models = list(rows)
         bars = [("paper GPU-only", lambda m: PAPER_TRAIN.get(base_name(m), (None,) * 3)[0], None),
@@ -129,11 +129,11 @@ def chart(sets, path):
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
+    fig.legend(handles, labels, loc="lower center", ncol=5 if len(sets) > 1 else 3, fontsize=7)
     fig.suptitle("Seconds per training step: the paper's (ImageNet 224x224, batch 32, SGX1 + RTX 5000) and ours\n"
                  "hatched /: the paper's; hatched x: modelled, not measured (bar: 40k cycles a swap, line: 20k-60k)",
                  fontsize=9)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.1 if len(sets) > 1 else 0.17, 1, 1))
     fig.savefig(path, dpi=110)
 
 
@@ -151,7 +151,8 @@ def main():
         label, path = s.rsplit("=", 1)
         sets.append((label, load(path)))
     md = ["# The paper's tables and ours", "", a.note, "",
-          "Paper: ImageNet 224x224, batch 32, an SGX1 Xeon and an RTX 5000 (../shared/ALGORITHM.md). "
+          "Paper: ImageNet 224x224, batch 32, an SGX1 Xeon and an RTX 5000 (the figures the project's specification "
+          "quotes). "
           "Ours: measured on the machine named in each table's title; `tee-only` is a plain process (no enclave): "
           "it pays no enclave paging, which SGX2 with a large enough EPC, TDX and SEV-SNP avoid too (their memory "
           "encryption's cost is neither measured nor modelled here), unlike the paper's paging SGX1. The *modelled SGX1* columns are a "
@@ -159,7 +160,8 @@ def main():
           "step's trusted working set (EPC 93 MiB unless stated), at 40,000 cycles a swap (band 20,000-60,000). "
           "They show what paging this code's trusted memory through SGX1's EPC would add to each mode; they are not "
           "the paper's SGX1 measurement and do not reproduce it. In asymml mode the TEE keeps every activation that "
-          "BatchNorm, ReLU and pooling read (ALGORITHM.md's placement), so its trusted working set is close to "
+          "BatchNorm, ReLU and pooling read (the specification's placement: those layers stay in the TEE), so its "
+          "trusted working set is close to "
           "tee-only's.", ""]
     for label, rows in sets:
         md.append(table(label, rows, "training"))

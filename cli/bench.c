@@ -12,8 +12,9 @@ static const char usage[] =
     "Time training steps (forward, loss, backward, SGD update) and inference passes\n"
     "on synthetic data; print ms per step and images/s. With --mode other than\n"
     "tee-only, also time that mode and print the TEE's share of each step (the step\n"
-    "minus the accelerator's compute) and tee-only's time over it: the speedup that\n"
-    "an infinitely fast accelerator would give; and tee-only's step over the mode's\n"
+    "minus the time the TEE waited for the accelerator) and tee-only's time over it:\n"
+    "the speedup that an infinitely fast accelerator would give (not for gpu-only,\n"
+    "where the TEE only hands over the batch); and tee-only's step over the mode's\n"
     "whole step: the speedup measured with this accelerator. Each mode's trusted\n"
     "working set per step follows, with a *modelled* SGX1 step time: the step measured\n"
     "here plus the page swaps that an LRU enclave page cache of --epc MiB would make\n"
@@ -23,7 +24,8 @@ enum { B_MODELS = 1, B_MODES, B_INPUT, B_CLASSES, B_BATCH, B_STEPS, B_WARMUP, B_
 
 static const cli_opt opts[] = {
     {"models", "LIST", B_MODELS, 0, "comma-separated zoo names (default vgg16,vgg19,resnet18,resnet34)"},
-    {"modes", "LIST", B_MODES, 0, "several modes after tee-only, e.g. asymml,open (instead of --mode)"},
+    {"modes", "LIST", B_MODES, 0, "several modes after tee-only (instead of --mode): asymml, lowrank-only, open,\n"
+                                  "gpu-only (the last two: no privacy)"},
     {"input", "C,H,W", B_INPUT, 0, "default 3,32,32"},
     {"classes", "N", B_CLASSES, 0, "default 10"},
     {"batch", "N", B_BATCH, 0, "default 32"},
@@ -206,10 +208,14 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
          * accelerator (all of its compute in one process; what did not
          * overlap with TEE work when it is another process). */
         double tee_tr = md[0][0] - md[0][1], tee_in = md[1][0] - md[1][1];
+        char sp[96] = "";
+        if (a.mode != AM_MODE_GPU_ONLY)
+            snprintf(sp, sizeof sp, "TEE speedup over tee-only: train %.2fx infer %.2fx  ", base[0][0] / tee_tr,
+                     base[1][0] / tee_in);
         printf("%-18s %-8s train %8.1f ms (TEE %8.1f, waited %8.1f, accelerator busy %8.1f)  infer %8.1f ms (TEE %8.1f)  "
-               "TEE speedup over tee-only: train %.2fx infer %.2fx  heap %.0f MiB\n",
+               "%sheap %.0f MiB\n",
                name, am_mode_name(a.mode), md[0][0] * 1e3, tee_tr * 1e3, md[0][1] * 1e3, md[0][2] * 1e3, md[1][0] * 1e3,
-               tee_in * 1e3, base[0][0] / tee_tr, base[1][0] / tee_in, (double)am_mem_peak() / (1 << 20));
+               tee_in * 1e3, sp, (double)am_mem_peak() / (1 << 20));
         printf("%-18s %-8s step speedup over tee-only: train %.2fx infer %.2fx\n", name, am_mode_name(a.mode),
                base[0][0] / md[0][0], base[1][0] / md[1][0]);
         if ((rc = bench_sgx_model(m, opt, &o->sgx, &sgx))) goto out;
@@ -283,12 +289,19 @@ int cmd_bench(int argc, char **argv) {
     if (!rc) {
         printf("\nsummary (%dx%dx%d, batch %d; median ms per step; speedup: tee-only's step over the mode's)\n", o.in.c,
                o.in.h, o.in.w, o.batch);
-        printf("%-18s %-12s %10s %10s %14s %14s %8s %15s\n", "model", "mode", "train ms", "infer ms", "train speedup",
-               "infer speedup", "WS MiB", "SGX1 model ms");
-        for (int i = 0; i < g_nrows; i++)
-            printf("%-18s %-12s %10.1f %10.1f %13.2fx %13.2fx %8.0f %15.0f\n", g_rows[i].model, g_rows[i].mode,
-                   g_rows[i].train * 1e3, g_rows[i].infer * 1e3, g_rows[i].sp_train, g_rows[i].sp_infer,
-                   g_rows[i].sgx.ws_train / 1048576, (g_rows[i].train + g_rows[i].sgx.add_train[1]) * 1e3);
+        printf("(TEE x: tee-only's training step over the TEE's share of the mode's; WS: trusted working set of a\n"
+               " training step; SGX1 model: that step with the modelled paging, not measured)\n");
+        printf("%-18s %-12s %10s %10s %14s %14s %7s %8s %15s\n", "model", "mode", "train ms", "infer ms", "train speedup",
+               "infer speedup", "TEE x", "WS MiB", "SGX1 model ms");
+        for (int i = 0; i < g_nrows; i++) {
+            const bench_row *r = &g_rows[i];
+            char tx[16] = "-";
+            if (strcmp(r->mode, "gpu-only") && r->tee_train > 0)
+                snprintf(tx, sizeof tx, "%.2fx", r->train * r->sp_train / r->tee_train);
+            printf("%-18s %-12s %10.1f %10.1f %13.2fx %13.2fx %7s %8.0f %15.0f\n", r->model, r->mode, r->train * 1e3,
+                   r->infer * 1e3, r->sp_train, r->sp_infer, tx, r->sgx.ws_train / 1048576,
+                   (r->train + r->sgx.add_train[1]) * 1e3);
+        }
         if (csv) rc = write_csv(&o, csv);
     }
     if (csv && fclose(csv) && !rc) rc = die(EXIT_RUNTIME, "bench: cannot write %s", o.csv);

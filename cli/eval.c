@@ -82,14 +82,15 @@ static void privacy(const eval_opts *e, const am_checkpoint *ck, const am_model 
                ta->mode == AM_MODE_OPEN ? "conv inputs in the clear (open mode)" : "residuals");
         return;
     }
-    if (*e->newer) {
-        printf("privacy: no differential-privacy figure: the run went on past this checkpoint (to %s), and what it "
-               "released there is not known here\n", e->newer);
-        return;
-    }
+    /* A live run first: it may also have saved past this checkpoint by now. */
     if (e->busy) {
         printf("privacy: no differential-privacy figure: a run is training in this checkpoint's directory now, and "
                "what it releases is not known here\n");
+        return;
+    }
+    if (*e->newer) {
+        printf("privacy: no differential-privacy figure: the run went on past this checkpoint (to %s), and what it "
+               "released there is not known here\n", e->newer);
         return;
     }
     if (ta->mode == AM_MODE_ASYMML && ck->version < 5) {

@@ -27,7 +27,7 @@ cpu="$(nproc)-core CPU ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | 
 blas="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 bench() { # CSV INPUT CLASSES BATCH MODELS
   build/asymml bench --models "$5" --input "$2" --classes "$3" --batch "$4" --steps "$steps" --warmup 1 \
-    --modes asymml,lowrank-only,open --epc "$epc" --csv "$1" | grep -E '^(summary|model|[a-z0-9-]+ +(tee-only|asymml|lowrank-only|open) +[0-9])'
+    --modes asymml,lowrank-only,open --epc "$epc" --csv "$1" | sed -n '/^summary/,$p'
 }
 echo "== 3x32x32, batch 32"
 bench "$out/cpu-32.csv" 3,32,32 10 32 "$models"
@@ -38,11 +38,12 @@ if [ "${SKIP224:-0}" != 1 ]; then
   bench "$out/cpu-224.csv" 3,224,224 1000 "$b224" "$m224"
   sets+=("$cpu, 3x224x224, batch $b224, $blas=$out/cpu-224.csv")
 fi
+# The GPU part: gpu-check.sh's gpu-*.csv (and .label) copied into OUT.
 for f in "$out"/gpu-*.csv; do
   [ -e "$f" ] || continue
   sets+=("$(head -c 200 "${f%.csv}.label" 2>/dev/null || echo "GPU machine"), 3x224x224, batch 32=$f")
 done
 /usr/bin/python3 bench/paper_tables.py --md "$out/paper-tables.md" --png "$out/paper-tables.png" \
-  --note "Written by scripts/paper-tables.sh on $(date -u +%Y-%m-%d); median of $steps steps after 1 warm-up; EPC $epc MiB." \
+  --note "Written by scripts/paper-tables.sh on $(date -u +%Y-%m-%d); median of $steps step$([ "$steps" = 1 ] || echo s) after 1 warm-up; EPC $epc MiB." \
   "${sets[@]}"
 echo "wrote $out/paper-tables.md and $out/paper-tables.png"
