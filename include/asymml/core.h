@@ -108,6 +108,9 @@ uint32_t am_rng_below(am_rng *r, uint32_t n); /* uniform in [0, n), unbiased */
 /* Sets OpenMP's and OpenBLAS's thread counts (n >= 1). */
 am_status am_set_threads(int n);
 int am_get_threads(void);
+/* on: OpenBLAS (and OpenMP) on one thread, for a run of small BLAS calls;
+ * off: back to the count before. One such section at a time. */
+void am_blas_serial(int on);
 /* The BLAS in use, with the kernels it picked for this processor (OpenBLAS's
  * configuration string); a static string. */
 const char *am_blas_describe(void);

@@ -18,3 +18,19 @@ const char *am_blas_describe(void) {
     /* OpenBLAS's build options, with the kernel set it picked at run time. */
     return openblas_get_config();
 }
+
+/* Many small GEMMs: OpenBLAS would spread each over all threads and spend
+ * more on waking them than on the arithmetic. (Calling OpenBLAS from
+ * several threads at once instead gave wrong results with Debian's 0.3.21
+ * OpenMP build.) OpenBLAS's OpenMP build sets OpenMP's thread count too:
+ * the count to go back to is remembered, or everything after would run on
+ * one thread. Not reentrant: one serial section at a time. */
+void am_blas_serial(int on) {
+    static int saved;
+    if (on) {
+        saved = am_get_threads();
+        openblas_set_num_threads(1);
+    } else if (saved > 0) {
+        openblas_set_num_threads(saved);
+    }
+}

@@ -22,22 +22,6 @@ int am_unfold_group(int B, int K, int r, int kk) {
     return g < 1 ? 1 : g > (size_t)B ? B : (int)g;
 }
 
-/* The per-sample path makes many small GEMMs; OpenBLAS would spread each
- * over all threads and spend more on waking them than on the arithmetic.
- * (Calling OpenBLAS from several threads at once instead gave wrong results
- * with Debian's 0.3.21 OpenMP build.) */
-void am_blas_serial(int on) {
-    /* OpenBLAS's OpenMP build sets OpenMP's thread count too: remember the
-     * count to go back to, or everything after would run on one thread. */
-    static int saved;
-    if (on) {
-        saved = am_get_threads();
-        openblas_set_num_threads(1);
-    } else if (saved > 0) {
-        openblas_set_num_threads(saved);
-    }
-}
-
 /* Folding U into W and back, as GEMMs over many output channels at once:
  * with Wt = W laid out C x (K kk),
  *     W'_b[k][j][t] = (U_b^T Wt)[j][k kk + t]            (fold, per basis b)

@@ -12,8 +12,6 @@
 /* Output channels per fold chunk, and samples per unfold group. */
 int am_fold_chunk(int K, int C, int kk);
 int am_unfold_group(int B, int K, int r, int kk);
-/* on: OpenBLAS single-threaded (many small GEMMs); off: back to the count before. */
-void am_blas_serial(int on);
 /* Rows k of W (K x C x kk) as Wt (C x K kk). */
 void am_to_ck(const float *W, int K, int C, int kk, float *Wt);
 /* W' (K x r x kk) for the basis U (C x r) from Wt (C x K kk); M scratch r x K kk. */
