@@ -81,25 +81,13 @@ static void sample_plan(int B, int C, int N, int *L, int *cps) {
     *cps = per < 1 ? 1 : per > (size_t)maxc ? maxc : (int)per;
 }
 
-/* Whether the iterations multiply by the Gram matrix G = Xs Xs^T (formed
- * once: C^2 cols / 2 multiply-adds in one SYRK) rather than by Xs and Xs^T
- * (4 C cols r per iteration in two GEMMs, whose thin r-column side makes
- * OpenBLAS spend most of its time packing Xs). Measured (2 cores, two
- * iterations): the Gram matrix is 1.3-2.5x faster with many more columns
- * than channels (C 64 to 256, 2048 to 8192 columns) and up to 2x slower
- * with few (C 512, 128 or 512 columns); more than 2 C columns, at a rank
- * of at least C / 32, picks the faster in every case measured but one
- * within 13%. */
-static int use_gram(int C, int r, size_t cols) { return C <= 32 * r && cols > 2 * (size_t)C; }
-
-/* Xs (C x cols), then P (cols x r) or G (C x C), and Z (C x r). */
+/* Xs (C x cols), P (cols x r) and Z (C x r). */
 size_t am_shared_basis_workspace(int B, int C, int N, int r) {
     int L, cps;
     sample_plan(B, C, N, &L, &cps);
     size_t cols = (size_t)B * cps * L;
-    size_t mid = use_gram(C, r, cols) ? (size_t)C * C : cols * r;
-    return am_align_up(sizeof(float) * (size_t)C * cols) / sizeof(float) + am_align_up(sizeof(float) * mid) / sizeof(float) +
-           (size_t)C * r;
+    return am_align_up(sizeof(float) * (size_t)C * cols) / sizeof(float) +
+           am_align_up(sizeof(float) * cols * r) / sizeof(float) + (size_t)C * r;
 }
 
 /* Orthonormal columns for Q (C x r, row-major) spanning what its columns
@@ -135,9 +123,8 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
     int L, cps;
     sample_plan(B, C, N, &L, &cps);
     const int per = B * cps * L; /* columns */
-    const int gram = use_gram(C, r, (size_t)per);
     float *Xs = work, *P = Xs + am_align_up(sizeof(float) * (size_t)C * per) / sizeof(float);
-    float *Z = P + am_align_up(sizeof(float) * (gram ? (size_t)C * C : (size_t)per * r)) / sizeof(float);
+    float *Z = P + am_align_up(sizeof(float) * (size_t)per * r) / sizeof(float);
     /* Gather the columns into one C x per matrix: one GEMM per step below
      * instead of two per sample. */
     const int stride = N / cps, off = (stride - L) / 2;
@@ -166,24 +153,21 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
         }
         free(en), free(used);
     }
-    /* Z = Xs (Xs^T U), as G U with G = Xs Xs^T (upper triangle) or as two
-     * GEMMs. The BLAS calls are made one at a time: OpenBLAS 0.3.21's
-     * OpenMP build gave wrong results when called from several threads at
-     * once (seen here), so the parallelism is OpenBLAS's own. */
-    /* Small problems on one thread: waking OpenBLAS's others for calls this
-     * small cost more than they save (measured: 2.3 -> 1.3 ms at C 512,
-     * 128 columns). */
+    /* Z = Xs (Xs^T U). The GEMMs are called one at a time: OpenBLAS
+     * 0.3.21's OpenMP build gave wrong results when called from several
+     * threads at once (seen here), so the parallelism is OpenBLAS's own.
+     * Small problems run on one thread: waking the others for calls this
+     * small costs more than it saves (measured at C 512: 2.1 -> 1.4 ms with
+     * 512 columns, 1.6 -> 0.8 ms with 128). Forming the Gram matrix Xs Xs^T
+     * once (a SYRK) instead was measured: slower at 11 of 13 VGG16 layer
+     * shapes (3x32x32 batch 32, 3x224x224 batch 8), within 5% at the two
+     * others. */
     const int serial = (size_t)C * per <= ((size_t)1 << 18);
     if (serial) am_blas_serial(1);
     am_status st = AM_OK;
-    if (gram) cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, C, per, 1.f, Xs, per, 0.f, P, C);
     for (int it = 0; it < iters && st == AM_OK; it++) {
-        if (gram) {
-            cblas_ssymm(CblasRowMajor, CblasLeft, CblasUpper, C, r, 1.f, P, C, U, r, 0.f, Z, r);
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, per, r, C, 1.f, Xs, per, U, r, 0.f, P, r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, per, 1.f, Xs, per, P, r, 0.f, Z, r);
-        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, per, r, C, 1.f, Xs, per, U, r, 0.f, P, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, per, 1.f, Xs, per, P, r, 0.f, Z, r);
         memcpy(U, Z, sizeof(float) * (size_t)C * r);
         st = orthonormalize(U, C, r);
     }
