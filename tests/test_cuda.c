@@ -120,28 +120,40 @@ static void t_ops(void **st) {
     cpu->vt->destroy(cpu);
 }
 
+/* The zoo model `name` (1x28x28 for LeNet, else 3x32x32) at batch 4 in
+ * mode md, on the CPU backend (run 0) or the GPU (run 1); *x gets a batch
+ * of N(0, 1) values (seed 5) the first time. */
+enum { ZB = 4 };
+static am_model *zoo_model(const char *name, int run, am_mode md, am_backend **be, am_tensor *x) {
+    static char desc[65536];
+    am_shape in = !strcmp(name, "lenet") ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32);
+    assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
+    if (!x->d) {
+        in.n = ZB;
+        assert_int_equal(am_tensor_alloc(x, in), AM_OK);
+        am_rng dr;
+        am_rng_seed(&dr, 5);
+        for (size_t i = 0; i < am_shape_numel(in); i++) x->d[i] = am_rng_normal(&dr);
+    }
+    assert_int_equal(run ? am_cuda_backend_create(be) : am_cpu_backend_create(be), AM_OK);
+    am_model *m = fx_model(desc, 3, ZB);
+    am_asym_cfg c = am_asym_defaults();
+    c.mode = md;
+    if (am_model_set_asym(m, &c, *be)) fail_msg("%s", am_last_error());
+    return m;
+}
+
 /* One asymml training step of `name` on the CPU backend and on the GPU. */
 static void zoo_step(const char *name) {
-    static char desc[65536];
-    const int lenet = !strcmp(name, "lenet"), B = 4;
-    am_shape in = lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32);
-    assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
+    const int B = ZB;
     float loss[2], *grads[2], *logits[2];
     size_t nw = 0;
-    am_tensor x;
-    in.n = B;
-    assert_int_equal(am_tensor_alloc(&x, in), AM_OK);
-    am_rng dr;
-    am_rng_seed(&dr, 5);
-    for (size_t i = 0; i < am_shape_numel(in); i++) x.d[i] = am_rng_normal(&dr);
+    am_tensor x = {0};
     int32_t lab[4] = {1, 3, 5, 7};
+    am_rng dr;
     for (int run = 0; run < 2; run++) {
         am_backend *be;
-        assert_int_equal(run ? am_cuda_backend_create(&be) : am_cpu_backend_create(&be), AM_OK);
-        am_model *m = fx_model(desc, 3, B);
-        am_asym_cfg c = am_asym_defaults();
-        c.mode = AM_MODE_ASYMML;
-        if (am_model_set_asym(m, &c, be)) fail_msg("%s", am_last_error());
+        am_model *m = zoo_model(name, run, AM_MODE_ASYMML, &be, &x);
         am_rng_seed(&dr, 9);
         if (am_model_forward(m, &x, 1, &dr)) fail_msg("%s", am_last_error());
         assert_int_equal(am_model_loss(m, lab, &loss[run]), AM_OK);
@@ -176,30 +188,21 @@ static void t_zoo(void **st) {
  * the CPU backend: two SGD steps and an evaluation pass; losses, weights,
  * running statistics (after am_model_sync) and logits. */
 static void gpu_only_steps(const char *name) {
-    static char desc[65536];
-    const int lenet = !strcmp(name, "lenet"), B = 4;
-    am_shape in = lenet ? am_shape4(1, 1, 28, 28) : am_shape4(1, 3, 32, 32);
-    assert_int_equal(am_zoo_describe(name, in, 10, desc, sizeof desc), AM_OK);
+    const int B = ZB;
     float loss[2][2], *w[2], *logits[2];
     size_t nw = 0;
-    am_tensor x;
-    in.n = B;
-    assert_int_equal(am_tensor_alloc(&x, in), AM_OK);
+    am_tensor x = {0};
     int32_t lab[4] = {1, 3, 5, 7};
     for (int run = 0; run < 2; run++) {
         am_backend *be;
-        assert_int_equal(run ? am_cuda_backend_create(&be) : am_cpu_backend_create(&be), AM_OK);
-        am_model *m = fx_model(desc, 3, B);
-        am_asym_cfg c = am_asym_defaults();
-        c.mode = AM_MODE_GPU_ONLY;
-        if (am_model_set_asym(m, &c, be)) fail_msg("%s", am_last_error());
+        am_model *m = zoo_model(name, run, AM_MODE_GPU_ONLY, &be, &x);
         am_sgd_cfg sc = {0.9f, 0.f, 5e-4f, 0};
         am_sgd *opt;
         assert_int_equal(am_sgd_create(&sc, am_model_weights_len(m), &opt), AM_OK);
         am_rng dr;
         am_rng_seed(&dr, 5);
         for (int k = 0; k < 2; k++) {
-            for (size_t i = 0; i < am_shape_numel(in); i++) x.d[i] = am_rng_normal(&dr);
+            for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&dr);
             if (am_model_forward(m, &x, 1, &dr) || am_model_loss(m, lab, &loss[run][k]) || am_model_backward(m) ||
                 am_model_sgd_step(m, opt, 0.01f))
                 fail_msg("%s: %s", name, am_last_error());
