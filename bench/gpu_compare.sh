@@ -19,7 +19,7 @@ printf "%-20s %12s %12s %7s %12s %12s %7s\n" model "ours train" "torch train" ra
 status=0
 for m in ${models//,/ }; do
   ours=$("$bin/asymml" bench --models "$m" --input 3,224,224 --classes 1000 --batch "$batch" --steps "$steps" \
-           --warmup 1 --modes gpu-only --accel cuda --tee process | grep -E "^$m +gpu-only +[0-9]") || {
+           --warmup 1 --modes gpu-only --no-baseline --accel cuda --tee process | grep -E "^$m +gpu-only +[0-9]") || {
     echo "$m: asymml gpu-only failed"; status=1; continue; }
   read -r ot oi < <(awk '{print $3, $4}' <<<"$ours")
   theirs=$("$py" bench/torch_bench.py "$m" --input 3,224,224 --classes 1000 --batch "$batch" --steps "$steps" \

@@ -1,5 +1,6 @@
 /* asymml bench: times training steps and inference passes of zoo models on
  * synthetic data, in tee-only mode and the modes asked for. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +21,7 @@ static const char usage[] =
     "here plus the page swaps that an LRU enclave page cache of --epc MiB would make\n"
     "(a model, not a measurement). A summary table ends it.\n";
 
-enum { B_MODELS = 1, B_MODES, B_INPUT, B_CLASSES, B_BATCH, B_STEPS, B_WARMUP, B_LAYERS, B_EPC, B_CSV };
+enum { B_MODELS = 1, B_MODES, B_INPUT, B_CLASSES, B_BATCH, B_STEPS, B_WARMUP, B_LAYERS, B_EPC, B_CSV, B_NOBASE };
 
 static const cli_opt opts[] = {
     {"models", "LIST", B_MODELS, 0, "comma-separated zoo names (default vgg16,vgg19,resnet18,resnet34)"},
@@ -35,13 +36,14 @@ static const cli_opt opts[] = {
                                   "kept) against this machine's roofline (bandwidth and sgemm measured first)"},
     {"epc", "MIB", B_EPC, 0, "the modelled SGX1 enclave page cache (default 93, SGX1's usable EPC)"},
     {"csv", "FILE", B_CSV, 0, "also write the summary's rows to FILE as CSV (seconds, bytes)"},
+    {"no-baseline", NULL, B_NOBASE, 0, "do not time tee-only first (no speedups; for timing one mode alone)"},
     {NULL, NULL, 0, 0, NULL},
 };
 
 typedef struct bench_opts {
     char models[1024];
     am_mode modes[8];
-    int n_modes, classes, batch, steps, warm, layers;
+    int n_modes, classes, batch, steps, warm, layers, no_base;
     am_shape in;
     cli_mode mode;
     bench_limits lim;
@@ -70,6 +72,7 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
         return 0;
     }
     case B_CSV: b->csv = arg; return 0;
+    case B_NOBASE: b->no_base = 1; return 0;
     case B_MODES: {
         char buf[256], *sv = NULL;
         snprintf(buf, sizeof buf, "%s", arg);
@@ -162,24 +165,26 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
     am_rng_seed(&r, 5);
     for (size_t i = 0; i < am_shape_numel(s); i++) x.d[i] = am_rng_normal(&r);
     for (int b = 0; b < B; b++) lab[b] = (int32_t)am_rng_below(&r, (uint32_t)o->classes);
-    double base[2][3], sgd_s;
+    double base[2][3] = {{NAN, NAN, NAN}, {NAN, NAN, NAN}}, sgd_s;
+    bench_sgx sgx;
     am_mem_reset_peak();
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2 && !o->no_base; k++) {
         if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, base[k], &sgd_s, name))) goto out;
         if (k == 0 && o->layers) {
             printf("%s tee-only:\n", name);
             bench_layers(m, steps, sgd_s, &o->lim);
         }
     }
-    printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f MiB"
-           "  heap %.0f MiB\n",
-           name, o->in.c, o->in.h, o->in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
-           peak_rss_mib(), (double)am_mem_peak() / (1 << 20));
-    bench_sgx sgx;
-    if ((rc = bench_sgx_model(m, opt, &o->sgx, &sgx))) goto out;
-    bench_sgx_print(name, "tee-only", &o->sgx, &sgx, base[0][0], base[1][0]);
-    fflush(stdout);
-    note(name, "tee-only", base[0], base[1], 1, 1, &sgx);
+    if (!o->no_base) {
+        printf("%-18s %dx%dx%d batch %d  tee-only  train %8.1f ms %7.1f img/s  infer %8.1f ms %7.1f img/s  peak RSS %.0f "
+               "MiB  heap %.0f MiB\n",
+               name, o->in.c, o->in.h, o->in.w, B, base[0][0] * 1e3, B / base[0][0], base[1][0] * 1e3, B / base[1][0],
+               peak_rss_mib(), (double)am_mem_peak() / (1 << 20));
+        if ((rc = bench_sgx_model(m, opt, &o->sgx, &sgx))) goto out;
+        bench_sgx_print(name, "tee-only", &o->sgx, &sgx, base[0][0], base[1][0]);
+        fflush(stdout);
+        note(name, "tee-only", base[0], base[1], 1, 1, &sgx);
+    }
     for (int mi = 0; mi < o->n_modes; mi++) {
         am_asym_cfg a = o->mode.asym;
         a.mode = o->modes[mi];
@@ -209,15 +214,16 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
          * overlap with TEE work when it is another process). */
         double tee_tr = md[0][0] - md[0][1], tee_in = md[1][0] - md[1][1];
         char sp[96] = "";
-        if (a.mode != AM_MODE_GPU_ONLY)
+        if (a.mode != AM_MODE_GPU_ONLY && !o->no_base)
             snprintf(sp, sizeof sp, "TEE speedup over tee-only: train %.2fx infer %.2fx  ", base[0][0] / tee_tr,
                      base[1][0] / tee_in);
         printf("%-18s %-8s train %8.1f ms (TEE %8.1f, waited %8.1f, accelerator busy %8.1f)  infer %8.1f ms (TEE %8.1f)  "
                "%sheap %.0f MiB\n",
                name, am_mode_name(a.mode), md[0][0] * 1e3, tee_tr * 1e3, md[0][1] * 1e3, md[0][2] * 1e3, md[1][0] * 1e3,
                tee_in * 1e3, sp, (double)am_mem_peak() / (1 << 20));
-        printf("%-18s %-8s step speedup over tee-only: train %.2fx infer %.2fx\n", name, am_mode_name(a.mode),
-               base[0][0] / md[0][0], base[1][0] / md[1][0]);
+        if (!o->no_base)
+            printf("%-18s %-8s step speedup over tee-only: train %.2fx infer %.2fx\n", name, am_mode_name(a.mode),
+                   base[0][0] / md[0][0], base[1][0] / md[1][0]);
         if ((rc = bench_sgx_model(m, opt, &o->sgx, &sgx))) goto out;
         bench_sgx_print(name, am_mode_name(a.mode), &o->sgx, &sgx, md[0][0], md[1][0]);
         fflush(stdout);
@@ -295,12 +301,13 @@ int cmd_bench(int argc, char **argv) {
                "infer speedup", "TEE x", "WS MiB", "SGX1 model ms");
         for (int i = 0; i < g_nrows; i++) {
             const bench_row *r = &g_rows[i];
-            char tx[16] = "-";
-            if (strcmp(r->mode, "gpu-only") && r->tee_train > 0)
+            char tx[16] = "-", st[16] = "-", si[16] = "-";
+            if (strcmp(r->mode, "gpu-only") && r->tee_train > 0 && !isnan(r->sp_train))
                 snprintf(tx, sizeof tx, "%.2fx", r->train * r->sp_train / r->tee_train);
-            printf("%-18s %-12s %10.1f %10.1f %13.2fx %13.2fx %7s %8.0f %15.0f\n", r->model, r->mode, r->train * 1e3,
-                   r->infer * 1e3, r->sp_train, r->sp_infer, tx, r->sgx.ws_train / 1048576,
-                   (r->train + r->sgx.add_train[1]) * 1e3);
+            if (!isnan(r->sp_train)) snprintf(st, sizeof st, "%.2fx", r->sp_train);
+            if (!isnan(r->sp_infer)) snprintf(si, sizeof si, "%.2fx", r->sp_infer);
+            printf("%-18s %-12s %10.1f %10.1f %14s %14s %7s %8.0f %15.0f\n", r->model, r->mode, r->train * 1e3,
+                   r->infer * 1e3, st, si, tx, r->sgx.ws_train / 1048576, (r->train + r->sgx.add_train[1]) * 1e3);
         }
         if (csv) rc = write_csv(&o, csv);
     }

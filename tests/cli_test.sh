@@ -102,6 +102,10 @@ awk -F, 'NR == 2 && $14 != 0 { bad = 1 } END { exit bad }' "$dir/bench.csv" || {
 expect 0 "bench gpu-only --tee process" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 \
   --modes gpu-only --tee process
 grep -q "^lenet  *gpu-only  *[0-9.]*  *[0-9.]*" "$dir/out" || { echo "FAIL: no gpu-only row"; fail=$((fail + 1)); }
+expect 0 "bench --no-baseline" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 \
+  --modes gpu-only --no-baseline
+grep -q "^lenet  *gpu-only  *[0-9.]*  *[0-9.]*  *-  *-" "$dir/out" && ! grep -q "^lenet .*tee-only" "$dir/out" ||
+  { echo "FAIL: bench --no-baseline timed tee-only or printed speedups"; fail=$((fail + 1)); }
 expect 2 "train --mode gpu-only" -- "$bin" train --data "$dir/data" --mode gpu-only
 grep -q "gpu-only is bench's baseline" "$dir/err" || { echo "FAIL: train gpu-only: unclear"; fail=$((fail + 1)); }
 expect 1 "bench --csv into a missing folder" -- "$bin" bench --models lenet --csv "$dir/nowhere/b.csv"
