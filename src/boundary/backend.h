@@ -100,7 +100,7 @@ typedef enum am_op_kind {
 /* am_op.flags */
 enum {
     AM_OP_TRAINING = 1, /* batchnorm: batch statistics; dropout in training */
-    AM_OP_ACCUM = 2,    /* the input gradient (dx, ACC's dst) is added to, not written */
+    AM_OP_ACCUM = 2,    /* the input gradient (dx, ACC's dst, MUL's y) is added to, not written */
     AM_OP_HAS_DX = 4,   /* backward ops: an input gradient is wanted (b3 / b4 exists) */
     AM_OP_BIAS = 8,     /* conv, linear: the parameters end with a bias */
     AM_OP_NESTEROV = 16,
