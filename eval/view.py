@@ -55,6 +55,6 @@ class View:
     def conv(self, layer=None):
         """The split layer's convolution as the request states it: out, kernel, stride, pad."""
         for r in self.index:
-            if layer is None or r["layer"] == layer:
+            if "conv" in r and (layer is None or r["layer"] == layer):
                 return r["conv"]
         return None

@@ -102,6 +102,13 @@ awk -F, 'NR == 2 && $14 != 0 { bad = 1 } END { exit bad }' "$dir/bench.csv" || {
 expect 0 "bench gpu-only --tee process" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 \
   --modes gpu-only --tee process
 grep -q "^lenet  *gpu-only  *[0-9.]*  *[0-9.]*" "$dir/out" || { echo "FAIL: no gpu-only row"; fail=$((fail + 1)); }
+# What the host records in gpu-only mode is everything: the batch, its labels, the weights.
+expect 0 "bench gpu-only --record" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 \
+  --modes gpu-only --no-baseline --tee process --record "$dir/rec-gpu"
+for k in activation labels weights; do
+  grep -q "\"request\": \"put\", \"input\": 0, \"kind\": \"$k\"" "$dir/rec-gpu/index.jsonl" ||
+    { echo "FAIL: gpu-only's recorded view lacks its $k"; fail=$((fail + 1)); }
+done
 expect 0 "bench --no-baseline" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 \
   --modes gpu-only --no-baseline
 grep -q "^lenet  *gpu-only  *[0-9.]*  *[0-9.]*  *-  *-" "$dir/out" && ! grep -q "^lenet .*tee-only" "$dir/out" ||

@@ -18,6 +18,11 @@
  * same buffer (am_req.keep: a layer's residual and weights in its backward
  * pass, the output gradient for the second backward request) was recorded
  * when first sent and is not written again.
+ * In gpu-only mode (every layer on the accelerator, no privacy) what
+ * arrives is what its PUT ops copy in: one line each, "request": "put",
+ * kind "activation" (the batch), "labels" (int32 values), "weights" or
+ * "state", no "conv" field; its other ops bring nothing new and are not
+ * recorded.
  * Only the requests of steps first to last (inclusive) are recorded: an
  * evaluation's window on a long run (0 and UINT32_MAX: all of them). */
 #ifndef ASYMML_UNTRUSTED_RECORDER_H
