@@ -96,16 +96,13 @@ static void decode_op(const uint8_t *s, am_msg *m) {
 
 void am_chan_encode(const am_msg *m, uint8_t *s) {
     memset(s, 0, AM_CHAN_SLOT_BYTES);
-    if (m->kind == AM_MSG_OP) {
-        put32(s, AM_CHAN_MAGIC);
-        put32(s + 4, (uint32_t)m->kind);
-        put32(s + 8, m->seq);
-        encode_op(m, s);
-        return;
-    }
     put32(s, AM_CHAN_MAGIC);
     put32(s + 4, (uint32_t)m->kind);
     put32(s + 8, m->seq);
+    if (m->kind == AM_MSG_OP) {
+        encode_op(m, s);
+        return;
+    }
     put32(s + 12, (uint32_t)m->status);
     put32(s + 16, (uint32_t)m->layer);
     s[20] = (uint8_t)m->tag0, s[21] = (uint8_t)m->tag1;

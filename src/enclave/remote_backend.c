@@ -149,6 +149,14 @@ static am_status r_buffer(am_backend *b, int layer, am_buf_role role, size_t n, 
     return AM_OK;
 }
 
+/* A request sent now, or held until the next wait (cfg.defer). */
+static am_status send_or_hold(remote_be *be, am_msg *m) {
+    if (!be->cfg.defer) return request(be, m);
+    if (be->n_held == (int)(sizeof be->held / sizeof *be->held)) AM_TRY(release(be));
+    be->held[be->n_held++] = *m;
+    return AM_OK;
+}
+
 static am_status r_submit(am_backend *b, const am_req *q) {
     remote_be *be = (remote_be *)b;
     if (!q || !q->in0 || !q->in1 || !q->out) return am_fail(AM_EINVAL, "backend: incomplete request");
@@ -157,10 +165,7 @@ static am_status r_submit(am_backend *b, const am_req *q) {
                 .off_in0 = (uint64_t)((const uint8_t *)q->in0 - a), .off_in1 = (uint64_t)((const uint8_t *)q->in1 - a),
                 .off_out = (uint64_t)((const uint8_t *)q->out - a), .keep = q->keep, .tag0 = q->tag0,
                 .tag1 = q->tag1, .flags = q->flags, .step = q->step};
-    if (!be->cfg.defer) return request(be, &m);
-    if (be->n_held == (int)(sizeof be->held / sizeof *be->held)) AM_TRY(release(be));
-    be->held[be->n_held++] = m;
-    return AM_OK;
+    return send_or_hold(be, &m);
 }
 
 static am_status r_op(am_backend *b, const am_op *o) {
@@ -176,10 +181,7 @@ static am_status r_op(am_backend *b, const am_op *o) {
         m.off_b[i] = (uint64_t)((const uint8_t *)o->b[i] - a);
         m.op.b[i] = NULL;
     }
-    if (!be->cfg.defer) return request(be, &m);
-    if (be->n_held == (int)(sizeof be->held / sizeof *be->held)) AM_TRY(release(be));
-    be->held[be->n_held++] = m;
-    return AM_OK;
+    return send_or_hold(be, &m);
 }
 
 static am_status r_wait(am_backend *b) { return drain((remote_be *)b); }

@@ -19,7 +19,7 @@ typedef struct gpu_layer {
     float *w, *dw, *mom;    /* trainable parameters, concatenated; gradients; momentum */
     float *stats, *saved;   /* batchnorm running statistics; batch statistics or argmax */
     float *aux;             /* dropout mask, labels (last layer) */
-    size_t nw;
+    size_t nw, ns;          /* floats of parameters and of statistics */
 } gpu_layer;
 
 struct am_gpu {
@@ -90,7 +90,7 @@ static am_status put_params(am_model *m, int i) {
     const layer *l = &m->L[i];
     size_t nw = 0, ns = 0;
     for (int j = l->param0; j < l->param0 + l->nparam; j++) *(m->P[j].trainable ? &nw : &ns) += m->P[j].numel;
-    q->nw = nw;
+    q->nw = nw, q->ns = ns;
     if (nw) {
         AM_TRY(buf(g, i, AM_BUF_WEIGHT, nw, &q->w));
         AM_TRY(buf(g, i, AM_BUF_DW, nw, &q->dw));
@@ -163,6 +163,17 @@ double am_gpu_accel_seconds(const struct am_gpu *g) { return g->be->vt->busy_sec
 
 /* ------------------------------------------------------------ forward */
 
+/* The logits into the model's own tensor (am_model_logits), once every op
+ * queued so far has run. */
+static am_status get_logits(am_model *m) {
+    const int last = m->n - 1;
+    const size_t n = am_shape_numel(m->L[last].y.s);
+    AM_TRY(move(m, AM_OP_GET, last, m->gpu->L[last].y, n, AM_CROSS_STATE));
+    AM_TRY(wait_all(m));
+    memcpy(m->L[last].y.d, m->gpu->L[last].y, n * sizeof(float));
+    return AM_OK;
+}
+
 static am_status fwd(am_model *m, int i, int training, am_rng *rng) {
     struct am_gpu *g = m->gpu;
     const layer *l = &m->L[i];
@@ -217,14 +228,9 @@ am_status am_gpu_forward(am_model *m, const am_tensor *x, int training, am_rng *
     g->have_loss = 0;
     g->training = training;
     for (int i = 1; i < m->n; i++) AM_TRY(fwd(m, i, training, rng));
-    if (training) return AM_OK; /* the loss comes out next */
-    /* Inference: the logits come out, and the pass is over when they have. */
-    const int last = m->n - 1;
-    const size_t n_out = am_shape_numel(m->L[last].y.s);
-    AM_TRY(move(m, AM_OP_GET, last, g->L[last].y, n_out, AM_CROSS_STATE));
-    AM_TRY(wait_all(m));
-    memcpy(m->L[last].y.d, g->L[last].y, n_out * sizeof(float));
-    return AM_OK;
+    /* Inference: the logits come out, and the pass is over when they have;
+     * in training the loss comes out next. */
+    return training ? AM_OK : get_logits(m);
 }
 
 am_status am_gpu_loss(am_model *m, const int32_t *labels, float *loss) {
@@ -360,26 +366,15 @@ am_status am_gpu_sync(am_model *m) {
             AM_TRY(move(m, AM_OP_GET, i, q->w, q->nw, AM_CROSS_STATE));
             AM_TRY(move(m, AM_OP_GET, i, q->dw, q->nw, AM_CROSS_STATE));
         }
-        if (q->stats) {
-            size_t ns = 0;
-            for (int j = m->L[i].param0; j < m->L[i].param0 + m->L[i].nparam; j++)
-                if (!m->P[j].trainable) ns += m->P[j].numel;
-            AM_TRY(move(m, AM_OP_GET, i, q->stats, ns, AM_CROSS_STATE));
-        }
+        if (q->ns) AM_TRY(move(m, AM_OP_GET, i, q->stats, q->ns, AM_CROSS_STATE));
     }
-    const int last = m->n - 1;
-    AM_TRY(move(m, AM_OP_GET, last, g->L[last].y, am_shape_numel(m->L[last].y.s), AM_CROSS_STATE));
-    AM_TRY(wait_all(m));
-    memcpy(m->L[last].y.d, g->L[last].y, am_shape_numel(m->L[last].y.s) * sizeof(float));
+    AM_TRY(get_logits(m)); /* waits for the GETs above too */
     /* What comes back is the host's: refuse what no training could give. */
     for (int i = 1; i < m->n; i++) {
         const gpu_layer *q = &g->L[i];
-        size_t ns = 0;
-        for (int j = m->L[i].param0; j < m->L[i].param0 + m->L[i].nparam; j++)
-            if (!m->P[j].trainable) ns += m->P[j].numel;
         for (size_t k = 0; k < q->nw; k++)
             if (!isfinite(q->w[k]) || !isfinite(q->dw[k])) return am_fail(AM_ENUM, "gpu-only: layer %d's weights came back not finite", i);
-        for (size_t k = 0; k < ns; k++)
+        for (size_t k = 0; k < q->ns; k++)
             if (!isfinite(q->stats[k])) return am_fail(AM_ENUM, "gpu-only: layer %d's statistics came back not finite", i);
     }
     for (int i = 1; i < m->n; i++) {

@@ -48,12 +48,7 @@ static am_status cpu_submit(am_backend *b, const am_req *r) {
     if (!r || !r->in0 || !r->in1 || !r->out) return am_fail(AM_EINVAL, "backend: incomplete request");
     size_t need = am_conv2d_workspace(&r->cfg, r->x);
     if (!need) return am_fail(AM_EINVAL, "backend: bad conv request for layer %d", r->layer);
-    if (need > be->work_n) {
-        am_aligned_free(be->work);
-        be->work = am_aligned_alloc(need * sizeof(float));
-        be->work_n = be->work ? need : 0;
-        if (!be->work) return am_fail(AM_ENOMEM, "backend: out of memory for the workspace");
-    }
+    AM_TRY(am_cpu_grow(&be->work, &be->work_n, need));
     am_shape ys;
     AM_TRY(am_conv2d_out_shape(&r->cfg, r->x, &ys));
     double t0 = now();

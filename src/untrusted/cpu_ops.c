@@ -8,7 +8,7 @@
 
 #include "asymml/nn.h"
 
-static am_status grow(float **work, size_t *work_n, size_t need) {
+am_status am_cpu_grow(float **work, size_t *work_n, size_t need) {
     if (need <= *work_n) return AM_OK;
     am_aligned_free(*work);
     *work = am_aligned_alloc(need * sizeof(float));
@@ -20,7 +20,7 @@ static am_status conv(const am_op *o, int accum, float **work, size_t *work_n) {
     const am_conv2d_cfg *c = &o->conv;
     am_shape ys;
     AM_TRY(am_conv2d_out_shape(c, o->x, &ys));
-    AM_TRY(grow(work, work_n, am_conv2d_workspace(c, o->x)));
+    AM_TRY(am_cpu_grow(work, work_n, am_conv2d_workspace(c, o->x)));
     const size_t wn = (size_t)c->out_c * o->x.c * c->kh * c->kw;
     am_tensor x = {o->x, o->b[0]};
     if (o->kind == AM_OP_CONV_FWD) {

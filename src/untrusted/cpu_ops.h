@@ -5,6 +5,8 @@
 
 #include "boundary/backend.h"
 
+/* Grows the backend's scratch *work (*work_n floats) to at least need. */
+am_status am_cpu_grow(float **work, size_t *work_n, size_t need);
 /* Runs o (checked here) on its buffers; *work / *work_n: the backend's
  * scratch, grown as needed. */
 am_status am_cpu_op(const am_op *o, float **work, size_t *work_n);
