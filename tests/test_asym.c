@@ -168,6 +168,9 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis,
     c.basis = basis;
     c.protect_grads = protect;
     assert_int_equal(am_model_set_asym(m, &c, g_be), AM_OK);
+    float eloss1 = run_mode(m, &x, lab, le1, e1, 0);
+    float loss1 = run(m, &x, lab, l1, g1);
+    /* The plan, decided by now (AUTO's bases on the first batch). */
     int split = 0;
     for (int i = 0; i < am_model_num_convs(m); i++) {
         am_split_info si;
@@ -175,8 +178,6 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis,
         split += si.split;
         if (i == 0) assert_int_equal(si.split, 0); /* the first conv stays whole */
     }
-    float eloss1 = run_mode(m, &x, lab, le1, e1, 0);
-    float loss1 = run(m, &x, lab, l1, g1);
     double eel = fx_scaled_err(le1, le0, nl), eeg = fx_scaled_err(e1, e0, nw);
     double el = fx_scaled_err(l1, l0, nl), eg = fx_scaled_err(g1, g0, nw);
     print_message("%-18s%s %d of %d convs split: eval logits %.2g grads %.2g; train loss %.6f vs %.6f, "
@@ -250,6 +251,53 @@ static void forward_once(am_model *m, int B, int lenet) {
     for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&rng);
     if (am_model_forward(m, &x, 1, &rng)) fail_msg("%s", am_last_error());
     am_tensor_free(&x);
+}
+
+/* A training forward pass of m on x with dropout seeded by seed; the
+ * crossings it made. */
+static int forward_seeded(am_model *m, const am_tensor *x, uint64_t seed) {
+    am_rng dr;
+    am_rng_seed(&dr, seed);
+    am_model_ledger_clear(m);
+    if (am_model_forward(m, x, 1, &dr)) fail_msg("%s", am_last_error());
+    return am_model_ledger_count(m);
+}
+
+/* Data-driven choices are made before the first batch's step, on a pass
+ * that crosses nothing and moves nothing: that step sends what a step of
+ * the same plan fixed in advance sends, and leaves the same running
+ * statistics, bit for bit. */
+static void t_plan_first_batch(void **st) {
+    (void)st;
+    am_asym_cfg c = am_asym_defaults();
+    c.policy = AM_RANK_ENTROPY;
+    c.basis = AM_BASIS_AUTO;
+    am_model *m = planned("vgg11-imagenet", 4, &c, AM_OK), *m2 = planned("vgg11-imagenet", 4, &c, AM_OK);
+    am_tensor x;
+    assert_int_equal(am_tensor_alloc(&x, am_shape4(4, 3, 32, 32)), AM_OK);
+    for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&rng);
+    am_model_ledger_enable(m, 1);
+    am_model_ledger_enable(m2, 1);
+    int rank[16], basis[16];
+    assert_int_equal(am_model_plan_get(m, rank, basis, 16), 0);
+    int n1 = forward_seeded(m, &x, 5);
+    int n = am_model_plan_get(m, rank, basis, 16);
+    assert_int_equal(n, 8);
+    assert_int_equal(am_model_plan_set(m2, rank, basis, n), AM_OK);
+    int n2 = forward_seeded(m2, &x, 5);
+    int split = 0;
+    for (int i = 0; i < n; i++) split += rank[i] > 0;
+    assert_true(split > 0);
+    assert_int_equal(n1, 2 * split); /* per split layer: its residual and its weights */
+    assert_int_equal(n2, n1);
+    size_t nb = am_model_buffers_len(m);
+    assert_true(nb > 0);
+    assert_memory_equal(am_model_buffers(m), am_model_buffers(m2), nb * sizeof(float));
+    const am_tensor *a = am_model_logits(m), *b = am_model_logits(m2);
+    assert_memory_equal(a->d, b->d, am_shape_numel(a->s) * sizeof(float));
+    am_tensor_free(&x);
+    am_model_free(m);
+    am_model_free(m2);
 }
 
 /* Rank lists, data-driven ranks, the basis chosen per layer, and replaying a
@@ -539,7 +587,7 @@ int main(int argc, char **argv) {
     am_rng_seed(&rng, 2024);
     if (am_cpu_backend_create(&g_be) != AM_OK) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_decomposition), cmocka_unit_test(t_exactness_zoo), cmocka_unit_test(t_plan), cmocka_unit_test(t_modes),
+        cmocka_unit_test(t_decomposition), cmocka_unit_test(t_exactness_zoo), cmocka_unit_test(t_plan), cmocka_unit_test(t_plan_first_batch), cmocka_unit_test(t_modes),
         cmocka_unit_test(t_dp),            cmocka_unit_test(t_ledger),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,7 +8,7 @@
  * Replies. Each one is checked (its sequence number, its status, its
  * message cut to printable ASCII) and waited for at most timeout_ms; the
  * server's death ends the wait at once. The values a reply leaves in the
- * arena are the caller's to check (src/trusted/split.c does, as it merges
+ * arena are the caller's to check (src/trusted/accel.c does, as it merges
  * them into trusted memory). */
 #define _GNU_SOURCE /* P_PIDFD */
 #include "enclave/remote_backend.h"

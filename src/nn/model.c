@@ -467,7 +467,7 @@ am_status am_model_set_batch(am_model *m, int B) {
 
 /* ------------------------------------------------------------ forward */
 
-static am_status fwd_layer(am_model *m, int i, int training, am_rng *rng) {
+am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
     layer *l = &m->L[i];
     am_tensor *x = &m->L[l->in[0]].y;
     if (l->fused_into) return AM_OK; /* its batchnorm ran it */
@@ -519,12 +519,13 @@ am_status am_model_forward(am_model *m, const am_tensor *x, int training, am_rng
         return am_fail(AM_EINVAL, "model: input is %dx%dx%dx%d, expected %dx%dx%dx%d", x->s.n, x->s.c,
                        x->s.h, x->s.w, want.n, want.c, want.h, want.w);
     if (m->gpu) return am_gpu_forward(m, x, training, rng);
+    if (m->asym) AM_TRY(am_model_plan_batch(m, x, training, rng));
     m->L[0].y.d = x->d;
     m->have_loss = 0;
     m->training = training;
     double t0 = mono_s(), a0 = m->asym ? am_asym_blocked_seconds(m->asym) : 0;
     for (int i = 1; i < m->n; i++) {
-        am_status st = fwd_layer(m, i, training, rng);
+        am_status st = am_model_fwd_layer(m, i, training, rng);
         prof_add(m, prof_kind(m, i), &t0, &a0);
         if (st != AM_OK) {
             char msg[400];

@@ -77,6 +77,12 @@ am_status am_model_parse(am_model *m, const char *desc);
  * the keep-outputs setting changed). */
 am_status am_model_relayout(am_model *m);
 
+/* Layer i's forward pass (its input's output is in place). */
+am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng);
+/* Decides the split plan's pending choices on this batch before its step
+ * runs (modes.c). */
+am_status am_model_plan_batch(am_model *m, const am_tensor *x, int training, am_rng *rng);
+
 /* gpu-only mode (src/nn/gpuonly.c): every layer on the accelerator. */
 am_status am_gpu_attach(am_model *m, am_backend *be);
 void am_gpu_free(struct am_gpu *g);

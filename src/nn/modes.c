@@ -2,6 +2,7 @@
  * the release counter and verification, the ledger, through the model's
  * API (asymml/asym.h). The work itself is src/trusted's. */
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn/model_impl.h"
@@ -73,6 +74,43 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
     am_asym_set_noise_counter(a, m->noise_counter);
     am_asym_set_verify(a, m->verify);
     am_asym_set_noise_session(a, m->session);
+    /* What the TEE keeps for the backward pass depends on the plan. */
+    return am_model_relayout(m);
+}
+
+/* The last layer whose plan is pending, 0 if none. */
+static int last_pending(const am_model *m) {
+    int last = 0;
+    for (int i = 1; i < m->n; i++)
+        if (am_asym_pending(m->asym, i)) last = i;
+    return last;
+}
+
+/* Data-driven choices (a rank from the spectrum, AUTO's basis) wait for the
+ * first batch. They are made before its step runs, on a forward pass of
+ * that batch as tee-only runs it: every conv whole in the TEE, so nothing
+ * crosses and nothing is released, and both private modes choose the same
+ * plan from the same data. The model does not move: the running statistics
+ * and the dropout generator are as they were. */
+am_status am_model_plan_batch(am_model *m, const am_tensor *x, int training, am_rng *rng) {
+    int last = last_pending(m);
+    if (!last) return AM_OK;
+    float *stats = m->n_buf ? malloc(sizeof(float) * m->n_buf) : NULL;
+    if (m->n_buf && !stats) return am_fail(AM_ENOMEM, "model: out of memory");
+    if (stats) memcpy(stats, m->bdata, sizeof(float) * m->n_buf);
+    am_rng r = rng ? *rng : (am_rng){0};
+    am_asym *a = m->asym;
+    m->asym = NULL; /* every layer whole in the TEE */
+    m->L[0].y.d = x->d;
+    am_status st = AM_OK;
+    for (int i = 1; i <= last && st == AM_OK; i++) {
+        if (am_asym_pending(a, i)) st = am_asym_decide(a, i, m->L[m->L[i].in[0]].y.d);
+        if (st == AM_OK && i < last) st = am_model_fwd_layer(m, i, training, rng ? &r : NULL);
+    }
+    m->asym = a;
+    if (stats) memcpy(m->bdata, stats, sizeof(float) * m->n_buf);
+    free(stats);
+    AM_TRY(st);
     /* What the TEE keeps for the backward pass depends on the plan. */
     return am_model_relayout(m);
 }

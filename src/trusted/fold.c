@@ -1,4 +1,4 @@
-/* Folding a basis into conv weights and back (split.c's helper): W' = U^T W
+/* Folding a basis into conv weights and back (lowrank.c's helper): W' = U^T W
  * per basis as GEMMs over many output channels at once, and the weight
  * gradient's low-rank part unfolded the same way, through small trusted
  * scratch buffers. See fold.h. */
@@ -30,7 +30,8 @@ int am_unfold_group(int B, int K, int r, int kk) {
  * the unfold) hold a chunk of output channels at a time, at most
  * FOLD_FLOATS floats, so that they stay small in trusted memory; only the
  * per-sample forward keeps all of Wt, which every sample's fold reads
- * (FOLD_FLOATS, fold_chunk, unfold_group: above alloc_layer). */
+ * (FOLD_FLOATS, fold_chunk, unfold_group below; asym_lowrank_alloc in
+ * lowrank.c sizes the buffers with them). */
 /* Rows k of W (K x C x kk) as Wt (C x K kk). */
 void am_to_ck(const float *W, int K, int C, int kk, float *Wt) {
 #pragma omp parallel for schedule(static) if ((size_t)K * C * kk > 65536)

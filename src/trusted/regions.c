@@ -1,15 +1,10 @@
 /* The trusted memory a split layer's passes touch, besides the tensors
  * the model hands them: for the modelled enclave paging (am_model_paging).
- * Mirrors split.c's forward and backward passes, buffer by buffer. */
-#include "trusted/split_impl.h"
+ * Mirrors the split and low-rank-only strategies' passes (lowrank.c,
+ * strategies/), buffer by buffer. */
+#include "trusted/strategy.h"
 
-typedef struct list {
-    const void **ptr;
-    size_t *bytes;
-    int n;
-} list;
-
-static void add(list *l, const void *p, size_t floats) {
+static void add(asym_list *l, const void *p, size_t floats) {
     if (!p || !floats || l->n == AM_ASYM_REGIONS) return;
     l->ptr[l->n] = p;
     l->bytes[l->n++] = floats * sizeof(float);
@@ -17,7 +12,7 @@ static void add(list *l, const void *p, size_t floats) {
 
 static size_t min_z(size_t a, size_t b) { return a < b ? a : b; }
 
-static void forward(const am_asym *a, const layer_plan *p, list *l, size_t *work) {
+static void forward(const am_asym *a, const layer_plan *p, asym_list *l, size_t *work) {
     const size_t B = (size_t)p->x.n, C = (size_t)p->C, N = (size_t)p->N, r = (size_t)p->r, kk = (size_t)p->kk;
     const size_t K = (size_t)p->K, G = (size_t)asym_group_size(a, p);
     const int shared = p->basis == AM_BASIS_SHARED;
@@ -37,7 +32,7 @@ static void forward(const am_asym *a, const layer_plan *p, list *l, size_t *work
     *work = am_conv2d_workspace(&lc, am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w));
 }
 
-static void backward(const am_asym *a, const layer_plan *p, list *l, size_t *work) {
+static void backward(const am_asym *a, const layer_plan *p, asym_list *l, size_t *work) {
     const size_t B = (size_t)p->x.n, C = (size_t)p->C, N = (size_t)p->N, r = (size_t)p->r, kk = (size_t)p->kk;
     const size_t K = (size_t)p->K, P = (size_t)p->P;
     const int shared = p->basis == AM_BASIS_SHARED;
@@ -66,13 +61,16 @@ static void backward(const am_asym *a, const layer_plan *p, list *l, size_t *wor
     }
 }
 
+void asym_lowrank_regions(const am_asym *a, const layer_plan *p, int backward_pass, asym_list *l, size_t *work) {
+    if (backward_pass) backward(a, p, l, work);
+    else forward(a, p, l, work);
+}
+
 int am_asym_regions(const am_asym *a, int layer, int backward_pass, const void **ptr, size_t *bytes, size_t *work) {
-    list l = {ptr, bytes, 0};
+    asym_list l = {ptr, bytes, 0};
     *work = 0;
     if (!a || layer < 0 || layer >= a->n || !am_asym_handles(a, layer)) return 0;
     const layer_plan *p = &a->L[layer];
-    if (!p->split || a->cfg.mode == AM_MODE_OPEN) return 0;
-    if (backward_pass) backward(a, p, &l, work);
-    else forward(a, p, &l, work);
+    if (p->strat->regions) p->strat->regions(a, p, backward_pass, &l, work);
     return l.n;
 }

@@ -1,5 +1,6 @@
-/* The trusted side of split execution: per conv layer, the plan (split or
- * whole), the decomposition, the low-rank conv in the TEE, the requests to
+/* The trusted side of split execution: per conv layer, the plan (how it
+ * runs: split, low rank only, whole on the accelerator, or whole in the
+ * TEE), the decomposition, the low-rank conv in the TEE, the requests to
  * the accelerator, the merge, DP noise and the ledger. model.c calls in here
  * for every conv layer once a mode other than tee-only is set. */
 #ifndef ASYMML_TRUSTED_SPLIT_H
@@ -18,10 +19,15 @@ void am_asym_free(am_asym *a);
  * Call in model order, then am_asym_plan_done. */
 am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first, int coupled);
 am_status am_asym_plan_done(am_asym *a);
+/* 1 if the layer's plan waits for data (a data-driven rank, or AUTO's
+ * basis): am_asym_decide it on the layer's input of the first batch
+ * before that batch's step runs. Until then the layer is not handled. */
+int am_asym_pending(const am_asym *a, int layer);
+am_status am_asym_decide(am_asym *a, int layer, const float *x);
 int am_asym_plan_get(const am_asym *a, int *rank, int *basis, int max);
 am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n);
-/* 1 if the layer runs through here (split, or whole on the accelerator),
- * 0 if it runs whole in the TEE as usual. */
+/* 1 if the layer runs through here (split, low rank only, or whole on the
+ * accelerator), 0 if it runs whole in the TEE as usual (or is pending). */
 int am_asym_handles(const am_asym *a, int layer);
 /* 1 if the layer's backward pass reads its input's values (whole convs do;
  * a split conv needs only V and the accelerator's copy of the residual). */

@@ -1,16 +1,22 @@
-/* The split's internals, shared by its files: plan.c (the plan, its
- * state and figures), ledger.c (what crosses, copied and recorded) and
- * split.c (the forward and backward passes). Internal to src/trusted. */
+/* The split's internals, shared by its files: asym.c (the object, its
+ * settings and figures), plan.c (the plan), ledger.c (what crosses, copied
+ * and recorded), exec.c (the passes' entry points), accel.c (requests and
+ * replies), lowrank.c (the TEE's low-rank maths), regions.c (the trusted
+ * memory a pass touches) and strategies/ (how each kind of layer runs).
+ * Internal to src/trusted. */
 #ifndef ASYMML_TRUSTED_SPLIT_IMPL_H
 #define ASYMML_TRUSTED_SPLIT_IMPL_H
 
 #include "trusted/split.h"
 
+typedef struct asym_strategy asym_strategy;
+
 typedef struct layer_plan {
     int active;   /* a conv layer that was planned */
     int split;    /* 1 split, 0 whole (in the TEE, or on the accelerator in open mode) */
     int first;
-    int decided;  /* rank and basis known (data-driven choices wait for the first batch) */
+    int pending;  /* a data-driven choice waits for the first batch (am_asym_decide) */
+    const asym_strategy *strat; /* how it runs; NULL: whole in the TEE (the model runs it), or pending */
     int coupled;  /* a BatchNorm before it already couples the batch */
     int list_r;   /* LIST policy: this layer's entry */
     am_basis_kind basis;
@@ -68,10 +74,10 @@ double asym_now(void);
 double asym_busy(const am_asym *a);
 /* Grows a trusted scratch buffer to at least n floats. */
 am_status asym_grow(float **buf, size_t *cap, size_t n);
+/* Appends n floats (aligned) to the checkpointed state; *off: where. */
+am_status asym_state_add(am_asym *a, size_t n, size_t *off);
 /* Samples per group in the forward pass's residual buffer. */
 int asym_group_size(const am_asym *a, const layer_plan *p);
-/* The first batch's decisions (data-driven rank, AUTO basis). */
-am_status asym_decide(am_asym *a, layer_plan *p, const float *X);
 /* Copies n floats of trusted memory into the accelerator's (layer, role)
  * buffer and records the crossing; records what lies in a buffer already;
  * a result buffer. */
@@ -81,5 +87,59 @@ am_status asym_result(am_asym *a, int layer, am_buf_role role, size_t n, float *
 /* The accelerator's calls, timed. */
 am_status asym_submit(am_asym *a, layer_plan *p, const am_req *q);
 am_status asym_wait(am_asym *a, layer_plan *p);
+
+/* ---- accel.c: the accelerator's part of a layer, requested and merged */
+/* Merges a reply into trusted memory (each value read once); a non-finite
+ * value is an error that names the layer. With coef, the reply's
+ * combination goes to a->vcomb for am_verify_compare. */
+am_status asym_merge(am_asym *a, layer_plan *p, int layer, const char *what, float *dst, const float *src, int outer,
+                     int mid, size_t inner, const float *bias, int add, const float *coef, double *moments);
+/* Verification's scratch for up to n values, and the layer's own. */
+am_status asym_verify_scratch(am_asym *a, layer_plan *p, size_t n);
+/* The forward check's reference for g samples of what was sent (R, from
+ * sample b0), and the input combined for the backward filter check. */
+am_status asym_verify_sent(am_asym *a, layer_plan *p, const float *w, const float *R, int b0, int g);
+/* The weight gradient's check against what was sent (G). */
+am_status asym_verify_dw(am_asym *a, layer_plan *p, int layer, const float *G);
+/* Requests the backward pass of what the accelerator holds (its input xk,
+ * sent in the forward pass, and the weights) against the gradient bg of
+ * kind gk: the weight gradient into *bdw, the input gradient into *bdx when
+ * bdx is not NULL. */
+am_status asym_request_backward(am_asym *a, int layer, layer_plan *p, const am_conv2d_cfg *cfg, am_shape x,
+                                const float *bg, am_cross_kind xk, am_cross_kind gk, float **bdw, float **bdx);
+/* Merges the input gradient's reply (added when add), checked against what
+ * was sent (G) when ver. */
+am_status asym_merge_dx(am_asym *a, layer_plan *p, int layer, const am_conv2d_cfg *cfg, am_shape x, const float *w,
+                        am_tensor *dx, const float *bdx, int add, int ver, const float *G);
+/* db = the output gradient summed over the batch and the plane. */
+void asym_bias_grad(const am_tensor *dy, float *db);
+
+/* ---- lowrank.c: the TEE's part of a split layer */
+/* Grows the basis workspace (and the evaluation basis) to n floats. */
+am_status asym_grow_basis_work(am_asym *a, size_t n);
+/* The buffers of a layer split at its rank and basis. */
+am_status asym_lowrank_alloc(am_asym *a, layer_plan *p);
+/* The shared basis of this batch (moved on only in training); *U: where it
+ * is. Per-sample bases: nothing to do. */
+am_status asym_lowrank_basis(am_asym *a, layer_plan *p, const am_tensor *x, int training, float **U);
+/* Samples b0..b0+g-1: V into p->V, the residual into R (g x C x N); adds
+ * their energies, residual and kept, to *er and *ev. */
+am_status asym_lowrank_group(am_asym *a, layer_plan *p, const float *U, const am_tensor *x, int b0, int g, float *R,
+                             double *er, double *ev);
+/* y = conv(W U, V), without bias. */
+am_status asym_lowrank_conv(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const float *w, const float *U,
+                            const am_tensor *x, am_tensor *y, float *work, size_t work_n);
+/* dw = U (x) corr(V, dy): the low-rank part of the weight gradient. */
+am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
+                          const am_tensor *dy, float *dw, float *work, size_t work_n);
+
+/* ---- regions.c */
+typedef struct asym_list {
+    const void **ptr;
+    size_t *bytes;
+    int n;
+} asym_list;
+/* A split layer's trusted regions, in the order its pass touches them. */
+void asym_lowrank_regions(const am_asym *a, const layer_plan *p, int backward, asym_list *l, size_t *work);
 
 #endif

@@ -1,4 +1,4 @@
-/* Checking the accelerator's replies (split.c's helper). Every reply is
+/* Checking the accelerator's replies (accel.c's helper). Every reply is
  * merged into trusted memory by am_merge_reply, which reads each value of
  * the shared buffer once and reports a non-finite result; with --verify,
  * the same pass forms a random combination of the reply's channels, which
