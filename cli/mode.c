@@ -180,6 +180,9 @@ int cli_mode_check(cli_mode *m, int draw_key) {
     if (a->mode == AM_MODE_GPU_ONLY && !m->gpu_only_ok)
         return die(EXIT_USAGE, "--mode gpu-only is bench's baseline (every layer, the data and its labels on the "
                                "accelerator: no privacy); train and eval do not run it");
+    if (a->mode == AM_MODE_QUANTIZED && !m->quantized_ok)
+        return die(EXIT_USAGE, "--mode quantized is inference only, for fixed-point models (asymml quantize); "
+                               "train, eval and bench do not run it");
     if (m->cuda && !m->process)
         return die(EXIT_USAGE, "--accel cuda needs --tee process: the GPU's stack runs only in the accelerator server");
     if (m->accel_user && !m->process) return die(EXIT_USAGE, "--accel-user needs --tee process");

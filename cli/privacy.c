@@ -64,6 +64,10 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
         fprintf(f, "privacy: NONE: the batch, its labels, every layer's data and the model are on the accelerator "
                    "(gpu-only mode: the paper's GPU-only baseline)\n");
         return;
+    case AM_MODE_QUANTIZED:
+        fprintf(f, "privacy: nothing is sent to an accelerator (quantized: fixed point, every layer in the TEE)%s\n",
+                process ? "" : "; in one process nothing is isolated either");
+        return;
     case AM_MODE_ASYMML: break;
     }
     char res[160];

@@ -339,6 +339,13 @@ static void t_plan(void **st) {
     c.basis = AM_BASIS_AUTO;
     m = planned("vgg11", 8, &c, AM_OK);
     assert_int_equal(am_model_plan_get(m, rank, basis, 16), 0);
+    /* Until the first batch decides, every layer that may split counts as
+     * split (what may cross is said before it). */
+    for (int i = 1; i < 8; i++) {
+        am_split_info si;
+        assert_int_equal(am_model_split_info(m, i, &si), AM_OK);
+        assert_int_equal(si.split, 1);
+    }
     forward_once(m, 8, 0);
     assert_int_equal(am_model_plan_get(m, rank, basis, 16), 8);
     int shared = 0, per = 0;

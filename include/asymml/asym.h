@@ -29,6 +29,10 @@ typedef enum am_mode {
     AM_MODE_OPEN,         /* every conv whole on the accelerator: no privacy */
     AM_MODE_GPU_ONLY,     /* every layer, the batch and the labels on the accelerator: no privacy
                            * (the paper's GPU-only baseline; am_model_sgd_step updates there) */
+    AM_MODE_QUANTIZED,    /* inference only, everything in the TEE, in fixed point: every conv and
+                           * linear layer's input quantized to act_bits (a scale per layer, from
+                           * calibration), its weights to 8 bits (a scale per output channel), the
+                           * integer products exact; the reference that blinding must match */
 } am_mode;
 
 const char *am_mode_name(am_mode m);
@@ -67,7 +71,14 @@ typedef struct am_asym_cfg {
                             * noise) unless am_asym_secret_noise_key drew one */
     int protect_grads;     /* asymml mode: split each output gradient G = A B + S too and
                             * send only S (clipped and noised like R): no clear G crosses */
+    int act_bits;          /* quantized mode: activation bits, 2 to 16 (0: AM_ACT_BITS) */
 } am_asym_cfg;
+
+/* Quantized inference's defaults: 8-bit weights (symmetric, a scale per
+ * output channel) and 8-bit activations (a scale per layer), Slalom's
+ * 8-bit fixed point (Tramer and Boneh, ICLR 2019). */
+#define AM_ACT_BITS 8
+#define AM_WEIGHT_MAX 127
 
 /* An accelerator backend (src/boundary/backend.h): the in-process CPU
  * backend (a simulation: nothing is isolated), or the trusted process's
@@ -87,6 +98,11 @@ am_asym_cfg am_asym_defaults(void);
  * with the batch size the model will run at; calling it again replaces the
  * plan. AM_MODE_TEE_ONLY removes it. */
 am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *accel);
+/* Quantized mode: x (a batch of the model's input shape, from data that
+ * is not the evaluation's) widens every quantized layer's input range, on
+ * a float pass that moves nothing. Without it, the first batch the model
+ * runs calibrates it. */
+am_status am_model_calibrate(am_model *m, const am_tensor *x);
 /* Integrity (--verify): every reply of the accelerator is checked against a
  * random combination of its output channels (or input channels, for the
  * input gradient) recomputed in the trusted side, Freivalds-style, within a

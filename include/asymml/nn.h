@@ -31,6 +31,12 @@ typedef struct am_model am_model;
 /* Parses desc and allocates the parameters (zero; call am_model_init). */
 am_status am_model_create(const char *desc, am_model **out);
 void am_model_free(am_model *m);
+/* For inference: a new model, m with every BatchNorm that reads the conv
+ * just before it (and that conv nothing else) folded into the conv, from
+ * its running statistics: W' = W g, b' = (b - mean) g + beta, g = gamma /
+ * sqrt(var + eps) per output channel. Other layers and parameters are
+ * copied. *n_folded (may be NULL): how many folded. Batch not set. */
+am_status am_model_fold_bn(const am_model *m, am_model **out, int *n_folded);
 /* The description the model was built from (canonical: one layer a line). */
 const char *am_model_desc(const am_model *m);
 /* Initializes as torchvision does: convs kaiming-normal (fan_out, relu) with

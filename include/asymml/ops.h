@@ -28,6 +28,17 @@ typedef struct am_conv2d_cfg {
 
 am_status am_conv2d_out_shape(const am_conv2d_cfg *cfg, am_shape x, am_shape *y);
 /* Floats of scratch the forward and backward need for input shape x. */
+/* Exact integer conv2d over doubles (fixed-point inference): x (x.n x C x
+ * H x W) and w (K x C x kh x kw) hold integers, y gets their exact integer
+ * conv while am_exact_bound stays below 2^53 (checked by the caller). No
+ * bias. work: am_conv2d_exact_workspace doubles. */
+size_t am_conv2d_exact_workspace(const am_conv2d_cfg *cfg, am_shape x);
+am_status am_conv2d_exact(const am_conv2d_cfg *cfg, am_shape x, const double *xd, const double *w, double *y,
+                          double *work, size_t work_n);
+/* The largest magnitude any partial sum of that conv can reach with inputs
+ * of magnitude at most max_x and weights at most max_w: its fan-in times
+ * both bounds. */
+double am_exact_bound(const am_conv2d_cfg *cfg, int in_c, double max_x, double max_w);
 size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x);
 /* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,

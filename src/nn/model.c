@@ -493,6 +493,11 @@ am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
     case K_AVGPOOL: return am_avgpool_forward(&l->pool, x, &l->y);
     case K_ADAPTIVE: return am_adaptive_avgpool_forward(x, &l->y);
     case K_LINEAR:
+        if (m->asym && am_asym_handles(m->asym, i)) {
+            am_tensor xv = {am_shape4(x->s.n, x->s.c * x->s.h * x->s.w, 1, 1), x->d};
+            return am_asym_forward(m->asym, i, &l->conv, &xv, pdat(m, l, 0), l->lin_bias ? pdat(m, l, 1) : NULL,
+                                   &l->y, m->work, m->work_n, training, NULL);
+        }
         return am_linear_forward(x, pdat(m, l, 0), l->lin_bias ? pdat(m, l, 1) : NULL, l->out_f, &l->y);
     case K_DROPOUT: {
         size_t n = am_shape_numel(l->y.s);
@@ -603,6 +608,7 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
 am_status am_model_backward(am_model *m) {
     if (m->gpu) return am_gpu_backward(m);
     if (!m->have_loss) return am_fail(AM_EINVAL, "model: backward needs a forward pass and a loss");
+    if (m->asym && m->asym_cfg.mode == AM_MODE_QUANTIZED) return am_fail(AM_EINVAL, "model: quantized mode is inference only");
     layer *last = &m->L[m->n - 1];
     double t0 = mono_s(), a0 = m->asym ? am_asym_blocked_seconds(m->asym) : 0;
     AM_TRY(am_softmax_ce_backward(&last->y, m->labels, m->probs, &last->dy));

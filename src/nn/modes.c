@@ -14,17 +14,19 @@ const char *am_mode_name(am_mode md) {
     case AM_MODE_LOWRANK_ONLY: return "lowrank-only";
     case AM_MODE_OPEN: return "open";
     case AM_MODE_GPU_ONLY: return "gpu-only";
+    case AM_MODE_QUANTIZED: return "quantized";
     }
     return "unknown";
 }
 
 am_status am_mode_parse(const char *s, am_mode *out) {
-    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_GPU_ONLY; i++)
+    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_QUANTIZED; i++)
         if (s && !strcmp(s, am_mode_name((am_mode)i))) {
             *out = (am_mode)i;
             return AM_OK;
         }
-    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open, gpu-only)", s ? s : "");
+    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open, gpu-only, quantized)",
+                   s ? s : "");
 }
 
 am_asym_cfg am_asym_defaults(void) {
@@ -58,9 +60,10 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
     for (int i = 1; i < m->n && st == AM_OK; i++) {
         layer *l = &m->L[i];
         bn_seen |= l->kind == K_BN;
-        if (l->kind != K_CONV) continue;
         am_shape xs = m->L[l->in[0]].os;
         xs.n = m->B;
+        if (l->kind == K_LINEAR && cfg->mode == AM_MODE_QUANTIZED) xs = am_shape4(m->B, xs.c * xs.h * xs.w, 1, 1);
+        else if (l->kind != K_CONV) continue;
         st = am_asym_plan(a, i, &l->conv, xs, l->in[0] == 0, bn_seen);
     }
     if (st == AM_OK) st = am_asym_plan_done(a);
@@ -78,23 +81,23 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
     return am_model_relayout(m);
 }
 
-/* The last layer whose plan is pending, 0 if none. */
-static int last_pending(const am_model *m) {
+/* The last layer the float pass must reach: whose plan is pending, or, to
+ * calibrate (quantized mode), any conv or linear layer; 0 if none. */
+static int last_to_see(const am_model *m, int calibrate) {
     int last = 0;
-    for (int i = 1; i < m->n; i++)
-        if (am_asym_pending(m->asym, i)) last = i;
+    for (int i = 1; i < m->n; i++) {
+        int lin = m->L[i].kind == K_CONV || m->L[i].kind == K_LINEAR;
+        if (am_asym_pending(m->asym, i) || (calibrate && lin)) last = i;
+    }
     return last;
 }
 
-/* Data-driven choices (a rank from the spectrum, AUTO's basis) wait for the
- * first batch. They are made before its step runs, on a forward pass of
- * that batch as tee-only runs it: every conv whole in the TEE, so nothing
- * crosses and nothing is released, and both private modes choose the same
- * plan from the same data. The model does not move: the running statistics
- * and the dropout generator are as they were. */
-am_status am_model_plan_batch(am_model *m, const am_tensor *x, int training, am_rng *rng) {
-    int last = last_pending(m);
-    if (!last) return AM_OK;
+/* A forward pass of x as tee-only runs it (every layer in the TEE, in
+ * float), which shows each layer up to `last` its input: pending choices
+ * are decided on it; with calibrate, every quantized layer's range also
+ * takes it in. Nothing crosses and the model does not move: the running
+ * statistics and the dropout generator are as they were. */
+static am_status float_pass(am_model *m, const am_tensor *x, int training, am_rng *rng, int last, int calibrate) {
     float *stats = m->n_buf ? malloc(sizeof(float) * m->n_buf) : NULL;
     if (m->n_buf && !stats) return am_fail(AM_ENOMEM, "model: out of memory");
     if (stats) memcpy(stats, m->bdata, sizeof(float) * m->n_buf);
@@ -104,15 +107,35 @@ am_status am_model_plan_batch(am_model *m, const am_tensor *x, int training, am_
     m->L[0].y.d = x->d;
     am_status st = AM_OK;
     for (int i = 1; i <= last && st == AM_OK; i++) {
-        if (am_asym_pending(a, i)) st = am_asym_decide(a, i, m->L[m->L[i].in[0]].y.d);
+        const float *in = m->L[m->L[i].in[0]].y.d;
+        if (am_asym_pending(a, i)) st = am_asym_decide(a, i, in);
+        else if (calibrate && (m->L[i].kind == K_CONV || m->L[i].kind == K_LINEAR)) st = am_asym_calibrate(a, i, in);
         if (st == AM_OK && i < last) st = am_model_fwd_layer(m, i, training, rng ? &r : NULL);
     }
     m->asym = a;
     if (stats) memcpy(m->bdata, stats, sizeof(float) * m->n_buf);
     free(stats);
-    AM_TRY(st);
+    return st;
+}
+
+/* Data-driven choices (a rank from the spectrum, AUTO's basis, a quantized
+ * layer's range) wait for the first batch. They are made before its step
+ * runs, on a pass of that batch as tee-only runs it: every conv whole in
+ * the TEE, so nothing crosses and nothing is released, and both private
+ * modes choose the same plan from the same data. */
+am_status am_model_plan_batch(am_model *m, const am_tensor *x, int training, am_rng *rng) {
+    int last = last_to_see(m, 0);
+    if (!last) return AM_OK;
+    AM_TRY(float_pass(m, x, training, rng, last, 0));
     /* What the TEE keeps for the backward pass depends on the plan. */
     return am_model_relayout(m);
+}
+
+am_status am_model_calibrate(am_model *m, const am_tensor *x) {
+    if (!m || !x || !x->d) return am_fail(AM_EINVAL, "calibrate: NULL argument");
+    if (!m->asym || m->asym_cfg.mode != AM_MODE_QUANTIZED) return am_fail(AM_EINVAL, "calibrate: not in quantized mode");
+    if (!am_shape_eq(x->s, m->L[0].y.s)) return am_fail(AM_EINVAL, "calibrate: the batch's shape is not the model's");
+    return float_pass(m, x, 0, NULL, last_to_see(m, 1), 1);
 }
 
 am_mode am_model_mode(const am_model *m) { return m->asym || m->gpu ? m->asym_cfg.mode : AM_MODE_TEE_ONLY; }

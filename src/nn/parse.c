@@ -215,6 +215,8 @@ static am_status build_layer(am_model *m, int li, const char *kw, opts *o, int l
         o->npos--;
         AM_TRY(opt_int(o, line, "bias", 1, 0, 1, &l->lin_bias));
         l->os = am_shape4(1, l->out_f, 1, 1);
+        /* As a 1x1 conv of its flattened input, for the modes that run it as one. */
+        l->conv = (am_conv2d_cfg){.out_c = l->out_f, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .bias = l->lin_bias};
         AM_TRY(add_param(m, li, "weight", AM_P_WEIGHT, am_shape4(l->out_f, xs.c * xs.h * xs.w, 1, 1)));
         if (l->lin_bias) AM_TRY(add_param(m, li, "bias", AM_P_BIAS, am_shape4(l->out_f, 1, 1, 1)));
     } else if (!strcmp(kw, "dropout")) {

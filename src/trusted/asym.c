@@ -21,7 +21,10 @@ double asym_busy(const am_asym *a) { return a->be ? a->be->vt->busy_seconds(a->b
 am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_backend *be, am_asym **out) {
     *out = NULL;
     if (!cfg || n_layers < 1) return am_fail(AM_EINVAL, "asym: bad argument");
-    if (cfg->mode < AM_MODE_TEE_ONLY || cfg->mode > AM_MODE_OPEN) return am_fail(AM_EINVAL, "asym: unknown mode");
+    if (cfg->mode < AM_MODE_TEE_ONLY || cfg->mode > AM_MODE_QUANTIZED || cfg->mode == AM_MODE_GPU_ONLY)
+        return am_fail(AM_EINVAL, "asym: unknown mode");
+    if (cfg->act_bits && (cfg->act_bits < 2 || cfg->act_bits > 16))
+        return am_fail(AM_EINVAL, "asym: %d activation bits outside [2, 16]", cfg->act_bits);
     if (!be && (cfg->mode == AM_MODE_ASYMML || cfg->mode == AM_MODE_OPEN))
         return am_fail(AM_EINVAL, "asym: %s mode needs an accelerator backend", cfg->mode == AM_MODE_OPEN ? "open" : "asymml");
     if (cfg->iters < 1 || cfg->iters > 20) return am_fail(AM_EINVAL, "asym: iterations %d outside [1, 20]", cfg->iters);
@@ -95,6 +98,11 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->vmag);
     am_aligned_free(a->vcomb);
     am_aligned_free(a->vwork);
+    am_aligned_free(a->qx);
+    am_aligned_free(a->qw);
+    am_aligned_free(a->qs);
+    am_aligned_free(a->qy);
+    am_aligned_free(a->qwork);
     free(a->led);
     free(a);
 }
@@ -106,6 +114,14 @@ am_status asym_grow(float **buf, size_t *cap, size_t n) {
     *buf = am_aligned_alloc(n * sizeof(float));
     *cap = *buf ? n : 0;
     return *buf ? AM_OK : am_fail(AM_ENOMEM, "asym: cannot allocate %zu MiB", (n * sizeof(float)) >> 20);
+}
+
+am_status asym_grow_d(double **buf, size_t *cap, size_t n) {
+    if (n <= *cap && *buf) return AM_OK;
+    am_aligned_free(*buf);
+    *buf = am_aligned_alloc(n * sizeof(double));
+    *cap = *buf ? n : 0;
+    return *buf ? AM_OK : am_fail(AM_ENOMEM, "asym: cannot allocate %zu MiB", (n * sizeof(double)) >> 20);
 }
 
 /* Appends n floats (aligned) to the checkpointed state; *off receives where. */

@@ -66,6 +66,12 @@ am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape
     p->C = x.c, p->K = cfg->out_c, p->N = x.h * x.w, p->P = p->y.h * p->y.w, p->kk = cfg->kh * cfg->kw;
     p->basis = a->cfg.basis == AM_BASIS_AUTO ? AM_BASIS_SHARED : a->cfg.basis;
     costs(a, p, (p->C + 15) / 16); /* whole_flops for every layer */
+    if (a->cfg.mode == AM_MODE_QUANTIZED) {
+        /* Every layer in fixed point; its input's scale from calibration. */
+        p->strat = &asym_quant;
+        p->pending = 1;
+        return p->strat->plan(a, p);
+    }
     /* Open mode: every conv whole on the accelerator. The first conv reads
      * the raw image, which never leaves. */
     if (a->cfg.mode == AM_MODE_OPEN) p->strat = &asym_whole_accel;
@@ -80,8 +86,10 @@ am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape
     }
     if (a->cfg.policy == AM_RANK_ENTROPY || a->cfg.policy == AM_RANK_ENERGY || a->cfg.basis == AM_BASIS_AUTO) {
         /* Decided on the first batch, from its singular values, before
-         * its step (am_asym_decide). */
+         * its step (am_asym_decide); until then it counts as split (what
+         * may cross is said before the first batch). */
         p->pending = 1;
+        p->split = 1;
         return AM_OK;
     }
     return settle(a, p, p->basis, am_rank_pick(a->cfg.policy, value, NULL, p->C));
@@ -112,6 +120,7 @@ int am_asym_pending(const am_asym *a, int layer) {
 am_status am_asym_decide(am_asym *a, int layer, const float *X) {
     if (!am_asym_pending(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d has no choice pending", layer);
     layer_plan *p = &a->L[layer];
+    if (a->cfg.mode == AM_MODE_QUANTIZED) return am_asym_calibrate(a, layer, X);
     const int B = p->x.n, C = p->C, N = p->N;
     float *s = malloc(sizeof(float) * (size_t)C * 2);
     double *esh = calloc((size_t)(C + 1) * 2, sizeof(double)), *eps = esh + C + 1;
@@ -149,8 +158,17 @@ am_status am_asym_decide(am_asym *a, int layer, const float *X) {
     return settle(a, p, kind, r);
 }
 
+am_status am_asym_calibrate(am_asym *a, int layer, const float *X) {
+    if (!a || layer < 0 || layer >= a->n || a->L[layer].strat != &asym_quant)
+        return am_fail(AM_EINVAL, "asym: layer %d is not quantized", layer);
+    layer_plan *p = &a->L[layer];
+    asym_quant_observe(a, p, X);
+    p->pending = 0;
+    return AM_OK;
+}
+
 int am_asym_handles(const am_asym *a, int layer) {
-    return a && layer >= 0 && layer < a->n && a->L[layer].active && a->L[layer].strat;
+    return a && layer >= 0 && layer < a->n && a->L[layer].active && a->L[layer].strat && !a->L[layer].pending;
 }
 
 int am_asym_needs_input(const am_asym *a, int layer) {

@@ -16,6 +16,7 @@ am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_backend *be, a
 void am_asym_free(am_asym *a);
 /* Plans conv layer `layer` reading input shape x (x.n = batch). first: it
  * reads the input image; coupled: a BatchNorm before it mixes the batch.
+ * Quantized mode plans linear layers too, as 1x1 convs of x = B x in x 1 x 1.
  * Call in model order, then am_asym_plan_done. */
 am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape x, int first, int coupled);
 am_status am_asym_plan_done(am_asym *a);
@@ -24,6 +25,9 @@ am_status am_asym_plan_done(am_asym *a);
  * before that batch's step runs. Until then the layer is not handled. */
 int am_asym_pending(const am_asym *a, int layer);
 am_status am_asym_decide(am_asym *a, int layer, const float *x);
+/* Quantized mode: the layer's input x (of a calibration batch) widens its
+ * range; the first call settles a pending layer. */
+am_status am_asym_calibrate(am_asym *a, int layer, const float *x);
 int am_asym_plan_get(const am_asym *a, int *rank, int *basis, int max);
 am_status am_asym_plan_set(am_asym *a, const int *rank, const int *basis, int n);
 /* 1 if the layer runs through here (split, low rank only, or whole on the

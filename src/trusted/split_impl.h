@@ -24,6 +24,7 @@ typedef struct layer_plan {
     am_shape x, y;
     int C, K, r, N, P, kk;
     size_t u_off; /* into state: U (C x r), shared basis */
+    size_t q_off; /* into state: quantized mode, the largest |input| seen in calibration */
     int warm;
     int rg;       /* protected gradients: rank of the output-gradient basis */
     size_t a_off; /* into state: A (K x rg) */
@@ -62,6 +63,8 @@ struct am_asym {
     uint8_t noise_key[32]; /* the run's secret key mixed with the session's nonce (zeros: no secret key) */
     float *vsig, *vref, *vmag, *vcomb, *vwork; /* verification: coefficients, reference, bound, the reply's combination */
     size_t vsig_n, vref_n, vwork_n;
+    double *qx, *qw, *qs, *qy, *qwork; /* quantized: input, weights, their scales, output, conv workspace */
+    size_t qx_n, qw_n, qs_n, qy_n, qwork_n;
     double blocked_s; /* total time the TEE spent blocked in submit or wait */
     int ledger_on;
     am_ledger_entry *led;
@@ -74,6 +77,7 @@ double asym_now(void);
 double asym_busy(const am_asym *a);
 /* Grows a trusted scratch buffer to at least n floats. */
 am_status asym_grow(float **buf, size_t *cap, size_t n);
+am_status asym_grow_d(double **buf, size_t *cap, size_t n);
 /* Appends n floats (aligned) to the checkpointed state; *off: where. */
 am_status asym_state_add(am_asym *a, size_t n, size_t *off);
 /* Samples per group in the forward pass's residual buffer. */
@@ -132,6 +136,19 @@ am_status asym_lowrank_conv(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg,
 /* dw = U (x) corr(V, dy): the low-rank part of the weight gradient. */
 am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const am_tensor *dy, float *dw, float *work, size_t work_n);
+
+/* ---- quant.c: fixed point (quantized mode and blinding) */
+/* The largest activation integer: 2^(bits-1) - 1. */
+int asym_act_max(const am_asym *a);
+/* A layer's buffers and its calibration slot in the state. */
+am_status asym_quant_alloc(am_asym *a, layer_plan *p);
+/* Calibration: the largest |x| of this batch joins the layer's. */
+void asym_quant_observe(am_asym *a, layer_plan *p, const float *x);
+/* The layer's input (a->qx) and weights (a->qw, scales a->qs) as
+ * integers; *sx: the input's scale. */
+void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w, double *sx);
+/* y = sx s_k (the integers in a->qy) + b_k, output channel by channel. */
+void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, am_tensor *y);
 
 /* ---- regions.c */
 typedef struct asym_list {
