@@ -28,6 +28,7 @@ static void usage(FILE *f) {
     fprintf(f, "usage: asymml COMMAND [options]   (asymml COMMAND --help for each)\n"
                "  train   train a model (MNIST, Fashion-MNIST, CIFAR-10/100); checkpoints, resume\n"
                "  eval    evaluate a checkpoint on a dataset\n"
+               "  import  turn a PyTorch model (safetensors, torchvision's names) into a checkpoint\n"
                "  analyze per conv layer: entropy, ranks, energy kept, TEE/accelerator FLOPs\n"
                "  info    print a model's layers, shapes, parameters and FLOPs\n"
                "  bench   time training and inference steps of zoo models\n"
@@ -53,7 +54,8 @@ int main(int argc, char **argv) {
         const char *name;
         int (*run)(int, char **);
     } cmds[] = {{"train", cmd_train}, {"eval", cmd_eval},     {"bench", cmd_bench}, {"analyze", cmd_analyze},
-                {"info", cmd_info},   {"seal", cmd_seal},     {"keygen", cmd_keygen}, {"log", cmd_log}};
+                {"info", cmd_info},   {"seal", cmd_seal},     {"keygen", cmd_keygen}, {"log", cmd_log},
+                {"import", cmd_import}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
     return die(EXIT_USAGE, "unknown command '%s' (see asymml --help)", cmd);

@@ -51,6 +51,71 @@ static void idx(const char *name, uint32_t imagic, uint32_t n, uint32_t h, uint3
     put("idx", name, b, o);
 }
 
+/* safetensors: u64 header length, the JSON header, the data. */
+static void st_put(const char *name, const char *json, uint64_t hl, const uint8_t *data, size_t dn) {
+    size_t jl = strlen(json);
+    uint8_t *b = malloc(8 + jl + dn);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(hl >> (8 * i));
+    memcpy(b + 8, json, jl);
+    if (dn) memcpy(b + 8 + jl, data, dn);
+    put("safetensors", name, b, 8 + jl + dn);
+    free(b);
+}
+
+/* LeNet at 1x4x4 in BF16 under the names asymml import reads: what the
+ * fuzz target imports whole (38 KB). */
+static void st_lenet(void) {
+    char desc[4096], json[4096];
+    am_model *m;
+    if (am_zoo_describe("lenet", am_shape4(1, 1, 4, 4), 10, desc, sizeof desc) || am_model_create(desc, &m) ||
+        am_model_init(m, 1))
+        exit(1);
+    uint8_t *data = malloc(2 * am_model_weights_len(m));
+    size_t pos = 0, jl = (size_t)snprintf(json, sizeof json, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (int i = 0; i < am_model_num_params(m); i++) {
+        am_param *p = am_model_param(m, i);
+        char name[64];
+        am_import_name(m, "lenet", i, name, sizeof name);
+        int conv = p->shape.h > 1, vec = p->kind != AM_P_WEIGHT;
+        jl += (size_t)snprintf(json + jl, sizeof json - jl, ",\"%s\":{\"dtype\":\"BF16\",\"shape\":[%d", name, p->shape.n);
+        if (!vec) jl += (size_t)snprintf(json + jl, sizeof json - jl, ",%d", p->shape.c);
+        if (conv) jl += (size_t)snprintf(json + jl, sizeof json - jl, ",%d,%d", p->shape.h, p->shape.w);
+        jl += (size_t)snprintf(json + jl, sizeof json - jl, "],\"data_offsets\":[%zu,%zu]}", pos, pos + 2 * p->numel);
+        for (size_t e = 0; e < p->numel; e++) {
+            uint32_t u;
+            memcpy(&u, &p->data[e], 4);
+            data[pos++] = (uint8_t)(u >> 16), data[pos++] = (uint8_t)(u >> 24);
+        }
+    }
+    snprintf(json + jl, sizeof json - jl, "}");
+    st_put("lenet-bf16", json, strlen(json), data, pos);
+    free(data);
+    am_model_free(m);
+}
+
+static void safetensors(void) {
+    static const char small[] =
+        "{\"__metadata__\":{\"format\":\"pt\"},\"a.weight\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]},"
+        "\"a.num_batches_tracked\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[16,24]},"
+        "\"\\u00e9\\ud83d\\ude00\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[24,28]}}    ";
+    uint8_t d[28] = {0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64, 7, 0, 0, 0, 0, 0, 0, 0, 0, 60, 0, 124};
+    st_put("small", small, strlen(small), d, sizeof d);
+    st_put("truncated", small, strlen(small), d, sizeof d - 6);
+    st_put("header-past-end", small, 1000, d, sizeof d);
+    uint8_t nan[4] = {0, 0, 192, 127};
+    static const char one[] = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    st_put("nan", one, strlen(one), nan, 4);
+    static const char overlap[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                                  "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    st_put("overlap", overlap, strlen(overlap), d, 8);
+    static const char dup[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                              "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    st_put("duplicate", dup, strlen(dup), d, 8);
+    static const char bad[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},}";
+    st_put("bad-json", bad, strlen(bad), d, 4);
+    st_lenet();
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
     root = argv[1];
@@ -192,5 +257,6 @@ int main(int argc, char **argv) {
     am_chan_encode(&rm, msg + 8);
     put("channel", "reply", msg, sizeof msg);
     put("channel", "short", msg, 8 + 100);
+    safetensors();
     return 0;
 }

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 scripts/deps.sh --fuzz
 CC=clang cmake -S . -B build-fuzz -DASYMML_FUZZ=ON -DASYMML_CUDA=off -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-targets=(idx cifar checkpoint desc channel)
+targets=(idx cifar checkpoint desc channel safetensors)
 cmake --build build-fuzz -j"$(nproc)" --target "${targets[@]/#/fuzz_}" >/dev/null
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -29,9 +29,9 @@ expect() {
 
 # A small IDX dataset: 96 train and 32 test images of 28x28, labels 0..9.
 be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
-mkidx() { # prefix count
-  local f=$dir/data/$1 n=$2
-  { printf '\x00\x00\x08\x03'; be32 "$n"; be32 28; be32 28; head -c $((n * 784)) /dev/urandom; } >"$f-images-idx3-ubyte"
+mkidx() { # prefix count [size [folder]]
+  local f=${4:-$dir/data}/$1 n=$2 s=${3:-28}
+  { printf '\x00\x00\x08\x03'; be32 "$n"; be32 "$s"; be32 "$s"; head -c $((n * s * s)) /dev/urandom; } >"$f-images-idx3-ubyte"
   { printf '\x00\x00\x08\x01'; be32 "$n"; for ((i = 0; i < n; i++)); do printf "\\x0$((i % 10))"; done; } >"$f-labels-idx1-ubyte"
 }
 mkdir -p "$dir/data" "$dir/bad"
@@ -362,6 +362,48 @@ expect 0 "cifar10 train" -- "$bin" train --data "$dir/c10" --dataset cifar10 --e
   --checkpoint-dir "$dir/ck10" --threads 1
 expect 1 "checkpoint of another model" -- "$bin" eval --checkpoint "$dir/ck10" --data "$dir/data"
 expect 1 "resume on other data" -- "$bin" train --data "$dir/data" --resume "$dir/ck10"
+
+# asymml import: a LeNet saved from PyTorch at 1x12x12 (tests/gen_fixtures.py)
+# into a checkpoint that eval reads; nothing written when it fails.
+st=$(cd "$(dirname "$0")" && pwd)/fixtures/import_lenet.safetensors
+mkdir -p "$dir/d12"
+mkidx train 32 12 "$dir/d12"
+mkidx t10k 16 12 "$dir/d12"
+imp() { "$bin" import --safetensors "$st" --model lenet --input 1,12,12 "$@"; }
+expect 0 "import --help" -- "$bin" import --help
+expect 0 "import a LeNet" -- imp --norm mnist --out "$dir/imp.amck"
+grep -qx "import: lenet (1x12x12, 10 classes) from $st: 8 tensors, 51530 parameters; normalization mean 0.1307 std 0.3081 (--norm mnist); wrote $dir/imp.amck" "$dir/out" ||
+  { echo "FAIL: import's summary: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 0 "eval of an imported model" -- "$bin" eval --checkpoint "$dir/imp.amck" --data "$dir/d12"
+grep -q "^$dir/imp.amck: test accuracy [0-9.]* loss [0-9.]* (16 images, step 0, tee-only mode)$" "$dir/out" ||
+  { echo "FAIL: eval of an imported model: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 0 "eval of an imported model in asymml mode" -- "$bin" eval --checkpoint "$dir/imp.amck" --data "$dir/d12" --mode asymml
+mkdir -p "$dir/impck"
+cp "$dir/imp.amck" "$dir/impck/ckpt-0000000000.amck"
+expect 1 "resume of an imported model" -- "$bin" train --data "$dir/d12" --resume "$dir/impck"
+grep -q "the training data differ from the run's" "$dir/err" || { echo "FAIL: resume of an import: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 1 "import over an existing file" -- imp --out "$dir/imp.amck"
+expect 2 "import without --out" -- imp
+expect 2 "import of an unknown model" -- "$bin" import --safetensors "$st" --model alexnet --out "$dir/x.amck"
+expect 2 "import with a preset of other channels" -- imp --norm imagenet --out "$dir/x.amck"
+expect 2 "import with an unknown preset" -- imp --norm bogus --out "$dir/x.amck"
+expect 2 "import with one mean too many" -- imp --mean 0.1,0.2 --out "$dir/x.amck"
+expect 2 "import with a zero std" -- imp --std 0 --out "$dir/x.amck"
+expect 2 "import with a mean list ending in a comma" -- imp --mean 0.1, --out "$dir/x.amck"
+expect 1 "import at another input size" -- "$bin" import --safetensors "$st" --model lenet --out "$dir/x.amck"
+grep -qx "asymml: $st: tensor 'fc1.weight' has shape 128x288, the model expects 128x1568" "$dir/err" ||
+  { echo "FAIL: a misshapen tensor: $(cat "$dir/err")"; fail=$((fail + 1)); }
+head -c 2000 "$st" >"$dir/cut.safetensors"
+expect 1 "import of a truncated file" -- "$bin" import --safetensors "$dir/cut.safetensors" --model lenet --input 1,12,12 --out "$dir/x.amck"
+grep -q "^asymml: $dir/cut.safetensors: safetensors: tensor '.*' has data_offsets .*: the file is truncated" "$dir/err" ||
+  { echo "FAIL: a truncated file: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 1 "import of a missing file" -- "$bin" import --safetensors "$dir/none.safetensors" --model lenet --out "$dir/x.amck"
+[ -e "$dir/x.amck" ] || ls -a "$dir" | grep -q 'x.amck' && { echo "FAIL: a failed import left $(ls -a "$dir" | grep x.amck)"; fail=$((fail + 1)); }
+# Sealed under a key, as train's checkpoints are.
+expect 0 "import, sealed" -- imp --mean 0.5 --std 0.25 --key "$dir/key" --out "$dir/imps.amck"
+grep -q "normalization mean 0.5 std 0.25; wrote $dir/imps.amck (sealed)$" "$dir/out" || { echo "FAIL: sealed import: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 1 "eval of a sealed import without the key" -- "$bin" eval --checkpoint "$dir/imps.amck" --data "$dir/d12"
+expect 0 "eval of a sealed import" -- "$bin" eval --checkpoint "$dir/imps.amck" --data "$dir/d12" --key "$dir/key"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -2,7 +2,9 @@
 """Writes the PyTorch reference fixtures that the C tests read.
 
 Run with Debian's python3-torch (and python3-torchvision for the zoo's
-parameter counts):  /usr/bin/python3 tests/gen_fixtures.py tests/fixtures
+parameter counts and the imports):  /usr/bin/python3 tests/gen_fixtures.py tests/fixtures
+Groups may be named after the folder to write only those: ops, train, zoo,
+import (default: all).
 
 PyTorch is the oracle: this script interprets asymml's model description
 language with torch.nn modules of its own, so a mistake in the C parser or
@@ -12,10 +14,13 @@ File format (.amfx, little-endian): b"AMFX", u32 version (1), u32 count, then
 per tensor: u32 name length, name, u32 dtype (0 float32, 1 int32, 2 bytes),
 u32 ndim, u32 dims[ndim], data.
 """
+import json
 import math
 import os
 import struct
 import sys
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -392,21 +397,155 @@ def zoo_counts(w):
     w.i32("count_lo", [r[4] & 0xFFFFFF for r in rows])
 
 
+# ---------------------------------------------------------------- import
+# Models saved from PyTorch in the safetensors format, for `asymml import`
+# (tests/test_import.c). Debian has no safetensors package; the format is
+# simple, and written here.
+ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+             torch.int64: "I64", torch.int32: "I32"}
+
+
+def safetensors(sd, metadata=None):
+    """(header, data): the JSON header, padded with spaces to a multiple of 8
+    bytes as the reference writer pads it, and the tensors' bytes in
+    state_dict order. The file is u64 len(header), header, data."""
+    header, blobs, off = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, t in sd.items():
+        t = t.detach().contiguous()
+        b = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    return h + b" " * (-len(h) % 8), b"".join(blobs)
+
+
+def splitmix64(x):
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def formula(index, name, shape):
+    """Tensor number `index` of a state dict (in its order), as tests/test_import.c
+    rebuilds it bit for bit: u = the top 24 bits of splitmix64(index << 40 | element)
+    over 2^24, computed in double and rounded to float once. Weights of fan-in F
+    (every dimension after the first) are (u - 1/2) 2^-k, k the largest with
+    24 4^k <= 2F (a variance within 2x of 2/F); running variances 1/2 + u;
+    BatchNorm weights 3/4 + u/2; running means and biases (u - 1/2) / 4."""
+    n = int(np.prod(shape)) if len(shape) else 1
+    x = (np.uint64(index) << np.uint64(40)) + np.arange(n, dtype=np.uint64)
+    u = (splitmix64(x) >> np.uint64(40)).astype(np.float64) * 2.0 ** -24
+    if name.endswith("running_var"):
+        v = 0.5 + u
+    elif name.endswith("running_mean"):
+        v = (u - 0.5) * 0.25
+    elif len(shape) >= 2:
+        fan, k = int(np.prod(shape[1:])), 0
+        while 24 * 4 ** (k + 1) <= 2 * fan:
+            k += 1
+        v = (u - 0.5) * 2.0 ** -k
+    elif name.endswith("weight"):
+        v = 0.75 + 0.5 * u
+    else:
+        v = (u - 0.5) * 0.25
+    return torch.from_numpy(v.astype(np.float32).reshape(shape))
+
+
+def import_fixture(w, name, net, in_shape, classes, seed):
+    """The header of net's state dict with every float tensor from formula(),
+    and PyTorch's logits in evaluation mode: the C test rebuilds the whole
+    file (about 40 MB, too large to commit) from the header and the formula."""
+    sd = net.state_dict()
+    with torch.no_grad():
+        for i, (n, t) in enumerate(sd.items()):
+            if t.is_floating_point():
+                t.copy_(formula(i, n, list(t.shape)))
+    header, data = safetensors(sd, {"format": "pt"})
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, *in_shape, generator=g)
+    net.eval()
+    with torch.no_grad():
+        logits = net(x)
+    w.text("model", name)
+    w.i32("input", list(in_shape) + [classes])
+    w.text("header", header.decode())
+    w.i32("data_bytes", [len(data)])
+    w.f32("x", x)
+    w.f32("logits", logits)
+
+
+class LeNet(nn.Module):
+    """asymml's lenet under the names `asymml import` reads for it."""
+
+    def __init__(self, c, hw, classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, 16, 5, padding=2)
+        self.conv2 = nn.Conv2d(16, 32, 5, padding=2)
+        self.fc1 = nn.Linear(32 * (hw // 4) ** 2, 128)
+        self.fc2 = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+def import_fixtures(out):
+    import torchvision.models as tvm
+
+    torch.manual_seed(21)
+    vgg = tvm.vgg11_bn(num_classes=10)
+    vgg.avgpool = nn.Identity()
+    vgg.classifier = nn.Linear(512, 10)
+    w = Writer()
+    import_fixture(w, "vgg11", vgg, (3, 32, 32), 10, 22)
+    w.save(os.path.join(out, "import_vgg11.amfx"))
+    resnet = tvm.resnet18(num_classes=10)
+    resnet.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    resnet.maxpool = nn.Identity()
+    w = Writer()
+    import_fixture(w, "resnet18", resnet, (3, 32, 32), 10, 23)
+    w.save(os.path.join(out, "import_resnet18.amfx"))
+    # A whole file, every byte from here: LeNet at 1x12x12 (206 KB; at
+    # 28x28 it would be 860 KB) with PyTorch's own initialization.
+    torch.manual_seed(24)
+    lenet = LeNet(1, 12, 10).eval()
+    header, data = safetensors(lenet.state_dict(), {"format": "pt"})
+    with open(os.path.join(out, "import_lenet.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header + data)
+    x = torch.rand(4, 1, 12, 12, generator=torch.Generator().manual_seed(25))
+    w = Writer()
+    with torch.no_grad():
+        w.f32("x", x)
+        w.f32("logits", lenet(x))
+    w.save(os.path.join(out, "import_lenet.amfx"))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "fixtures")
+    groups = set(sys.argv[2:]) or {"ops", "train", "zoo", "import"}
     os.makedirs(out, exist_ok=True)
-    w = Writer()
-    op_fixtures(w)
-    w.save(os.path.join(out, "ops.amfx"))
-    w = Writer()
-    train_fixture(w, SMALL_VGG, 5, 8, 10, 0.05, 0.9, 5e-4, False, 11)
-    w.save(os.path.join(out, "train_vgg.amfx"))
-    w = Writer()
-    train_fixture(w, SMALL_RESNET, 5, 6, 5, 0.05, 0.9, 1e-3, True, 12)
-    w.save(os.path.join(out, "train_resnet.amfx"))
-    w = Writer()
-    zoo_counts(w)
-    w.save(os.path.join(out, "zoo.amfx"))
+    if "ops" in groups:
+        w = Writer()
+        op_fixtures(w)
+        w.save(os.path.join(out, "ops.amfx"))
+    if "train" in groups:
+        w = Writer()
+        train_fixture(w, SMALL_VGG, 5, 8, 10, 0.05, 0.9, 5e-4, False, 11)
+        w.save(os.path.join(out, "train_vgg.amfx"))
+        w = Writer()
+        train_fixture(w, SMALL_RESNET, 5, 6, 5, 0.05, 0.9, 1e-3, True, 12)
+        w.save(os.path.join(out, "train_resnet.amfx"))
+    if "zoo" in groups:
+        w = Writer()
+        zoo_counts(w)
+        w.save(os.path.join(out, "zoo.amfx"))
+    if "import" in groups:
+        import_fixtures(out)
 
 
 if __name__ == "__main__":

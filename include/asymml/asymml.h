@@ -13,5 +13,6 @@
 #include "asymml/decomp.h"
 #include "asymml/asym.h"
 #include "asymml/seal.h"
+#include "asymml/import.h"
 
 #endif
