@@ -26,14 +26,15 @@ static void wait_briefly(char **argv) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: asymml COMMAND [options]   (asymml COMMAND --help for each)\n"
-               "  train   train a model (MNIST, Fashion-MNIST, CIFAR-10/100); checkpoints, resume\n"
-               "  eval    evaluate a checkpoint on a dataset\n"
-               "  import  turn a PyTorch model (safetensors, torchvision's names) into a checkpoint\n"
-               "  analyze per conv layer: entropy, ranks, energy kept, TEE/accelerator FLOPs\n"
-               "  info    print a model's layers, shapes, parameters and FLOPs\n"
-               "  bench   time training and inference steps of zoo models\n"
-               "  seal    encrypt dataset files under a key; keygen makes a key\n"
-               "  log     print a run's log, opening its sealed records\n"
+               "  train     train a model (MNIST, Fashion-MNIST, CIFAR-10/100); checkpoints, resume\n"
+               "  eval      evaluate a checkpoint on a dataset\n"
+               "  import    turn a PyTorch model (safetensors, torchvision's names) into a checkpoint\n"
+               "  quantize  a checkpoint's model in fixed point: its accuracy next to the float model's\n"
+               "  analyze   per conv layer: entropy, ranks, energy kept, TEE/accelerator FLOPs\n"
+               "  info      print a model's layers, shapes, parameters and FLOPs\n"
+               "  bench     time training and inference steps of zoo models\n"
+               "  seal      encrypt dataset files under a key; keygen makes a key\n"
+               "  log       print a run's log, opening its sealed records\n"
                "  --version, --help\n"
                "exit codes: 0 success, 1 run-time failure, 2 bad usage\n");
 }
@@ -55,7 +56,7 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } cmds[] = {{"train", cmd_train}, {"eval", cmd_eval},     {"bench", cmd_bench}, {"analyze", cmd_analyze},
                 {"info", cmd_info},   {"seal", cmd_seal},     {"keygen", cmd_keygen}, {"log", cmd_log},
-                {"import", cmd_import}};
+                {"import", cmd_import}, {"quantize", cmd_quantize}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
     return die(EXIT_USAGE, "unknown command '%s' (see asymml --help)", cmd);

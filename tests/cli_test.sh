@@ -40,7 +40,7 @@ mkidx t10k 32
 
 expect 2 "no command" -- "$bin"
 expect 2 "unknown command" -- "$bin" frobnicate
-for c in train eval info bench analyze; do expect 0 "$c --help" -- "$bin" $c --help; done
+for c in train eval info bench analyze quantize; do expect 0 "$c --help" -- "$bin" $c --help; done
 expect 0 "--version" -- "$bin" --version
 expect 2 "unknown option" -- "$bin" train --data "$dir/data" --bogus
 expect 2 "zero batch" -- "$bin" train --data "$dir/data" --batch 0
@@ -404,6 +404,28 @@ expect 0 "import, sealed" -- imp --mean 0.5 --std 0.25 --key "$dir/key" --out "$
 grep -q "normalization mean 0.5 std 0.25; wrote $dir/imps.amck (sealed)$" "$dir/out" || { echo "FAIL: sealed import: $(cat "$dir/out")"; fail=$((fail + 1)); }
 expect 1 "eval of a sealed import without the key" -- "$bin" eval --checkpoint "$dir/imps.amck" --data "$dir/d12"
 expect 0 "eval of a sealed import" -- "$bin" eval --checkpoint "$dir/imps.amck" --data "$dir/d12" --key "$dir/key"
+
+# asymml quantize: the imported LeNet in fixed point, its accuracy next to
+# the float model's; inference only everywhere else.
+expect 0 "quantize --help" -- "$bin" quantize --help
+expect 0 "quantize" -- "$bin" quantize --checkpoint "$dir/imp.amck" --data "$dir/d12" --batch 8 --calib 16
+grep -qx "$dir/imp.amck: test accuracy float [0-9.]*, quantized [0-9.]* ([-+][0-9.]* points; 16 images)" "$dir/out" ||
+  { echo "FAIL: quantize's accuracies: $(cat "$dir/out")"; fail=$((fail + 1)); }
+grep -qx "quantized: 0 BatchNorm layers folded; weights 8-bit, a scale per output channel; activations 8-bit, a scale per layer from 16 training images" "$dir/out" ||
+  { echo "FAIL: quantize's settings: $(cat "$dir/out")"; fail=$((fail + 1)); }
+grep -qx "privacy: nothing is sent to an accelerator (quantize runs every layer in this process)" "$dir/out" ||
+  { echo "FAIL: quantize's privacy line: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 0 "quantize a sealed checkpoint" -- "$bin" quantize --checkpoint "$dir/imps.amck" --data "$dir/d12" --batch 8 --key "$dir/key"
+expect 1 "quantize a sealed checkpoint without the key" -- "$bin" quantize --checkpoint "$dir/imps.amck" --data "$dir/d12"
+expect 2 "quantize at 1 bit" -- "$bin" quantize --checkpoint "$dir/imp.amck" --data "$dir/d12" --act-bits 1
+expect 2 "quantize at 17 bits" -- "$bin" quantize --checkpoint "$dir/imp.amck" --data "$dir/d12" --act-bits 17
+expect 2 "quantize without --data" -- "$bin" quantize --checkpoint "$dir/imp.amck"
+expect 2 "quantize with less than a batch to calibrate" -- "$bin" quantize --checkpoint "$dir/imp.amck" --data "$dir/d12" --batch 8 --calib 4
+head -c 500 "$dir/imp.amck" >"$dir/cutq.amck"
+expect 1 "quantize a truncated checkpoint" -- "$bin" quantize --checkpoint "$dir/cutq.amck" --data "$dir/d12"
+expect 2 "train in quantized mode" -- "$bin" train --data "$dir/data" --mode quantized
+grep -q "inference only" "$dir/err" || { echo "FAIL: train --mode quantized: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 2 "bench in quantized mode" -- "$bin" bench --models lenet --input 1,28,28 --mode quantized
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

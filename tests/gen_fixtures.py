@@ -525,9 +525,83 @@ def import_fixtures(out):
     w.save(os.path.join(out, "import_lenet.amfx"))
 
 
+# ---------------------------------------------------------------- quantized
+def quant_fixture(w, desc, seed, bits=8):
+    """BatchNorm folded by PyTorch's own fuse_conv_bn_eval, then fixed point by
+    its fake-quantize ops: inputs per layer (scale: the largest |input| over a
+    calibration batch of the folded float model, / (2^(bits-1) - 1)), weights
+    per output channel (largest |w| / 127), symmetric."""
+    import copy
+    torch.manual_seed(seed)
+    net = DescNet(desc)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for m in net.mods:
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.25)
+                m.weight.copy_(torch.randn(n, generator=g))
+                m.bias.copy_(torch.randn(n, generator=g) * 0.3)
+    net.eval()
+    first = [int(v) for v in desc.split("\n")[0].split()[1:4]]
+    xc = torch.randn(8, *first, generator=g)
+    xe = torch.randn(4, *first, generator=g)
+    w.text("desc", desc)
+    w.i32("bits", [bits])
+    for i, t in enumerate(net.order):
+        w.f32(f"p{i}", t)
+    w.f32("calib", xc)
+    w.f32("x", xe)
+    readers = [sum(1 for _, ins in net.wiring if j in ins) for j in range(len(net.wiring))]
+    fused = copy.deepcopy(net)
+    folded = 0
+    for i, (kw, ins) in enumerate(fused.wiring):
+        if kw == "bn" and ins == [i - 1] and fused.wiring[i - 1][0] == "conv" and readers[i - 1] == 1:
+            fused.mods[i - 1] = torch.nn.utils.fusion.fuse_conv_bn_eval(fused.mods[i - 1], fused.mods[i])
+            fused.mods[i] = nn.Identity()
+            folded += 1
+    w.i32("folded", [folded])
+    lin = [m for m in fused.mods if isinstance(m, (nn.Conv2d, nn.Linear))]
+    top = {id(m): 0.0 for m in lin}
+
+    def observe(m, inp):
+        top[id(m)] = max(top[id(m)], inp[0].abs().max().item())
+
+    with torch.no_grad():
+        w.f32("float_logits", net(xe))
+        w.f32("folded_logits", fused(xe))
+    hooks = [m.register_forward_pre_hook(observe) for m in lin]
+    with torch.no_grad():
+        fused(xc)
+    for h in hooks:
+        h.remove()
+    M = 2 ** (bits - 1) - 1
+    with torch.no_grad():
+        for m in lin:
+            W = m.weight
+            sk = W.abs().flatten(1).amax(1) / 127
+            sk = torch.where(sk > 0, sk, torch.ones_like(sk)).double()
+            zk = torch.zeros(W.shape[0], dtype=torch.int32)
+            m.weight.copy_(torch.fake_quantize_per_channel_affine(W, sk.float(), zk, 0, -127, 127))
+            sx = top[id(m)] / M if top[id(m)] > 0 else 1.0
+            m.register_forward_pre_hook(
+                lambda mod, inp, sx=sx: (torch.fake_quantize_per_tensor_affine(inp[0], sx, 0, -M, M),))
+        w.f32("quant_logits", fused(xe))
+
+
+def quant_fixtures(out):
+    w = Writer()
+    quant_fixture(w, SMALL_VGG, 21)
+    w.save(os.path.join(out, "quant_vgg.amfx"))
+    w = Writer()
+    quant_fixture(w, SMALL_RESNET, 22)
+    w.save(os.path.join(out, "quant_resnet.amfx"))
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "fixtures")
-    groups = set(sys.argv[2:]) or {"ops", "train", "zoo", "import"}
+    groups = set(sys.argv[2:]) or {"ops", "train", "zoo", "import", "quant"}
     os.makedirs(out, exist_ok=True)
     if "ops" in groups:
         w = Writer()
@@ -546,6 +620,8 @@ def main():
         w.save(os.path.join(out, "zoo.amfx"))
     if "import" in groups:
         import_fixtures(out)
+    if "quant" in groups:
+        quant_fixtures(out)
 
 
 if __name__ == "__main__":
