@@ -68,6 +68,12 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
         fprintf(f, "privacy: nothing is sent to an accelerator (quantized: fixed point, every layer in the TEE)%s\n",
                 process ? "" : "; in one process nothing is isolated either");
         return;
+    case AM_MODE_SLALOM:
+        fprintf(f, "privacy: every conv and linear layer's input crosses as its fixed-point value plus a fresh "
+                   "one-time pad mod 2^31-1 (ChaCha20 under a key drawn in this process, never reused): uniform to "
+                   "the accelerator whatever the input; the model's 8-bit weights cross in the clear; logits and "
+                   "predictions stay here\n");
+        return;
     case AM_MODE_ASYMML: break;
     }
     char res[160];

@@ -33,9 +33,15 @@ typedef enum am_mode {
                            * linear layer's input quantized to act_bits (a scale per layer, from
                            * calibration), its weights to 8 bits (a scale per output channel), the
                            * integer products exact; the reference that blinding must match */
+    AM_MODE_SLALOM,       /* inference only: quantized mode with every conv and linear layer on the
+                           * accelerator, its input one-time padded mod AM_MODP (ChaCha20 under a
+                           * key drawn in the TEE, a fresh pad per batch and layer), unpadded in the
+                           * TEE (Slalom, Tramer and Boneh, ICLR 2019); the weights cross in the clear */
 } am_mode;
 
 const char *am_mode_name(am_mode m);
+/* Quantized and slalom: fixed point, inference only. */
+int am_mode_fixed_point(am_mode m);
 am_status am_mode_parse(const char *s, am_mode *out);
 
 typedef enum am_basis_kind {

@@ -16,11 +16,12 @@ typedef enum am_cross_kind {
     AM_CROSS_GRAD_RESIDUAL, /* the residual S of an output gradient (protected gradients) */
     AM_CROSS_LABELS,        /* a batch's labels: gpu-only mode only */
     AM_CROSS_STATE,         /* optimizer and batchnorm state, dropout masks: gpu-only mode only */
+    AM_CROSS_BLINDED,       /* slalom: a layer's quantized input plus a one-time pad mod p (int32) */
     AM_CROSS_KINDS
 } am_cross_kind;
 
 /* "weights", "residual", "output-gradient", "activation", "gradient-residual",
- * "labels", "state". */
+ * "labels", "state", "blinded". */
 const char *am_cross_kind_name(am_cross_kind k);
 
 #ifdef __cplusplus

@@ -26,7 +26,8 @@ am_status am_req_shapes(const am_req *r, am_shape *in0, am_shape *in1, am_shape 
     am_shape y, w = am_shape4(r->cfg.out_c, r->x.c, r->cfg.kh, r->cfg.kw);
     AM_TRY(am_conv2d_out_shape(&r->cfg, r->x, &y));
     switch (r->kind) {
-    case AM_REQ_CONV_FWD: *in0 = r->x, *in1 = w, *out = y; return AM_OK;
+    case AM_REQ_CONV_FWD:
+    case AM_REQ_CONV_MODP: *in0 = r->x, *in1 = w, *out = y; return AM_OK;
     case AM_REQ_CONV_BWD_DATA: *in0 = y, *in1 = w, *out = r->x; return AM_OK;
     case AM_REQ_CONV_BWD_FILTER: *in0 = r->x, *in1 = y, *out = w; return AM_OK;
     }

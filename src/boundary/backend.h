@@ -27,7 +27,15 @@ typedef enum am_req_kind {
     AM_REQ_CONV_FWD,        /* out[y] = conv(in0[x], in1[w]), no bias */
     AM_REQ_CONV_BWD_DATA,   /* out[dx] = conv_transpose(in1[w], in0[dy]) */
     AM_REQ_CONV_BWD_FILTER, /* out[dw] = corr(in0[x], in1[dy]) */
+    AM_REQ_CONV_MODP,       /* blinded inference: out[y] = conv(in0[x], in1[w]) mod AM_MODP, exactly; in0 holds
+                             * int32 residues in [-(p-1)/2, (p-1)/2], in1 integers of |w| <= 127 (as floats),
+                             * out gets int32 in [0, p) */
 } am_req_kind;
+
+/* The field of blinded inference: the Mersenne prime 2^31 - 1. Every zoo
+ * layer's conv of residues by 8-bit weights stays below 2^53 (exact in
+ * double) and its quantized result below p/2. */
+#define AM_MODP 2147483647
 
 /* Buffer roles, per layer. */
 typedef enum am_buf_role {

@@ -167,7 +167,7 @@ am_status am_chan_decode_request(const uint8_t *s, size_t len, uint64_t arena, a
         if (m->flags & ~(unsigned)AM_REQ_EXACT) return am_fail(AM_EFORMAT, "channel: unknown request flags %#x", m->flags);
         if (m->tag0 >= AM_CROSS_KINDS || m->tag1 >= AM_CROSS_KINDS)
             return am_fail(AM_EFORMAT, "channel: unknown crossing kinds %u, %u", (unsigned)m->tag0, (unsigned)m->tag1);
-        if ((int)m->conv < AM_REQ_CONV_FWD || m->conv > AM_REQ_CONV_BWD_FILTER)
+        if ((int)m->conv < AM_REQ_CONV_FWD || m->conv > AM_REQ_CONV_MODP)
             return am_fail(AM_EFORMAT, "channel: unknown request kind %d", (int)m->conv);
         if (m->layer < 0 || m->layer > 65535) return am_fail(AM_EFORMAT, "channel: request for layer %d", m->layer);
         const am_conv2d_cfg *c = &m->cfg;
@@ -186,7 +186,8 @@ am_status am_chan_decode_request(const uint8_t *s, size_t len, uint64_t arena, a
         /* What each kind reads and writes: in0, in1 -> out. */
         uint64_t n0, n1, no;
         switch (m->conv) {
-        case AM_REQ_CONV_FWD: n0 = xn, n1 = wn, no = yn; break;
+        case AM_REQ_CONV_FWD:
+        case AM_REQ_CONV_MODP: n0 = xn, n1 = wn, no = yn; break;
         case AM_REQ_CONV_BWD_DATA: n0 = yn, n1 = wn, no = xn; break;
         default: n0 = xn, n1 = yn, no = wn; break;
         }

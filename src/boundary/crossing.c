@@ -10,6 +10,7 @@ const char *am_cross_kind_name(am_cross_kind k) {
     case AM_CROSS_GRAD_RESIDUAL: return "gradient-residual";
     case AM_CROSS_LABELS: return "labels";
     case AM_CROSS_STATE: return "state";
+    case AM_CROSS_BLINDED: return "blinded";
     case AM_CROSS_KINDS: break;
     }
     return "unknown";

@@ -608,7 +608,8 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
 am_status am_model_backward(am_model *m) {
     if (m->gpu) return am_gpu_backward(m);
     if (!m->have_loss) return am_fail(AM_EINVAL, "model: backward needs a forward pass and a loss");
-    if (m->asym && m->asym_cfg.mode == AM_MODE_QUANTIZED) return am_fail(AM_EINVAL, "model: quantized mode is inference only");
+    if (m->asym && am_mode_fixed_point(m->asym_cfg.mode))
+        return am_fail(AM_EINVAL, "model: %s mode is inference only", am_mode_name(m->asym_cfg.mode));
     layer *last = &m->L[m->n - 1];
     double t0 = mono_s(), a0 = m->asym ? am_asym_blocked_seconds(m->asym) : 0;
     AM_TRY(am_softmax_ce_backward(&last->y, m->labels, m->probs, &last->dy));

@@ -15,19 +15,22 @@ const char *am_mode_name(am_mode md) {
     case AM_MODE_OPEN: return "open";
     case AM_MODE_GPU_ONLY: return "gpu-only";
     case AM_MODE_QUANTIZED: return "quantized";
+    case AM_MODE_SLALOM: return "slalom";
     }
     return "unknown";
 }
 
 am_status am_mode_parse(const char *s, am_mode *out) {
-    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_QUANTIZED; i++)
+    for (int i = AM_MODE_TEE_ONLY; i <= AM_MODE_SLALOM; i++)
         if (s && !strcmp(s, am_mode_name((am_mode)i))) {
             *out = (am_mode)i;
             return AM_OK;
         }
-    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open, gpu-only, quantized)",
+    return am_fail(AM_EINVAL, "unknown mode '%s' (tee-only, asymml, lowrank-only, open, gpu-only, quantized, slalom)",
                    s ? s : "");
 }
+
+int am_mode_fixed_point(am_mode md) { return md == AM_MODE_QUANTIZED || md == AM_MODE_SLALOM; }
 
 am_asym_cfg am_asym_defaults(void) {
     am_asym_cfg c = {.mode = AM_MODE_ASYMML, .policy = AM_RANK_RATIO, .rank_value = 1.0 / 16, .basis = AM_BASIS_SHARED,
@@ -62,7 +65,7 @@ am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *acc
         bn_seen |= l->kind == K_BN;
         am_shape xs = m->L[l->in[0]].os;
         xs.n = m->B;
-        if (l->kind == K_LINEAR && cfg->mode == AM_MODE_QUANTIZED) xs = am_shape4(m->B, xs.c * xs.h * xs.w, 1, 1);
+        if (l->kind == K_LINEAR && am_mode_fixed_point(cfg->mode)) xs = am_shape4(m->B, xs.c * xs.h * xs.w, 1, 1);
         else if (l->kind != K_CONV) continue;
         st = am_asym_plan(a, i, &l->conv, xs, l->in[0] == 0, bn_seen);
     }
@@ -133,7 +136,8 @@ am_status am_model_plan_batch(am_model *m, const am_tensor *x, int training, am_
 
 am_status am_model_calibrate(am_model *m, const am_tensor *x) {
     if (!m || !x || !x->d) return am_fail(AM_EINVAL, "calibrate: NULL argument");
-    if (!m->asym || m->asym_cfg.mode != AM_MODE_QUANTIZED) return am_fail(AM_EINVAL, "calibrate: not in quantized mode");
+    if (!m->asym || !am_mode_fixed_point(m->asym_cfg.mode))
+        return am_fail(AM_EINVAL, "calibrate: not in a fixed-point mode (quantized, slalom)");
     if (!am_shape_eq(x->s, m->L[0].y.s)) return am_fail(AM_EINVAL, "calibrate: the batch's shape is not the model's");
     return float_pass(m, x, 0, NULL, last_to_see(m, 1), 1);
 }

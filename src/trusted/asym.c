@@ -21,12 +21,12 @@ double asym_busy(const am_asym *a) { return a->be ? a->be->vt->busy_seconds(a->b
 am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_backend *be, am_asym **out) {
     *out = NULL;
     if (!cfg || n_layers < 1) return am_fail(AM_EINVAL, "asym: bad argument");
-    if (cfg->mode < AM_MODE_TEE_ONLY || cfg->mode > AM_MODE_QUANTIZED || cfg->mode == AM_MODE_GPU_ONLY)
+    if (cfg->mode < AM_MODE_TEE_ONLY || cfg->mode > AM_MODE_SLALOM || cfg->mode == AM_MODE_GPU_ONLY)
         return am_fail(AM_EINVAL, "asym: unknown mode");
     if (cfg->act_bits && (cfg->act_bits < 2 || cfg->act_bits > 16))
         return am_fail(AM_EINVAL, "asym: %d activation bits outside [2, 16]", cfg->act_bits);
-    if (!be && (cfg->mode == AM_MODE_ASYMML || cfg->mode == AM_MODE_OPEN))
-        return am_fail(AM_EINVAL, "asym: %s mode needs an accelerator backend", cfg->mode == AM_MODE_OPEN ? "open" : "asymml");
+    if (!be && (cfg->mode == AM_MODE_ASYMML || cfg->mode == AM_MODE_OPEN || cfg->mode == AM_MODE_SLALOM))
+        return am_fail(AM_EINVAL, "asym: %s mode needs an accelerator backend", am_mode_name(cfg->mode));
     if (cfg->iters < 1 || cfg->iters > 20) return am_fail(AM_EINVAL, "asym: iterations %d outside [1, 20]", cfg->iters);
     if (!(cfg->clip >= 0.f) || !(cfg->sigma >= 0.f) || !isfinite(cfg->clip) || !isfinite(cfg->sigma))
         return am_fail(AM_EINVAL, "asym: clip and sigma must be finite and >= 0");
@@ -58,6 +58,11 @@ am_status am_asym_create(const am_asym_cfg *cfg, int n_layers, am_backend *be, a
     if (!a) return am_fail(AM_ENOMEM, "out of memory");
     a->cfg = *cfg;
     a->n = n_layers;
+    /* The pads' key: drawn here, never leaves, never stored. */
+    if (cfg->mode == AM_MODE_SLALOM && (sodium_init() < 0 || (randombytes_buf(a->pad_key, sizeof a->pad_key), 0))) {
+        free(a);
+        return am_fail(AM_EIO, "asym: libsodium failed to initialize");
+    }
     a->L = calloc((size_t)n_layers, sizeof(layer_plan));
     a->be = be;
     if (!a->L) {
@@ -103,6 +108,9 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->qs);
     am_aligned_free(a->qy);
     am_aligned_free(a->qwork);
+    am_aligned_free(a->qr);
+    am_aligned_free(a->qwf);
+    sodium_memzero(a->pad_key, sizeof a->pad_key);
     free(a->led);
     free(a);
 }

@@ -66,9 +66,9 @@ am_status am_asym_plan(am_asym *a, int layer, const am_conv2d_cfg *cfg, am_shape
     p->C = x.c, p->K = cfg->out_c, p->N = x.h * x.w, p->P = p->y.h * p->y.w, p->kk = cfg->kh * cfg->kw;
     p->basis = a->cfg.basis == AM_BASIS_AUTO ? AM_BASIS_SHARED : a->cfg.basis;
     costs(a, p, (p->C + 15) / 16); /* whole_flops for every layer */
-    if (a->cfg.mode == AM_MODE_QUANTIZED) {
+    if (am_mode_fixed_point(a->cfg.mode)) {
         /* Every layer in fixed point; its input's scale from calibration. */
-        p->strat = &asym_quant;
+        p->strat = a->cfg.mode == AM_MODE_SLALOM ? &asym_blind : &asym_quant;
         p->pending = 1;
         return p->strat->plan(a, p);
     }
@@ -120,7 +120,7 @@ int am_asym_pending(const am_asym *a, int layer) {
 am_status am_asym_decide(am_asym *a, int layer, const float *X) {
     if (!am_asym_pending(a, layer)) return am_fail(AM_EINVAL, "asym: layer %d has no choice pending", layer);
     layer_plan *p = &a->L[layer];
-    if (a->cfg.mode == AM_MODE_QUANTIZED) return am_asym_calibrate(a, layer, X);
+    if (am_mode_fixed_point(a->cfg.mode)) return am_asym_calibrate(a, layer, X);
     const int B = p->x.n, C = p->C, N = p->N;
     float *s = malloc(sizeof(float) * (size_t)C * 2);
     double *esh = calloc((size_t)(C + 1) * 2, sizeof(double)), *eps = esh + C + 1;
@@ -159,7 +159,7 @@ am_status am_asym_decide(am_asym *a, int layer, const float *X) {
 }
 
 am_status am_asym_calibrate(am_asym *a, int layer, const float *X) {
-    if (!a || layer < 0 || layer >= a->n || a->L[layer].strat != &asym_quant)
+    if (!a || layer < 0 || layer >= a->n || !am_mode_fixed_point(a->cfg.mode) || !a->L[layer].strat)
         return am_fail(AM_EINVAL, "asym: layer %d is not quantized", layer);
     layer_plan *p = &a->L[layer];
     asym_quant_observe(a, p, X);

@@ -65,6 +65,11 @@ struct am_asym {
     size_t vsig_n, vref_n, vwork_n;
     double *qx, *qw, *qs, *qy, *qwork; /* quantized: input, weights, their scales, output, conv workspace */
     size_t qx_n, qw_n, qs_n, qy_n, qwork_n;
+    double *qr;             /* slalom: a layer's pad */
+    float *qwf;             /* slalom: the integer weights as they cross */
+    size_t qr_n, qwf_n;
+    uint8_t pad_key[32];    /* slalom: the pads' ChaCha20 key (random, this object's alone) */
+    uint64_t pad_next;      /* slalom: the next pad's number (its nonce): only increases */
     double blocked_s; /* total time the TEE spent blocked in submit or wait */
     int ledger_on;
     am_ledger_entry *led;
@@ -149,6 +154,16 @@ void asym_quant_observe(am_asym *a, layer_plan *p, const float *x);
 void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w, double *sx);
 /* y = sx s_k (the integers in a->qy) + b_k, output channel by channel. */
 void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, am_tensor *y);
+
+/* ---- pads.c: blinding's one-time pads */
+/* n residues uniform mod AM_MODP, centered in [-(p-1)/2, (p-1)/2], from
+ * ChaCha20 under key with the pad's number as nonce. */
+void asym_pad(const uint8_t key[32], uint64_t number, size_t n, double *out);
+/* (a + b) mod p, centered; a and b centered. */
+static inline double asym_modp_add(double a, double b) {
+    double s = a + b, h = (AM_MODP - 1) / 2;
+    return s > h ? s - AM_MODP : s < -h ? s + AM_MODP : s;
+}
 
 /* ---- regions.c */
 typedef struct asym_list {

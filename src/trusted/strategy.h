@@ -1,6 +1,6 @@
 /* How a conv layer runs once the plan is fixed: one strategy per mechanism,
  * one file each in strategies/ (whole on the accelerator, split, low rank
- * only, quantized). The planner (plan.c) gives every layer it handles one; exec.c
+ * only, quantized, blinded). The planner (plan.c) gives every layer it handles one; exec.c
  * calls it for the layer's passes. Adding a mechanism is a new file there
  * and its place in plan.c's choice. Internal to src/trusted. */
 #ifndef ASYMML_TRUSTED_STRATEGY_H
@@ -53,5 +53,6 @@ extern const asym_strategy asym_whole_accel; /* open: the whole conv on the acce
 extern const asym_strategy asym_split;       /* asymml: low rank in the TEE, the residual on the accelerator */
 extern const asym_strategy asym_lowrank;     /* lowrank-only: low rank in the TEE, the residual dropped */
 extern const asym_strategy asym_quant;       /* quantized: fixed point, exact in the TEE (inference) */
+extern const asym_strategy asym_blind;       /* slalom: fixed point, blinded on the accelerator (inference) */
 
 #endif

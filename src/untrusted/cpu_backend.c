@@ -20,6 +20,8 @@ typedef struct cpu_be {
     int layers;
     float *work;
     size_t work_n;
+    double *dwork; /* blinded inference's exact conv */
+    size_t dwork_n;
     double busy;
 } cpu_be;
 
@@ -68,6 +70,7 @@ static am_status cpu_submit(am_backend *b, const am_req *r) {
         st = am_conv2d_backward(&r->cfg, &x, r->in0, &dy, NULL, 0, r->out, NULL, be->work, be->work_n);
         break;
     }
+    case AM_REQ_CONV_MODP: st = am_cpu_conv_modp(r, &be->dwork, &be->dwork_n); break;
     default: st = am_fail(AM_EINVAL, "backend: unknown request kind %d", (int)r->kind);
     }
     be->busy += now() - t0;
@@ -87,6 +90,7 @@ static void cpu_destroy(am_backend *b) {
     for (size_t i = 0; i < (size_t)be->layers * AM_BUF_ROLES; i++) am_aligned_free(be->slots[i].p);
     free(be->slots);
     am_aligned_free(be->work);
+    am_aligned_free(be->dwork);
     free(be);
 }
 

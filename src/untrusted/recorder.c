@@ -29,7 +29,10 @@ static am_status write_all(int fd, const void *p, size_t n, const char *what) {
 }
 
 static const char *req_name(am_req_kind k) {
-    return k == AM_REQ_CONV_FWD ? "conv-forward" : k == AM_REQ_CONV_BWD_DATA ? "conv-backward-data" : "conv-backward-filter";
+    return k == AM_REQ_CONV_FWD        ? "conv-forward"
+           : k == AM_REQ_CONV_BWD_DATA ? "conv-backward-data"
+           : k == AM_REQ_CONV_MODP     ? "conv-mod-p"
+                                       : "conv-backward-filter";
 }
 
 static am_status record(rec_be *r, const am_req *q, int input, const float *p, am_shape s) {

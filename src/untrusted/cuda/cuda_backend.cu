@@ -264,9 +264,11 @@ static am_status run_chunk(cuda_be *be, const am_req *r, am_shape x, am_shape y,
 static am_status cuda_submit(am_backend *b, const am_req *r) {
     cuda_be *be = (cuda_be *)b;
     if (!r || !r->in0 || !r->in1 || !r->out) return am_fail(AM_EINVAL, "backend: incomplete request");
-    if (r->kind != AM_REQ_CONV_FWD && r->kind != AM_REQ_CONV_BWD_DATA && r->kind != AM_REQ_CONV_BWD_FILTER)
+    if (r->kind != AM_REQ_CONV_FWD && r->kind != AM_REQ_CONV_BWD_DATA && r->kind != AM_REQ_CONV_BWD_FILTER &&
+        r->kind != AM_REQ_CONV_MODP)
         return am_fail(AM_EINVAL, "backend: unknown request kind %d", (int)r->kind);
     if (r->cfg.bias) return am_fail(AM_EINVAL, "backend: requests carry no bias");
+    if (r->kind == AM_REQ_CONV_MODP) return cb_conv_modp(be, r);
     am_shape ys;
     AM_TRY(am_conv2d_out_shape(&r->cfg, r->x, &ys));
     const int B = r->x.n;
@@ -386,6 +388,7 @@ static void cuda_destroy(am_backend *b) {
         if (be->t1[i]) cudaEventDestroy(be->t1[i]);
     }
     cuda_ops_free(be);
+    cb_modp_free(be);
     if (be->ev_w) cudaEventDestroy(be->ev_w);
     if (be->cd) cudnnDestroyConvolutionDescriptor(be->cd);
     if (be->fd_w) cudnnDestroyFilterDescriptor(be->fd_w);

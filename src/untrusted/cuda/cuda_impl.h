@@ -1,6 +1,6 @@
 /* The CUDA backend's internals, shared by its files: cuda_backend.cu (the
- * buffers, their device mirrors, the convolution requests) and cuda_ops.cu
- * (gpu-only mode's ops). Internal to src/untrusted/cuda. */
+ * buffers, their device mirrors, the convolution requests), cuda_ops.cu
+ * (gpu-only mode's ops) and cuda_modp.cu (blinded inference's conv). Internal to src/untrusted/cuda. */
 #ifndef ASYMML_UNTRUSTED_CUDA_IMPL_H
 #define ASYMML_UNTRUSTED_CUDA_IMPL_H
 
@@ -58,6 +58,8 @@ typedef struct cuda_be {
     cudnnTensorDescriptor_t td_c;   /* gpu-only: a 1 x C x 1 x 1 tensor (bias, batchnorm's parameters) */
     cudnnActivationDescriptor_t act; /* gpu-only: ReLU */
     cudnnPoolingDescriptor_t pd;     /* gpu-only: pooling */
+    double *dbl;       /* blinded inference: the conv's operands in double */
+    size_t dbl_n;
     const char *arena; /* adopt(): the host's arena */
     size_t arena_n;
     double busy;
@@ -76,5 +78,8 @@ am_status cb_find_algo(cuda_be *be, int kind, int exact, const am_conv2d_cfg *cf
 am_status cuda_op(am_backend *b, const am_op *o);
 am_status cuda_ops_init(cuda_be *be);
 void cuda_ops_free(cuda_be *be);
+/* Blinded inference's conv mod p (cuda_modp.cu), and its scratch. */
+am_status cb_conv_modp(cuda_be *be, const am_req *r);
+void cb_modp_free(cuda_be *be);
 
 #endif

@@ -1,0 +1,87 @@
+/* slalom's strategy (Tramer and Boneh, ICLR 2019): the layer in fixed point
+ * (quant.c), its integer conv on the accelerator over Z_p. The TEE adds a
+ * fresh one-time pad r (pads.c) to the quantized input x mod p and sends
+ * only x + r, uniform mod p whatever x is; the accelerator returns
+ * W (x + r) mod p (AM_REQ_CONV_MODP); the TEE subtracts W r mod p, which
+ * it computes itself meanwhile, and has W x exactly: its magnitude is below
+ * p/2 by the plan's bound. The integer weights cross in the clear. A reply
+ * outside [0, p), or one that unblinds beyond that bound, is refused. */
+#include <math.h>
+#include <stdint.h>
+
+#include "trusted/strategy.h"
+
+static am_status plan(am_asym *a, layer_plan *p) {
+    am_conv2d_cfg c = p->cfg;
+    c.bias = 0;
+    /* W x below p/2, and W (x + r) exact in double on the accelerator. */
+    if (am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX) >= (AM_MODP - 1) / 2 ||
+        am_exact_bound(&c, p->C, (AM_MODP - 1) / 2, AM_WEIGHT_MAX) >= 9007199254740992.0)
+        return am_fail(AM_EINVAL, "slalom: a layer of fan-in %d does not fit the field at %d-bit activations",
+                       p->C * p->kk, a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS);
+    AM_TRY(asym_quant_alloc(a, p));
+    AM_TRY(asym_grow_d(&a->qr, &a->qr_n, am_shape_numel(p->x)));
+    return asym_grow(&a->qwf, &a->qwf_n, (size_t)p->K * p->C * p->kk);
+}
+
+/* x + r mod p into the accelerator's buffer; the weights beside it. */
+static am_status send(am_asym *a, int layer, layer_plan *p, const asym_fwd *f, float **bx, float **bw) {
+    const size_t n = am_shape_numel(f->x->s), wn = (size_t)p->K * p->C * p->kk;
+    asym_pad(a->pad_key, a->pad_next++, n, a->qr);
+    AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_INPUT, n, bx));
+    int32_t *b = (int32_t *)(void *)*bx;
+    for (size_t i = 0; i < n; i++) b[i] = (int32_t)asym_modp_add(a->qx[i], a->qr[i]);
+    AM_TRY(asym_record(a, layer, AM_CROSS_BLINDED, f->x->s, *bx));
+    for (size_t i = 0; i < wn; i++) a->qwf[i] = (float)a->qw[i];
+    return asym_cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, am_shape4(p->K, p->C, p->cfg.kh, p->cfg.kw), a->qwf,
+                      bw);
+}
+
+/* W x = W (x + r) - W r mod p, centered, into a->qy (which holds W r). */
+static am_status unblind(am_asym *a, int layer, layer_plan *p, const float *by, size_t n) {
+    const int32_t *y = (const int32_t *)(const void *)by;
+    am_conv2d_cfg c = p->cfg;
+    c.bias = 0;
+    const double bound = am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        int32_t v = y[i];
+        if (v < 0 || v >= AM_MODP)
+            return am_fail(AM_ENUM, "accelerator: layer %d's blinded result holds %d, not a residue mod p: refused", layer, v);
+        double vc = v > (AM_MODP - 1) / 2 ? (double)v - AM_MODP : (double)v;
+        double wr = asym_modp_add(fmod(a->qy[i], (double)AM_MODP), 0); /* |W r| < 2^53: exact */
+        double d = asym_modp_add(vc, -wr);
+        if (fabs(d) > bound)
+            return am_fail(AM_ENUM, "accelerator: layer %d's blinded result is not the conv of what was sent: refused",
+                           layer);
+        a->qy[i] = d;
+    }
+    return AM_OK;
+}
+
+static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f) {
+    if (f->training) return am_fail(AM_EINVAL, "slalom: layer %d runs inference only", layer);
+    double sx;
+    float *bx, *bw, *by;
+    asym_quantize(a, p, f->x, f->w, &sx);
+    AM_TRY(send(a, layer, p, f, &bx, &bw));
+    const size_t yn = am_shape_numel(f->y->s);
+    AM_TRY(asym_result(a, layer, AM_BUF_OUTPUT, yn, &by));
+    am_req rq = {AM_REQ_CONV_MODP, layer, *f->cfg, f->x->s, bx, bw, by, 0, AM_CROSS_BLINDED, AM_CROSS_WEIGHTS,
+                 (uint32_t)a->step, 0u};
+    rq.cfg.bias = 0;
+    AM_TRY(asym_submit(a, p, &rq));
+    /* W r in the TEE meanwhile. */
+    AM_TRY(am_conv2d_exact(&rq.cfg, f->x->s, a->qr, a->qw, a->qy, a->qwork, a->qwork_n));
+    AM_TRY(asym_wait(a, p));
+    AM_TRY(unblind(a, layer, p, by, yn));
+    asym_dequantize(a, p, sx, f->cfg->bias ? f->b : NULL, f->y);
+    return AM_OK;
+}
+
+static am_status backward(am_asym *a, int layer, layer_plan *p, const asym_bwd *g) {
+    return am_fail(AM_EINVAL, "slalom: layer %d runs inference only (no backward pass)", layer);
+}
+
+static int needs_input(const am_asym *a, const layer_plan *p) { return 1; }
+
+const asym_strategy asym_blind = {"blinded", plan, forward, backward, needs_input, NULL};

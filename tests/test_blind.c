@@ -1,0 +1,222 @@
+/* Blinded inference, slalom mode (issue 16, item 2), on the CPU backend:
+ * its logits equal quantized mode's bit for bit (blinding changes nothing
+ * but what the accelerator sees); what the accelerator is sent is uniform
+ * mod p, layer by layer (a chi-square test on a real batch and on blank
+ * images, which the quantized input itself fails by far); no pad is used
+ * twice; replies that are not residues, or that unblind beyond the layer's
+ * bound, are refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "asymml/asymml.h"
+#include "boundary/backend.h"
+#include "fixture.h"
+#include "untrusted/cpu_backend.h"
+
+/* A CPU backend that can spoil its replies: tamper 1 sets a reply value
+ * to p (not a residue), tamper 2 adds p/3 to one (a residue, but far off). */
+typedef struct spoil {
+    am_backend base;
+    am_backend *cpu;
+    int tamper;
+} spoil;
+
+static am_status sp_buffer(am_backend *b, int l, am_buf_role r, size_t n, float **o) {
+    return ((spoil *)b)->cpu->vt->buffer(((spoil *)b)->cpu, l, r, n, o);
+}
+static am_status sp_submit(am_backend *b, const am_req *q) {
+    spoil *s = (spoil *)b;
+    AM_TRY(s->cpu->vt->submit(s->cpu, q));
+    int32_t *y = (int32_t *)(void *)q->out;
+    if (s->tamper == 1) y[3] = AM_MODP;
+    if (s->tamper == 2) y[3] = (int32_t)(((int64_t)y[3] + AM_MODP / 3) % AM_MODP);
+    return AM_OK;
+}
+static am_status sp_wait(am_backend *b) { return ((spoil *)b)->cpu->vt->wait(((spoil *)b)->cpu); }
+static double sp_busy(am_backend *b) { return ((spoil *)b)->cpu->vt->busy_seconds(((spoil *)b)->cpu); }
+static void sp_destroy(am_backend *b) {
+    ((spoil *)b)->cpu->vt->destroy(((spoil *)b)->cpu);
+    free(b);
+}
+static const am_backend_vt sp_vt = {"spoil", sp_buffer, sp_submit, sp_wait, sp_busy, sp_destroy, NULL, NULL};
+
+static spoil *spoil_create(void) {
+    spoil *s = calloc(1, sizeof *s);
+    s->base.vt = &sp_vt;
+    assert_int_equal(am_cpu_backend_create(&s->cpu), AM_OK);
+    return s;
+}
+
+/* The fixture's model, folded, in mode md (calibrated on its batch). */
+static am_model *fixed_point(const fx_file *F, am_mode md, am_backend *be) {
+    am_model *m, *f;
+    if (am_model_create(fx_text(F, "desc"), &m)) fail_msg("%s", am_last_error());
+    char nm[32];
+    for (int i = 0; i < am_model_num_params(m); i++) {
+        am_param *p = am_model_param(m, i);
+        snprintf(nm, sizeof nm, "p%d", i);
+        memcpy(p->data, fx_f32(F, nm, p->numel), p->numel * sizeof(float));
+    }
+    assert_int_equal(am_model_fold_bn(m, &f, NULL), AM_OK);
+    am_model_free(m);
+    assert_int_equal(am_model_set_batch(f, 4), AM_OK);
+    am_asym_cfg c = am_asym_defaults();
+    c.mode = md;
+    if (am_model_set_asym(f, &c, be)) fail_msg("%s", am_last_error());
+    am_shape in = am_model_input_shape(f);
+    in.n = 4;
+    am_tensor t = {in, (float *)fx_f32(F, "calib", 8 * am_shape_numel(in) / 4)};
+    if (am_model_calibrate(f, &t)) fail_msg("%s", am_last_error());
+    return f;
+}
+
+static am_status infer(am_model *m, const float *x) {
+    am_shape in = am_model_input_shape(m);
+    in.n = 4;
+    am_tensor t = {in, (float *)x};
+    return am_model_forward(m, &t, 0, NULL);
+}
+
+static void t_equal(void **st) {
+    (void)st;
+    const char *files[2] = {"quant_vgg.amfx", "quant_resnet.amfx"};
+    for (int k = 0; k < 2; k++) {
+        fx_file F;
+        fx_load(&F, files[k]);
+        spoil *be = spoil_create();
+        am_model *q = fixed_point(&F, AM_MODE_QUANTIZED, NULL), *s = fixed_point(&F, AM_MODE_SLALOM, &be->base);
+        const size_t per = am_shape_numel(am_model_input_shape(q));
+        const float *x = fx_f32(&F, "x", 4 * per);
+        assert_int_equal(infer(q, x), AM_OK);
+        for (int round = 0; round < 2; round++) { /* new pads each time, the same result */
+            if (infer(s, x)) fail_msg("%s", am_last_error());
+            const am_tensor *a = am_model_logits(q), *b = am_model_logits(s);
+            assert_memory_equal(a->d, b->d, am_shape_numel(a->s) * sizeof(float));
+        }
+        print_message("%s: slalom's logits equal quantized mode's, bit for bit\n", files[k]);
+        am_model_free(q);
+        am_model_free(s);
+        be->base.vt->destroy(&be->base);
+        fx_free(&F);
+    }
+}
+
+/* Chi-square of n values over 64 equal bins of [-(p-1)/2, (p-1)/2]. */
+static double chi2(const int32_t *v, size_t n) {
+    double cnt[64] = {0};
+    for (size_t i = 0; i < n; i++) cnt[(uint64_t)((int64_t)v[i] + (AM_MODP - 1) / 2) * 64 / AM_MODP]++;
+    double e = (double)n / 64, t = 0;
+    for (int b = 0; b < 64; b++) t += (cnt[b] - e) * (cnt[b] - e) / e;
+    return t;
+}
+
+/* The upper 1e-6 point of chi-square with 63 degrees of freedom
+ * (Wilson-Hilferty): a uniform sample exceeds it once in a million tests
+ * (the pads' key is random: so is the test's outcome). */
+static double critical(void) {
+    const double k = 63, z = 4.753;
+    double c = 1 - 2 / (9 * k) + z * sqrt(2 / (9 * k));
+    return k * c * c * c;
+}
+
+/* Every layer's blinded input as the backend holds it after a pass on x:
+ * its chi-square, worst over layers; and how many values equal those of
+ * the previous pass (prev: a copy per layer, refreshed). */
+static double worst_chi2(am_model *m, am_backend *cpu, int32_t **prev, size_t *same) {
+    double worst = 0;
+    for (int i = 0; i < am_model_ledger_count(m); i++) {
+        const am_ledger_entry *e = am_model_ledger_entry(m, i);
+        if (e->kind != AM_CROSS_BLINDED) continue;
+        size_t n = am_shape_numel(e->shape);
+        float *buf;
+        assert_int_equal(cpu->vt->buffer(cpu, e->layer, AM_BUF_INPUT, n, &buf), AM_OK);
+        const int32_t *v = (const int32_t *)(const void *)buf;
+        double c = chi2(v, n);
+        worst = fmax(worst, c);
+        if (!prev[e->layer]) {
+            prev[e->layer] = malloc(n * 4);
+        } else {
+            for (size_t j = 0; j < n; j++) *same += prev[e->layer][j] == v[j];
+        }
+        memcpy(prev[e->layer], v, n * 4);
+    }
+    return worst;
+}
+
+static void t_uniform(void **st) {
+    (void)st;
+    fx_file F;
+    fx_load(&F, "quant_vgg.amfx");
+    spoil *be = spoil_create();
+    am_model *s = fixed_point(&F, AM_MODE_SLALOM, &be->base);
+    am_model_ledger_enable(s, 1);
+    const size_t per = am_shape_numel(am_model_input_shape(s));
+    float *blank = calloc(4 * per, sizeof(float));
+    int32_t *prev[64] = {0};
+    size_t same = 0;
+    am_model_ledger_clear(s);
+    assert_int_equal(infer(s, fx_f32(&F, "x", 4 * per)), AM_OK);
+    double real = worst_chi2(s, be->cpu, prev, &same);
+    am_model_ledger_clear(s);
+    assert_int_equal(infer(s, blank), AM_OK);
+    double zero = worst_chi2(s, be->cpu, prev, &same);
+    print_message("blinded inputs, worst layer's chi-square (63 dof; 1e-6 point %.1f): real batch %.1f, blank images "
+                  "%.1f; values equal across two passes: %zu\n", critical(), real, zero, same);
+    assert_true(real < critical());
+    assert_true(zero < critical());
+    assert_true(same <= 2); /* about n / p expected: none */
+    /* The test has power: the quantized input itself is far from uniform. */
+    size_t n = 4 * per;
+    int32_t *q = malloc(n * 4);
+    const float *x = fx_f32(&F, "x", n);
+    for (size_t i = 0; i < n; i++) q[i] = (int32_t)lrintf(x[i] * 30);
+    assert_true(chi2(q, n) > 100 * critical());
+    free(q);
+    for (int i = 0; i < 64; i++) free(prev[i]);
+    free(blank);
+    am_model_free(s);
+    be->base.vt->destroy(&be->base);
+    fx_free(&F);
+}
+
+static void t_refused(void **st) {
+    (void)st;
+    fx_file F;
+    fx_load(&F, "quant_vgg.amfx");
+    spoil *be = spoil_create();
+    am_model *s = fixed_point(&F, AM_MODE_SLALOM, &be->base);
+    const size_t per = am_shape_numel(am_model_input_shape(s));
+    const float *x = fx_f32(&F, "x", 4 * per);
+    be->tamper = 1;
+    assert_int_equal(infer(s, x), AM_ENUM);
+    assert_non_null(strstr(am_last_error(), "not a residue mod p: refused"));
+    be->tamper = 2;
+    assert_int_equal(infer(s, x), AM_ENUM);
+    assert_non_null(strstr(am_last_error(), "not the conv of what was sent: refused"));
+    be->tamper = 0;
+    assert_int_equal(infer(s, x), AM_OK);
+    /* Inference only; an accelerator is needed. */
+    am_shape in = am_model_input_shape(s);
+    in.n = 4;
+    am_tensor t = {in, (float *)x};
+    assert_int_equal(am_model_forward(s, &t, 1, NULL), AM_EINVAL);
+    am_asym_cfg c = am_asym_defaults();
+    c.mode = AM_MODE_SLALOM;
+    assert_int_equal(am_model_set_asym(s, &c, NULL), AM_EINVAL);
+    am_model_free(s);
+    be->base.vt->destroy(&be->base);
+    fx_free(&F);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(t_equal), cmocka_unit_test(t_uniform),
+                                       cmocka_unit_test(t_refused)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
