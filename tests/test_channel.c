@@ -89,6 +89,16 @@ static void t_malformed(void **st) {
     /* Kinds and ranges. */
     m = conv(), m.conv = (am_req_kind)9;
     assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    m = conv(), m.conv = (am_req_kind)(AM_REQ_CONV_MODP + 1);
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
+    /* Blinded inference's conv mod p travels, with its blinded input's kind,
+     * and is checked like a forward conv. */
+    m = conv(), m.conv = AM_REQ_CONV_MODP, m.tag0 = AM_CROSS_BLINDED;
+    assert_int_equal(dec(&m, &d), AM_OK);
+    assert_int_equal(d.conv, AM_REQ_CONV_MODP);
+    assert_int_equal(d.tag0, AM_CROSS_BLINDED);
+    m = conv(), m.conv = AM_REQ_CONV_MODP, m.off_out = ARENA - 64;
+    assert_int_equal(dec(&m, &d), AM_EFORMAT);
     m = conv(), m.layer = -1;
     assert_int_equal(dec(&m, &d), AM_EFORMAT);
     m = conv(), m.cfg.bias = 1; /* the accelerator never adds the bias */

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define VERSION 4u
+#define VERSION 5u /* 5: blinded inference's conv mod p */
 
 /* ------------------------------------------------------------ encoding */
 
