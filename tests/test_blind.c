@@ -4,7 +4,8 @@
  * mod p, layer by layer (a chi-square test on a real batch and on blank
  * images, which the quantized input itself fails by far); no pad is used
  * twice; replies that are not residues, or that unblind beyond the layer's
- * bound, are refused. */
+ * bound, are refused, and with --verify (Freivalds over Z_p) any wrong
+ * reply: a single value off by one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +22,8 @@
 #include "untrusted/cpu_backend.h"
 
 /* A CPU backend that can spoil its replies: tamper 1 sets a reply value
- * to p (not a residue), tamper 2 adds p/3 to one (a residue, but far off). */
+ * to p (not a residue), tamper 2 adds p/3 to one (a residue, but far off),
+ * tamper 3 adds 1 to one (only the exact check can tell). */
 typedef struct spoil {
     am_backend base;
     am_backend *cpu;
@@ -37,6 +39,7 @@ static am_status sp_submit(am_backend *b, const am_req *q) {
     int32_t *y = (int32_t *)(void *)q->out;
     if (s->tamper == 1) y[3] = AM_MODP;
     if (s->tamper == 2) y[3] = (int32_t)(((int64_t)y[3] + AM_MODP / 3) % AM_MODP);
+    if (s->tamper == 3) y[3] = (int32_t)(((int64_t)y[3] + 1) % AM_MODP);
     return AM_OK;
 }
 static am_status sp_wait(am_backend *b) { return ((spoil *)b)->cpu->vt->wait(((spoil *)b)->cpu); }
@@ -200,8 +203,22 @@ static void t_refused(void **st) {
     be->tamper = 2;
     assert_int_equal(infer(s, x), AM_ENUM);
     assert_non_null(strstr(am_last_error(), "not the conv of what was sent: refused"));
+    /* One value off by one: unnoticed without --verify (the logits move),
+     * refused with it; an honest reply passes the check. */
     be->tamper = 0;
     assert_int_equal(infer(s, x), AM_OK);
+    float ref[40];
+    memcpy(ref, am_model_logits(s)->d, sizeof ref);
+    be->tamper = 3;
+    assert_int_equal(infer(s, x), AM_OK);
+    assert_true(memcmp(ref, am_model_logits(s)->d, sizeof ref) != 0);
+    am_model_verify(s, 1);
+    assert_int_equal(infer(s, x), AM_ENUM);
+    assert_non_null(strstr(am_last_error(), "fails the exact check (--verify): refused"));
+    be->tamper = 0;
+    for (int i = 0; i < 3; i++) assert_int_equal(infer(s, x), AM_OK);
+    assert_memory_equal(ref, am_model_logits(s)->d, sizeof ref);
+    am_model_verify(s, 0);
     /* Inference only; an accelerator is needed. */
     am_shape in = am_model_input_shape(s);
     in.n = 4;

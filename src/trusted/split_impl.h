@@ -67,7 +67,9 @@ struct am_asym {
     size_t qx_n, qw_n, qs_n, qy_n, qwork_n;
     double *qr;             /* slalom: a layer's pad */
     float *qwf;             /* slalom: the integer weights as they cross */
-    size_t qr_n, qwf_n;
+    float *qyr;             /* slalom: the reply, copied in (int32) */
+    double *vf, *vs;        /* slalom --verify: the check's filter, result and workspace; its vector */
+    size_t qr_n, qwf_n, qyr_n, vf_n, vs_n;
     uint8_t pad_key[32];    /* slalom: the pads' ChaCha20 key (random, this object's alone) */
     uint64_t pad_next;      /* slalom: the next pad's number (its nonce): only increases */
     double blocked_s; /* total time the TEE spent blocked in submit or wait */
@@ -164,6 +166,10 @@ static inline double asym_modp_add(double a, double b) {
     double s = a + b, h = (AM_MODP - 1) / 2;
     return s > h ? s - AM_MODP : s < -h ? s + AM_MODP : s;
 }
+
+/* ---- freivalds.c: blinding's exact check (--verify) */
+/* Y (the reply, copied in) against X (the blinded input as sent, centered). */
+am_status asym_freivalds(am_asym *a, layer_plan *p, int layer, const double *X, const int32_t *Y);
 
 /* ---- regions.c */
 typedef struct asym_list {

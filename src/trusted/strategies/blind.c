@@ -5,7 +5,8 @@
  * W (x + r) mod p (AM_REQ_CONV_MODP); the TEE subtracts W r mod p, which
  * it computes itself meanwhile, and has W x exactly: its magnitude is below
  * p/2 by the plan's bound. The integer weights cross in the clear. A reply
- * outside [0, p), or one that unblinds beyond that bound, is refused. */
+ * outside [0, p), or one that unblinds beyond that bound, is refused; with
+ * --verify every reply is checked exactly (freivalds.c). */
 #include <math.h>
 #include <stdint.h>
 
@@ -21,33 +22,46 @@ static am_status plan(am_asym *a, layer_plan *p) {
                        p->C * p->kk, a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS);
     AM_TRY(asym_quant_alloc(a, p));
     AM_TRY(asym_grow_d(&a->qr, &a->qr_n, am_shape_numel(p->x)));
+    AM_TRY(asym_grow(&a->qyr, &a->qyr_n, (size_t)p->x.n * p->K * p->P));
+    AM_TRY(asym_grow_d(&a->vs, &a->vs_n, (size_t)p->K));
     return asym_grow(&a->qwf, &a->qwf_n, (size_t)p->K * p->C * p->kk);
 }
 
-/* x + r mod p into the accelerator's buffer; the weights beside it. */
+/* x + r mod p into the accelerator's buffer (and, as sent, into a->qx,
+ * for the check); the weights beside it. */
 static am_status send(am_asym *a, int layer, layer_plan *p, const asym_fwd *f, float **bx, float **bw) {
     const size_t n = am_shape_numel(f->x->s), wn = (size_t)p->K * p->C * p->kk;
     asym_pad(a->pad_key, a->pad_next++, n, a->qr);
     AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_INPUT, n, bx));
     int32_t *b = (int32_t *)(void *)*bx;
-    for (size_t i = 0; i < n; i++) b[i] = (int32_t)asym_modp_add(a->qx[i], a->qr[i]);
+    for (size_t i = 0; i < n; i++) b[i] = (int32_t)(a->qx[i] = asym_modp_add(a->qx[i], a->qr[i]));
     AM_TRY(asym_record(a, layer, AM_CROSS_BLINDED, f->x->s, *bx));
     for (size_t i = 0; i < wn; i++) a->qwf[i] = (float)a->qw[i];
     return asym_cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, am_shape4(p->K, p->C, p->cfg.kh, p->cfg.kw), a->qwf,
                       bw);
 }
 
-/* W x = W (x + r) - W r mod p, centered, into a->qy (which holds W r). */
-static am_status unblind(am_asym *a, int layer, layer_plan *p, const float *by, size_t n) {
+/* The reply into trusted memory, each value read once: residues only. */
+static am_status copy_in(am_asym *a, int layer, const float *by, size_t n) {
     const int32_t *y = (const int32_t *)(const void *)by;
-    am_conv2d_cfg c = p->cfg;
-    c.bias = 0;
-    const double bound = am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX);
+    int32_t *c = (int32_t *)(void *)a->qyr;
     for (size_t i = 0; i < n; i++) {
         int32_t v = y[i];
         if (v < 0 || v >= AM_MODP)
             return am_fail(AM_ENUM, "accelerator: layer %d's blinded result holds %d, not a residue mod p: refused", layer, v);
-        double vc = v > (AM_MODP - 1) / 2 ? (double)v - AM_MODP : (double)v;
+        c[i] = v;
+    }
+    return AM_OK;
+}
+
+/* W x = W (x + r) - W r mod p, centered, into a->qy (which holds W r). */
+static am_status unblind(am_asym *a, int layer, layer_plan *p, size_t n) {
+    const int32_t *y = (const int32_t *)(const void *)a->qyr;
+    am_conv2d_cfg c = p->cfg;
+    c.bias = 0;
+    const double bound = am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX);
+    for (size_t i = 0; i < n; i++) {
+        double vc = y[i] > (AM_MODP - 1) / 2 ? (double)y[i] - AM_MODP : (double)y[i];
         double wr = asym_modp_add(fmod(a->qy[i], (double)AM_MODP), 0); /* |W r| < 2^53: exact */
         double d = asym_modp_add(vc, -wr);
         if (fabs(d) > bound)
@@ -73,7 +87,9 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
     /* W r in the TEE meanwhile. */
     AM_TRY(am_conv2d_exact(&rq.cfg, f->x->s, a->qr, a->qw, a->qy, a->qwork, a->qwork_n));
     AM_TRY(asym_wait(a, p));
-    AM_TRY(unblind(a, layer, p, by, yn));
+    AM_TRY(copy_in(a, layer, by, yn));
+    if (a->verify) AM_TRY(asym_freivalds(a, p, layer, a->qx, (const int32_t *)(const void *)a->qyr));
+    AM_TRY(unblind(a, layer, p, yn));
     asym_dequantize(a, p, sx, f->cfg->bias ? f->b : NULL, f->y);
     return AM_OK;
 }
