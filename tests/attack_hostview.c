@@ -31,6 +31,12 @@
  *     The model's weights (OUT/weights.f32, in the model's order, PyTorch's
  *     layouts) and its input normalization (OUT/model.json): what the
  *     white-box attacker is given.
+ *   attack_hostview uniform REC KIND
+ *     Slalom's inputs as the host receives them: every recorded input of
+ *     that kind ("blinded": int32 residues mod p = 2^31 - 1) read as int32
+ *     and tested for uniformity over [-(p-1)/2, (p-1)/2], a chi-square over
+ *     64 equal bins per request (63 degrees of freedom; the upper 1e-6
+ *     point, 131.7). Prints the worst; exit 1 if any request exceeds it.
  * Exit 0, or 2 on bad input. */
 #include <lapacke.h>
 #include <math.h>
@@ -348,7 +354,36 @@ static int weights(char **a) {
     return ok ? 0 : 2;
 }
 
+/* Chi-square of every recorded input of a kind, as int32 residues. */
+static int uniform(char **a) {
+    if (!load(a[0])) return fprintf(stderr, "uniform: %s: cannot read the recording\n", a[0]), 2;
+    const double p = 2147483647.0, h = (p - 1) / 2, crit = 131.7;
+    double worst = 0;
+    int n = 0, over = 0;
+    for (int i = 0; i < n_recs; i++) {
+        if (strcmp(recs[i].kind, a[1])) continue;
+        size_t m = (size_t)recs[i].shape[0] * recs[i].shape[1] * recs[i].shape[2] * recs[i].shape[3];
+        double cnt[64] = {0};
+        for (size_t j = 0; j < m; j++) {
+            int32_t v;
+            memcpy(&v, recs[i].v + j, 4);
+            double u = (double)v + h;
+            cnt[u < 0 ? 0 : u >= p ? 63 : (int)(u * 64 / p)]++;
+        }
+        double e = (double)m / 64, t = 0;
+        for (int b = 0; b < 64; b++) t += (cnt[b] - e) * (cnt[b] - e) / e;
+        worst = t > worst ? t : worst;
+        over += t > crit;
+        n++;
+    }
+    if (!n) return fprintf(stderr, "uniform: no '%s' input in %s\n", a[1], a[0]), 2;
+    printf("uniform: %d '%s' inputs, worst chi-square %.1f (63 dof; 1e-6 point %.1f); %d above it\n", n, a[1], worst, crit,
+           over);
+    return over ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "uniform")) return uniform(argv + 2);
     if (argc == 7 && !strcmp(argv[1], "labels")) return labels(argv + 2);
     if (argc == 9 && !strcmp(argv[1], "lowrank")) return lowrank(argv + 2);
     if ((argc == 9 || argc == 11) && !strcmp(argv[1], "truth")) return truth(argv + 2, argc - 2);
@@ -356,6 +391,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: attack_hostview labels REC DATA LIMIT BATCH SEED\n"
                     "       attack_hostview lowrank REC DATA LIMIT BATCH SEED LR CKDIR\n"
                     "       attack_hostview truth DATA LIMIT BATCH SEED FIRST STEPS OUT [CKDIR LAYER]\n"
-                    "       attack_hostview weights CHECKPOINT OUT\n");
+                    "       attack_hostview weights CHECKPOINT OUT\n"
+                    "       attack_hostview uniform REC KIND\n");
     return 2;
 }

@@ -7,7 +7,9 @@
 #     each sample's output gradient mostly has its label;
 #   - with the weights the host sees every step, they determine the trusted
 #     low-rank part: at batches of 1 and 4 the linear solve recovers it to
-#     float rounding (the positive control that the attack harness is real).
+#     float rounding (the positive control that the attack harness is real);
+#   - in slalom mode (blinded inference) every layer's input reaches the
+#     host uniform mod p, on real images as on blank ones.
 # Usage: attack_test.sh PATH/TO/asymml PATH/TO/attack_hostview
 set -u
 bin=$1
@@ -48,6 +50,29 @@ for B in 1 4; do
   awk -v e="${worst% *}" -v c="${worst#* }" -v b=$B 'BEGIN { exit !(e != "" && e < (b == 1 ? 1e-3 : 1e-2) && c > 0.999) }' && ok ||
     bad "lowrank at batch $B: not recovered ($worst)"
 done
+
+# Slalom (infer --mode slalom): what the host receives of every layer's input
+# is uniform mod p, on real images and on blank ones (a chi-square per
+# request); an open-mode run's activations, read the same way, are not (the
+# control that the test can fail).
+"$bin" train --data "$data" --limit-train 1280 --limit-test 100 --epochs 1 --batch 64 --seed 3 --threads 2 \
+  --checkpoint-dir "$dir/ckq" >"$dir/out" 2>&1 || bad "a model for slalom: $(tail -1 "$dir/out")"
+mkdir -p "$dir/blank"
+for f in "$data"/train-*; do ln -s "$f" "$dir/blank/"; done
+be32() { printf "\\x$(printf %02x $(($1 >> 24 & 255)))\\x$(printf %02x $(($1 >> 16 & 255)))\\x$(printf %02x $(($1 >> 8 & 255)))\\x$(printf %02x $(($1 & 255)))"; }
+{ printf '\x00\x00\x08\x03'; be32 200; be32 28; be32 28; head -c $((200 * 784)) /dev/zero; } >"$dir/blank/t10k-images-idx3-ubyte"
+{ printf '\x00\x00\x08\x01'; be32 200; for ((i = 0; i < 200; i++)); do printf "\\x0$((i % 10))"; done; } >"$dir/blank/t10k-labels-idx1-ubyte"
+for what in real blank; do
+  d=$data
+  [ "$what" = blank ] && d=$dir/blank
+  "$bin" infer --mode slalom --checkpoint "$dir/ckq" --data "$d" --limit 200 --calib 200 --threads 2 \
+    --record "$dir/slalom-$what" >"$dir/out" 2>&1 || bad "slalom on $what images: $(tail -1 "$dir/out")"
+  "$attack" uniform "$dir/slalom-$what" blinded | tee "$dir/u" && ok || bad "slalom on $what images: $(cat "$dir/u")"
+done
+"$bin" infer --mode open --checkpoint "$dir/ckq" --data "$data" --limit 200 --threads 2 --record "$dir/open" \
+  >"$dir/out" 2>&1 || bad "open-mode inference: $(tail -1 "$dir/out")"
+"$attack" uniform "$dir/open" activation >"$dir/u"
+[ $? -eq 1 ] && ok || bad "the control: open mode's activations pass as uniform: $(cat "$dir/u")"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

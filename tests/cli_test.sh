@@ -40,7 +40,7 @@ mkidx t10k 32
 
 expect 2 "no command" -- "$bin"
 expect 2 "unknown command" -- "$bin" frobnicate
-for c in train eval info bench analyze quantize; do expect 0 "$c --help" -- "$bin" $c --help; done
+for c in train eval info bench analyze quantize infer; do expect 0 "$c --help" -- "$bin" $c --help; done
 expect 0 "--version" -- "$bin" --version
 expect 2 "unknown option" -- "$bin" train --data "$dir/data" --bogus
 expect 2 "zero batch" -- "$bin" train --data "$dir/data" --batch 0
@@ -426,6 +426,26 @@ expect 1 "quantize a truncated checkpoint" -- "$bin" quantize --checkpoint "$dir
 expect 2 "train in quantized mode" -- "$bin" train --data "$dir/data" --mode quantized
 grep -q "inference only" "$dir/err" || { echo "FAIL: train --mode quantized: $(cat "$dir/err")"; fail=$((fail + 1)); }
 expect 2 "bench in quantized mode" -- "$bin" bench --models lenet --input 1,28,28 --mode quantized
+
+# asymml infer: slalom gives quantized mode's predictions (in one process,
+# and through the server with --verify); the baselines run; bad usage.
+inf() { "$bin" infer --checkpoint "$dir/imp.amck" --data "$dir/d12" --batch 8 --calib 16 "$@"; }
+acc() { sed -n 's/.*: test accuracy \([0-9.]*\) (16 images).*/\1/p' "$dir/out"; }
+expect 0 "infer --help" -- "$bin" infer --help
+expect 0 "infer quantized" -- inf --mode quantized
+q=$(acc)
+expect 0 "infer slalom" -- inf --mode slalom
+[ -n "$q" ] && [ "$(acc)" = "$q" ] || { echo "FAIL: slalom's accuracy $(acc), quantized's $q"; fail=$((fail + 1)); }
+grep -q "^privacy: every conv and linear layer's input crosses as its fixed-point value plus a fresh one-time pad" "$dir/out" ||
+  { echo "FAIL: slalom's privacy line: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 0 "infer slalom --tee process --verify" -- inf --mode slalom --tee process --verify
+[ "$(acc)" = "$q" ] || { echo "FAIL: slalom through the server: $(acc), quantized's $q"; fail=$((fail + 1)); }
+for m in tee-only asymml open gpu-only; do expect 0 "infer $m" -- inf --mode $m; done
+expect 2 "infer without --mode" -- inf
+expect 2 "infer lowrank-only" -- inf --mode lowrank-only
+expect 2 "infer with a bad --act-bits" -- inf --mode slalom --act-bits 40
+expect 2 "infer slalom with less than a batch to calibrate" -- inf --mode slalom --calib 4
+expect 1 "infer of a truncated checkpoint" -- "$bin" infer --mode slalom --checkpoint "$dir/cutq.amck" --data "$dir/d12"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

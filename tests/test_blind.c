@@ -232,8 +232,28 @@ static void t_refused(void **st) {
     fx_free(&F);
 }
 
+/* The reduction mod p against fmod, at the edges and at random, over every
+ * magnitude an exact integer in double can have. */
+static void t_modp(void **st) {
+    (void)st;
+    const double p = AM_MODP, h = (AM_MODP - 1) / 2, top = 9007199254740991.0;
+    const double edge[] = {0, 1, -1, h, h + 1, -h, -h - 1, p, -p, p - 1, 2 * p, 3 * p + h, 3 * p + h + 1, top, -top,
+                           top - 1, 4194304.0 * p, -4194303.0 * p - h};
+    am_rng r;
+    am_rng_seed(&r, 3);
+    for (int i = 0; i < 200000; i++) {
+        double v = i < (int)(sizeof edge / sizeof *edge) ? edge[i]
+                                                         : (double)((int64_t)(am_rng_u64(&r) >> (11 + i % 40)) *
+                                                                    (i & 1 ? 1 : -1));
+        double want = fmod(v, p);
+        want = want > h ? want - p : want < -h ? want + p : want;
+        double got = am_modp_center(v);
+        if (got != want) fail_msg("%.17g mod p: %.17g, not %.17g", v, got, want);
+    }
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(t_equal), cmocka_unit_test(t_uniform),
+    const struct CMUnitTest tests[] = {cmocka_unit_test(t_modp), cmocka_unit_test(t_equal), cmocka_unit_test(t_uniform),
                                        cmocka_unit_test(t_refused)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,6 +36,16 @@ typedef enum am_req_kind {
  * layer's conv of residues by 8-bit weights stays below 2^53 (exact in
  * double) and its quantized result below p/2. */
 #define AM_MODP 2147483647
+/* An integer v held exactly in a double (|v| < 2^53) mod p, centered in
+ * [-(p-1)/2, (p-1)/2]: the quotient from a product with 1/p is off by at
+ * most one, and q p and v - q p are exact. (fmod is far slower.) */
+static inline double am_modp_center(double v) {
+    const double p = AM_MODP, h = (AM_MODP - 1) / 2;
+    double q = v * (1.0 / AM_MODP);
+    q = q < 0 ? -(double)(long long)(-q + 0.5) : (double)(long long)(q + 0.5);
+    double r = v - q * p;
+    return r > h ? r - p : r < -h ? r + p : r;
+}
 
 /* Buffer roles, per layer. */
 typedef enum am_buf_role {

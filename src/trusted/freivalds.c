@@ -7,7 +7,6 @@
  * right side is one exact conv with four output channels: s^T W mod p in
  * four signed 8-bit limbs (each partial sum then stays below 2^53); the
  * left side one pass over Y. About 5/K of the layer's work. */
-#include <math.h>
 #include <sodium.h>
 #include <stdint.h>
 
@@ -53,7 +52,7 @@ am_status asym_freivalds(am_asym *a, layer_plan *p, int layer, const double *X, 
             uint64_t lhs = 0, rhs = 0;
             for (int k = 0; k < K; k++) lhs = modp(lhs + (uint64_t)s[k] * (uint32_t)Y[((size_t)n * K + k) * P + q]);
             for (int d = LIMBS - 1; d >= 0; d--) {
-                double z = fmod(Z[((size_t)n * LIMBS + d) * P + q], (double)AM_MODP);
+                double z = am_modp_center(Z[((size_t)n * LIMBS + d) * P + q]);
                 rhs = modp((rhs << 8) + (uint64_t)(z < 0 ? z + AM_MODP : z));
             }
             if (lhs != rhs)

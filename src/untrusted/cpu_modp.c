@@ -2,7 +2,6 @@
  * int32 residues by integer weights, exact in double (am_conv2d_exact),
  * reduced mod p into [0, p). The untrusted side computes on what it is
  * sent and nothing else: the residues are uniform mod p to it. */
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -30,7 +29,7 @@ am_status am_cpu_conv_modp(const am_req *r, double **work, size_t *work_n) {
     AM_TRY(am_conv2d_exact(&r->cfg, r->x, x, w, y, cwork, cw));
     int32_t *out = (int32_t *)(void *)r->out;
     for (size_t i = 0; i < yn; i++) {
-        double v = fmod(y[i], (double)AM_MODP);
+        double v = am_modp_center(y[i]);
         out[i] = (int32_t)(v < 0 ? v + AM_MODP : v);
     }
     return AM_OK;

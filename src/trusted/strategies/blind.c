@@ -62,7 +62,7 @@ static am_status unblind(am_asym *a, int layer, layer_plan *p, size_t n) {
     const double bound = am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX);
     for (size_t i = 0; i < n; i++) {
         double vc = y[i] > (AM_MODP - 1) / 2 ? (double)y[i] - AM_MODP : (double)y[i];
-        double wr = asym_modp_add(fmod(a->qy[i], (double)AM_MODP), 0); /* |W r| < 2^53: exact */
+        double wr = am_modp_center(a->qy[i]); /* |W r| < 2^53: exact */
         double d = asym_modp_add(vc, -wr);
         if (fabs(d) > bound)
             return am_fail(AM_ENUM, "accelerator: layer %d's blinded result is not the conv of what was sent: refused",

@@ -1,0 +1,161 @@
+/* asymml infer: private inference of a checkpoint's model on a dataset's
+ * test split, in one of the inference modes, with its accuracy and speed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: asymml infer --mode M --checkpoint PATH --data DIR [options]\n"
+    "Inference of a checkpoint's model on a dataset's test split: accuracy and images\n"
+    "per second. Modes: slalom (fixed point, every conv and linear layer on the\n"
+    "accelerator with its input one-time padded mod p: the accelerator learns nothing\n"
+    "of the inputs; the weights cross in the clear), quantized (the same fixed point,\n"
+    "all in this process), asymml (the split of training: residuals cross),\n"
+    "tee-only, open and gpu-only (no privacy; baselines). Fixed-point modes fold\n"
+    "BatchNorm and set the activation scales on --calib training images first.\n";
+
+enum { I_CKPT = 1, I_DATA, I_DATASET, I_BATCH, I_LIMIT, I_CALIB, I_BITS };
+
+static const cli_opt opts[] = {
+    {"checkpoint", "PATH", I_CKPT, 0, "a checkpoint file, or a directory (its newest)"},
+    {"data", "DIR", I_DATA, 0, "dataset folder"},
+    {"dataset", "KIND", I_DATASET, 0, "idx (default), cifar10, cifar100"},
+    {"batch", "N", I_BATCH, 0, "default 100"},
+    {"limit", "N", I_LIMIT, 0, "use the first N test images"},
+    {"calib", "N", I_CALIB, 0, "fixed point: training images that set the activation scales (default 1000)"},
+    {"act-bits", "N", I_BITS, 0, "fixed point: activation bits, 2 to 16 (default 8, as Slalom)"},
+    {NULL, NULL, 0, 0, NULL},
+};
+
+typedef struct infer_opts {
+    const char *ckpt, *data;
+    am_data_kind kind;
+    int batch, limit, calib, bits, mode_given;
+    cli_mode mode;
+} infer_opts;
+
+static int handle(void *ctx, const cli_opt *o, const char *arg) {
+    infer_opts *q = ctx;
+    switch (o->id) {
+    case I_CKPT: q->ckpt = arg; return 0;
+    case I_DATA: q->data = arg; return 0;
+    case I_DATASET: return am_data_kind_parse(arg, &q->kind) == AM_OK ? 0 : die(EXIT_USAGE, "--dataset: %s", am_last_error());
+    case I_BATCH: return arg_int("batch", arg, 1, 65536, &q->batch) ? 0 : EXIT_USAGE;
+    case I_LIMIT: return arg_int("limit", arg, 1, 100000000, &q->limit) ? 0 : EXIT_USAGE;
+    case I_CALIB: return arg_int("calib", arg, 1, 1000000, &q->calib) ? 0 : EXIT_USAGE;
+    case I_BITS: return arg_int("act-bits", arg, 2, 16, &q->bits) ? 0 : EXIT_USAGE;
+    }
+    if (!strcmp(o->name, "mode")) q->mode_given = 1;
+    return cli_mode_option(&q->mode, o, arg);
+}
+
+/* The model to run: the checkpoint's, folded for the fixed-point modes,
+ * at batch B, in the mode. */
+static int build(const infer_opts *o, const am_checkpoint *ck, int B, am_backend *be, am_model **out) {
+    am_model *m;
+    *out = NULL;
+    if (am_model_create(ck->desc, &m) != AM_OK) return lib_fail("checkpoint model");
+    if (am_model_weights_len(m) != ck->n_weights || am_model_buffers_len(m) != ck->n_buffers) {
+        am_model_free(m);
+        return die(EXIT_RUNTIME, "%s: tensor sizes do not match its model description", o->ckpt);
+    }
+    memcpy(am_model_weights(m), ck->weights, ck->n_weights * sizeof(float));
+    memcpy(am_model_buffers(m), ck->buffers, ck->n_buffers * sizeof(float));
+    am_asym_cfg a = o->mode.asym;
+    if (am_mode_fixed_point(a.mode)) {
+        am_model *f;
+        am_status st = am_model_fold_bn(m, &f, NULL);
+        am_model_free(m);
+        if (st != AM_OK) return lib_fail("fold");
+        m = f;
+        a.act_bits = o->bits;
+    }
+    *out = m;
+    if (am_model_set_batch(m, B) != AM_OK) return lib_fail("model");
+    if (a.mode != AM_MODE_TEE_ONLY && am_model_set_asym(m, &a, be) != AM_OK) return lib_fail("mode");
+    am_model_verify(m, o->mode.verify);
+    return 0;
+}
+
+/* Fixed point: n whole batches of the training split set the scales. */
+static int calibrate(am_model *m, const am_dataset *tr, const am_checkpoint *ck, int B, int n) {
+    am_shape s = am_model_input_shape(m);
+    s.n = B;
+    float *x = am_aligned_alloc(sizeof(float) * am_shape_numel(s));
+    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
+    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)B);
+    int rc = x && lab && idx ? 0 : die(EXIT_RUNTIME, "infer: out of memory");
+    for (int k = 0; !rc && k < n; k++) {
+        for (int b = 0; b < B; b++) idx[b] = (uint32_t)(k * B + b);
+        am_tensor t = {s, x};
+        if (am_dataset_batch(tr, idx, B, ck->mean, ck->std, x, lab) || am_model_calibrate(m, &t)) rc = lib_fail("calibrate");
+    }
+    am_aligned_free(x);
+    free(lab);
+    free(idx);
+    return rc;
+}
+
+static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, const am_dataset *te, cli_tee **tee) {
+    const am_asym_cfg *a = &o->mode.asym;
+    const int fixed = am_mode_fixed_point(a->mode), B = o->batch < te->n ? o->batch : te->n;
+    const int nb = fixed ? (o->calib < tr->n ? o->calib : tr->n) / B : 0;
+    if (fixed && nb < 1) return die(EXIT_USAGE, "infer: --calib %d is less than one batch of %d", o->calib, B);
+    const int accel = a->mode == AM_MODE_ASYMML || a->mode == AM_MODE_OPEN || a->mode == AM_MODE_GPU_ONLY ||
+                      a->mode == AM_MODE_SLALOM;
+    am_model *m = NULL;
+    int rc = tee_open(&o->mode, accel, o->data, tee);
+    if (!rc) rc = build(o, ck, B, tee_backend(*tee), &m);
+    if (!rc && fixed) rc = calibrate(m, tr, ck, B, nb);
+    if (!rc) rc = tee_lockdown(*tee, -1);
+    double acc = 0, t0 = now_s();
+    if (!rc) {
+        char aw[1200];
+        tee_words(*tee, aw, sizeof aw);
+        printf("mode: %s; accelerator: %s\n", am_mode_name(a->mode), accel ? aw : "none");
+        cli_privacy_start(stdout, m, a, o->mode.process, 0);
+        t0 = now_s();
+        if (am_evaluate(m, te, ck->mean, ck->std, B, NULL, &acc, NULL) != AM_OK) rc = lib_fail("infer");
+    }
+    if (!rc) {
+        double s = now_s() - t0;
+        printf("%s: test accuracy %.4f (%d images), %.1f images/s (batch %d, %s mode", o->ckpt, acc, te->n, te->n / s, B,
+               am_mode_name(a->mode));
+        if (fixed) printf("; %d-bit activations from %d training images", o->bits, nb * B);
+        printf(")\n");
+    }
+    am_model_free(m);
+    return rc;
+}
+
+int cmd_infer(int argc, char **argv) {
+    infer_opts o = {.kind = AM_DATA_IDX, .batch = 100, .calib = 1000, .bits = AM_ACT_BITS};
+    cli_mode_init(&o.mode);
+    o.mode.quantized_ok = o.mode.gpu_only_ok = 1;
+    const cli_opt *const tables[] = {opts, cli_mode_opts, NULL};
+    int rc = cli_parse("infer", usage, argc, argv, tables, handle, &o, NULL, NULL);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!o.ckpt || !o.data || !o.mode_given) return die(EXIT_USAGE, "infer: --mode, --checkpoint and --data are required");
+    if (o.mode.asym.mode == AM_MODE_LOWRANK_ONLY)
+        return die(EXIT_USAGE, "infer: lowrank-only is training's ablation; infer runs slalom, quantized, asymml, "
+                               "tee-only, open or gpu-only");
+    if ((rc = cli_mode_check(&o.mode, 1)) || (rc = tee_begin(&o.mode))) return rc;
+    am_checkpoint ck;
+    char used[4200], skipped[2048];
+    if (am_checkpoint_load(o.ckpt, &ck, used, sizeof used, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
+    if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; running %s instead\n", skipped, used);
+    o.ckpt = used;
+    am_dataset tr = {0}, te = {0};
+    cli_tee *tee = NULL;
+    rc = am_mode_fixed_point(o.mode.asym.mode) ? load_data(o.kind, o.data, "train", 0, &tr) : 0;
+    if (!rc) rc = load_data(o.kind, o.data, "test", o.limit, &te);
+    if (!rc && te.c != ck.channels)
+        rc = die(EXIT_RUNTIME, "%s: a %d-channel model; the data has %d channels", o.ckpt, ck.channels, te.c);
+    if (!rc) rc = run(&o, &ck, &tr, &te, &tee);
+    int rc2 = tee_close(tee, rc != 0);
+    am_dataset_free(&tr);
+    am_dataset_free(&te);
+    am_checkpoint_free(&ck);
+    return rc ? rc : rc2;
+}
