@@ -104,6 +104,34 @@ am_asym_cfg am_asym_defaults(void);
  * with the batch size the model will run at; calling it again replaces the
  * plan. AM_MODE_TEE_ONLY removes it. */
 am_status am_model_set_asym(am_model *m, const am_asym_cfg *cfg, am_backend *accel);
+/* Slalom's unblinding factors ahead of time (Slalom precomputes them in the
+ * enclave and stores them sealed). A factor set is one batch's: for each
+ * fixed-point layer (conv and linear, in model order: its ordinal), W r mod
+ * p as int32 residues in [0, p), r the pad that layer draws for that batch
+ * from the pad key. Batch t's pad of the layer of ordinal i is number
+ * t L + i (L layers): one set per batch number, never two. */
+typedef struct am_factor_src {
+    void *ctx;
+    /* The next unused set's number, never one handed out before; an error
+     * when none is left. */
+    am_status (*next)(void *ctx, uint64_t *batch);
+    /* Set `batch`'s factors of the layer of that ordinal: n residues. */
+    am_status (*load)(void *ctx, uint64_t batch, int ordinal, int32_t *out, size_t n);
+} am_factor_src;
+/* Fixed-point layers, and a layer's factors per batch (int32 values). */
+int am_model_fixed_layers(const am_model *m);
+size_t am_model_factor_len(const am_model *m, int ordinal);
+/* What the factors are valid for: the batch size, each fixed-point layer's
+ * shapes and integer weights (BLAKE2b). */
+am_status am_model_factor_identity(am_model *m, uint8_t out[32]);
+/* The pads' key (a factor store's) instead of the one drawn at random. */
+am_status am_model_set_pad_key(am_model *m, const uint8_t key[32]);
+/* Computes set `batch`'s factors of the layer of that ordinal. */
+am_status am_model_factors(am_model *m, uint64_t batch, int ordinal, int32_t *out);
+/* Slalom from now on takes every batch's factors from src (NULL: computes
+ * them itself, as much work as the layer); src must outlive that use. */
+am_status am_model_use_factors(am_model *m, const am_factor_src *src);
+
 /* Quantized mode: x (a batch of the model's input shape, from data that
  * is not the evaluation's) widens every quantized layer's input range, on
  * a float pass that moves nothing. Without it, the first batch the model

@@ -14,5 +14,6 @@
 #include "asymml/asym.h"
 #include "asymml/seal.h"
 #include "asymml/import.h"
+#include "asymml/factors.h"
 
 #endif

@@ -6,8 +6,9 @@
  *
  * Keys. The key file holds a master key (mode 0600: a key file readable by
  * group or others is refused). Files are sealed under subkeys derived from
- * it with libsodium's KDF, one for data, one for checkpoints, one for logs:
- * a sealed file of one kind never opens as another.
+ * it with libsodium's KDF, one for data, one for checkpoints, one for logs,
+ * one for slalom's factors: a sealed file of one kind never opens as
+ * another.
  *
  * Identity. Each sealed file says what it is: a role (training images,
  * test labels, a checkpoint...), a 16-byte identity (the dataset's, drawn
@@ -46,6 +47,9 @@ typedef enum am_seal_role {
     AM_SEAL_TEST_RECORDS,
     AM_SEAL_CHECKPOINT,       /* identity: the run; index: the global step */
     AM_SEAL_LOG,              /* identity: the run */
+    AM_SEAL_FACTOR_STORE,     /* slalom's factor store's header; identity: the store */
+    AM_SEAL_FACTORS,          /* one layer's factors of one batch; index: batch x 4096 + the layer's ordinal */
+    AM_SEAL_FACTOR_NEXT,      /* the store's next unused batch; index: that batch */
     AM_SEAL_ROLES
 } am_seal_role;
 
@@ -56,7 +60,8 @@ typedef struct am_seal_id {
 } am_seal_id;
 
 /* "train-images", "train-labels", "test-images", "test-labels",
- * "train-records", "test-records", "checkpoint", "log". */
+ * "train-records", "test-records", "checkpoint", "log", "factor-store",
+ * "factors", "factor-counter". */
 const char *am_seal_role_name(am_seal_role r);
 am_status am_seal_role_parse(const char *s, am_seal_role *out);
 /* A dataset file's role and index from its name as the datasets ship it

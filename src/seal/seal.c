@@ -24,7 +24,8 @@
 static uint8_t *g_key; /* sodium_malloc'd: locked, guarded, zeroed when freed */
 
 static const char *const role_names[AM_SEAL_ROLES] = {
-    "", "train-images", "train-labels", "test-images", "test-labels", "train-records", "test-records", "checkpoint", "log"};
+    "",           "train-images", "train-labels", "test-images",    "test-labels", "train-records",
+    "test-records", "checkpoint", "log",          "factor-store", "factors",     "factor-counter"};
 
 const char *am_seal_role_name(am_seal_role r) { return r > 0 && r < AM_SEAL_ROLES ? role_names[r] : "unknown"; }
 
@@ -117,9 +118,9 @@ am_status am_seal_key_read(const char *path, uint8_t key[AM_SEAL_KEY_BYTES]) {
     return AM_OK;
 }
 
-/* The subkey for a role's kind of file: data, checkpoints, logs. */
+/* The subkey for a role's kind of file: data, checkpoints, logs, factors. */
 static void subkey(const uint8_t *key, am_seal_role role, uint8_t *sub) {
-    uint64_t kind = role == AM_SEAL_CHECKPOINT ? 2 : role == AM_SEAL_LOG ? 3 : 1;
+    uint64_t kind = role == AM_SEAL_CHECKPOINT ? 2 : role == AM_SEAL_LOG ? 3 : role >= AM_SEAL_FACTOR_STORE ? 4 : 1;
     crypto_kdf_derive_from_key(sub, crypto_secretstream_xchacha20poly1305_KEYBYTES, kind, KDF_CONTEXT, key);
 }
 

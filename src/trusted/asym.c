@@ -113,6 +113,7 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->qyr);
     am_aligned_free(a->vf);
     am_aligned_free(a->vs);
+    am_aligned_free(a->fl);
     sodium_memzero(a->pad_key, sizeof a->pad_key);
     free(a->led);
     free(a);

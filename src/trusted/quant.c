@@ -23,8 +23,10 @@ am_status asym_quant_alloc(am_asym *a, layer_plan *p) {
         return am_fail(AM_EINVAL, "quantized: layer of fan-in %d at %d-bit activations can exceed 2^53", p->C * p->kk,
                        a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS);
     AM_TRY(asym_state_add(a, 1, &p->q_off));
+    p->bi = a->n_fixed++;
     a->state[p->q_off] = 0.f;
     AM_TRY(asym_grow_d(&a->qx, &a->qx_n, in));
+    AM_TRY(asym_grow_d(&a->qr, &a->qr_n, in)); /* a pad: slalom, and its factors */
     AM_TRY(asym_grow_d(&a->qw, &a->qw_n, wn));
     AM_TRY(asym_grow_d(&a->qs, &a->qs_n, (size_t)p->K));
     AM_TRY(asym_grow_d(&a->qy, &a->qy_n, out));
@@ -41,7 +43,7 @@ void asym_quant_observe(am_asym *a, layer_plan *p, const float *x) {
     if (isfinite(m)) a->state[p->q_off] = m;
 }
 
-static void quantize_weights(const float *w, int K, size_t per, double *wq, double *sk) {
+void asym_quantize_weights(const float *w, int K, size_t per, double *wq, double *sk) {
     for (int k = 0; k < K; k++) {
         const float *wk = w + (size_t)k * per;
         double m = 0;
@@ -62,7 +64,7 @@ void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w
         double v = rint(x->d[i] * inv);
         q[i] = v > M ? M : v < -M ? -M : v != v ? 0 : v;
     }
-    quantize_weights(w, p->K, (size_t)p->C * p->kk, a->qw, a->qs);
+    asym_quantize_weights(w, p->K, (size_t)p->C * p->kk, a->qw, a->qs);
     *sx = s;
 }
 

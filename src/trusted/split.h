@@ -79,4 +79,15 @@ int am_asym_ledger_count(const am_asym *a);
 const am_ledger_entry *am_asym_ledger_entry(const am_asym *a, int i);
 void am_asym_ledger_clear(am_asym *a);
 
+/* Slalom's factors (precompute.c; asymml/asym.h): the fixed-point layer of
+ * an ordinal (-1: none), its factors' length per batch, its part of the
+ * identity (32 bytes), its factors for a batch; the pads' key; where
+ * inference takes factors from. w: the layer's weights. */
+int am_asym_fixed_layer(const am_asym *a, int ordinal);
+size_t am_asym_factor_len(const am_asym *a, int ordinal);
+am_status am_asym_factor_identity(am_asym *a, int layer, const float *w, uint8_t out[32]);
+am_status am_asym_factors(am_asym *a, int layer, const float *w, uint64_t batch, int32_t *out);
+void am_asym_set_pad_key(am_asym *a, const uint8_t key[32]);
+void am_asym_use_factors(am_asym *a, const am_factor_src *src);
+
 #endif

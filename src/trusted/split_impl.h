@@ -25,6 +25,7 @@ typedef struct layer_plan {
     int C, K, r, N, P, kk;
     size_t u_off; /* into state: U (C x r), shared basis */
     size_t q_off; /* into state: quantized mode, the largest |input| seen in calibration */
+    int bi;       /* fixed point: the layer's ordinal among the fixed-point layers (its factors' place) */
     int warm;
     int rg;       /* protected gradients: rank of the output-gradient basis */
     size_t a_off; /* into state: A (K x rg) */
@@ -70,8 +71,13 @@ struct am_asym {
     float *qyr;             /* slalom: the reply, copied in (int32) */
     double *vf, *vs;        /* slalom --verify: the check's filter, result and workspace; its vector */
     size_t qr_n, qwf_n, qyr_n, vf_n, vs_n;
-    uint8_t pad_key[32];    /* slalom: the pads' ChaCha20 key (random, this object's alone) */
-    uint64_t pad_next;      /* slalom: the next pad's number (its nonce): only increases */
+    uint8_t pad_key[32];    /* slalom: the pads' ChaCha20 key (random, or a factor store's) */
+    int n_fixed;            /* fixed point: layers planned so far (their ordinals) */
+    uint64_t batch_next;    /* slalom without a factor source: the next batch's number */
+    uint64_t batch_cur;     /* slalom: this batch's number; pad of layer bi: batch_cur n_fixed + bi */
+    const am_factor_src *src; /* slalom: where the unblinding factors come from (NULL: computed here) */
+    float *fl;              /* slalom: a layer's factors, loaded (int32) */
+    size_t fl_n;
     double blocked_s; /* total time the TEE spent blocked in submit or wait */
     int ledger_on;
     am_ledger_entry *led;
@@ -154,6 +160,8 @@ void asym_quant_observe(am_asym *a, layer_plan *p, const float *x);
 /* The layer's input (a->qx) and weights (a->qw, scales a->qs) as
  * integers; *sx: the input's scale. */
 void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w, double *sx);
+/* W (K rows of per) as 8-bit integers wq, a scale per row sk. */
+void asym_quantize_weights(const float *w, int K, size_t per, double *wq, double *sk);
 /* y = sx s_k (the integers in a->qy) + b_k, output channel by channel. */
 void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, am_tensor *y);
 

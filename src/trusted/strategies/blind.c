@@ -21,8 +21,8 @@ static am_status plan(am_asym *a, layer_plan *p) {
         return am_fail(AM_EINVAL, "slalom: a layer of fan-in %d does not fit the field at %d-bit activations",
                        p->C * p->kk, a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS);
     AM_TRY(asym_quant_alloc(a, p));
-    AM_TRY(asym_grow_d(&a->qr, &a->qr_n, am_shape_numel(p->x)));
     AM_TRY(asym_grow(&a->qyr, &a->qyr_n, (size_t)p->x.n * p->K * p->P));
+    AM_TRY(asym_grow(&a->fl, &a->fl_n, (size_t)p->x.n * p->K * p->P));
     AM_TRY(asym_grow_d(&a->vs, &a->vs_n, (size_t)p->K));
     return asym_grow(&a->qwf, &a->qwf_n, (size_t)p->K * p->C * p->kk);
 }
@@ -31,7 +31,7 @@ static am_status plan(am_asym *a, layer_plan *p) {
  * for the check); the weights beside it. */
 static am_status send(am_asym *a, int layer, layer_plan *p, const asym_fwd *f, float **bx, float **bw) {
     const size_t n = am_shape_numel(f->x->s), wn = (size_t)p->K * p->C * p->kk;
-    asym_pad(a->pad_key, a->pad_next++, n, a->qr);
+    asym_pad(a->pad_key, a->batch_cur * (uint64_t)a->n_fixed + (uint64_t)p->bi, n, a->qr);
     AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_INPUT, n, bx));
     int32_t *b = (int32_t *)(void *)*bx;
     for (size_t i = 0; i < n; i++) b[i] = (int32_t)(a->qx[i] = asym_modp_add(a->qx[i], a->qr[i]));
@@ -72,10 +72,29 @@ static am_status unblind(am_asym *a, int layer, layer_plan *p, size_t n) {
     return AM_OK;
 }
 
+/* W r mod p into a->qy: the factor source's set for this batch, or
+ * computed here, as much work as the layer. */
+static am_status factors(am_asym *a, int layer, layer_plan *p, const am_conv2d_cfg *c, am_shape x) {
+    if (!a->src) return am_conv2d_exact(c, x, a->qr, a->qw, a->qy, a->qwork, a->qwork_n);
+    const size_t n = (size_t)x.n * p->K * p->P;
+    int32_t *u = (int32_t *)(void *)a->fl;
+    AM_TRY(a->src->load(a->src->ctx, a->batch_cur, p->bi, u, n));
+    for (size_t i = 0; i < n; i++) {
+        if (u[i] < 0 || u[i] >= AM_MODP) return am_fail(AM_EFORMAT, "slalom: layer %d's factors are not residues", layer);
+        a->qy[i] = u[i];
+    }
+    return AM_OK;
+}
+
 static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f) {
     if (f->training) return am_fail(AM_EINVAL, "slalom: layer %d runs inference only", layer);
     double sx;
     float *bx, *bw, *by;
+    /* A new batch: its number, never one used before, names its pads. */
+    if (p->bi == 0) {
+        if (a->src) AM_TRY(a->src->next(a->src->ctx, &a->batch_cur));
+        else a->batch_cur = a->batch_next++;
+    }
     asym_quantize(a, p, f->x, f->w, &sx);
     AM_TRY(send(a, layer, p, f, &bx, &bw));
     const size_t yn = am_shape_numel(f->y->s);
@@ -84,8 +103,8 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
                  (uint32_t)a->step, 0u};
     rq.cfg.bias = 0;
     AM_TRY(asym_submit(a, p, &rq));
-    /* W r in the TEE meanwhile. */
-    AM_TRY(am_conv2d_exact(&rq.cfg, f->x->s, a->qr, a->qw, a->qy, a->qwork, a->qwork_n));
+    /* W r meanwhile. */
+    AM_TRY(factors(a, layer, p, &rq.cfg, f->x->s));
     AM_TRY(asym_wait(a, p));
     AM_TRY(copy_in(a, layer, by, yn));
     if (a->verify) AM_TRY(asym_freivalds(a, p, layer, a->qx, (const int32_t *)(const void *)a->qyr));
