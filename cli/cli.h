@@ -1,6 +1,6 @@
 /* The asymml command's front end: the only code that prints. One file per
  * command (train.c with resume.c, eval.c, bench.c, analyze.c, info.c, seal.c,
- * log.c, import.c, quantize.c, infer.c), the option table (opts.c), the execution-mode options
+ * log.c, import.c, quantize.c, infer.c, precompute.c), the option table (opts.c), the execution-mode options
  * (mode.c), where the trusted side runs and its accelerator (tee.c), the
  * privacy statements (privacy.c), the run log (runlog.c) and small helpers
  * (util.c). Exit codes: 0 success, 1 failure at run time, 2 bad usage. */
@@ -160,5 +160,6 @@ int cmd_log(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
+int cmd_precompute(int argc, char **argv);
 
 #endif

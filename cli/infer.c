@@ -15,7 +15,7 @@ static const char usage[] =
     "tee-only, open and gpu-only (no privacy; baselines). Fixed-point modes fold\n"
     "BatchNorm and set the activation scales on --calib training images first.\n";
 
-enum { I_CKPT = 1, I_DATA, I_DATASET, I_BATCH, I_LIMIT, I_CALIB, I_BITS };
+enum { I_CKPT = 1, I_DATA, I_DATASET, I_BATCH, I_LIMIT, I_CALIB, I_BITS, I_FACTORS };
 
 static const cli_opt opts[] = {
     {"checkpoint", "PATH", I_CKPT, 0, "a checkpoint file, or a directory (its newest)"},
@@ -25,11 +25,14 @@ static const cli_opt opts[] = {
     {"limit", "N", I_LIMIT, 0, "use the first N test images"},
     {"calib", "N", I_CALIB, 0, "fixed point: training images that set the activation scales (default 1000)"},
     {"act-bits", "N", I_BITS, 0, "fixed point: activation bits, 2 to 16 (default 8, as Slalom)"},
+    {"factors", "DIR", I_FACTORS, 0, "slalom: unblinding factors from this store (asymml precompute; needs\n"
+                                     "its --key and --batch), each batch's used once, instead of computing\n"
+                                     "W r here"},
     {NULL, NULL, 0, 0, NULL},
 };
 
 typedef struct infer_opts {
-    const char *ckpt, *data;
+    const char *ckpt, *data, *factors;
     am_data_kind kind;
     int batch, limit, calib, bits, mode_given;
     cli_mode mode;
@@ -45,6 +48,7 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
     case I_LIMIT: return arg_int("limit", arg, 1, 100000000, &q->limit) ? 0 : EXIT_USAGE;
     case I_CALIB: return arg_int("calib", arg, 1, 1000000, &q->calib) ? 0 : EXIT_USAGE;
     case I_BITS: return arg_int("act-bits", arg, 2, 16, &q->bits) ? 0 : EXIT_USAGE;
+    case I_FACTORS: q->factors = arg; return 0;
     }
     if (!strcmp(o->name, "mode")) q->mode_given = 1;
     return cli_mode_option(&q->mode, o, arg);
@@ -78,6 +82,29 @@ static int build(const infer_opts *o, const am_checkpoint *ck, int B, am_backend
     return 0;
 }
 
+/* Slalom: the factors from the store, if one is given; *fd: its folder,
+ * the one the locked-down process may still open files in. */
+static int use_store(const infer_opts *o, am_model *m, int B, int n, am_factor_store **s, int *fd) {
+    *fd = -1;
+    if (!o->factors) return 0;
+    if (o->mode.asym.mode != AM_MODE_SLALOM) return die(EXIT_USAGE, "--factors: slalom mode's (--mode slalom)");
+    int L = am_model_fixed_layers(m);
+    size_t lens[4096];
+    uint8_t ident[32];
+    if (L > 4096) return die(EXIT_RUNTIME, "infer: too many layers");
+    for (int i = 0; i < L; i++) lens[i] = am_model_factor_len(m, i);
+    if (am_model_factor_identity(m, ident) || am_factors_open(o->factors, s) ||
+        am_factors_match(*s, B, L, lens, ident) ||
+        am_model_set_pad_key(m, am_factors_pad_key(*s)) || am_model_use_factors(m, am_factors_source(*s)))
+        return lib_fail("--factors");
+    uint64_t need = (uint64_t)(n + B - 1) / (uint64_t)B;
+    if (am_factors_left(*s) < need)
+        return die(EXIT_RUNTIME, "--factors: %s has %llu factor sets left; %d images in batches of %d need %llu (none was used)",
+                   o->factors, (unsigned long long)am_factors_left(*s), n, B, (unsigned long long)need);
+    *fd = am_factors_dir_fd(*s);
+    return 0;
+}
+
 /* Fixed point: n whole batches of the training split set the scales. */
 static int calibrate(am_model *m, const am_dataset *tr, const am_checkpoint *ck, int B, int n) {
     am_shape s = am_model_input_shape(m);
@@ -105,10 +132,12 @@ static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, con
     const int accel = a->mode == AM_MODE_ASYMML || a->mode == AM_MODE_OPEN || a->mode == AM_MODE_GPU_ONLY ||
                       a->mode == AM_MODE_SLALOM;
     am_model *m = NULL;
-    int rc = tee_open(&o->mode, accel, o->data, tee);
+    am_factor_store *store = NULL;
+    int rc = tee_open(&o->mode, accel, o->data, tee), fd = -1;
     if (!rc) rc = build(o, ck, B, tee_backend(*tee), &m);
     if (!rc && fixed) rc = calibrate(m, tr, ck, B, nb);
-    if (!rc) rc = tee_lockdown(*tee, -1);
+    if (!rc) rc = use_store(o, m, B, te->n, &store, &fd);
+    if (!rc) rc = tee_lockdown(*tee, fd);
     double acc = 0, t0 = now_s();
     if (!rc) {
         char aw[1200];
@@ -123,8 +152,14 @@ static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, con
         printf("%s: test accuracy %.4f (%d images), %.1f images/s (batch %d, %s mode", o->ckpt, acc, te->n, te->n / s, B,
                am_mode_name(a->mode));
         if (fixed) printf("; %d-bit activations from %d training images", o->bits, nb * B);
+        if (store)
+            printf("; factors from %s, %llu of %llu sets left", o->factors, (unsigned long long)am_factors_left(store),
+                   (unsigned long long)am_factors_count(store));
+        else if (a->mode == AM_MODE_SLALOM)
+            printf("; factors computed here");
         printf(")\n");
     }
+    am_factors_close(store);
     am_model_free(m);
     return rc;
 }

@@ -31,6 +31,7 @@ static void usage(FILE *f) {
                "  import    turn a PyTorch model (safetensors, torchvision's names) into a checkpoint\n"
                "  quantize  a checkpoint's model in fixed point: its accuracy next to the float model's\n"
                "  infer     private inference (slalom: blinded inputs; asymml; baselines): accuracy, images/s\n"
+               "  precompute  slalom's unblinding factors ahead of time, sealed, each used once\n"
                "  analyze   per conv layer: entropy, ranks, energy kept, TEE/accelerator FLOPs\n"
                "  info      print a model's layers, shapes, parameters and FLOPs\n"
                "  bench     time training and inference steps of zoo models\n"
@@ -57,7 +58,7 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } cmds[] = {{"train", cmd_train}, {"eval", cmd_eval},     {"bench", cmd_bench}, {"analyze", cmd_analyze},
                 {"info", cmd_info},   {"seal", cmd_seal},     {"keygen", cmd_keygen}, {"log", cmd_log},
-                {"import", cmd_import}, {"quantize", cmd_quantize}, {"infer", cmd_infer}};
+                {"import", cmd_import}, {"quantize", cmd_quantize}, {"infer", cmd_infer}, {"precompute", cmd_precompute}};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (!strcmp(cmd, cmds[i].name)) return cmds[i].run(argc - 1, argv + 1);
     return die(EXIT_USAGE, "unknown command '%s' (see asymml --help)", cmd);

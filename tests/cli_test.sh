@@ -40,7 +40,7 @@ mkidx t10k 32
 
 expect 2 "no command" -- "$bin"
 expect 2 "unknown command" -- "$bin" frobnicate
-for c in train eval info bench analyze quantize infer; do expect 0 "$c --help" -- "$bin" $c --help; done
+for c in train eval info bench analyze quantize infer precompute; do expect 0 "$c --help" -- "$bin" $c --help; done
 expect 0 "--version" -- "$bin" --version
 expect 2 "unknown option" -- "$bin" train --data "$dir/data" --bogus
 expect 2 "zero batch" -- "$bin" train --data "$dir/data" --batch 0
@@ -446,6 +446,31 @@ expect 2 "infer lowrank-only" -- inf --mode lowrank-only
 expect 2 "infer with a bad --act-bits" -- inf --mode slalom --act-bits 40
 expect 2 "infer slalom with less than a batch to calibrate" -- inf --mode slalom --calib 4
 expect 1 "infer of a truncated checkpoint" -- "$bin" infer --mode slalom --checkpoint "$dir/cutq.amck" --data "$dir/d12"
+
+# asymml precompute: slalom's factors ahead of time, sealed, each set used
+# once (16 images in batches of 8: two sets a run).
+sinf() { "$bin" infer --checkpoint "$dir/imps.amck" --data "$dir/d12" --batch 8 --calib 16 --key "$dir/key" "$@"; }
+pre() { "$bin" precompute --checkpoint "$dir/imps.amck" --batch 8 --key "$dir/key" "$@"; }
+expect 0 "precompute --help" -- "$bin" precompute --help
+expect 0 "precompute" -- pre --count 3 --out "$dir/fs"
+grep -q "^precompute: 3 batches of 8, 4 layers, .* MiB a batch, into $dir/fs (sealed): .* s a batch$" "$dir/out" ||
+  { echo "FAIL: precompute's summary: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 0 "infer quantized, sealed" -- sinf --mode quantized
+q=$(acc)
+expect 0 "infer slalom with factors" -- sinf --mode slalom --factors "$dir/fs"
+[ -n "$q" ] && [ "$(acc)" = "$q" ] || { echo "FAIL: slalom with factors: $(acc), quantized's $q"; fail=$((fail + 1)); }
+grep -q "factors from $dir/fs, 1 of 3 sets left)$" "$dir/out" || { echo "FAIL: factors left: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 1 "infer with too few factor sets left" -- sinf --mode slalom --factors "$dir/fs"
+grep -qx "asymml: --factors: $dir/fs has 1 factor sets left; 16 images in batches of 8 need 2 (none was used)" "$dir/err" ||
+  { echo "FAIL: too few sets: $(cat "$dir/err")"; fail=$((fail + 1)); }
+expect 1 "infer with factors of another batch size" -- "$bin" infer --checkpoint "$dir/imps.amck" --data "$dir/d12" --batch 16 \
+  --calib 16 --key "$dir/key" --mode slalom --factors "$dir/fs"
+expect 2 "factors in quantized mode" -- sinf --mode quantized --factors "$dir/fs"
+expect 2 "precompute without a key" -- "$bin" precompute --checkpoint "$dir/imp.amck" --count 1 --out "$dir/fs0"
+expect 1 "precompute into an existing folder" -- pre --count 1 --out "$dir/fs"
+expect 0 "precompute for a server run" -- pre --count 2 --out "$dir/fsp"
+expect 0 "infer slalom with factors --tee process --verify" -- sinf --mode slalom --factors "$dir/fsp" --tee process --verify
+[ "$(acc)" = "$q" ] || { echo "FAIL: slalom with factors through the server: $(acc), quantized's $q"; fail=$((fail + 1)); }
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

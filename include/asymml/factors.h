@@ -40,6 +40,8 @@ am_status am_factors_match(const am_factor_store *s, int batch, int layers, cons
 const uint8_t *am_factors_pad_key(const am_factor_store *s);
 uint64_t am_factors_count(const am_factor_store *s);
 uint64_t am_factors_left(const am_factor_store *s);
+/* The store's folder, open: a locked-down process reads it through this. */
+int am_factors_dir_fd(const am_factor_store *s);
 /* The store as a factor source for am_model_use_factors. */
 const am_factor_src *am_factors_source(am_factor_store *s);
 void am_factors_close(am_factor_store *s);

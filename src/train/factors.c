@@ -221,6 +221,7 @@ am_status am_factors_match(const am_factor_store *s, int batch, int layers, cons
 const uint8_t *am_factors_pad_key(const am_factor_store *s) { return s->key; }
 uint64_t am_factors_count(const am_factor_store *s) { return s->count; }
 uint64_t am_factors_left(const am_factor_store *s) { return s->count - s->next; }
+int am_factors_dir_fd(const am_factor_store *s) { return s->fd; }
 
 /* The next batch: the counter moves on disk before the batch is used. */
 static am_status src_next(void *ctx, uint64_t *batch) {
