@@ -455,6 +455,14 @@ def formula(index, name, shape):
     return torch.from_numpy(v.astype(np.float32).reshape(shape))
 
 
+def images(index, n, shape):
+    """n inputs uniform in [-1, 1) from the formula's generator (stream
+    `index`), as tests/test_import.c rebuilds them bit for bit."""
+    x = (np.uint64(index) << np.uint64(40)) + np.arange(n * int(np.prod(shape)), dtype=np.uint64)
+    u = (splitmix64(x) >> np.uint64(40)).astype(np.float64) * 2.0 ** -24
+    return torch.from_numpy((2 * u - 1).astype(np.float32).reshape(n, *shape))
+
+
 def import_fixture(w, name, net, in_shape, classes, seed):
     """The header of net's state dict with every float tensor from formula(),
     and PyTorch's logits in evaluation mode: the C test rebuilds the whole
@@ -476,6 +484,10 @@ def import_fixture(w, name, net, in_shape, classes, seed):
     w.i32("data_bytes", [len(data)])
     w.f32("x", x)
     w.f32("logits", logits)
+    # PyTorch's predictions (float) on a batch of 100 (images() stream
+    # 2^20 + 1; stream 2^20 calibrates), for slalom's agreement.
+    with torch.no_grad():
+        w.i32("preds", net(images((1 << 20) + 1, 100, in_shape)).argmax(1))
 
 
 class LeNet(nn.Module):

@@ -5,7 +5,10 @@
  * The VGG11 and ResNet18 files are rebuilt here from the header that
  * tests/gen_fixtures.py wrote with its own safetensors writer and from the
  * formula both sides compute bit for bit (gen_fixtures.py's formula()); the
- * LeNet file is committed whole, every byte from Python. */
+ * LeNet file is committed whole, every byte from Python. The imported VGG11
+ * and ResNet18 also run in slalom mode (fixed point, blinded, on the CPU
+ * backend) and must predict as PyTorch's float model does on at least 99
+ * of a batch of 100 (issue 16). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +22,7 @@
 #include "asymml/asymml.h"
 #include "fixture.h"
 #include "train/safetensors.h"
+#include "untrusted/cpu_backend.h"
 
 /* ------------------------------------------------- the fixtures' formula */
 
@@ -100,6 +104,46 @@ static am_model *import_buf(const fx_file *f, const uint8_t *buf, size_t n, am_i
     return m;
 }
 
+/* n images of shape s uniform in [-1, 1) from stream idx (gen_fixtures.py's
+ * images()). */
+static float *images(uint64_t idx, int n, am_shape s) {
+    size_t m = (size_t)n * s.c * s.h * s.w;
+    float *x = malloc(m * sizeof(float));
+    for (size_t e = 0; e < m; e++) x[e] = (float)(2 * ((double)(splitmix64(idx << 40 | e) >> 40) * 0x1p-24) - 1);
+    return x;
+}
+
+/* m folded, in slalom mode, calibrated on stream 2^20: how many of stream
+ * 2^20 + 1's 100 images it predicts as PyTorch did. */
+static int slalom_agreement(am_model *m, const fx_file *f) {
+    am_model *q;
+    am_backend *be;
+    am_shape s = am_model_input_shape(m);
+    assert_int_equal(am_model_fold_bn(m, &q, NULL), AM_OK);
+    assert_int_equal(am_model_set_batch(q, 100), AM_OK);
+    assert_int_equal(am_cpu_backend_create(&be), AM_OK);
+    am_asym_cfg c = am_asym_defaults();
+    c.mode = AM_MODE_SLALOM;
+    assert_int_equal(am_model_set_asym(q, &c, be), AM_OK);
+    float *xc = images(1u << 20, 100, s), *xe = images((1u << 20) + 1, 100, s);
+    am_tensor tc = {am_shape4(100, s.c, s.h, s.w), xc}, te = {tc.s, xe};
+    assert_int_equal(am_model_calibrate(q, &tc), AM_OK);
+    if (am_model_forward(q, &te, 0, NULL)) fail_msg("%s", am_last_error());
+    const am_tensor *z = am_model_logits(q);
+    const int32_t *want = fx_i32(f, "preds", 100);
+    int K = z->s.c, same = 0;
+    for (int b = 0; b < 100; b++) {
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (z->d[b * K + k] > z->d[b * K + best]) best = k;
+        same += best == want[b];
+    }
+    free(xc), free(xe);
+    am_model_free(q);
+    be->vt->destroy(be);
+    return same;
+}
+
 /* A zoo model's logits against PyTorch's. Both run float32 with different
  * summation orders (im2col + sgemm here, oneDNN there); the error is
  * measured against the largest logit (ResNet18's reach 200 under the
@@ -121,6 +165,9 @@ static void zoo_logits(const char *fixture, int tensors, int counters, const cha
     double e = fx_scaled_err(z, ref, 2 * (size_t)K);
     print_message("%s: logits within %.2g of PyTorch's, relative to the largest\n", fixture, e);
     assert_true(e <= 1e-5);
+    int same = slalom_agreement(m, &f);
+    print_message("%s: slalom predicts as PyTorch's float model on %d of 100 images\n", fixture, same);
+    assert_true(same >= 99);
     am_model_free(m);
     /* A negative running variance is refused, by name. */
     am_safetensors sf;
