@@ -26,7 +26,8 @@ enum { B_MODELS = 1, B_MODES, B_INPUT, B_CLASSES, B_BATCH, B_STEPS, B_WARMUP, B_
 static const cli_opt opts[] = {
     {"models", "LIST", B_MODELS, 0, "comma-separated zoo names (default vgg16,vgg19,resnet18,resnet34)"},
     {"modes", "LIST", B_MODES, 0, "several modes after tee-only (instead of --mode): asymml, lowrank-only, open,\n"
-                                  "gpu-only (the last two: no privacy)"},
+                                  "gpu-only (these two: no privacy), and inference only: quantized, slalom\n"
+                                  "(its factors precomputed first, timed apart)"},
     {"input", "C,H,W", B_INPUT, 0, "default 3,32,32"},
     {"classes", "N", B_CLASSES, 0, "default 10"},
     {"batch", "N", B_BATCH, 0, "default 32"},
@@ -56,6 +57,7 @@ typedef struct bench_row {
     char model[40], mode[16];
     double train, infer, sp_train, sp_infer;
     double tee_train, tee_infer; /* the TEE's share: the step minus its wait for the accelerator */
+    double pre;                  /* slalom: the precomputation's seconds per batch (not in the pass) */
     bench_sgx sgx;
 } bench_row;
 static bench_row g_rows[64];
@@ -101,7 +103,7 @@ static int cmp_double(const void *a, const void *b) {
 
 /* Median seconds of a training step (mode 0) or an inference pass (1), and
  * the median of the accelerator's share of it. */
-static int time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab, am_rng *r, int mode, int steps,
+int bench_time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab, am_rng *r, int mode, int steps,
                       int warm, double *t, double *acc, double out[3], double *sgd_s, const char *label) {
     const int tty = isatty(STDOUT_FILENO); /* progress, on a terminal: each step, rewritten in place */
     *sgd_s = 0;
@@ -141,6 +143,25 @@ static void note(const char *model, const char *mode, const double tr[3], const 
     snprintf(r->mode, sizeof r->mode, "%s", mode);
     r->train = tr[0], r->infer = in[0], r->sp_train = sp_train, r->sp_infer = sp_infer, r->sgx = *sgx;
     r->tee_train = tr[0] - tr[1], r->tee_infer = in[0] - in[1];
+    r->pre = NAN;
+}
+
+/* A fixed-point mode: inference only (bench_slalom.c). */
+static int bench_fixed_mode(const bench_opts *o, const char *name, am_model *m, am_mode md, am_backend *be,
+                            am_tensor *x, double *t, double *ac, const double base[2][3]) {
+    double in[3], pre, none[3] = {NAN, NAN, NAN};
+    int rc = bench_fixed(m, md, be, x, o->steps, o->warm, t, ac, in, &pre, name);
+    if (rc) return rc;
+    char sp[64] = "";
+    if (!o->no_base) snprintf(sp, sizeof sp, "  step speedup over tee-only: infer %.2fx", base[1][0] / in[0]);
+    printf("%-18s %-8s infer %8.1f ms (TEE %8.1f, waited %8.1f)", name, am_mode_name(md), in[0] * 1e3,
+           (in[0] - in[1]) * 1e3, in[1] * 1e3);
+    if (md == AM_MODE_SLALOM) printf("  precompute %8.1f ms a batch (before, not in the pass)", pre * 1e3);
+    printf("%s\n", sp);
+    bench_sgx sgx = {0};
+    note(name, am_mode_name(md), none, in, NAN, base[1][0] / in[0], &sgx);
+    if (md == AM_MODE_SLALOM) g_rows[g_nrows - 1].pre = pre;
+    return 0;
 }
 
 /* One model in tee-only mode, then in each mode asked for. */
@@ -169,7 +190,7 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
     bench_sgx sgx;
     am_mem_reset_peak();
     for (int k = 0; k < 2 && !o->no_base; k++) {
-        if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, base[k], &sgd_s, name))) goto out;
+        if ((rc = bench_time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, base[k], &sgd_s, name))) goto out;
         if (k == 0 && o->layers) {
             printf("%s tee-only:\n", name);
             bench_layers(m, steps, sgd_s, &o->lim);
@@ -189,6 +210,10 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
         am_asym_cfg a = o->mode.asym;
         a.mode = o->modes[mi];
         if (a.mode == AM_MODE_TEE_ONLY) continue;
+        if (am_mode_fixed_point(a.mode)) {
+            if ((rc = bench_fixed_mode(o, name, m, a.mode, be, &x, t, ac, base))) goto out;
+            continue;
+        }
         /* A key of its own for every plan: no two share noise. */
         if (a.sigma > 0.f && !o->mode.noise_seed_set && am_asym_secret_noise_key(&a)) {
             rc = lib_fail("noise key");
@@ -203,7 +228,7 @@ static int bench_one(const bench_opts *o, const char *name, am_backend *be) {
         double md[2][3];
         am_mem_reset_peak();
         for (int k = 0; k < 2; k++) {
-            if ((rc = time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, md[k], &sgd_s, name))) goto out;
+            if ((rc = bench_time_steps(m, opt, &x, lab, &r, k, steps, warm, t, ac, md[k], &sgd_s, name))) goto out;
             if (k == 0 && o->layers && a.mode != AM_MODE_GPU_ONLY) {
                 printf("%s %s:\n", name, am_mode_name(a.mode));
                 bench_layers(m, steps, sgd_s, &o->lim);
@@ -243,15 +268,15 @@ out:
 static int write_csv(const bench_opts *o, FILE *f) {
     fprintf(f, "model,mode,input,batch,threads,train_s,infer_s,tee_train_s,tee_infer_s,ws_train_bytes,ws_infer_bytes,epc_mib,ghz,"
                "swaps_train,swaps_infer,sgx1_train_s,sgx1_train_lo_s,sgx1_train_hi_s,sgx1_infer_s,sgx1_infer_lo_s,"
-               "sgx1_infer_hi_s\n");
+               "sgx1_infer_hi_s,precompute_s\n");
     for (int i = 0; i < g_nrows; i++) {
         const bench_row *r = &g_rows[i];
         const bench_sgx *s = &r->sgx;
-        fprintf(f, "%s,%s,%dx%dx%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.0f,%.0f,%.0f,%.3f,%.0f,%.0f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n",
+        fprintf(f, "%s,%s,%dx%dx%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.0f,%.0f,%.0f,%.3f,%.0f,%.0f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n",
                 r->model, r->mode, o->in.c, o->in.h, o->in.w, o->batch, am_get_threads(), r->train, r->infer, r->tee_train, r->tee_infer,
                 s->ws_train, s->ws_infer, o->sgx.epc_mib, o->sgx.ghz, s->swaps_train, s->swaps_infer,
                 r->train + s->add_train[1], r->train + s->add_train[0], r->train + s->add_train[2],
-                r->infer + s->add_infer[1], r->infer + s->add_infer[0], r->infer + s->add_infer[2]);
+                r->infer + s->add_infer[1], r->infer + s->add_infer[0], r->infer + s->add_infer[2], r->pre);
     }
     return fflush(f) ? die(EXIT_RUNTIME, "bench: cannot write %s", o->csv) : 0;
 }
@@ -267,7 +292,9 @@ int cmd_bench(int argc, char **argv) {
     if (!o.n_modes) o.modes[o.n_modes++] = o.mode.asym.mode;
     o.sgx.ghz = bench_clock_ghz();
     int need = 0, asymml = 0;
-    for (int i = 0; i < o.n_modes; i++) need |= o.modes[i] == AM_MODE_ASYMML || o.modes[i] == AM_MODE_OPEN || o.modes[i] == AM_MODE_GPU_ONLY;
+    for (int i = 0; i < o.n_modes; i++)
+        need |= o.modes[i] == AM_MODE_ASYMML || o.modes[i] == AM_MODE_OPEN || o.modes[i] == AM_MODE_GPU_ONLY ||
+                o.modes[i] == AM_MODE_SLALOM;
     for (int i = 0; i < o.n_modes; i++) asymml |= o.modes[i] == AM_MODE_ASYMML;
     if (asymml) o.mode.noise_opt = NULL; /* the noise options are asymml's */
     if ((rc = cli_mode_check(&o.mode, 0)) || (rc = tee_begin(&o.mode))) return rc;
@@ -306,8 +333,15 @@ int cmd_bench(int argc, char **argv) {
                 snprintf(tx, sizeof tx, "%.2fx", r->train * r->sp_train / r->tee_train);
             if (!isnan(r->sp_train)) snprintf(st, sizeof st, "%.2fx", r->sp_train);
             if (!isnan(r->sp_infer)) snprintf(si, sizeof si, "%.2fx", r->sp_infer);
-            printf("%-18s %-12s %10.1f %10.1f %14s %14s %7s %8.0f %15.0f\n", r->model, r->mode, r->train * 1e3,
-                   r->infer * 1e3, st, si, tx, r->sgx.ws_train / 1048576, (r->train + r->sgx.add_train[1]) * 1e3);
+            char tr[24] = "-", ws[24] = "-", sg[24] = "-";
+            if (!isnan(r->train)) {
+                snprintf(tr, sizeof tr, "%.1f", r->train * 1e3);
+                snprintf(ws, sizeof ws, "%.0f", r->sgx.ws_train / 1048576);
+                snprintf(sg, sizeof sg, "%.0f", (r->train + r->sgx.add_train[1]) * 1e3);
+            }
+            printf("%-18s %-12s %10s %10.1f %14s %14s %7s %8s %15s\n", r->model, r->mode, tr, r->infer * 1e3, st, si, tx,
+                   ws, sg);
+            if (!isnan(r->pre)) printf("%-18s %-12s precompute %.1f ms a batch, before the passes\n", "", "", r->pre * 1e3);
         }
         if (csv) rc = write_csv(&o, csv);
     }

@@ -134,6 +134,16 @@ typedef struct bench_limits {
     double bw, flops; /* bytes/s of a triad, FLOP/s of sgemm */
 } bench_limits;
 void bench_limits_measure(bench_limits *lim);
+/* Median seconds of m's training step (mode 0) or inference pass (1) over
+ * steps after warm (t, acc: scratch of steps); out: the step, the time the
+ * TEE waited for the accelerator, its mean compute (cli/bench.c). */
+int bench_time_steps(am_model *m, am_sgd *opt, am_tensor *x, const int32_t *lab, am_rng *r, int mode, int steps,
+                     int warm, double *t, double *acc, double out[3], double *sgd_s, const char *label);
+/* A fixed-point mode's inference passes (quantized, slalom: the model
+ * folded and calibrated on x); *pre_s: slalom's precomputation a batch
+ * (cli/bench_slalom.c). */
+int bench_fixed(am_model *m, am_mode mode, am_backend *be, am_tensor *x, int steps, int warm, double *t, double *ac,
+                double out[3], double *pre_s, const char *label);
 void bench_layers(am_model *m, int steps, double sgd_s, const bench_limits *lim);
 /* bench's trusted working set and modelled SGX1 paging (cli/bench_sgx.c). */
 typedef struct bench_sgx_cfg {

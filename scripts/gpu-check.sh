@@ -3,7 +3,9 @@
 # tests, then time VGG16, VGG19, ResNet18 and ResNet34 (ImageNet-style) at
 # batch 32 on 3x224x224: training and inference steps in tee-only (all in
 # the TEE, on the CPU), asymml, lowrank-only, open and gpu-only modes with
-# the CUDA backend, and each mode's speedup over tee-only, the table last;
+# the CUDA backend, and inference in slalom mode (blinded; its factors
+# precomputed first, timed apart), each mode's speedup over tee-only, the
+# table last;
 # their CSV goes to PAPER_TABLES (default build-gpu/paper-tables) for
 # scripts/paper-tables.sh. Then gpu-only mode against PyTorch on the same
 # GPU (bench/gpu_compare.sh). Open mode (no privacy) sends every conv whole
@@ -75,8 +77,8 @@ timeout 60 "$bin/asymml" bench --models resnet18 --batch 32 --steps 2 --warmup 1
 say "VGG16, VGG19, ResNet18 and ResNet34 (ImageNet), 3x224x224, batch 32: the paper's tables (CSV in $pt)"
 mkdir -p "$pt"
 echo "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1) + $(nproc)-core CPU" >"$pt/gpu-224.label"
-timeout 360 "$bin/asymml" bench --models resnet18-imagenet,vgg16-imagenet,vgg19-imagenet,resnet34-imagenet \
-  --input 3,224,224 --classes 1000 --batch 32 --steps 2 --warmup 1 --modes asymml,lowrank-only,open,gpu-only --accel cuda \
+timeout 420 "$bin/asymml" bench --models resnet18-imagenet,vgg16-imagenet,vgg19-imagenet,resnet34-imagenet \
+  --input 3,224,224 --classes 1000 --batch 32 --steps 2 --warmup 1 --modes asymml,lowrank-only,open,gpu-only,slalom --accel cuda \
   --tee process --layers --csv "$pt/gpu-224.csv" || status=1
 say "gpu-only mode against PyTorch on this GPU (VGG16 and ResNet18, ImageNet, batch 32)"
 tpy=
@@ -84,7 +86,7 @@ for p in python3 /opt/torch/.venv/bin/python3; do
   "$p" -c 'import torch, torchvision; assert torch.cuda.is_available()' 2>/dev/null && tpy=$p && break
 done
 if [ -n "$tpy" ]; then
-  timeout 240 bench/gpu_compare.sh "$bin" "$tpy" || status=1
+  timeout 180 bench/gpu_compare.sh "$bin" "$tpy" || status=1
 else
   echo "no PyTorch with torchvision and CUDA here: comparison skipped"
 fi

@@ -2,7 +2,8 @@
 # The paper's two tables (seconds per training step and per inference pass)
 # next to ours, as Markdown and a PNG bar chart (bench/paper_tables.py):
 # VGG16, VGG19, ResNet18 and ResNet34 in tee-only, asymml, lowrank-only and
-# open mode, with each mode's trusted working set per step and a *modelled*
+# open mode, and inference in slalom mode (blinded, with its precomputation
+# per batch apart), with each mode's trusted working set per step and a *modelled*
 # SGX1 column (an LRU enclave page cache of EPC MiB over the step's trusted
 # memory; bench --epc). This machine is the CPU proxy: 3x32x32 at batch 32
 # and 3x224x224 at batch BATCH224, with the accelerator's part on the CPU
@@ -27,7 +28,7 @@ cpu="$(nproc)-core CPU ($(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | 
 blas="OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 bench() { # CSV INPUT CLASSES BATCH MODELS
   build/asymml bench --models "$5" --input "$2" --classes "$3" --batch "$4" --steps "$steps" --warmup 1 \
-    --modes asymml,lowrank-only,open --epc "$epc" --csv "$1" | sed -n '/^summary/,$p'
+    --modes asymml,lowrank-only,open,slalom --epc "$epc" --csv "$1" | sed -n '/^summary/,$p'
 }
 echo "== 3x32x32, batch 32"
 bench "$out/cpu-32.csv" 3,32,32 10 32 "$models"
