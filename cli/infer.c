@@ -9,9 +9,10 @@ static const char usage[] =
     "usage: asymml infer --mode M --checkpoint PATH --data DIR [options]\n"
     "Inference of a checkpoint's model on a dataset's test split: accuracy and images\n"
     "per second. Modes: slalom (fixed point, every conv and linear layer on the\n"
-    "accelerator with its input one-time padded mod p: the accelerator learns nothing\n"
-    "of the inputs; the weights cross in the clear), quantized (the same fixed point,\n"
-    "all in this process), asymml (the split of training: residuals cross),\n"
+    "accelerator with its input one-time padded mod p, every reply checked exactly:\n"
+    "what crosses is uniform whatever the inputs; the weights cross in the clear),\n"
+    "quantized (the same fixed point, all in this process), asymml (the split of\n"
+    "training: residuals cross),\n"
     "tee-only, open and gpu-only (no privacy; baselines). Fixed-point modes fold\n"
     "BatchNorm and set the activation scales on --calib training images first.\n";
 
@@ -144,6 +145,12 @@ static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, con
         tee_words(*tee, aw, sizeof aw);
         printf("mode: %s; accelerator: %s\n", am_mode_name(a->mode), accel ? aw : "none");
         cli_privacy_start(stdout, m, a, o->mode.process, 0);
+        if (store)
+            printf("privacy: the pads' key was drawn by asymml precompute and is sealed in %s/store.amfs: whoever holds "
+                   "it and --key can regenerate this run's pads; a copy of the store is refused, a rollback of its "
+                   "folder in place is not (its pads would be used again)\n", o->factors);
+        else if (a->mode == AM_MODE_SLALOM)
+            printf("privacy: the pads' key was drawn in this process and is never stored\n");
         t0 = now_s();
         if (am_evaluate(m, te, ck->mean, ck->std, B, NULL, &acc, NULL) != AM_OK) rc = lib_fail("infer");
     }

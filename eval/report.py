@@ -97,6 +97,23 @@ def attack_table(res, names):
     return "\n".join(out)
 
 
+def slalom_table(res):
+    r = res.get("slalom")
+    if not r:
+        return "Not run (eval/run.py --only slalom)."
+    out = [f"The victim's model ({r['model']}, trained in the TEE: test accuracy {pct(r.get('accuracy'))}) ran the "
+           f"first {r.get('images')} images of the test split in slalom mode; the host recorded every blinded input "
+           f"(the first layer's: {'x'.join(map(str, r.get('view_shape', [])))} residues mod p per image). The "
+           "white-box decoder was trained on the auxiliary set run the same way, each image next to what crossed "
+           "for it.", "",
+           *header("", "decoder PSNR (dB)", "SSIM", "judge's accuracy"),
+           f"| white-box decoder on slalom's blinded first-layer inputs | {dec_cells(r.get('decoder_white'))} |",
+           f"| *floor: a blank image* | {dec_cells(r.get('floor_blank'))} |",
+           f"| *floor: the auxiliary set's mean image* | {dec_cells(r.get('floor_mean'))} |",
+           f"| *the judge on the originals* | - | - | {pct(r['originals']['judge'])} |"]
+    return "\n".join(out)
+
+
 def updates_table(res):
     out = header("batch", "solve", "relative error of M", "cosine of M + R with the layer input (mean)",
                  "cosine of R alone (no attack)", "decoder on M + R: PSNR (dB)", "SSIM", "judge's accuracy",
@@ -256,7 +273,7 @@ def main():
     doc = TEMPLATE.format(
         minutes=f"{seconds / 60:.0f} minutes" if seconds else "its time",
         findings=findings(res), accuracy=accuracy_table(res, lenet + vgg), attacks=attack_table(res, lenet + vgg),
-        updates=updates_table(res),
+        updates=updates_table(res), slalom=slalom_table(res),
         grids="\n".join(f"![{g}]({g})" for g in grids))
     with open(os.path.join(out, "evaluation.md"), "w") as fh:
         fh.write(doc)
@@ -305,6 +322,10 @@ the SNR is the README's (Privacy) 1 / (sigma sqrt(d)), d the residual's size.
 ## Attacks on what crossed
 
 {attacks}
+
+## Private inference by blinding (slalom)
+
+{slalom}
 
 ## The trusted part from the weight updates, and gradient inversion
 

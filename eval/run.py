@@ -240,6 +240,55 @@ def controls(ev, s, res, wd, ck, layer, images, labels, ax):
     log(f"{s['name']}: ceiling PSNR {res['ceiling']['psnr']:.2f}")
 
 
+def infer_record(ev, ck, d, rec, limit):
+    sh([ev.a.asymml, "infer", "--mode", "slalom", "--checkpoint", ck, "--data", d, "--batch", 64, "--limit", limit,
+        "--calib", 1024, "--threads", 2, "--record", rec], f"infer --record {rec}")
+    return View(rec)
+
+
+def run_slalom(ev):
+    """Slalom: the victim's model (the base recipe, trained in the TEE) runs
+    its private images (the first TEST_IMAGES of the test split) in slalom
+    mode, recorded. The white-box attacker also gets, for its auxiliary set
+    run the same way, what crossed next to each image, and trains the
+    decoder on the first layer's blinded inputs: the strongest position, as
+    the pads are secret and fresh; it should be left at the floors."""
+    s = settings.slalom()
+    path = os.path.join(ev.work, "results", "slalom.json")
+    if os.path.exists(path):
+        return
+    t0 = time.time()
+    wd = os.path.join(ev.work, "runs", "slalom")
+    shutil.rmtree(wd, ignore_errors=True)
+    os.makedirs(wd)
+    ck = os.path.join(wd, "ck")
+    res = dict(s)
+    res.update(ev.train(s, None, ck))
+    victim, auxdir = ev.dirs[28]
+    x, y = data.read("t10k")
+    images = torch.from_numpy(x[:TEST_IMAGES].astype("float32") / 255).unsqueeze(1)
+    labels = torch.from_numpy(y[:TEST_IMAGES].astype("int64"))
+    vdir = os.path.join(wd, "victim-images")
+    data.as_dataset(vdir, "t10k", images)
+    for f in os.listdir(victim):
+        if f.startswith("train-"):
+            os.symlink(os.path.join(victim, f), os.path.join(vdir, f))
+    na = AUX_LIMIT["lenet"]
+    ax, _ = ev.aux_set(28, na)
+    V = infer_record(ev, ck, vdir, os.path.join(wd, "rec-victim"), TEST_IMAGES).blinded()[:TEST_IMAGES]
+    A = infer_record(ev, ck, auxdir, os.path.join(wd, "rec-aux"), na).blinded()[:na]
+    res["view_shape"], res["images"] = list(V.shape[1:]), TEST_IMAGES
+    res["decoder_white"] = ev.decode(A, ax, V, images, labels, 28, "slalom-white")
+    log(f"slalom: white-box decoder PSNR {res['decoder_white']['psnr']:.2f}")
+    res["floor_blank"] = ev.scores(torch.zeros_like(images), images, 28, labels)
+    res["floor_mean"] = ev.scores(ax.mean(0, keepdim=True).expand_as(images), images, 28, labels)
+    res["originals"] = {"judge": dec.accuracy(ev.judge(28), images, labels)}
+    res["seconds"] = round(time.time() - t0, 1)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    shutil.rmtree(wd, ignore_errors=True)
+
+
 def run_updates(ev, B):
     """Short runs (10 steps of the base recipe) for the weight-update attacks."""
     path = os.path.join(ev.work, "results", f"updates-{B}.json")
@@ -321,6 +370,8 @@ def main():
     for s in settings.lenet():
         if not only or s["name"] in only:
             run_setting(ev, s)
+    if not only or "slalom" in only:
+        run_slalom(ev)
     for B in (1, 4, 8, 16, 32, 64):
         if not only or f"updates {B}" in only:
             run_updates(ev, B)

@@ -44,4 +44,10 @@ def vgg11():
     return out
 
 
+def slalom():
+    """Private inference by blinding: the base recipe trained in the TEE, its
+    model then run in slalom mode on the victim's private images."""
+    return _s("slalom", "inference", mode="tee-only")
+
+
 RANK_WORDS = {1 / 16: "1/16", 0.125: "1/8", 0.25: "1/4", 0.5: "1/2"}

@@ -52,6 +52,22 @@ class View:
         t = [self.values(r) for r in self.index if r["request"] == request and r["kind"] == kind and r["layer"] == layer]
         return torch.cat(t) if t else None
 
+    def blinded(self):
+        """Slalom's first layer's inputs as they crossed (int32 residues mod p,
+        in the order sent), as floats in [-1/2, 1/2]: every entry of kind
+        "blinded" of the lowest layer, along the batch."""
+        rs = [r for r in self.index if r["kind"] == "blinded"]
+        if not rs:
+            return None
+        first = min(r["layer"] for r in rs)
+        t = []
+        for r in rs:
+            if r["layer"] == first:
+                start = r["offset"] // 4
+                v = np.array(self.data[start:start + r["floats"]]).view("<i4").astype(np.float32) / 2.0 ** 31
+                t.append(torch.from_numpy(v).reshape(r["shape"]))
+        return torch.cat(t)
+
     def conv(self, layer=None):
         """The split layer's convolution as the request states it: out, kernel, stride, pad."""
         for r in self.index:

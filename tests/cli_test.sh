@@ -436,8 +436,9 @@ expect 0 "infer quantized" -- inf --mode quantized
 q=$(acc)
 expect 0 "infer slalom" -- inf --mode slalom
 [ -n "$q" ] && [ "$(acc)" = "$q" ] || { echo "FAIL: slalom's accuracy $(acc), quantized's $q"; fail=$((fail + 1)); }
-grep -q "^privacy: every conv and linear layer's input crosses as its fixed-point value plus a fresh one-time pad" "$dir/out" ||
-  { echo "FAIL: slalom's privacy line: $(cat "$dir/out")"; fail=$((fail + 1)); }
+grep -q "^privacy: every conv and linear layer's input crosses as its fixed-point value plus a fresh one-time pad" "$dir/out" &&
+  grep -qx "privacy: the pads' key was drawn in this process and is never stored" "$dir/out" ||
+  { echo "FAIL: slalom's privacy lines: $(cat "$dir/out")"; fail=$((fail + 1)); }
 expect 0 "infer slalom --tee process --verify" -- inf --mode slalom --tee process --verify
 [ "$(acc)" = "$q" ] || { echo "FAIL: slalom through the server: $(acc), quantized's $q"; fail=$((fail + 1)); }
 for m in tee-only asymml open gpu-only; do expect 0 "infer $m" -- inf --mode $m; done
@@ -460,6 +461,11 @@ q=$(acc)
 expect 0 "infer slalom with factors" -- sinf --mode slalom --factors "$dir/fs"
 [ -n "$q" ] && [ "$(acc)" = "$q" ] || { echo "FAIL: slalom with factors: $(acc), quantized's $q"; fail=$((fail + 1)); }
 grep -q "factors from $dir/fs, 1 of 3 sets left)$" "$dir/out" || { echo "FAIL: factors left: $(cat "$dir/out")"; fail=$((fail + 1)); }
+grep -q "^privacy: the pads' key was drawn by asymml precompute and is sealed in $dir/fs/store.amfs" "$dir/out" ||
+  { echo "FAIL: the store's privacy line: $(cat "$dir/out")"; fail=$((fail + 1)); }
+cp -r "$dir/fs" "$dir/fs-copy"
+expect 1 "infer with a copy of a factor store" -- sinf --mode slalom --factors "$dir/fs-copy"
+grep -q "a copy of a factor store" "$dir/err" || { echo "FAIL: a copied store: $(cat "$dir/err")"; fail=$((fail + 1)); }
 expect 1 "infer with too few factor sets left" -- sinf --mode slalom --factors "$dir/fs"
 grep -qx "asymml: --factors: $dir/fs has 1 factor sets left; 16 images in batches of 8 need 2 (none was used)" "$dir/err" ||
   { echo "FAIL: too few sets: $(cat "$dir/err")"; fail=$((fail + 1)); }

@@ -2,8 +2,8 @@
  * by a precompute model and read by a slalom model gives quantized mode's
  * logits bit for bit; every set is used once (the counter persists across
  * openings, running out is an error, never a reuse); a factor file moved to
- * another batch, a store of other weights or batch size, an incomplete
- * store, a second opener: each refused. */
+ * another batch, a store of other weights or batch size, a copy of a
+ * store, an incomplete store, a second opener: each refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -156,6 +156,14 @@ static void t_refused(void **st) {
     assert_non_null(strstr(am_last_error(), "give --batch 4"));
     am_factors_close(s);
     am_model_free(m);
+    /* A copy of a store elsewhere (it would start from the same counter,
+     * and reuse every pad) is refused. */
+    char cp[512], copy[160];
+    snprintf(copy, sizeof copy, "%s/c-copy", root);
+    snprintf(cp, sizeof cp, "cp -r %s %s", dir, copy);
+    assert_int_equal(system(cp), 0);
+    assert_int_equal(am_factors_open(copy, &s), AM_EINVAL);
+    assert_non_null(strstr(am_last_error(), "a copy of a factor store"));
     /* An interrupted precompute leaves no store. */
     snprintf(dir, sizeof dir, "%s/d", root);
     precompute(dir, 1, 0);

@@ -8,10 +8,14 @@
  * layer as index: one renamed, or of another store, is refused. A sealed
  * counter holds the next unused batch; it is written (synced, renamed)
  * before a batch is handed out, and the batch's files are deleted once
- * read. The store is locked while open: two processes never share it.
- * Rollback is not prevented: whoever can write the folder can restore an
- * older counter (and the files), and the pads of those batches would then
- * be used twice (the difference of two inputs would show). */
+ * read. The store is locked while open: two processes never share it; and
+ * bound to the folder it was made in (its device and inode, in the
+ * header): a copy elsewhere, which would start from the same counter, is
+ * refused. Rollback is not prevented: whoever can write the folder can
+ * restore an older counter (and the files) in place, and the pads of those
+ * batches would then be used twice (the difference of two inputs would
+ * show). The pads' key stays in the header: whoever holds it and the
+ * sealing key can regenerate every pad the store gave. */
 #ifndef ASYMML_FACTORS_H
 #define ASYMML_FACTORS_H
 

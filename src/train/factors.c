@@ -17,13 +17,14 @@
 
 #define MAGIC "AMFS"
 #define MAX_LAYERS 4096
-#define HEAD_BYTES (4 + 4 + 8 + 4 + 4 + 32 + 32)
+#define HEAD_BYTES (4 + 4 + 8 + 4 + 4 + 32 + 32 + 8 + 8)
 
 struct am_factor_store {
     char dir[4096];
     int fd; /* the folder, locked */
     uint8_t id[AM_SEAL_ID_BYTES], key[32], ident[32];
     uint64_t count, next;
+    uint64_t dev, ino; /* the folder the store was made in: a copy elsewhere is refused */
     int batch, layers;
     size_t *lens;
     am_factor_src src;
@@ -126,6 +127,9 @@ static am_status put_next(am_factor_store *s, uint64_t next) {
 }
 
 am_status am_factors_finish(am_factor_store *s) {
+    struct stat fs;
+    if (fstat(s->fd, &fs)) return am_fail(AM_EIO, "%s: cannot stat the factor store (%s)", s->dir, strerror(errno));
+    s->dev = (uint64_t)fs.st_dev, s->ino = (uint64_t)fs.st_ino;
     size_t n = HEAD_BYTES + 8 * (size_t)s->layers;
     uint8_t *h = malloc(n), *p = h;
     if (!h) return am_fail(AM_ENOMEM, "factors: out of memory");
@@ -137,15 +141,17 @@ am_status am_factors_finish(am_factor_store *s) {
     memcpy(p, &s->layers, 4), p += 4;
     memcpy(p, s->ident, 32), p += 32;
     memcpy(p, s->key, 32), p += 32;
+    memcpy(p, &s->dev, 8), p += 8;
+    memcpy(p, &s->ino, 8), p += 8;
     for (int i = 0; i < s->layers; i++, p += 8) {
         uint64_t l = s->lens[i];
         memcpy(p, &l, 8);
     }
-    am_status st = put_next(s, 0);
-    if (st == AM_OK) st = put_sealed(s, "store.amfs", AM_SEAL_FACTOR_STORE, 0, h, n);
+    am_status rc = put_next(s, 0);
+    if (rc == AM_OK) rc = put_sealed(s, "store.amfs", AM_SEAL_FACTOR_STORE, 0, h, n);
     sodium_memzero(h, n);
     free(h);
-    return st;
+    return rc;
 }
 
 static am_status parse_head(am_factor_store *s, const uint8_t *h, size_t n) {
@@ -158,6 +164,12 @@ static am_status parse_head(am_factor_store *s, const uint8_t *h, size_t n) {
     memcpy(&s->layers, h + 20, 4);
     memcpy(s->ident, h + 24, 32);
     memcpy(s->key, h + 56, 32);
+    memcpy(&s->dev, h + 88, 8);
+    memcpy(&s->ino, h + 96, 8);
+    struct stat st;
+    if (fstat(s->fd, &st) || (uint64_t)st.st_dev != s->dev || (uint64_t)st.st_ino != s->ino)
+        return am_fail(AM_EINVAL, "%s: a copy of a factor store (it was made in another folder): refused, as its pads "
+                                  "would be used a second time", s->dir);
     if (!s->count || s->batch < 1 || s->layers < 1 || s->layers > MAX_LAYERS || n != HEAD_BYTES + 8 * (size_t)s->layers)
         return am_fail(AM_EFORMAT, "%s: the factor store's header is out of range", s->dir);
     if (!(s->lens = malloc(sizeof(size_t) * (size_t)s->layers))) return am_fail(AM_ENOMEM, "factors: out of memory");

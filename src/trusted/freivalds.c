@@ -1,5 +1,5 @@
-/* The exact check of a blinded layer's reply (--verify; Freivalds over
- * Z_p). With s drawn uniform in Z_p^K for each check, a reply Y (B x K x P
+/* The exact check of every blinded layer's reply (always on in slalom
+ * mode; Freivalds over Z_p). With s drawn uniform in Z_p^K for each check, a reply Y (B x K x P
  * residues) passes when at every sample and position q
  *     sum_k s_k Y[k][q]  =  conv(X, s^T W)[q]   (mod p),
  * X the blinded input as the trusted side computed it. A wrong reply passes
@@ -56,8 +56,7 @@ am_status asym_freivalds(am_asym *a, layer_plan *p, int layer, const double *X, 
                 rhs = modp((rhs << 8) + (uint64_t)(z < 0 ? z + AM_MODP : z));
             }
             if (lhs != rhs)
-                return am_fail(AM_ENUM, "accelerator: layer %d's blinded result fails the exact check (--verify): refused",
-                               layer);
+                return am_fail(AM_ENUM, "accelerator: layer %d's blinded result fails the exact check: refused", layer);
         }
     sodium_memzero(s, sizeof(uint32_t) * (size_t)K);
     return AM_OK;

@@ -175,7 +175,7 @@ static inline double asym_modp_add(double a, double b) {
     return s > h ? s - AM_MODP : s < -h ? s + AM_MODP : s;
 }
 
-/* ---- freivalds.c: blinding's exact check (--verify) */
+/* ---- freivalds.c: blinding's exact check of every reply */
 /* Y (the reply, copied in) against X (the blinded input as sent, centered). */
 am_status asym_freivalds(am_asym *a, layer_plan *p, int layer, const double *X, const int32_t *Y);
 
