@@ -69,8 +69,9 @@ def table(label, rows, kind):
     slalom = "slalom" in modes
     head = ["model", "paper GPU-only", "paper AsymML"] + (["paper Slalom"] if t == "infer" else []) + [
         "paper SGX-only", "paper SGX-only / AsymML"] + (["paper SGX-only / Slalom"] if slalom else [])
-    head += [f"ours {m}" + (" (TEE share)" if m == "asymml" else "") for m in modes]
-    head += ["ours slalom's precomputation, s a batch (before the pass)", "ours tee-only / slalom"] if slalom else []
+    head += [f"ours {m}" + (" (TEE share)" if m in ("asymml", "slalom") else "") for m in modes]
+    head += ["ours slalom's precomputation, s a batch (before the pass)",
+             "ours tee-only / slalom TEE share"] if slalom else []
     head += ["ours tee-only / asymml TEE share", "trusted working set MiB, tee-only / asymml",
              "modelled SGX1: tee-only (band)", "modelled SGX1: asymml TEE share", "modelled SGX1 ratio"]
     out = [f"### {kind.capitalize()}, seconds per step: {label}", "",
@@ -83,12 +84,12 @@ def table(label, rows, kind):
             cells.append(ratio(p[-1], p[2]) if p else "—")
         for m in modes:
             v = fmt(get(rows, model, m, f"{t}_s"))
-            if m == "asymml":
+            if m in ("asymml", "slalom"):
                 v += f" ({fmt(get(rows, model, m, f'tee_{t}_s'))})"
             cells.append(v)
         if slalom:
             cells.append(fmt(get(rows, model, "slalom", "precompute_s")))
-            cells.append(ratio(get(rows, model, "tee-only", "infer_s"), get(rows, model, "slalom", "infer_s")))
+            cells.append(ratio(get(rows, model, "tee-only", "infer_s"), get(rows, model, "slalom", "tee_infer_s")))
         tee, share = get(rows, model, "tee-only", f"{t}_s"), get(rows, model, "asymml", f"tee_{t}_s")
         cells.append(ratio(tee, share))
         wt, wa = (get(rows, model, m, f"ws_{t}_bytes") for m in ("tee-only", "asymml"))

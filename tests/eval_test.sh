@@ -8,7 +8,9 @@
 #   - the trusted part from the weight updates: exact at batch 4 (least
 #     squares), and at batch 16 too with the basis read off the residual;
 #   - a decoder trained on a model's residuals of the attacker's own images
-#     reconstructs the victim's images well above the mean-image floor.
+#     reconstructs the victim's images well above the mean-image floor;
+#   - slalom's recorded first-layer inputs read as the evaluation reads
+#     them: the batch's shape, spread as uniform values are.
 # Usage: eval_test.sh SOURCE_DIR PATH/TO/asymml PATH/TO/attack_hostview
 set -u
 src=$1
@@ -65,5 +67,16 @@ d=$(sed -n 's/^decoder: PSNR \([0-9.]*\) dB.*/\1/p' "$dir/dec")
 m=$(sed -n 's/^floor: the auxiliary mean image: PSNR \([0-9.]*\) dB.*/\1/p' "$dir/dec")
 awk -v d="${d:-0}" -v m="${m:-99}" 'BEGIN { exit !(d > m + 3) }' ||
   bad "decoder: PSNR ${d:-?} dB, not 3 dB above the mean image's ${m:-?}"
+echo "eval_test: slalom's blinded inputs as the evaluation reads them"
+"$bin" infer --mode slalom --checkpoint "$dir/ck" --data "$data" --limit 128 --batch 64 --calib 128 --threads 2 \
+  --record "$dir/slrec" >"$dir/out" 2>&1 || bad "slalom run: $(tail -1 "$dir/out")"
+"$py" -c "
+import sys; sys.path.insert(0, '$src/eval'); from view import View
+v = View('$dir/slrec').blinded()
+assert tuple(v.shape) == (128, 1, 28, 28), v.shape
+assert float(v.abs().max()) <= 0.5 and abs(float(v.mean())) < 0.02 and abs(float(v.std()) - 12 ** -0.5) < 0.01, \
+    (float(v.mean()), float(v.std()))
+print('slalom view: 128 images of 1x28x28 residues, mean %.4f, std %.4f (uniform: 0, 0.2887)' % (v.mean(), v.std()))
+" || bad "slalom's view"
 echo "eval_test: $fail failed"
 [ "$fail" -eq 0 ]
