@@ -127,6 +127,14 @@ int cli_log_open(const char *path, const uint8_t *run_id, cli_log **out);
 __attribute__((format(printf, 2, 3))) void cli_log_line(cli_log *l, const char *fmt, ...);
 int cli_log_close(cli_log *l, const char *path); /* 0 or an exit code */
 
+/* ---- fixed.c: what quantize, infer and precompute share ---- */
+/* The checkpoint's model with its weights, folded (am_model_fold_bn) when
+ * fold, at batch B. *out is the caller's to free even on failure. */
+int cli_checkpoint_model(const am_checkpoint *ck, int fold, int B, am_model **out);
+/* n whole batches of the training split, in order, set the fixed-point
+ * scales (am_model_calibrate). */
+int cli_calibrate(am_model *m, const am_dataset *tr, const am_checkpoint *ck, int B, int n);
+
 /* ---- the commands ---- */
 /* bench --layers (cli/bench_layers.c): this machine's limits, and a
  * training step's trusted time per kind and per conv layer against them. */

@@ -58,28 +58,12 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
 /* The model to run: the checkpoint's, folded for the fixed-point modes,
  * at batch B, in the mode. */
 static int build(const infer_opts *o, const am_checkpoint *ck, int B, am_backend *be, am_model **out) {
-    am_model *m;
-    *out = NULL;
-    if (am_model_create(ck->desc, &m) != AM_OK) return lib_fail("checkpoint model");
-    if (am_model_weights_len(m) != ck->n_weights || am_model_buffers_len(m) != ck->n_buffers) {
-        am_model_free(m);
-        return die(EXIT_RUNTIME, "%s: tensor sizes do not match its model description", o->ckpt);
-    }
-    memcpy(am_model_weights(m), ck->weights, ck->n_weights * sizeof(float));
-    memcpy(am_model_buffers(m), ck->buffers, ck->n_buffers * sizeof(float));
     am_asym_cfg a = o->mode.asym;
-    if (am_mode_fixed_point(a.mode)) {
-        am_model *f;
-        am_status st = am_model_fold_bn(m, &f, NULL);
-        am_model_free(m);
-        if (st != AM_OK) return lib_fail("fold");
-        m = f;
-        a.act_bits = o->bits;
-    }
-    *out = m;
-    if (am_model_set_batch(m, B) != AM_OK) return lib_fail("model");
-    if (a.mode != AM_MODE_TEE_ONLY && am_model_set_asym(m, &a, be) != AM_OK) return lib_fail("mode");
-    am_model_verify(m, o->mode.verify);
+    int rc = cli_checkpoint_model(ck, am_mode_fixed_point(a.mode), B, out);
+    if (rc) return rc;
+    a.act_bits = am_mode_fixed_point(a.mode) ? o->bits : 0;
+    if (a.mode != AM_MODE_TEE_ONLY && am_model_set_asym(*out, &a, be) != AM_OK) return lib_fail("mode");
+    am_model_verify(*out, o->mode.verify);
     return 0;
 }
 
@@ -106,25 +90,6 @@ static int use_store(const infer_opts *o, am_model *m, int B, int n, am_factor_s
     return 0;
 }
 
-/* Fixed point: n whole batches of the training split set the scales. */
-static int calibrate(am_model *m, const am_dataset *tr, const am_checkpoint *ck, int B, int n) {
-    am_shape s = am_model_input_shape(m);
-    s.n = B;
-    float *x = am_aligned_alloc(sizeof(float) * am_shape_numel(s));
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
-    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)B);
-    int rc = x && lab && idx ? 0 : die(EXIT_RUNTIME, "infer: out of memory");
-    for (int k = 0; !rc && k < n; k++) {
-        for (int b = 0; b < B; b++) idx[b] = (uint32_t)(k * B + b);
-        am_tensor t = {s, x};
-        if (am_dataset_batch(tr, idx, B, ck->mean, ck->std, x, lab) || am_model_calibrate(m, &t)) rc = lib_fail("calibrate");
-    }
-    am_aligned_free(x);
-    free(lab);
-    free(idx);
-    return rc;
-}
-
 static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, const am_dataset *te, cli_tee **tee) {
     const am_asym_cfg *a = &o->mode.asym;
     const int fixed = am_mode_fixed_point(a->mode), B = o->batch < te->n ? o->batch : te->n;
@@ -136,7 +101,7 @@ static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, con
     am_factor_store *store = NULL;
     int rc = tee_open(&o->mode, accel, o->data, tee), fd = -1;
     if (!rc) rc = build(o, ck, B, tee_backend(*tee), &m);
-    if (!rc && fixed) rc = calibrate(m, tr, ck, B, nb);
+    if (!rc && fixed) rc = cli_calibrate(m, tr, ck, B, nb);
     if (!rc) rc = use_store(o, m, B, te->n, &store, &fd);
     if (!rc) rc = tee_lockdown(*tee, fd);
     double acc = 0, t0 = now_s();

@@ -45,23 +45,11 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
 /* The checkpoint's model, folded, in quantized mode at batch B: its
  * fixed-point layers are slalom's. */
 static int model(const am_checkpoint *ck, int B, am_model **out) {
-    am_model *m, *f;
-    *out = NULL;
-    if (am_model_create(ck->desc, &m) != AM_OK) return lib_fail("checkpoint model");
-    int ok = am_model_weights_len(m) == ck->n_weights && am_model_buffers_len(m) == ck->n_buffers;
-    if (ok) {
-        memcpy(am_model_weights(m), ck->weights, ck->n_weights * sizeof(float));
-        memcpy(am_model_buffers(m), ck->buffers, ck->n_buffers * sizeof(float));
-    }
-    am_status st = ok ? am_model_fold_bn(m, &f, NULL) : AM_EINVAL;
-    am_model_free(m);
-    if (!ok) return die(EXIT_RUNTIME, "checkpoint: tensor sizes do not match its model description");
-    if (st != AM_OK) return lib_fail("fold");
-    *out = f;
+    int rc = cli_checkpoint_model(ck, 1, B, out);
+    if (rc) return rc;
     am_asym_cfg c = am_asym_defaults();
     c.mode = AM_MODE_QUANTIZED;
-    if (am_model_set_batch(f, B) || am_model_set_asym(f, &c, NULL)) return lib_fail("model");
-    return 0;
+    return am_model_set_asym(*out, &c, NULL) == AM_OK ? 0 : lib_fail("model");
 }
 
 static int make(const pre_opts *o, am_model *m) {

@@ -51,53 +51,19 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
     return EXIT_USAGE;
 }
 
-/* The checkpoint's float model at batch B. */
-static int float_model(const am_checkpoint *ck, int B, am_model **out) {
-    am_model *m;
-    if (am_model_create(ck->desc, &m) != AM_OK) return lib_fail("checkpoint model");
-    if (am_model_weights_len(m) != ck->n_weights || am_model_buffers_len(m) != ck->n_buffers) {
-        am_model_free(m);
-        return die(EXIT_RUNTIME, "checkpoint: tensor sizes do not match its model description");
-    }
-    memcpy(am_model_weights(m), ck->weights, ck->n_weights * sizeof(float));
-    memcpy(am_model_buffers(m), ck->buffers, ck->n_buffers * sizeof(float));
-    *out = m;
-    if (am_model_set_batch(m, B) != AM_OK) return lib_fail("model");
-    return 0;
-}
-
-/* Calibration: n whole batches of the training split, in order. */
-static int calibrate(am_model *q, const am_dataset *tr, const am_checkpoint *ck, int B, int n) {
-    am_shape s = am_model_input_shape(q);
-    s.n = B;
-    float *x = am_aligned_alloc(sizeof(float) * am_shape_numel(s));
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
-    uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)B);
-    int rc = x && lab && idx ? 0 : die(EXIT_RUNTIME, "quantize: out of memory");
-    for (int k = 0; !rc && k < n; k++) {
-        for (int b = 0; b < B; b++) idx[b] = (uint32_t)(k * B + b);
-        am_tensor t = {s, x};
-        if (am_dataset_batch(tr, idx, B, ck->mean, ck->std, x, lab) || am_model_calibrate(q, &t)) rc = lib_fail("calibrate");
-    }
-    am_aligned_free(x);
-    free(lab);
-    free(idx);
-    return rc;
-}
-
 static int run(const quant_opts *o, const am_checkpoint *ck, const am_dataset *tr, const am_dataset *te) {
     const int B = o->batch < te->n ? o->batch : te->n;
     const int nb = (o->calib < tr->n ? o->calib : tr->n) / B;
     if (nb < 1) return die(EXIT_USAGE, "quantize: --calib %d is less than one batch of %d", o->calib, B);
     am_model *m = NULL, *q = NULL;
     double facc, qacc;
-    int folded = 0, rc = float_model(ck, B, &m);
+    int folded = 0, rc = cli_checkpoint_model(ck, 0, B, &m);
     if (!rc && am_evaluate(m, te, ck->mean, ck->std, B, NULL, &facc, NULL)) rc = lib_fail("eval");
     if (!rc && (am_model_fold_bn(m, &q, &folded) || am_model_set_batch(q, B))) rc = lib_fail("fold");
     am_asym_cfg c = am_asym_defaults();
     c.mode = AM_MODE_QUANTIZED, c.act_bits = o->bits;
     if (!rc && am_model_set_asym(q, &c, NULL)) rc = lib_fail("quantize");
-    if (!rc) rc = calibrate(q, tr, ck, B, nb);
+    if (!rc) rc = cli_calibrate(q, tr, ck, B, nb);
     if (!rc && am_evaluate(q, te, ck->mean, ck->std, B, NULL, &qacc, NULL)) rc = lib_fail("eval");
     if (!rc) {
         printf("privacy: nothing is sent to an accelerator (quantize runs every layer in this process)\n");
