@@ -285,7 +285,7 @@ int cmd_bench(int argc, char **argv) {
     bench_opts o = {.models = "vgg16,vgg19,resnet18,resnet34", .classes = 10, .batch = 32, .steps = 5, .warm = 1,
                     .in = am_shape4(1, 3, 32, 32), .sgx = {93, 0}};
     cli_mode_init(&o.mode);
-    o.mode.gpu_only_ok = 1;
+    o.mode.gpu_only_ok = o.mode.quantized_ok = 1;
     const cli_opt *const tables[] = {opts, cli_mode_opts, NULL};
     int rc = cli_parse("bench", usage, argc, argv, tables, handle, &o, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;

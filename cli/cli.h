@@ -71,7 +71,7 @@ typedef struct cli_mode {
     unsigned record_first, record_last; /* --record-steps (0 and UINT_MAX: every step) */
     int threads;         /* --threads (0: all cores, or the run's on resume) */
     int gpu_only_ok;     /* the command runs gpu-only mode (bench) */
-    int quantized_ok;    /* the command runs quantized mode (inference only) */
+    int quantized_ok;    /* the command runs the fixed-point modes, quantized and slalom (inference only) */
 } cli_mode;
 extern const cli_opt cli_mode_opts[]; /* their ids are 100 and up; commands use ids below */
 void cli_mode_init(cli_mode *m);

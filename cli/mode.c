@@ -16,7 +16,8 @@ enum {
 };
 
 const cli_opt cli_mode_opts[] = {
-    {"mode", "M", M_MODE, OPT_RUN, "tee-only (default), asymml, lowrank-only, open (no privacy), gpu-only (bench)"},
+    {"mode", "M", M_MODE, OPT_RUN, "tee-only (default), asymml, lowrank-only, open (no privacy), gpu-only (bench,\n"
+                                   "infer); inference only: quantized, slalom (infer, bench)"},
     {"rank-ratio", "X", M_RATIO, OPT_RUN, "split layers keep rank ceil(X * channels) (default 0.0625)"},
     {"rank", "N", M_RANK, OPT_RUN, "or a fixed rank for every split layer"},
     {"rank-list", "R1,R2,..", M_LIST, OPT_RUN, "or one rank per conv layer after the first, in model order (0: whole)"},
@@ -180,9 +181,9 @@ int cli_mode_check(cli_mode *m, int draw_key) {
     if (a->mode == AM_MODE_GPU_ONLY && !m->gpu_only_ok)
         return die(EXIT_USAGE, "--mode gpu-only is bench's baseline (every layer, the data and its labels on the "
                                "accelerator: no privacy); train and eval do not run it");
-    if (a->mode == AM_MODE_QUANTIZED && !m->quantized_ok)
-        return die(EXIT_USAGE, "--mode quantized is inference only, for fixed-point models (asymml quantize); "
-                               "train, eval and bench do not run it");
+    if (am_mode_fixed_point(a->mode) && !m->quantized_ok)
+        return die(EXIT_USAGE, "--mode %s is inference only, in fixed point (asymml infer, bench); train and eval do "
+                               "not run it", am_mode_name(a->mode));
     if (m->cuda && !m->process)
         return die(EXIT_USAGE, "--accel cuda needs --tee process: the GPU's stack runs only in the accelerator server");
     if (m->accel_user && !m->process) return die(EXIT_USAGE, "--accel-user needs --tee process");

@@ -425,7 +425,10 @@ head -c 500 "$dir/imp.amck" >"$dir/cutq.amck"
 expect 1 "quantize a truncated checkpoint" -- "$bin" quantize --checkpoint "$dir/cutq.amck" --data "$dir/d12"
 expect 2 "train in quantized mode" -- "$bin" train --data "$dir/data" --mode quantized
 grep -q "inference only" "$dir/err" || { echo "FAIL: train --mode quantized: $(cat "$dir/err")"; fail=$((fail + 1)); }
-expect 2 "bench in quantized mode" -- "$bin" bench --models lenet --input 1,28,28 --mode quantized
+expect 0 "bench in slalom mode" -- "$bin" bench --models lenet --input 1,28,28 --batch 8 --steps 1 --warmup 0 --mode slalom
+grep -q "^lenet *slalom *infer .*precompute .* ms a batch" "$dir/out" || { echo "FAIL: bench slalom: $(cat "$dir/out")"; fail=$((fail + 1)); }
+expect 2 "train in slalom mode" -- "$bin" train --data "$dir/data" --mode slalom
+expect 2 "eval in slalom mode" -- "$bin" eval --checkpoint "$dir/imp.amck" --data "$dir/d12" --mode slalom
 
 # asymml infer: slalom gives quantized mode's predictions (in one process,
 # and through the server with --verify); the baselines run; bad usage.
