@@ -30,6 +30,10 @@ int cli_checkpoint_model(const am_checkpoint *ck, int fold, int B, am_model **ou
 int cli_calibrate(am_model *m, const am_dataset *tr, const am_checkpoint *ck, int B, int n) {
     am_shape s = am_model_input_shape(m);
     s.n = B;
+    if (s.c != tr->c || s.h != tr->h || s.w != tr->w)
+        return die(EXIT_RUNTIME, "calibrate: the model takes %dx%dx%d images; the data has %dx%dx%d", s.c, s.h, s.w,
+                   tr->c, tr->h, tr->w);
+    if ((long)n * B > tr->n) return die(EXIT_RUNTIME, "calibrate: %d images asked for, the data has %d", n * B, tr->n);
     float *x = am_aligned_alloc(sizeof(float) * am_shape_numel(s));
     int32_t *lab = malloc(sizeof(int32_t) * (size_t)B);
     uint32_t *idx = malloc(sizeof(uint32_t) * (size_t)B);

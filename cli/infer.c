@@ -13,8 +13,9 @@ static const char usage[] =
     "what crosses is uniform whatever the inputs; the weights cross in the clear),\n"
     "quantized (the same fixed point, all in this process), asymml (the split of\n"
     "training: residuals cross),\n"
-    "tee-only, open and gpu-only (no privacy; baselines). Fixed-point modes fold\n"
-    "BatchNorm and set the activation scales on --calib training images first.\n";
+    "tee-only, open and gpu-only (no privacy; baselines); --mode is required. Fixed-\n"
+    "point modes fold BatchNorm and set the activation scales on --calib training\n"
+    "images first; slalom checks every reply exactly whether --verify is given or not.\n";
 
 enum { I_CKPT = 1, I_DATA, I_DATASET, I_BATCH, I_LIMIT, I_CALIB, I_BITS, I_FACTORS };
 
@@ -84,7 +85,8 @@ static int use_store(const infer_opts *o, am_model *m, int B, int n, am_factor_s
         return lib_fail("--factors");
     uint64_t need = (uint64_t)(n + B - 1) / (uint64_t)B;
     if (am_factors_left(*s) < need)
-        return die(EXIT_RUNTIME, "--factors: %s has %llu factor sets left; %d images in batches of %d need %llu (none was used)",
+        return die(EXIT_RUNTIME, "--factors: %s has %llu factor sets left; %d images in batches of %d need %llu (none was "
+                                 "used; asymml precompute makes a new store in a new folder)",
                    o->factors, (unsigned long long)am_factors_left(*s), n, B, (unsigned long long)need);
     *fd = am_factors_dir_fd(*s);
     return 0;
@@ -92,7 +94,9 @@ static int use_store(const infer_opts *o, am_model *m, int B, int n, am_factor_s
 
 static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, const am_dataset *te, cli_tee **tee) {
     const am_asym_cfg *a = &o->mode.asym;
-    const int fixed = am_mode_fixed_point(a->mode), B = o->batch < te->n ? o->batch : te->n;
+    /* A store's factors are for its batch size: a run smaller than a batch
+     * pads its one batch rather than shrink it. */
+    const int fixed = am_mode_fixed_point(a->mode), B = o->factors || o->batch < te->n ? o->batch : te->n;
     const int nb = fixed ? (o->calib < tr->n ? o->calib : tr->n) / B : 0;
     if (fixed && nb < 1) return die(EXIT_USAGE, "infer: --calib %d is less than one batch of %d", o->calib, B);
     const int accel = a->mode == AM_MODE_ASYMML || a->mode == AM_MODE_OPEN || a->mode == AM_MODE_GPU_ONLY ||

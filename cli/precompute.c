@@ -12,7 +12,8 @@ static const char usage[] =
     "W r mod p, r the one-time pad that layer will draw for that batch (from a key drawn\n"
     "here and sealed in the store). infer --mode slalom --factors DIR then uses each\n"
     "batch's once, in order, and computes no W r itself. The store is sealed under --key,\n"
-    "made for one batch size and this checkpoint's weights.\n";
+    "made for one batch size and this checkpoint's weights; the checkpoint must be\n"
+    "sealed under the same key (train --key, or import --key).\n";
 
 enum { P_CKPT = 1, P_COUNT, P_OUT, P_BATCH, P_KEY };
 

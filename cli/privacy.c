@@ -73,7 +73,9 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
                    "one-time pad mod 2^31-1 (ChaCha20, a pad per batch and layer, never reused): uniform to the "
                    "accelerator whatever the input; every reply is checked exactly before it is used, and a wrong "
                    "one stops the run whatever the input was; the model's 8-bit weights cross in the clear; logits "
-                   "and predictions stay here\n");
+                   "and predictions stay here%s\n",
+                process ? "" : "; but in one process nothing is isolated: the accelerator's code could read this "
+                               "process's memory (--tee process separates them)");
         return;
     case AM_MODE_ASYMML: break;
     }

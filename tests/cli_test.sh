@@ -470,13 +470,22 @@ cp -r "$dir/fs" "$dir/fs-copy"
 expect 1 "infer with a copy of a factor store" -- sinf --mode slalom --factors "$dir/fs-copy"
 grep -q "a copy of a factor store" "$dir/err" || { echo "FAIL: a copied store: $(cat "$dir/err")"; fail=$((fail + 1)); }
 expect 1 "infer with too few factor sets left" -- sinf --mode slalom --factors "$dir/fs"
-grep -qx "asymml: --factors: $dir/fs has 1 factor sets left; 16 images in batches of 8 need 2 (none was used)" "$dir/err" ||
+grep -qx "asymml: --factors: $dir/fs has 1 factor sets left; 16 images in batches of 8 need 2 (none was used; asymml precompute makes a new store in a new folder)" "$dir/err" ||
   { echo "FAIL: too few sets: $(cat "$dir/err")"; fail=$((fail + 1)); }
 expect 1 "infer with factors of another batch size" -- "$bin" infer --checkpoint "$dir/imps.amck" --data "$dir/d12" --batch 16 \
   --calib 16 --key "$dir/key" --mode slalom --factors "$dir/fs"
 expect 2 "factors in quantized mode" -- sinf --mode quantized --factors "$dir/fs"
 expect 2 "precompute without a key" -- "$bin" precompute --checkpoint "$dir/imp.amck" --count 1 --out "$dir/fs0"
 expect 1 "precompute into an existing folder" -- pre --count 1 --out "$dir/fs"
+expect 0 "infer of fewer images than a batch with factors" -- "$bin" infer --checkpoint "$dir/imps.amck" --data "$dir/d12" \
+  --batch 8 --calib 16 --key "$dir/key" --mode slalom --factors "$dir/fs" --limit 5
+# A model of another input size than the data: refused before calibration.
+for m in slalom quantized; do
+  expect 1 "infer $m of a model for other images" -- "$bin" infer --checkpoint "$dir/imp.amck" --data "$dir/data" --mode $m
+  grep -qx "asymml: calibrate: the model takes 1x12x12 images; the data has 1x28x28" "$dir/err" ||
+    { echo "FAIL: infer $m on other images: $(cat "$dir/err")"; fail=$((fail + 1)); }
+done
+expect 1 "quantize a model for other images" -- "$bin" quantize --checkpoint "$dir/imp.amck" --data "$dir/data"
 expect 0 "precompute for a server run" -- pre --count 2 --out "$dir/fsp"
 expect 0 "infer slalom with factors --tee process --verify" -- sinf --mode slalom --factors "$dir/fsp" --tee process --verify
 [ "$(acc)" = "$q" ] || { echo "FAIL: slalom with factors through the server: $(acc), quantized's $q"; fail=$((fail + 1)); }

@@ -239,10 +239,12 @@ am_status am_trusted_lockdown(const am_lockdown_cfg *c, char *words, size_t n) {
     if (words && n)
         snprintf(words, n, "%s, seccomp-filtered (no sockets, no programs, no executable memory), %s",
                  ipc ? "no capability but CAP_IPC_LOCK (its locked memory needs it)" : "no capabilities",
-                 ll ? (c->ckdir_fd >= 0 ? "files only in the checkpoint directory (Landlock and seccomp)"
+                 ll ? (c->ckdir_fd >= 0 ? "files only in the one directory it was given: the run's checkpoints', or "
+                                          "slalom's factor store (Landlock and seccomp)"
                                         : "no files opened (Landlock and seccomp)")
-                    : (c->ckdir_fd >= 0 ? "files only relative to the checkpoint directory (seccomp; without "
-                                          "Landlock on this kernel a name with '..' could leave it)"
+                    : (c->ckdir_fd >= 0 ? "files only relative to the one directory it was given: the run's "
+                                          "checkpoints', or slalom's factor store (seccomp; without Landlock on this "
+                                          "kernel a name with '..' could leave it)"
                                         : "no files opened (seccomp; no Landlock here)"));
     return AM_OK;
 }

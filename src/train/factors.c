@@ -239,8 +239,8 @@ int am_factors_dir_fd(const am_factor_store *s) { return s->fd; }
 static am_status src_next(void *ctx, uint64_t *batch) {
     am_factor_store *s = ctx;
     if (s->next >= s->count)
-        return am_fail(AM_EINVAL, "%s: all %llu factor sets are used (a pad is never used twice): make more with asymml "
-                                  "precompute", s->dir, (unsigned long long)s->count);
+        return am_fail(AM_EINVAL, "%s: all %llu factor sets are used (a pad is never used twice): make a new store "
+                                  "with asymml precompute --out NEWDIR", s->dir, (unsigned long long)s->count);
     AM_TRY(put_next(s, s->next + 1));
     *batch = s->next++;
     return AM_OK;
