@@ -111,8 +111,8 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->qr);
     am_aligned_free(a->qwf);
     am_aligned_free(a->qyr);
+    am_aligned_free(a->qxu);
     am_aligned_free(a->vf);
-    am_aligned_free(a->vs);
     am_aligned_free(a->fl);
     sodium_memzero(a->pad_key, sizeof a->pad_key);
     free(a->led);

@@ -69,8 +69,9 @@ struct am_asym {
     double *qr;             /* slalom: a layer's pad */
     float *qwf;             /* slalom: the integer weights as they cross */
     float *qyr;             /* slalom: the reply, copied in (int32) */
-    double *vf, *vs;        /* slalom --verify: the check's filter, result and workspace; its vector */
-    size_t qr_n, qwf_n, qyr_n, vf_n, vs_n;
+    float *qxu;             /* slalom: the blinded input as sent, in [0, p) (uint32), for the check */
+    double *vf;             /* slalom: the exact check's random vectors and scratch */
+    size_t qr_n, qwf_n, qyr_n, qxu_n, vf_n;
     uint8_t pad_key[32];    /* slalom: the pads' ChaCha20 key (random, or a factor store's) */
     int n_fixed;            /* fixed point: layers planned so far (their ordinals) */
     uint64_t batch_next;    /* slalom without a factor source: the next batch's number */
@@ -176,8 +177,9 @@ static inline double asym_modp_add(double a, double b) {
 }
 
 /* ---- freivalds.c: blinding's exact check of every reply */
-/* Y (the reply, copied in) against X (the blinded input as sent, centered). */
-am_status asym_freivalds(am_asym *a, layer_plan *p, int layer, const double *X, const int32_t *Y);
+/* Y (the reply, copied in) against Xu (the blinded input as sent, in
+ * [0, p)). */
+am_status asym_freivalds(am_asym *a, layer_plan *p, int layer, const uint32_t *Xu, const int32_t *Y);
 
 /* ---- regions.c */
 typedef struct asym_list {

@@ -7,7 +7,7 @@
  * p/2 by the plan's bound. The integer weights cross in the clear.
  *
  * Every reply is checked before it is unblinded, always: its range, then
- * exactly (Freivalds over Z_p, freivalds.c: about 5/K of the layer's work).
+ * exactly (Freivalds over Z_p, freivalds.c: about 2/K of the layer's work).
  * Both decisions depend only on what crossed, never on x: a refusal that
  * depended on the unblinded W x (a bound on it, say) would let a hostile
  * accelerator learn one chosen bit of the input per refused run, by adding
@@ -20,27 +20,32 @@
 static am_status plan(am_asym *a, layer_plan *p) {
     am_conv2d_cfg c = p->cfg;
     c.bias = 0;
-    /* W x below p/2; W (x + r) exact in double on the accelerator, and the
-     * check's conv of the same by limbs of up to 128. */
+    /* W x below p/2, and W (x + r) exact in double on the accelerator (the
+     * check is in integers mod p: no bound of its own). */
     if (am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX) >= (AM_MODP - 1) / 2 ||
-        am_exact_bound(&c, p->C, (AM_MODP - 1) / 2, 128) >= 9007199254740992.0)
+        am_exact_bound(&c, p->C, (AM_MODP - 1) / 2, AM_WEIGHT_MAX) >= 9007199254740992.0)
         return am_fail(AM_EINVAL, "slalom: a layer of fan-in %d does not fit the field at %d-bit activations",
                        p->C * p->kk, a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS);
     AM_TRY(asym_quant_alloc(a, p));
     AM_TRY(asym_grow(&a->qyr, &a->qyr_n, (size_t)p->x.n * p->K * p->P));
+    AM_TRY(asym_grow(&a->qxu, &a->qxu_n, am_shape_numel(p->x)));
     AM_TRY(asym_grow(&a->fl, &a->fl_n, (size_t)p->x.n * p->K * p->P));
-    AM_TRY(asym_grow_d(&a->vs, &a->vs_n, (size_t)p->K));
     return asym_grow(&a->qwf, &a->qwf_n, (size_t)p->K * p->C * p->kk);
 }
 
-/* x + r mod p into the accelerator's buffer (and, as sent, into a->qx,
- * for the check); the weights beside it. */
+/* x + r mod p into the accelerator's buffer (and, as sent but in [0, p),
+ * into a->qxu, for the check); the weights beside it. */
 static am_status send(am_asym *a, int layer, layer_plan *p, const asym_fwd *f, float **bx, float **bw) {
     const size_t n = am_shape_numel(f->x->s), wn = (size_t)p->K * p->C * p->kk;
     asym_pad(a->pad_key, a->batch_cur * (uint64_t)a->n_fixed + (uint64_t)p->bi, n, a->qr);
     AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_INPUT, n, bx));
     int32_t *b = (int32_t *)(void *)*bx;
-    for (size_t i = 0; i < n; i++) b[i] = (int32_t)(a->qx[i] = asym_modp_add(a->qx[i], a->qr[i]));
+    uint32_t *xu = (uint32_t *)(void *)a->qxu;
+    for (size_t i = 0; i < n; i++) {
+        int32_t v = (int32_t)asym_modp_add(a->qx[i], a->qr[i]);
+        b[i] = v;
+        xu[i] = (uint32_t)(v < 0 ? v + AM_MODP : v);
+    }
     AM_TRY(asym_record(a, layer, AM_CROSS_BLINDED, f->x->s, *bx));
     for (size_t i = 0; i < wn; i++) a->qwf[i] = (float)a->qw[i];
     return asym_cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, am_shape4(p->K, p->C, p->cfg.kh, p->cfg.kw), a->qwf,
@@ -106,7 +111,7 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
     AM_TRY(factors(a, layer, p, &rq.cfg, f->x->s));
     AM_TRY(asym_wait(a, p));
     AM_TRY(copy_in(a, layer, by, yn));
-    AM_TRY(asym_freivalds(a, p, layer, a->qx, (const int32_t *)(const void *)a->qyr));
+    AM_TRY(asym_freivalds(a, p, layer, (const uint32_t *)(const void *)a->qxu, (const int32_t *)(const void *)a->qyr));
     unblind(a, yn);
     asym_dequantize(a, p, sx, f->cfg->bias ? f->b : NULL, f->y);
     return AM_OK;
