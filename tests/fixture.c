@@ -116,6 +116,33 @@ double fx_scaled_err(const float *a, const float *b, size_t n) {
     return e / mx;
 }
 
+am_model *fx_params_model(const fx_file *F, int B) {
+    am_model *m;
+    if (am_model_create(fx_text(F, "desc"), &m)) fail_msg("%s", am_last_error());
+    char nm[32];
+    for (int i = 0; i < am_model_num_params(m); i++) {
+        am_param *p = am_model_param(m, i);
+        snprintf(nm, sizeof nm, "p%d", i);
+        memcpy(p->data, fx_f32(F, nm, p->numel), p->numel * sizeof(float));
+    }
+    if (am_model_set_batch(m, B)) fail_msg("%s", am_last_error());
+    return m;
+}
+
+am_model *fx_fixed_model(const fx_file *F, am_mode md, am_backend *be) {
+    am_model *m = fx_params_model(F, 4), *f;
+    if (am_model_fold_bn(m, &f, NULL) || am_model_set_batch(f, 4)) fail_msg("%s", am_last_error());
+    am_model_free(m);
+    am_asym_cfg c = am_asym_defaults();
+    c.mode = md;
+    if (am_model_set_asym(f, &c, be)) fail_msg("%s", am_last_error());
+    am_shape in = am_model_input_shape(f);
+    in.n = 4;
+    am_tensor t = {in, (float *)fx_f32(F, "calib", 2 * am_shape_numel(in))};
+    if (am_model_calibrate(f, &t)) fail_msg("%s", am_last_error());
+    return f;
+}
+
 am_model *fx_model(const char *desc, uint64_t seed, int B) {
     am_model *m = NULL;
     if (am_model_create(desc, &m) || am_model_init(m, seed) || am_model_set_batch(m, B))

@@ -25,6 +25,11 @@ typedef struct fx_file {
 /* A model from its description, initialized from seed, at batch B; a test
  * failure (naming the library's error) if any of it fails. */
 am_model *fx_model(const char *desc, uint64_t seed, int B);
+/* The fixture's model ("desc") with its parameters p0, p1, ... at batch B. */
+am_model *fx_params_model(const fx_file *F, int B);
+/* That model folded (am_model_fold_bn) at batch 4 in fixed-point mode md
+ * (be: slalom's accelerator), calibrated on the first 4 images of "calib". */
+am_model *fx_fixed_model(const fx_file *F, am_mode md, am_backend *be);
 
 /* Loads ASYMML_FIXTURES/name; fails the test if missing or malformed. */
 void fx_load(fx_file *f, const char *name);

@@ -56,29 +56,6 @@ static spoil *spoil_create(void) {
     return s;
 }
 
-/* The fixture's model, folded, in mode md (calibrated on its batch). */
-static am_model *fixed_point(const fx_file *F, am_mode md, am_backend *be) {
-    am_model *m, *f;
-    if (am_model_create(fx_text(F, "desc"), &m)) fail_msg("%s", am_last_error());
-    char nm[32];
-    for (int i = 0; i < am_model_num_params(m); i++) {
-        am_param *p = am_model_param(m, i);
-        snprintf(nm, sizeof nm, "p%d", i);
-        memcpy(p->data, fx_f32(F, nm, p->numel), p->numel * sizeof(float));
-    }
-    assert_int_equal(am_model_fold_bn(m, &f, NULL), AM_OK);
-    am_model_free(m);
-    assert_int_equal(am_model_set_batch(f, 4), AM_OK);
-    am_asym_cfg c = am_asym_defaults();
-    c.mode = md;
-    if (am_model_set_asym(f, &c, be)) fail_msg("%s", am_last_error());
-    am_shape in = am_model_input_shape(f);
-    in.n = 4;
-    am_tensor t = {in, (float *)fx_f32(F, "calib", 8 * am_shape_numel(in) / 4)};
-    if (am_model_calibrate(f, &t)) fail_msg("%s", am_last_error());
-    return f;
-}
-
 static am_status infer(am_model *m, const float *x) {
     am_shape in = am_model_input_shape(m);
     in.n = 4;
@@ -93,7 +70,7 @@ static void t_equal(void **st) {
         fx_file F;
         fx_load(&F, files[k]);
         spoil *be = spoil_create();
-        am_model *q = fixed_point(&F, AM_MODE_QUANTIZED, NULL), *s = fixed_point(&F, AM_MODE_SLALOM, &be->base);
+        am_model *q = fx_fixed_model(&F, AM_MODE_QUANTIZED, NULL), *s = fx_fixed_model(&F, AM_MODE_SLALOM, &be->base);
         const size_t per = am_shape_numel(am_model_input_shape(q));
         const float *x = fx_f32(&F, "x", 4 * per);
         assert_int_equal(infer(q, x), AM_OK);
@@ -157,7 +134,7 @@ static void t_uniform(void **st) {
     fx_file F;
     fx_load(&F, "quant_vgg.amfx");
     spoil *be = spoil_create();
-    am_model *s = fixed_point(&F, AM_MODE_SLALOM, &be->base);
+    am_model *s = fx_fixed_model(&F, AM_MODE_SLALOM, &be->base);
     am_model_ledger_enable(s, 1);
     const size_t per = am_shape_numel(am_model_input_shape(s));
     float *blank = calloc(4 * per, sizeof(float));
@@ -193,7 +170,7 @@ static void t_refused(void **st) {
     fx_file F;
     fx_load(&F, "quant_vgg.amfx");
     spoil *be = spoil_create();
-    am_model *s = fixed_point(&F, AM_MODE_SLALOM, &be->base);
+    am_model *s = fx_fixed_model(&F, AM_MODE_SLALOM, &be->base);
     const size_t per = am_shape_numel(am_model_input_shape(s));
     const float *x = fx_f32(&F, "x", 4 * per);
     be->tamper = 1;

@@ -23,25 +23,7 @@ static fx_file F;
 static am_backend *be;
 static char root[64];
 
-static am_model *fixed_point(am_mode md) {
-    am_model *m, *f;
-    if (am_model_create(fx_text(&F, "desc"), &m)) fail_msg("%s", am_last_error());
-    char nm[32];
-    for (int i = 0; i < am_model_num_params(m); i++) {
-        am_param *p = am_model_param(m, i);
-        snprintf(nm, sizeof nm, "p%d", i);
-        memcpy(p->data, fx_f32(&F, nm, p->numel), p->numel * sizeof(float));
-    }
-    assert_int_equal(am_model_fold_bn(m, &f, NULL), AM_OK);
-    am_model_free(m);
-    assert_int_equal(am_model_set_batch(f, 4), AM_OK);
-    am_asym_cfg c = am_asym_defaults();
-    c.mode = md;
-    if (am_model_set_asym(f, &c, md == AM_MODE_SLALOM ? be : NULL)) fail_msg("%s", am_last_error());
-    am_tensor t = {am_shape4(4, 3, 16, 16), (float *)fx_f32(&F, "calib", 8 * 768)};
-    if (am_model_calibrate(f, &t)) fail_msg("%s", am_last_error());
-    return f;
-}
+static am_model *fixed_point(am_mode md) { return fx_fixed_model(&F, md, md == AM_MODE_SLALOM ? be : NULL); }
 
 static am_status infer(am_model *m) {
     am_tensor t = {am_shape4(4, 3, 16, 16), (float *)fx_f32(&F, "x", 4 * 768)};

@@ -105,20 +105,6 @@ static void t_bound(void **st) {
     }
 }
 
-/* Loads a quantized fixture's model at batch B with PyTorch's parameters. */
-static am_model *fixture_model(const fx_file *F, int B) {
-    am_model *m;
-    if (am_model_create(fx_text(F, "desc"), &m)) fail_msg("%s", am_last_error());
-    char nm[32];
-    for (int i = 0; i < am_model_num_params(m); i++) {
-        am_param *p = am_model_param(m, i);
-        snprintf(nm, sizeof nm, "p%d", i);
-        memcpy(p->data, fx_f32(F, nm, p->numel), p->numel * sizeof(float));
-    }
-    assert_int_equal(am_model_set_batch(m, B), AM_OK);
-    return m;
-}
-
 static const float *eval_logits(am_model *m, const float *x, int B) {
     am_shape in = am_model_input_shape(m);
     in.n = B;
@@ -130,7 +116,7 @@ static const float *eval_logits(am_model *m, const float *x, int B) {
 static void quant_case(const char *file) {
     fx_file F;
     fx_load(&F, file);
-    am_model *m = fixture_model(&F, 4), *f;
+    am_model *m = fx_params_model(&F, 4), *f;
     am_shape in = am_model_input_shape(m);
     const size_t per = am_shape_numel(in), nl = 4 * (size_t)am_model_num_classes(m);
     const float *x = fx_f32(&F, "x", 4 * per), *calib = fx_f32(&F, "calib", 8 * per);
@@ -187,7 +173,7 @@ static void t_settings(void **st) {
     (void)st;
     fx_file F;
     fx_load(&F, "quant_vgg.amfx");
-    am_model *m = fixture_model(&F, 4), *f;
+    am_model *m = fx_params_model(&F, 4), *f;
     const size_t per = am_shape_numel(am_model_input_shape(m)), nl = 40;
     const float *x = fx_f32(&F, "x", 4 * per), *fl = fx_f32(&F, "folded_logits", nl);
     assert_int_equal(am_model_fold_bn(m, &f, NULL), AM_OK);

@@ -36,6 +36,8 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
                            float *db, float *work, size_t work_n) {
     AM_TRY(handled(a, layer));
     layer_plan *p = &a->L[layer];
+    if (!p->strat->backward)
+        return am_fail(AM_EINVAL, "asym: layer %d runs inference only (%s: no backward pass)", layer, p->strat->name);
     asym_bwd g = {cfg, x, w, dy, dx, accum, dw, db, work, work_n};
     double t0 = asym_now(), accel0 = asym_busy(a), wait0 = p->wait_s;
     am_status st = p->strat->backward(a, layer, p, &g);

@@ -173,7 +173,8 @@ int am_asym_handles(const am_asym *a, int layer) {
 
 int am_asym_needs_input(const am_asym *a, int layer) {
     if (!am_asym_handles(a, layer)) return 1; /* whole in the TEE, or pending */
-    return a->L[layer].strat->needs_input(a, &a->L[layer]);
+    const asym_strategy *s = a->L[layer].strat;
+    return s->needs_input ? s->needs_input(a, &a->L[layer]) : 1;
 }
 
 int am_asym_plan_get(const am_asym *a, int *rank, int *basis, int max) {

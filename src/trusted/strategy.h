@@ -41,8 +41,9 @@ struct asym_strategy {
      * (NULL: nothing). */
     am_status (*plan)(am_asym *a, layer_plan *p);
     am_status (*forward)(am_asym *a, int layer, layer_plan *p, const asym_fwd *f);
+    /* NULL: inference only (exec.c refuses a backward pass). */
     am_status (*backward)(am_asym *a, int layer, layer_plan *p, const asym_bwd *g);
-    /* Whether the backward pass reads the input's values. */
+    /* Whether the backward pass reads the input's values (NULL: it does). */
     int (*needs_input)(const am_asym *a, const layer_plan *p);
     /* The trusted memory a pass touches besides the model's tensors
      * (am_asym_regions); NULL: none. */

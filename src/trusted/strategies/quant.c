@@ -14,10 +14,4 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
     return AM_OK;
 }
 
-static am_status backward(am_asym *a, int layer, layer_plan *p, const asym_bwd *g) {
-    return am_fail(AM_EINVAL, "quantized: layer %d runs inference only (no backward pass)", layer);
-}
-
-static int needs_input(const am_asym *a, const layer_plan *p) { return 1; }
-
-const asym_strategy asym_quant = {"quantized", asym_quant_alloc, forward, backward, needs_input, NULL};
+const asym_strategy asym_quant = {"quantized", asym_quant_alloc, forward, NULL, NULL, NULL};
