@@ -22,11 +22,17 @@
 
 /* A CPU backend that can spoil its replies: tamper 1 sets a reply value
  * to p (not a residue), tamper 2 adds p/3 to one (a residue, but far off),
- * tamper 3 adds 1 to one (only the exact check can tell). */
+ * tamper 3 adds 1 to one (only the exact check can tell): value pos (its
+ * last when pos is -1) of layer `layer`'s reply (every layer's when -1).
+ * Tamper 4 adds 1 to the first integer weight in the backend's own copy
+ * of layer `layer`'s weights, which stays there. It notes each layer's
+ * reply size. */
 typedef struct spoil {
     am_backend base;
     am_backend *cpu;
-    int tamper;
+    int tamper, layer;
+    long pos;
+    size_t out_n[64];
 } spoil;
 
 static am_status sp_buffer(am_backend *b, int l, am_buf_role r, size_t n, float **o) {
@@ -34,11 +40,19 @@ static am_status sp_buffer(am_backend *b, int l, am_buf_role r, size_t n, float 
 }
 static am_status sp_submit(am_backend *b, const am_req *q) {
     spoil *s = (spoil *)b;
+    const int here = s->layer < 0 || q->layer == s->layer;
+    if (s->tamper == 4 && here) ((float *)q->in1)[0] += 1;
     AM_TRY(s->cpu->vt->submit(s->cpu, q));
+    am_shape ys;
+    assert_int_equal(am_conv2d_out_shape(&q->cfg, q->x, &ys), AM_OK);
+    const size_t n = am_shape_numel(ys);
+    s->out_n[q->layer] = n;
     int32_t *y = (int32_t *)(void *)q->out;
-    if (s->tamper == 1) y[3] = AM_MODP;
-    if (s->tamper == 2) y[3] = (int32_t)(((int64_t)y[3] + AM_MODP / 3) % AM_MODP);
-    if (s->tamper == 3) y[3] = (int32_t)(((int64_t)y[3] + 1) % AM_MODP);
+    const size_t i = s->pos < 0 ? n - 1 : (size_t)s->pos;
+    if (!here) return AM_OK;
+    if (s->tamper == 1) y[i] = AM_MODP;
+    if (s->tamper == 2) y[i] = (int32_t)(((int64_t)y[i] + AM_MODP / 3) % AM_MODP);
+    if (s->tamper == 3) y[i] = (int32_t)(((int64_t)y[i] + 1) % AM_MODP);
     return AM_OK;
 }
 static am_status sp_wait(am_backend *b) { return ((spoil *)b)->cpu->vt->wait(((spoil *)b)->cpu); }
@@ -52,6 +66,8 @@ static const am_backend_vt sp_vt = {"spoil", sp_buffer, sp_submit, sp_wait, sp_b
 static spoil *spoil_create(void) {
     spoil *s = calloc(1, sizeof *s);
     s->base.vt = &sp_vt;
+    s->layer = -1;
+    s->pos = 3;
     assert_int_equal(am_cpu_backend_create(&s->cpu), AM_OK);
     return s;
 }
@@ -208,6 +224,88 @@ static void t_refused(void **st) {
     fx_free(&F);
 }
 
+/* A value off by one anywhere is refused: in every blinded layer of both
+ * fixtures (strided, 1x1 and linear layers among them), at its first,
+ * last and middle value and at random ones; and after each refusal an
+ * honest reply passes and gives the same logits. */
+static void t_anywhere(void **st) {
+    (void)st;
+    const char *files[2] = {"quant_vgg.amfx", "quant_resnet.amfx"};
+    am_rng rng;
+    am_rng_seed(&rng, 7);
+    for (int f = 0; f < 2; f++) {
+        fx_file F;
+        fx_load(&F, files[f]);
+        spoil *be = spoil_create();
+        am_model *s = fx_fixed_model(&F, AM_MODE_SLALOM, &be->base);
+        const float *x = fx_f32(&F, "x", 4 * am_shape_numel(am_model_input_shape(s)));
+        assert_int_equal(infer(s, x), AM_OK);
+        float ref[40];
+        memcpy(ref, am_model_logits(s)->d, sizeof ref);
+        int layers = 0, tries = 0;
+        for (int l = 0; l < 64; l++) {
+            const size_t n = be->out_n[l];
+            if (!n) continue;
+            layers++;
+            const long pos[5] = {0, -1, (long)(n / 2), (long)(am_rng_u64(&rng) % n), (long)(am_rng_u64(&rng) % n)};
+            for (int k = 0; k < 5; k++, tries++) {
+                be->tamper = 3, be->layer = l, be->pos = pos[k];
+                if (infer(s, x) != AM_ENUM || !strstr(am_last_error(), "fails the exact check"))
+                    fail_msg("%s: layer %d, value %ld off by one: not refused", files[f], l, pos[k]);
+                be->tamper = 0;
+                assert_int_equal(infer(s, x), AM_OK);
+                assert_memory_equal(ref, am_model_logits(s)->d, sizeof ref);
+            }
+        }
+        print_message("%s: %d blinded layers, %d replies off by one: each refused\n", files[f], layers, tries);
+        am_model_free(s);
+        be->base.vt->destroy(&be->base);
+        fx_free(&F);
+    }
+}
+
+/* The integer weights cross once: the accelerator keeps its copy. Changed
+ * there, the next reply is refused (and the weights sent again); changed
+ * in the model, they are made and sent again, and the logits follow them
+ * exactly as quantized mode's do. */
+static void t_weights(void **st) {
+    (void)st;
+    fx_file F;
+    fx_load(&F, "quant_vgg.amfx");
+    spoil *be = spoil_create();
+    am_model *q = fx_fixed_model(&F, AM_MODE_QUANTIZED, NULL), *s = fx_fixed_model(&F, AM_MODE_SLALOM, &be->base);
+    const float *x = fx_f32(&F, "x", 4 * am_shape_numel(am_model_input_shape(s)));
+    am_model_ledger_enable(s, 1);
+    for (int i = 0; i < 2; i++) assert_int_equal(infer(s, x), AM_OK);
+    int weights = 0, blinded = 0;
+    for (int i = 0; i < am_model_ledger_count(s); i++) {
+        weights += am_model_ledger_entry(s, i)->kind == AM_CROSS_WEIGHTS;
+        blinded += am_model_ledger_entry(s, i)->kind == AM_CROSS_BLINDED;
+    }
+    assert_int_equal(weights * 2, blinded); /* two passes, the weights sent in the first only */
+    float ref[40];
+    memcpy(ref, am_model_logits(s)->d, sizeof ref);
+    be->tamper = 4, be->layer = -1;
+    assert_int_equal(infer(s, x), AM_ENUM);
+    assert_non_null(strstr(am_last_error(), "fails the exact check"));
+    be->tamper = 0;
+    assert_int_equal(infer(s, x), AM_OK);
+    assert_memory_equal(ref, am_model_logits(s)->d, sizeof ref);
+    /* The model's weights change: both models' first layer doubled. */
+    for (int k = 0; k < 2; k++) {
+        am_param *w = am_model_param(k ? s : q, 0);
+        for (size_t i = 0; i < w->numel; i++) w->data[i] *= 2;
+    }
+    assert_int_equal(infer(q, x), AM_OK);
+    assert_int_equal(infer(s, x), AM_OK);
+    assert_memory_equal(am_model_logits(q)->d, am_model_logits(s)->d, sizeof ref);
+    assert_memory_not_equal(ref, am_model_logits(s)->d, sizeof ref);
+    am_model_free(q);
+    am_model_free(s);
+    be->base.vt->destroy(&be->base);
+    fx_free(&F);
+}
+
 /* The reduction mod p against fmod, at the edges and at random, over every
  * magnitude an exact integer in double can have. */
 static void t_modp(void **st) {
@@ -230,6 +328,7 @@ static void t_modp(void **st) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {cmocka_unit_test(t_modp), cmocka_unit_test(t_equal), cmocka_unit_test(t_uniform),
-                                       cmocka_unit_test(t_refused)};
+                                       cmocka_unit_test(t_refused), cmocka_unit_test(t_anywhere),
+                                       cmocka_unit_test(t_weights)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -84,6 +84,10 @@ void am_asym_free(am_asym *a) {
         am_aligned_free(p->vu);
         am_aligned_free(p->vRu);
         am_aligned_free(p->vRa);
+        am_aligned_free(p->wc);
+        am_aligned_free(p->wsc);
+        am_aligned_free(p->cs);
+        am_aligned_free(p->cv);
     }
     free(a->L);
     am_aligned_free(a->state);
@@ -110,8 +114,6 @@ void am_asym_free(am_asym *a) {
     am_aligned_free(a->qwork);
     am_aligned_free(a->qr);
     am_aligned_free(a->qwf);
-    am_aligned_free(a->qyr);
-    am_aligned_free(a->qxu);
     am_aligned_free(a->vf);
     am_aligned_free(a->fl);
     sodium_memzero(a->pad_key, sizeof a->pad_key);

@@ -34,8 +34,17 @@ am_status am_asym_factor_identity(am_asym *a, int layer, const float *w, uint8_t
     return AM_OK;
 }
 
+am_status asym_factors_alloc(am_asym *a, const layer_plan *p) {
+    am_conv2d_cfg c = p->cfg;
+    c.bias = 0;
+    AM_TRY(asym_grow_d(&a->qr, &a->qr_n, am_shape_numel(p->x)));
+    AM_TRY(asym_grow_d(&a->qy, &a->qy_n, (size_t)p->x.n * p->K * p->P));
+    return asym_grow_d(&a->qwork, &a->qwork_n, am_conv2d_exact_workspace(&c, p->x));
+}
+
 am_status am_asym_factors(am_asym *a, int layer, const float *w, uint64_t batch, int32_t *out) {
     layer_plan *p = &a->L[layer];
+    AM_TRY(asym_factors_alloc(a, p));
     asym_quantize_weights(w, p->K, (size_t)p->C * p->kk, a->qw, a->qs);
     asym_pad(a->pad_key, batch * (uint64_t)a->n_fixed + (uint64_t)p->bi, am_shape_numel(p->x), a->qr);
     am_conv2d_cfg c = p->cfg;

@@ -6,14 +6,19 @@
  * (am_conv2d_exact); the output is s_x s_k y_q + b_k. BatchNorm folds into
  * the conv before it first (am_model_fold_bn): with a scale per output
  * channel that fold changes no integer weight. */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #include "trusted/split_impl.h"
 
+#if FLT_EVAL_METHOD != 0
+#error "asym_quant1's rounding needs double arithmetic in double (FLT_EVAL_METHOD 0)"
+#endif
+
 int asym_act_max(const am_asym *a) { return (1 << ((a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS) - 1)) - 1; }
 
-am_status asym_quant_alloc(am_asym *a, layer_plan *p) {
+am_status asym_quant_alloc(am_asym *a, layer_plan *p, int blinded) {
     const size_t B = (size_t)p->x.n, in = B * p->C * p->N, out = B * p->K * p->P, wn = (size_t)p->K * p->C * p->kk;
     am_conv2d_cfg c = p->cfg;
     c.bias = 0;
@@ -25,10 +30,10 @@ am_status asym_quant_alloc(am_asym *a, layer_plan *p) {
     AM_TRY(asym_state_add(a, 1, &p->q_off));
     p->bi = a->n_fixed++;
     a->state[p->q_off] = 0.f;
-    AM_TRY(asym_grow_d(&a->qx, &a->qx_n, in));
-    AM_TRY(asym_grow_d(&a->qr, &a->qr_n, in)); /* a pad: slalom, and its factors */
     AM_TRY(asym_grow_d(&a->qw, &a->qw_n, wn));
     AM_TRY(asym_grow_d(&a->qs, &a->qs_n, (size_t)p->K));
+    if (blinded) return AM_OK; /* its own buffers (strategies/blind.c) */
+    AM_TRY(asym_grow_d(&a->qx, &a->qx_n, in));
     AM_TRY(asym_grow_d(&a->qy, &a->qy_n, out));
     return asym_grow_d(&a->qwork, &a->qwork_n, am_conv2d_exact_workspace(&c, p->x));
 }
@@ -60,10 +65,7 @@ void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w
     const size_t n = am_shape_numel(x->s);
     double *q = a->qx;
 #pragma omp parallel for schedule(static) if (n > 65536)
-    for (size_t i = 0; i < n; i++) {
-        double v = rint(x->d[i] * inv);
-        q[i] = v > M ? M : v < -M ? -M : v != v ? 0 : v;
-    }
+    for (size_t i = 0; i < n; i++) q[i] = asym_quant1(x->d[i], inv, M);
     asym_quantize_weights(w, p->K, (size_t)p->C * p->kk, a->qw, a->qs);
     *sx = s;
 }

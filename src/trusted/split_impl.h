@@ -36,6 +36,13 @@ typedef struct layer_plan {
     float *Ub;    /* per-sample bases: B x C x r */
     float *Wp;    /* K x r x kk: U folded into W (shared) */
     float *dWp;   /* K x r x kk */
+    /* slalom: the weights the integer weights were last made from (to tell
+     * a change), their scales (K), the check's s (K) and s^T W (C kk), and
+     * whether the accelerator holds them (sent, not refused since). */
+    float *wc;
+    double *wsc;
+    uint32_t *cs, *cv;
+    int wsent;
     double e_kept, e_total;
     double tee_s, decomp_s, tee_flops, whole_flops;
     double xfer_s, accel_s, wait_s; /* copies across, accelerator compute, TEE blocked on it */
@@ -66,12 +73,10 @@ struct am_asym {
     size_t vsig_n, vref_n, vwork_n;
     double *qx, *qw, *qs, *qy, *qwork; /* quantized: input, weights, their scales, output, conv workspace */
     size_t qx_n, qw_n, qs_n, qy_n, qwork_n;
-    double *qr;             /* slalom: a layer's pad */
+    double *qr;             /* slalom: a layer's pad, when W r is computed here */
     float *qwf;             /* slalom: the integer weights as they cross */
-    float *qyr;             /* slalom: the reply, copied in (int32) */
-    float *qxu;             /* slalom: the blinded input as sent, in [0, p) (uint32), for the check */
-    double *vf;             /* slalom: the exact check's random vectors and scratch */
-    size_t qr_n, qwf_n, qyr_n, qxu_n, vf_n;
+    double *vf;             /* slalom: the exact check's random vectors and partial sums */
+    size_t qr_n, qwf_n, vf_n;
     uint8_t pad_key[32];    /* slalom: the pads' ChaCha20 key (random, or a factor store's) */
     int n_fixed;            /* fixed point: layers planned so far (their ordinals) */
     uint64_t batch_next;    /* slalom without a factor source: the next batch's number */
@@ -154,8 +159,9 @@ am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, c
 /* ---- quant.c: fixed point (quantized mode and blinding) */
 /* The largest activation integer: 2^(bits-1) - 1. */
 int asym_act_max(const am_asym *a);
-/* A layer's buffers and its calibration slot in the state. */
-am_status asym_quant_alloc(am_asym *a, layer_plan *p);
+/* A layer's buffers (blinded: those slalom shares with quantized mode)
+ * and its calibration slot in the state. */
+am_status asym_quant_alloc(am_asym *a, layer_plan *p, int blinded);
 /* Calibration: the largest |x| of this batch joins the layer's. */
 void asym_quant_observe(am_asym *a, layer_plan *p, const float *x);
 /* The layer's input (a->qx) and weights (a->qw, scales a->qs) as
@@ -166,20 +172,92 @@ void asym_quantize_weights(const float *w, int K, size_t per, double *wq, double
 /* y = sx s_k (the integers in a->qy) + b_k, output channel by channel. */
 void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, am_tensor *y);
 
+/* One value's integer: round(x / s) (inv = 1 / s) clamped to [-M, M], NaN
+ * to 0. Clamped before rounding, so that the rounding (to nearest, ties to
+ * even, as rint: adding and taking away 1.5 2^52) sees |v| < 2^51. */
+static inline double asym_quant1(float x, double inv, double M) {
+    double v = x * inv;
+    v = v > M + 1 ? M + 1 : v < -M - 1 ? -M - 1 : v != v ? 0 : v;
+    v = (v + 6755399441055744.0) - 6755399441055744.0;
+    return v > M ? M : v < -M ? -M : v;
+}
+
+/* Hot loops: also built for AVX2, the one this processor takes chosen
+ * when the program starts (GCC's target_clones; x86-64 only). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define AM_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define AM_HOT
+#endif
+
 /* ---- pads.c: blinding's one-time pads */
-/* n residues uniform mod AM_MODP, centered in [-(p-1)/2, (p-1)/2], from
- * ChaCha20 under key with the pad's number as nonce. */
+/* Residues per segment of a pad. */
+#define ASYM_PAD_SEG 4096
+/* Segment seg of pad number: residues uniform in [0, p), from ChaCha20
+ * under key (seg below 2^24: pads of up to 2^36 residues). */
+void asym_pad_seg(const uint8_t key[32], uint64_t number, uint64_t seg, uint32_t out[ASYM_PAD_SEG]);
+/* The first n residues of pad number, centered in [-(p-1)/2, (p-1)/2]. */
 void asym_pad(const uint8_t key[32], uint64_t number, size_t n, double *out);
+/* A residue in [0, p), centered. */
+static inline double asym_center(uint32_t v) { return v > (AM_MODP - 1) / 2 ? (double)v - AM_MODP : (double)v; }
 /* (a + b) mod p, centered; a and b centered. */
 static inline double asym_modp_add(double a, double b) {
     double s = a + b, h = (AM_MODP - 1) / 2;
     return s > h ? s - AM_MODP : s < -h ? s + AM_MODP : s;
 }
 
+/* ---- precompute.c: blinding's factors W r */
+/* The room to compute a layer's W r here: its pad, the product, the
+ * exact conv's workspace. */
+am_status asym_factors_alloc(am_asym *a, const layer_plan *p);
+
 /* ---- freivalds.c: blinding's exact check of every reply */
-/* Y (the reply, copied in) against Xu (the blinded input as sent, in
- * [0, p)). */
-am_status asym_freivalds(am_asym *a, layer_plan *p, int layer, const uint32_t *Xu, const int32_t *Y);
+/* The largest kernel (kh kw) the check takes. */
+#define AM_CHECK_KMAX 256
+/* A check's random vectors: t over samples (a, B), output rows (b, Ho) and
+ * columns (c, Wo; and its 16-bit halves). */
+typedef struct asym_tvec {
+    uint32_t *a, *b, *c, *clo, *chi;
+    uint32_t *g;    /* C x H x W: each input value's weight in the check, but for a_n */
+    uint64_t *rows; /* kh x W a thread: g's making */
+} asym_tvec;
+/* The layer's s, drawn afresh, and v = s^T W (W: the integer weights in
+ * a->qw): after every change of its weights and every refusal. */
+am_status asym_check_keys(am_asym *a, layer_plan *p);
+/* A fresh t for one check, in a->vf, and g from it; with room for the
+ * B x K partial sums (*acc) that the reply's pass leaves. The input's side,
+ * t . (s^T (W * X)) = sum_{n,e} a_n g_e X[n][e], is summed as X is made
+ * (strategies/blind.c). */
+am_status asym_check_draw(am_asym *a, layer_plan *p, asym_tvec *t, uint32_t **acc);
+/* The reply's side from its rows' partial sums: sum_n a_n sum_k s_k acc_nk. */
+uint64_t asym_check_lhs(const layer_plan *p, const asym_tvec *t, const uint32_t *acc);
+/* x mod p, for any 64-bit x. */
+static inline uint64_t asym_modp(uint64_t v) {
+    v = (v & AM_MODP) + (v >> 31);
+    v = (v & AM_MODP) + (v >> 31);
+    return v >= AM_MODP ? v - AM_MODP : v;
+}
+/* Adds sum_i c_i y_i (n of them, c as 16-bit halves, y below 2^31 each)
+ * to the halves' running sums: at most 2^16 terms between reductions. */
+static inline void asym_dot_acc(const uint32_t *clo, const uint32_t *chi, const uint32_t *y, size_t stride, size_t n,
+                                uint64_t *lo, uint64_t *hi) {
+    uint64_t l = *lo, h = *hi;
+    if (stride == 1)
+        for (size_t i = 0; i < n; i++) l += (uint64_t)clo[i] * y[i], h += (uint64_t)chi[i] * y[i];
+    else
+        for (size_t i = 0; i < n; i++) l += (uint64_t)clo[i] * y[i * stride], h += (uint64_t)chi[i] * y[i * stride];
+    *lo = l, *hi = h;
+}
+/* The halves' sums as one residue. */
+static inline uint64_t asym_dot_fold(uint64_t lo, uint64_t hi) { return asym_modp((asym_modp(hi) << 16) + asym_modp(lo)); }
+
+/* ---- unblind.c: a blinded reply's one pass */
+/* Reads each value of the reply once (range, the check's partial sums
+ * into acc, W x = reply - W r mod p with fl holding W r in [0, p)) and
+ * writes y = sx s_k W x + b_k. Refuses a value that is not a residue; a
+ * factor that is not one is an error. */
+am_status asym_unblind(const layer_plan *p, int layer, const int32_t *reply, const int32_t *fl, double sx,
+                       const float *bias, const asym_tvec *t, uint32_t *acc, am_tensor *y);
 
 /* ---- regions.c */
 typedef struct asym_list {

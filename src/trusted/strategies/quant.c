@@ -14,4 +14,6 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
     return AM_OK;
 }
 
-const asym_strategy asym_quant = {"quantized", asym_quant_alloc, forward, NULL, NULL, NULL};
+static am_status plan(am_asym *a, layer_plan *p) { return asym_quant_alloc(a, p, 0); }
+
+const asym_strategy asym_quant = {"quantized", plan, forward, NULL, NULL, NULL};
