@@ -1,20 +1,26 @@
 /* bench's fixed-point modes (quantized, slalom): inference only, on the
  * model folded and calibrated on the bench's batch. Slalom's unblinding
  * factors are made first, as Slalom makes them, timed apart (the
- * precomputation's cost per batch); the timed passes then take each
- * batch's set from memory (a real run reads it from its sealed store:
- * infer --factors). */
+ * precomputation's cost per batch) and sealed as a store seals them
+ * (under a key of the bench's own); the timed passes then take each
+ * batch's sets from memory and unseal them, as infer --factors does after
+ * reading them from its store's files (the reading is not timed here). */
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "asymml/factors.h"
 #include "cli.h"
 
 typedef struct mem_src {
     am_factor_src src;
     int L;
     size_t *lens;
-    int32_t **v; /* set t's layer i: v[t L + i] */
+    uint8_t **v; /* set t's layer i, sealed: v[t L + i] */
+    size_t *vn;
     uint64_t next, count;
+    uint8_t key[32];
+    am_seal_id id;
 } mem_src;
 
 static am_status mem_next(void *ctx, uint64_t *batch) {
@@ -28,14 +34,18 @@ static am_status mem_load(void *ctx, uint64_t batch, int ordinal, int32_t *out, 
     mem_src *m = ctx;
     if (batch >= m->count || ordinal < 0 || ordinal >= m->L || n != m->lens[ordinal])
         return am_fail(AM_EINVAL, "bench: no such factors");
-    memcpy(out, m->v[batch * (uint64_t)m->L + (uint64_t)ordinal], n * sizeof(int32_t));
-    return AM_OK;
+    const uint64_t k = batch * (uint64_t)m->L + (uint64_t)ordinal;
+    am_seal_id id = m->id;
+    id.index = k;
+    return am_factor_set_unseal(m->key, &id, m->v[k], m->vn[k], "bench's factors", out, n);
 }
 
 static void mem_free(mem_src *m) {
     for (uint64_t i = 0; m->v && i < m->count * (uint64_t)m->L; i++) free(m->v[i]);
     free(m->v);
+    free(m->vn);
     free(m->lens);
+    sodium_memzero(m->key, sizeof m->key);
 }
 
 /* Factors for n batches into memory: seconds a batch. */
@@ -43,18 +53,33 @@ static int precompute(am_model *q, mem_src *m, int n, double *per) {
     m->L = am_model_fixed_layers(q);
     m->count = (uint64_t)n;
     m->lens = malloc(sizeof(size_t) * (size_t)(m->L > 0 ? m->L : 1));
-    m->v = calloc((size_t)n * (size_t)m->L, sizeof(int32_t *));
-    if (!m->lens || !m->v) return die(EXIT_RUNTIME, "bench: out of memory");
-    for (int i = 0; i < m->L; i++) m->lens[i] = am_model_factor_len(q, i);
+    m->v = calloc((size_t)n * (size_t)m->L, sizeof(uint8_t *));
+    m->vn = calloc((size_t)n * (size_t)m->L, sizeof(size_t));
+    if (!m->lens || !m->v || !m->vn) return die(EXIT_RUNTIME, "bench: out of memory");
+    randombytes_buf(m->key, sizeof m->key);
+    m->id = (am_seal_id){AM_SEAL_FACTORS, {0}, 0};
+    randombytes_buf(m->id.id, sizeof m->id.id);
+    size_t most = 0;
+    for (int i = 0; i < m->L; i++) {
+        m->lens[i] = am_model_factor_len(q, i);
+        if (m->lens[i] > most) most = m->lens[i];
+    }
+    int32_t *v = malloc(most * sizeof(int32_t));
+    if (!v) return die(EXIT_RUNTIME, "bench: out of memory for slalom's factors");
     double t0 = now_s();
     for (int t = 0; t < n; t++)
         for (int i = 0; i < m->L; i++) {
-            int32_t **v = &m->v[(size_t)t * m->L + i];
-            if (!(*v = malloc(m->lens[i] * sizeof(int32_t))))
-                return die(EXIT_RUNTIME, "bench: out of memory for slalom's factors");
-            if (am_model_factors(q, (uint64_t)t, i, *v)) return lib_fail("bench");
+            const size_t k = (size_t)t * m->L + i;
+            am_seal_id id = m->id;
+            id.index = k;
+            if (am_model_factors(q, (uint64_t)t, i, v) ||
+                am_factor_set_seal(m->key, &id, v, m->lens[i], &m->v[k], &m->vn[k])) {
+                free(v);
+                return lib_fail("bench");
+            }
         }
     *per = (now_s() - t0) / n;
+    free(v);
     m->src = (am_factor_src){m, mem_next, mem_load};
     return 0;
 }

@@ -105,6 +105,41 @@ static void t_once_each(void **st) {
     am_model_free(q);
 }
 
+/* A set of three pieces (two whole, one part) round trip; pieces swapped,
+ * a byte short, under another key, or of another index: refused. */
+static void t_set(void **st) {
+    (void)st;
+    const size_t n = 2500000;
+    int32_t *v = malloc(n * 4), *back = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) v[i] = (int32_t)(i * 2654435761u % AM_MODP);
+    uint8_t key[32] = {1}, other[32] = {2};
+    am_seal_id id = {AM_SEAL_FACTORS, {7}, 4097};
+    uint8_t *c;
+    size_t cn;
+    assert_int_equal(am_factor_set_seal(key, &id, v, n, &c, &cn), AM_OK);
+    assert_int_equal(cn, am_factor_set_size(n));
+    assert_int_equal(am_factor_set_unseal(key, &id, c, cn, "set", back, n), AM_OK);
+    assert_memory_equal(v, back, n * 4);
+    assert_int_equal(am_factor_set_unseal(other, &id, c, cn, "set", back, n), AM_EFORMAT);
+    assert_int_equal(am_factor_set_unseal(key, &id, c, cn - 1, "set", back, n), AM_EFORMAT);
+    am_seal_id id2 = id;
+    id2.index = 4098;
+    assert_int_equal(am_factor_set_unseal(key, &id2, c, cn, "set", back, n), AM_EFORMAT);
+    assert_non_null(strstr(am_last_error(), "not this store's factors of index 4098"));
+    id2 = id;
+    id2.id[0] = 8;
+    assert_int_equal(am_factor_set_unseal(key, &id2, c, cn, "set", back, n), AM_EFORMAT);
+    const size_t p0 = am_sealed_size((size_t)4 << 20); /* a whole piece */
+    uint8_t *tmp = malloc(p0);
+    memcpy(tmp, c, p0), memcpy(c, c + p0, p0), memcpy(c + p0, tmp, p0);
+    assert_int_equal(am_factor_set_unseal(key, &id, c, cn, "set", back, n), AM_EFORMAT);
+    assert_non_null(strstr(am_last_error(), "piece 0 holds factors of index 4097 (piece 1)"));
+    free(tmp);
+    free(c);
+    free(v);
+    free(back);
+}
+
 static void t_refused(void **st) {
     (void)st;
     char dir[128], a[256], b[256];
@@ -181,6 +216,6 @@ static int teardown(void **st) {
 }
 
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(t_once_each), cmocka_unit_test(t_refused)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(t_once_each), cmocka_unit_test(t_set), cmocka_unit_test(t_refused)};
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,6 +20,7 @@
 #define ASYMML_FACTORS_H
 
 #include "asymml/asym.h"
+#include "asymml/seal.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,6 +50,17 @@ int am_factors_dir_fd(const am_factor_store *s);
 /* The store as a factor source for am_model_use_factors. */
 const am_factor_src *am_factors_source(am_factor_store *s);
 void am_factors_close(am_factor_store *s);
+
+/* One set (a batch's factors of one layer, n values) sealed as set says
+ * (role, store identity, index below 2^53) under key (NULL: the process's
+ * sealing key), in pieces sealed and unsealed in parallel; its size. */
+size_t am_factor_set_size(size_t n);
+am_status am_factor_set_seal(const uint8_t *key, const am_seal_id *set, const int32_t *v, size_t n, uint8_t **out,
+                             size_t *out_n);
+/* Unseals a set into out (n values), refusing one that is not set's whole
+ * and unaltered. */
+am_status am_factor_set_unseal(const uint8_t *key, const am_seal_id *set, const uint8_t *in, size_t in_n,
+                               const char *what, int32_t *out, size_t n);
 
 #ifdef __cplusplus
 }

@@ -91,6 +91,8 @@ am_status am_seal(const uint8_t key[AM_SEAL_KEY_BYTES], const am_seal_id *id, co
  * caller checks that it is what it expected). what names it in errors. */
 am_status am_unseal(const uint8_t key[AM_SEAL_KEY_BYTES], const uint8_t *in, size_t n, const char *what,
                     am_seal_id *id, uint8_t **out, size_t *out_n);
+/* The size of n bytes sealed. */
+size_t am_sealed_size(size_t n);
 /* The same with the process-wide key (an error names the need for --key
  * when none is set). */
 am_status am_seal_current(const am_seal_id *id, const uint8_t *in, size_t n, uint8_t **out, size_t *out_n);

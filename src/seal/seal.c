@@ -155,7 +155,7 @@ am_status am_seal(const uint8_t key[AM_SEAL_KEY_BYTES], const am_seal_id *id, co
     if (id->role <= 0 || id->role >= AM_SEAL_ROLES) return am_fail(AM_EINVAL, "seal: unknown role %d", (int)id->role);
     if (sodium_init() < 0) return am_fail(AM_EIO, "seal: libsodium failed to initialize");
     size_t chunks = n / CHUNK + 1; /* the last, FINAL one may be empty */
-    size_t len = IDHDR + HDR + n + chunks * ABYTES;
+    size_t len = am_sealed_size(n);
     uint8_t *o = malloc(len);
     if (!o) return am_fail(AM_ENOMEM, "seal: cannot hold %zu MiB", len >> 20);
     put_header(o, id);
@@ -237,6 +237,8 @@ am_status am_unseal(const uint8_t key[AM_SEAL_KEY_BYTES], const uint8_t *in, siz
     *out_n = len;
     return AM_OK;
 }
+
+size_t am_sealed_size(size_t n) { return IDHDR + HDR + n + (n / CHUNK + 1) * ABYTES; }
 
 am_status am_seal_current(const am_seal_id *id, const uint8_t *in, size_t n, uint8_t **out, size_t *out_n) {
     if (!g_key) return am_fail(AM_EINVAL, "seal: no key set");

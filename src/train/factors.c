@@ -45,9 +45,8 @@ static am_status put_sealed(am_factor_store *s, const char *name, am_seal_role r
     return st;
 }
 
-/* A file of the folder, whole, opened as what it must be. */
-static am_status get_sealed(am_factor_store *s, const char *name, am_seal_role role, uint64_t index, int any_id,
-                            uint8_t **out, size_t *n) {
+/* A file of the folder, whole, into *buf. */
+static am_status slurp(am_factor_store *s, const char *name, uint8_t **buf_out, size_t *n) {
     int fd = openat(s->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return am_fail(AM_EIO, "%s/%s: cannot open (%s)", s->dir, name, strerror(errno));
     struct stat st;
@@ -65,6 +64,17 @@ static am_status get_sealed(am_factor_store *s, const char *name, am_seal_role r
         free(buf);
         return am_fail(AM_EIO, "%s/%s: cannot read", s->dir, name);
     }
+    *buf_out = buf;
+    *n = got;
+    return AM_OK;
+}
+
+/* A file of the folder, whole, opened as what it must be. */
+static am_status get_sealed(am_factor_store *s, const char *name, am_seal_role role, uint64_t index, int any_id,
+                            uint8_t **out, size_t *n) {
+    uint8_t *buf;
+    size_t got;
+    AM_TRY(slurp(s, name, &buf, &got));
     char what[4400];
     snprintf(what, sizeof what, "%s/%s", s->dir, name);
     am_seal_id id;
@@ -120,7 +130,14 @@ am_status am_factors_put(am_factor_store *s, uint64_t t, int ordinal, const int3
     if (t >= s->count || ordinal < 0 || ordinal >= s->layers) return am_fail(AM_EINVAL, "factors: no such set");
     char name[64];
     file_name(name, sizeof name, t, ordinal);
-    return put_sealed(s, name, AM_SEAL_FACTORS, t * MAX_LAYERS + (uint64_t)ordinal, v, s->lens[ordinal] * 4);
+    am_seal_id id = {AM_SEAL_FACTORS, {0}, t * MAX_LAYERS + (uint64_t)ordinal};
+    memcpy(id.id, s->id, sizeof id.id);
+    uint8_t *out;
+    size_t on;
+    AM_TRY(am_factor_set_seal(NULL, &id, v, s->lens[ordinal], &out, &on));
+    am_status st = am_ckfile_write(s->fd, s->dir, name, out, on);
+    free(out);
+    return st;
 }
 
 static am_status put_next(am_factor_store *s, uint64_t next) {
@@ -259,13 +276,14 @@ static am_status src_load(void *ctx, uint64_t t, int ordinal, int32_t *out, size
     file_name(name, sizeof name, t, ordinal);
     uint8_t *b;
     size_t got;
-    AM_TRY(get_sealed(s, name, AM_SEAL_FACTORS, t * MAX_LAYERS + (uint64_t)ordinal, 0, &b, &got));
-    if (got != n * 4) {
-        free(b);
-        return am_fail(AM_EFORMAT, "%s/%s: %zu bytes of factors, not %zu", s->dir, name, got, n * 4);
-    }
-    memcpy(out, b, got);
+    AM_TRY(slurp(s, name, &b, &got));
+    am_seal_id id = {AM_SEAL_FACTORS, {0}, t * MAX_LAYERS + (uint64_t)ordinal};
+    memcpy(id.id, s->id, sizeof id.id);
+    char what[4200];
+    snprintf(what, sizeof what, "%s/%s", s->dir, name);
+    am_status st = am_factor_set_unseal(NULL, &id, b, got, what, out, n);
     free(b);
+    AM_TRY(st);
     unlinkat(s->fd, name, 0); /* used: never again */
     return AM_OK;
 }
