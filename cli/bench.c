@@ -27,7 +27,8 @@ static const cli_opt opts[] = {
     {"models", "LIST", B_MODELS, 0, "comma-separated zoo names (default vgg16,vgg19,resnet18,resnet34)"},
     {"modes", "LIST", B_MODES, 0, "several modes after tee-only (instead of --mode): asymml, lowrank-only, open,\n"
                                   "gpu-only (these two: no privacy), and inference only: quantized, slalom\n"
-                                  "(its factors precomputed first, timed apart)"},
+                                  "(its factors precomputed and sealed first, timed apart; unsealed in the\n"
+                                  "passes, as infer --factors does)"},
     {"input", "C,H,W", B_INPUT, 0, "default 3,32,32"},
     {"classes", "N", B_CLASSES, 0, "default 10"},
     {"batch", "N", B_BATCH, 0, "default 32"},

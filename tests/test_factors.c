@@ -181,6 +181,18 @@ static void t_refused(void **st) {
     assert_int_equal(system(cp), 0);
     assert_int_equal(am_factors_open(copy, &s), AM_EINVAL);
     assert_non_null(strstr(am_last_error(), "a copy of a factor store"));
+    /* The model's weights changed after its first pass with the store's
+     * factors (made for the weights as they were): refused, not a wrong
+     * result. */
+    snprintf(dir, sizeof dir, "%s/w", root);
+    precompute(dir, 2, 1);
+    m = from_store(dir, &s);
+    assert_int_equal(infer(m), AM_OK);
+    am_model_param(m, 0)->data[0] += 0.5f;
+    assert_int_equal(infer(m), AM_EINVAL);
+    assert_non_null(strstr(am_last_error(), "weights changed since its factors were made"));
+    am_factors_close(s);
+    am_model_free(m);
     /* An interrupted precompute leaves no store. */
     snprintf(dir, sizeof dir, "%s/d", root);
     precompute(dir, 1, 0);

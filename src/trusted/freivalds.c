@@ -62,7 +62,7 @@ static void weights_of_inputs(const layer_plan *p, const asym_tvec *t);
 
 am_status asym_check_draw(am_asym *a, layer_plan *p, asym_tvec *t, uint32_t **acc) {
     const size_t B = (size_t)p->x.n, Ho = (size_t)p->y.h, Wo = (size_t)p->y.w, K = (size_t)p->K;
-    const size_t chw = am_shape_numel(p->x) / B, rows = (size_t)omp_get_max_threads() * p->cfg.kh * p->x.w;
+    const size_t chw = am_shape_numel(p->x) / B, rows = (size_t)omp_get_max_threads() * (p->cfg.kh + 1) * p->x.w;
     AM_TRY(asym_grow_d(&a->vf, &a->vf_n, rows + (B + Ho + 3 * Wo + B * K + chw + 1) / 2));
     t->rows = (uint64_t *)(void *)a->vf;
     uint32_t *u = (uint32_t *)(void *)(a->vf + rows);
@@ -73,6 +73,14 @@ am_status asym_check_draw(am_asym *a, layer_plan *p, asym_tvec *t, uint32_t **ac
     for (size_t i = 0; i < Wo; i++) t->clo[i] = t->c[i] & 0xffff, t->chi[i] = t->c[i] >> 16;
     weights_of_inputs(p, t);
     return AM_OK;
+}
+
+/* acc += b u, each product folded below 2^32 (kh of them: no overflow). */
+AM_HOT static void row_acc(uint64_t b, const uint64_t *u, size_t n, uint64_t *acc) {
+    for (size_t w = 0; w < n; w++) {
+        const uint64_t v = b * u[w];
+        acc[w] += (v & AM_MODP) + (v >> 31);
+    }
 }
 
 /* g = G (C x H x W): the weight of X[n][ch][h][w] in t . (s^T (W * X)),
@@ -93,23 +101,24 @@ static void weights_of_input(const layer_plan *p, const asym_tvec *t, int ch, ui
             }
             u[(size_t)i * W + w] = sum;
         }
-    for (int h = 0; h < H; h++)
-        for (int w = 0; w < W; w++) {
-            uint64_t sum = 0;
-            for (int i = 0; i < kh; i++) {
-                const int num = h + q->ph - i;
-                if (num < 0 || num % q->sh || num / q->sh >= Ho) continue;
-                sum = asym_modp(sum + t->b[num / q->sh] * u[(size_t)i * W + w]);
-            }
-            g[(size_t)h * W + w] = (uint32_t)sum;
+    uint64_t *acc = u + (size_t)kh * W;
+    for (int h = 0; h < H; h++) {
+        for (int w = 0; w < W; w++) acc[w] = 0;
+        for (int i = 0; i < kh; i++) {
+            const int num = h + q->ph - i;
+            if (num < 0 || num % q->sh || num / q->sh >= Ho) continue;
+            row_acc(t->b[num / q->sh], u + (size_t)i * W, (size_t)W, acc);
         }
+        for (int w = 0; w < W; w++) g[(size_t)h * W + w] = (uint32_t)asym_modp(acc[w]);
+    }
 }
 
 static void weights_of_inputs(const layer_plan *p, const asym_tvec *t) {
     const size_t plane = (size_t)p->x.h * p->x.w;
 #pragma omp parallel for schedule(static) if (am_shape_numel(p->x) > 65536)
     for (int c = 0; c < p->C; c++)
-        weights_of_input(p, t, c, t->g + (size_t)c * plane, t->rows + (size_t)omp_get_thread_num() * p->cfg.kh * p->x.w);
+        weights_of_input(p, t, c, t->g + (size_t)c * plane,
+                         t->rows + (size_t)omp_get_thread_num() * (p->cfg.kh + 1) * p->x.w);
 }
 
 uint64_t asym_check_lhs(const layer_plan *p, const asym_tvec *t, const uint32_t *acc) {

@@ -59,4 +59,7 @@ am_status am_asym_factors(am_asym *a, int layer, const float *w, uint64_t batch,
 }
 
 void am_asym_set_pad_key(am_asym *a, const uint8_t key[32]) { memcpy(a->pad_key, key, 32); }
-void am_asym_use_factors(am_asym *a, const am_factor_src *src) { a->src = src; }
+void am_asym_use_factors(am_asym *a, const am_factor_src *src) {
+    a->src = src;
+    for (int l = 0; l < a->n; l++) a->L[l].wmade = a->L[l].wsent = 0; /* the weights as they are now: the factors' */
+}

@@ -37,12 +37,13 @@ typedef struct layer_plan {
     float *Wp;    /* K x r x kk: U folded into W (shared) */
     float *dWp;   /* K x r x kk */
     /* slalom: the weights the integer weights were last made from (to tell
-     * a change), their scales (K), the check's s (K) and s^T W (C kk), and
-     * whether the accelerator holds them (sent, not refused since). */
+     * a change; wmade: they were), their scales (K), the check's s (K) and
+     * s^T W (C kk), and whether the accelerator holds them (sent, not
+     * refused since). */
     float *wc;
     double *wsc;
     uint32_t *cs, *cv;
-    int wsent;
+    int wmade, wsent;
     double e_kept, e_total;
     double tee_s, decomp_s, tee_flops, whole_flops;
     double xfer_s, accel_s, wait_s; /* copies across, accelerator compute, TEE blocked on it */
@@ -219,7 +220,7 @@ am_status asym_factors_alloc(am_asym *a, const layer_plan *p);
 typedef struct asym_tvec {
     uint32_t *a, *b, *c, *clo, *chi;
     uint32_t *g;    /* C x H x W: each input value's weight in the check, but for a_n */
-    uint64_t *rows; /* kh x W a thread: g's making */
+    uint64_t *rows; /* (kh + 1) x W a thread: g's making */
 } asym_tvec;
 /* The layer's s, drawn afresh, and v = s^T W (W: the integer weights in
  * a->qw): after every change of its weights and every refusal. */

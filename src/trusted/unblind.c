@@ -19,6 +19,9 @@ AM_HOT static int stretch(const int32_t *Y, const int32_t *f, size_t n, double s
                           const uint32_t *clo, const uint32_t *chi, uint64_t *lo, uint64_t *hi) {
     uint32_t r[STRETCH];
     memcpy(r, Y, n * sizeof *r);
+#ifdef __GNUC__
+    __asm__ volatile("" ::: "memory"); /* the copy is made, and all that follows reads it, never Y again */
+#endif
     unsigned bad = 0, badf = 0;
     for (size_t i = 0; i < n; i++) {
         bad |= r[i] >= AM_MODP;

@@ -18,6 +18,7 @@
  * The integer weights are made and sent once, then again only when the
  * model's weights change (compared with a copy) or after a refusal: the
  * check holds whatever the accelerator did to its copy meanwhile. */
+#include <math.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,9 +34,10 @@ static am_status plan(am_asym *a, layer_plan *p) {
         am_exact_bound(&c, p->C, (AM_MODP - 1) / 2, AM_WEIGHT_MAX) >= 9007199254740992.0)
         return am_fail(AM_EINVAL, "slalom: a layer of fan-in %d does not fit the field at %d-bit activations",
                        p->C * p->kk, a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS);
-    if (p->kk > AM_CHECK_KMAX || p->y.w > 65536 || am_shape_numel(p->x) >= (size_t)1 << 36)
-        return am_fail(AM_EINVAL, "slalom: a %dx%d kernel, %d-wide outputs or %zu inputs: too large for the check",
-                       p->cfg.kh, p->cfg.kw, p->y.w, am_shape_numel(p->x));
+    if (p->kk > AM_CHECK_KMAX || p->y.w > 65536 || p->K >= 1 << 24 || am_shape_numel(p->x) >= (size_t)1 << 36)
+        return am_fail(AM_EINVAL,
+                       "slalom: a %dx%d kernel, %d-wide outputs, %d outputs or %zu inputs: too large for the check",
+                       p->cfg.kh, p->cfg.kw, p->y.w, p->K, am_shape_numel(p->x));
     AM_TRY(asym_quant_alloc(a, p, 1));
     const size_t wn = (size_t)p->K * p->C * p->kk;
     AM_TRY(asym_grow(&a->fl, &a->fl_n, (size_t)p->x.n * p->K * p->P));
@@ -46,22 +48,43 @@ static am_status plan(am_asym *a, layer_plan *p) {
     am_aligned_free(p->cs), am_aligned_free(p->cv);
     p->cs = am_aligned_alloc(sizeof *p->cs * (size_t)p->K);
     p->cv = am_aligned_alloc(sizeof *p->cv * (size_t)p->C * p->kk);
-    p->wsent = 0;
+    p->wsent = p->wmade = 0;
     return p->cs && p->cv ? AM_OK : am_fail(AM_ENOMEM, "slalom: out of memory");
+}
+
+/* Whether n floats are the same bits, compared a stretch a thread. */
+static int same(const float *a, const float *b, size_t n) {
+    const size_t step = (size_t)1 << 18, parts = (n + step - 1) / step;
+    int diff = 0;
+#pragma omp parallel for schedule(static) reduction(| : diff) if (parts > 1)
+    for (size_t j = 0; j < parts; j++) {
+        const size_t m = n - j * step < step ? n - j * step : step;
+        diff |= memcmp(a + j * step, b + j * step, m * sizeof *a) != 0;
+    }
+    return !diff;
 }
 
 /* The integer weights, their scales and the check's s^T W, made again and
  * sent when the weights are not those they were made from; else the
- * accelerator is told to keep its copy (*keep). */
+ * accelerator is told to keep its copy (*keep). With a factor source,
+ * whose factors were made for the weights of the layer's first pass after
+ * it was set, a change is refused. */
 static am_status weights(am_asym *a, int layer, layer_plan *p, const float *w, float **bw, unsigned *keep) {
     const size_t wn = (size_t)p->K * p->C * p->kk;
-    if (p->wsent && !memcmp(p->wc, w, wn * sizeof *w)) {
+    const int unchanged = p->wmade && same(p->wc, w, wn);
+    if (unchanged && p->wsent) {
         *keep = AM_KEEP_IN1;
         return asym_result(a, layer, AM_BUF_WEIGHT, wn, bw);
     }
-    p->wsent = 0;
+    if (!unchanged && p->wmade && a->src)
+        return am_fail(AM_EINVAL, "slalom: layer %d's weights changed since its factors were made: refused (factors "
+                                  "hold for the weights they were made from)", layer);
+    p->wsent = p->wmade = 0;
     asym_quantize_weights(w, p->K, (size_t)p->C * p->kk, a->qw, p->wsc);
+    for (size_t i = 0; i < wn; i++)
+        if (!isfinite(a->qw[i])) return am_fail(AM_EINVAL, "slalom: layer %d's weights are not finite", layer);
     memcpy(p->wc, w, wn * sizeof *w);
+    p->wmade = 1;
     AM_TRY(asym_check_keys(a, p));
     for (size_t i = 0; i < wn; i++) a->qwf[i] = (float)a->qw[i];
     AM_TRY(asym_cross(a, layer, AM_BUF_WEIGHT, AM_CROSS_WEIGHTS, am_shape4(p->K, p->C, p->cfg.kh, p->cfg.kw), a->qwf,
