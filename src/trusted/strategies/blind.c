@@ -7,9 +7,10 @@
  * p/2 by the plan's bound. The integer weights cross in the clear.
  *
  * Every reply is checked before anything unblinded is used, always: its
- * range, then exactly (Freivalds over Z_p, freivalds.c: about kw/K of the
- * layer's work, mostly while the accelerator computes). Both decisions
- * depend only on what crossed, never on x: a refusal that
+ * range, then exactly (Freivalds over Z_p, freivalds.c: a product a value
+ * on each side, summed in the passes that make the input and read the
+ * reply). Both decisions depend only on what crossed, never on x: a
+ * refusal that
  * depended on the unblinded W x (a bound on it, say) would let a hostile
  * accelerator learn one chosen bit of the input per refused run, by adding
  * a chosen offset to one value of its reply and watching for the refusal;
