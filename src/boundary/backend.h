@@ -47,6 +47,12 @@ static inline double am_modp_center(double v) {
     return r > h ? r - p : r < -h ? r + p : r;
 }
 
+/* The same in [0, p), as an int32. */
+static inline int32_t am_modp_residue(double v) {
+    double c = am_modp_center(v);
+    return (int32_t)(c < 0 ? c + AM_MODP : c);
+}
+
 /* Buffer roles, per layer. */
 typedef enum am_buf_role {
     AM_BUF_INPUT,   /* what the layer's forward reads: residual (+ noise), or X in open mode */

@@ -101,8 +101,9 @@ static int last_to_see(const am_model *m, int calibrate) {
  * takes it in. Nothing crosses and the model does not move: the running
  * statistics and the dropout generator are as they were. */
 static am_status float_pass(am_model *m, const am_tensor *x, int training, am_rng *rng, int last, int calibrate) {
-    float *stats = m->n_buf ? malloc(sizeof(float) * m->n_buf) : NULL;
-    if (m->n_buf && !stats) return am_fail(AM_ENOMEM, "model: out of memory");
+    /* Only a training pass moves the running statistics. */
+    float *stats = training && m->n_buf ? malloc(sizeof(float) * m->n_buf) : NULL;
+    if (training && m->n_buf && !stats) return am_fail(AM_ENOMEM, "model: out of memory");
     if (stats) memcpy(stats, m->bdata, sizeof(float) * m->n_buf);
     am_rng r = rng ? *rng : (am_rng){0};
     am_asym *a = m->asym;

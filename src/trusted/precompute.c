@@ -34,7 +34,9 @@ am_status am_asym_factor_identity(am_asym *a, int layer, const float *w, uint8_t
     return AM_OK;
 }
 
-am_status asym_factors_alloc(am_asym *a, const layer_plan *p) {
+/* The room to compute a layer's W r here: its pad, the product, the
+ * exact conv's workspace. */
+static am_status factors_alloc(am_asym *a, const layer_plan *p) {
     am_conv2d_cfg c = p->cfg;
     c.bias = 0;
     AM_TRY(asym_grow_d(&a->qr, &a->qr_n, am_shape_numel(p->x)));
@@ -44,17 +46,14 @@ am_status asym_factors_alloc(am_asym *a, const layer_plan *p) {
 
 am_status am_asym_factors(am_asym *a, int layer, const float *w, uint64_t batch, int32_t *out) {
     layer_plan *p = &a->L[layer];
-    AM_TRY(asym_factors_alloc(a, p));
+    AM_TRY(factors_alloc(a, p));
     asym_quantize_weights(w, p->K, (size_t)p->C * p->kk, a->qw, a->qs);
-    asym_pad(a->pad_key, batch * (uint64_t)a->n_fixed + (uint64_t)p->bi, am_shape_numel(p->x), a->qr);
+    asym_pad(a->pad_key, asym_pad_number(a, p, batch), am_shape_numel(p->x), a->qr);
     am_conv2d_cfg c = p->cfg;
     c.bias = 0;
     AM_TRY(am_conv2d_exact(&c, p->x, a->qr, a->qw, a->qy, a->qwork, a->qwork_n));
     const size_t n = (size_t)p->x.n * p->K * p->P;
-    for (size_t i = 0; i < n; i++) {
-        double v = am_modp_center(a->qy[i]);
-        out[i] = (int32_t)(v < 0 ? v + AM_MODP : v);
-    }
+    for (size_t i = 0; i < n; i++) out[i] = am_modp_residue(a->qy[i]); /* |W r| < 2^53: exact */
     return AM_OK;
 }
 

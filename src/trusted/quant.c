@@ -59,9 +59,13 @@ void asym_quantize_weights(const float *w, int K, size_t per, double *wq, double
     }
 }
 
+double asym_input_scale(const am_asym *a, const layer_plan *p) {
+    const double top = a->state[p->q_off];
+    return top > 0 ? top / asym_act_max(a) : 1.0;
+}
+
 void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w, double *sx) {
-    const double M = asym_act_max(a), top = a->state[p->q_off];
-    const double s = top > 0 ? top / M : 1.0, inv = 1.0 / s;
+    const double M = asym_act_max(a), s = asym_input_scale(a, p), inv = 1.0 / s;
     const size_t n = am_shape_numel(x->s);
     double *q = a->qx;
 #pragma omp parallel for schedule(static) if (n > 65536)

@@ -165,6 +165,8 @@ int asym_act_max(const am_asym *a);
 am_status asym_quant_alloc(am_asym *a, layer_plan *p, int blinded);
 /* Calibration: the largest |x| of this batch joins the layer's. */
 void asym_quant_observe(am_asym *a, layer_plan *p, const float *x);
+/* The input's scale: its calibrated largest |x| over the largest integer. */
+double asym_input_scale(const am_asym *a, const layer_plan *p);
 /* The layer's input (a->qx) and weights (a->qw, scales a->qs) as
  * integers; *sx: the input's scale. */
 void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w, double *sx);
@@ -199,18 +201,13 @@ static inline double asym_quant1(float x, double inv, double M) {
 void asym_pad_seg(const uint8_t key[32], uint64_t number, uint64_t seg, uint32_t out[ASYM_PAD_SEG]);
 /* The first n residues of pad number, centered in [-(p-1)/2, (p-1)/2]. */
 void asym_pad(const uint8_t key[32], uint64_t number, size_t n, double *out);
+/* The pad of the fixed-point layer p in batch t: a number no other layer
+ * or batch has (precompute's factors are made for the same numbers). */
+static inline uint64_t asym_pad_number(const am_asym *a, const layer_plan *p, uint64_t t) {
+    return t * (uint64_t)a->n_fixed + (uint64_t)p->bi;
+}
 /* A residue in [0, p), centered. */
 static inline double asym_center(uint32_t v) { return v > (AM_MODP - 1) / 2 ? (double)v - AM_MODP : (double)v; }
-/* (a + b) mod p, centered; a and b centered. */
-static inline double asym_modp_add(double a, double b) {
-    double s = a + b, h = (AM_MODP - 1) / 2;
-    return s > h ? s - AM_MODP : s < -h ? s + AM_MODP : s;
-}
-
-/* ---- precompute.c: blinding's factors W r */
-/* The room to compute a layer's W r here: its pad, the product, the
- * exact conv's workspace. */
-am_status asym_factors_alloc(am_asym *a, const layer_plan *p);
 
 /* ---- freivalds.c: blinding's exact check of every reply */
 /* The largest kernel (kh kw) the check takes. */
@@ -238,20 +235,6 @@ static inline uint64_t asym_modp(uint64_t v) {
     v = (v & AM_MODP) + (v >> 31);
     return v >= AM_MODP ? v - AM_MODP : v;
 }
-/* Adds sum_i c_i y_i (n of them, c as 16-bit halves, y below 2^31 each)
- * to the halves' running sums: at most 2^16 terms between reductions. */
-static inline void asym_dot_acc(const uint32_t *clo, const uint32_t *chi, const uint32_t *y, size_t stride, size_t n,
-                                uint64_t *lo, uint64_t *hi) {
-    uint64_t l = *lo, h = *hi;
-    if (stride == 1)
-        for (size_t i = 0; i < n; i++) l += (uint64_t)clo[i] * y[i], h += (uint64_t)chi[i] * y[i];
-    else
-        for (size_t i = 0; i < n; i++) l += (uint64_t)clo[i] * y[i * stride], h += (uint64_t)chi[i] * y[i * stride];
-    *lo = l, *hi = h;
-}
-/* The halves' sums as one residue. */
-static inline uint64_t asym_dot_fold(uint64_t lo, uint64_t hi) { return asym_modp((asym_modp(hi) << 16) + asym_modp(lo)); }
-
 /* ---- unblind.c: a blinded reply's one pass */
 /* Reads each value of the reply once (range, the check's partial sums
  * into acc, W x = reply - W r mod p with fl holding W r in [0, p)) and

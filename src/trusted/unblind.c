@@ -12,6 +12,18 @@
 
 #define STRETCH 1024 /* reply values copied in at a time */
 
+/* Adds sum_i c_i y_i (n of them, c as 16-bit halves, y below 2^31 each)
+ * to the halves' running sums: at most 2^16 terms between reductions. */
+static inline void dot_acc(const uint32_t *clo, const uint32_t *chi, const uint32_t *y, size_t n, uint64_t *lo,
+                           uint64_t *hi) {
+    uint64_t l = *lo, h = *hi;
+    for (size_t i = 0; i < n; i++) l += (uint64_t)clo[i] * y[i], h += (uint64_t)chi[i] * y[i];
+    *lo = l, *hi = h;
+}
+
+/* The halves' sums as one residue. */
+static uint64_t dot_fold(uint64_t lo, uint64_t hi) { return asym_modp((asym_modp(hi) << 16) + asym_modp(lo)); }
+
 /* One stretch of a reply row, Y: copied in, then dequantized W x into y
  * and its dot product with c added to *lo, *hi; returns whether a value or
  * a factor is out of range (bit 1: the reply's, bit 2: a factor's). */
@@ -33,7 +45,7 @@ AM_HOT static int stretch(const int32_t *Y, const int32_t *f, size_t n, double s
         d -= d > (AM_MODP - 1) / 2 ? AM_MODP : 0;
         y[i] = (float)((double)d * s + bk);
     }
-    asym_dot_acc(clo, chi, r, 1, n, lo, hi);
+    dot_acc(clo, chi, r, n, lo, hi);
     return (int)(bad | badf << 1);
 }
 
@@ -49,7 +61,7 @@ static int block(const layer_plan *p, const asym_tvec *t, const int32_t *Y, cons
             const size_t m = Wo - q0 < STRETCH ? Wo - q0 : STRETCH, o = (size_t)oh * Wo + q0;
             bad |= stretch(Y + o, F + o, m, s, bk, y + o, t->clo + q0, t->chi + q0, &lo, &hi);
         }
-        sum = asym_modp(sum + t->b[oh] * asym_dot_fold(lo, hi));
+        sum = asym_modp(sum + t->b[oh] * dot_fold(lo, hi));
     }
     *acc = (uint32_t)sum;
     return bad;

@@ -28,9 +28,6 @@ am_status am_cpu_conv_modp(const am_req *r, double **work, size_t *work_n) {
     for (size_t i = 0; i < wn; i++) w[i] = r->in1[i];
     AM_TRY(am_conv2d_exact(&r->cfg, r->x, x, w, y, cwork, cw));
     int32_t *out = (int32_t *)(void *)r->out;
-    for (size_t i = 0; i < yn; i++) {
-        double v = am_modp_center(y[i]);
-        out[i] = (int32_t)(v < 0 ? v + AM_MODP : v);
-    }
+    for (size_t i = 0; i < yn; i++) out[i] = am_modp_residue(y[i]);
     return AM_OK;
 }

@@ -124,14 +124,12 @@ AM_HOT static uint64_t segment(const float *x, const uint32_t *r, size_t i0, siz
 }
 
 /* x + r mod p, in one pass a segment of the pad at a time, centered into
- * the accelerator's buffer b, and the pad itself into a->qr when W r is
- * computed here; returns the input's side of the check, t . (s^T (W * X))
- * mod p, from the values as they are made. */
+ * the accelerator's buffer b; returns the input's side of the check,
+ * t . (s^T (W * X)) mod p, from the values as they are made. */
 static uint64_t blind(am_asym *a, const layer_plan *p, const asym_tvec *t, const float *x, double sx, int32_t *b) {
     const double M = asym_act_max(a), inv = 1.0 / sx;
-    const uint64_t number = a->batch_cur * (uint64_t)a->n_fixed + (uint64_t)p->bi;
+    const uint64_t number = asym_pad_number(a, p, a->batch_cur);
     const size_t n = am_shape_numel(p->x), chw = n / (size_t)p->x.n, segs = (n + ASYM_PAD_SEG - 1) / ASYM_PAD_SEG;
-    double *qr = a->src ? NULL : a->qr;
     uint64_t rhs = 0;
 #pragma omp parallel for schedule(static) reduction(+ : rhs) if (segs > 16)
     for (size_t j = 0; j < segs; j++) {
@@ -139,26 +137,17 @@ static uint64_t blind(am_asym *a, const layer_plan *p, const asym_tvec *t, const
         asym_pad_seg(a->pad_key, number, j, r);
         const size_t i0 = j * ASYM_PAD_SEG, m = n - i0 < ASYM_PAD_SEG ? n - i0 : ASYM_PAD_SEG;
         rhs += segment(x, r, i0, m, inv, M, chw, t, b); /* each below p */
-        if (qr)
-            for (size_t i = 0; i < m; i++) qr[i0 + i] = asym_center(r[i]);
         sodium_memzero(r, sizeof r);
     }
     return asym_modp(rhs);
 }
 
 /* W r mod p, in [0, p), into a->fl: the factor source's set for this
- * batch, or computed here, as much work as the layer. */
-static am_status factors(am_asym *a, layer_plan *p, const float *w, const am_conv2d_cfg *c, am_shape x) {
+ * batch, or computed here as precompute does, as much work as the layer. */
+static am_status factors(am_asym *a, int layer, const layer_plan *p, const float *w) {
     int32_t *u = (int32_t *)(void *)a->fl;
-    const size_t n = (size_t)x.n * p->K * p->P;
-    if (a->src) return a->src->load(a->src->ctx, a->batch_cur, p->bi, u, n);
-    asym_quantize_weights(w, p->K, (size_t)p->C * p->kk, a->qw, a->qs);
-    AM_TRY(am_conv2d_exact(c, x, a->qr, a->qw, a->qy, a->qwork, a->qwork_n));
-    for (size_t i = 0; i < n; i++) {
-        double v = am_modp_center(a->qy[i]); /* |W r| < 2^53: exact */
-        u[i] = (int32_t)(v < 0 ? v + AM_MODP : v);
-    }
-    return AM_OK;
+    if (a->src) return a->src->load(a->src->ctx, a->batch_cur, p->bi, u, (size_t)p->x.n * p->K * p->P);
+    return am_asym_factors(a, layer, w, a->batch_cur, u);
 }
 
 static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f) {
@@ -170,9 +159,8 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
         if (a->src) AM_TRY(a->src->next(a->src->ctx, &a->batch_cur));
         else a->batch_cur = a->batch_next++;
     }
-    const double top = a->state[p->q_off], sx = top > 0 ? top / asym_act_max(a) : 1.0;
+    const double sx = asym_input_scale(a, p);
     const size_t xn = am_shape_numel(f->x->s), yn = am_shape_numel(f->y->s);
-    if (!a->src) AM_TRY(asym_factors_alloc(a, p));
     AM_TRY(weights(a, layer, p, f->w, &bw, &keep));
     asym_tvec t;
     uint32_t *acc;
@@ -185,7 +173,7 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
                  (uint32_t)a->step, 0u};
     rq.cfg.bias = 0;
     AM_TRY(asym_submit(a, p, &rq));
-    AM_TRY(factors(a, p, f->w, &rq.cfg, f->x->s)); /* meanwhile */
+    AM_TRY(factors(a, layer, p, f->w)); /* meanwhile */
     AM_TRY(asym_wait(a, p));
     am_status st = asym_unblind(p, layer, (const int32_t *)(const void *)by, (const int32_t *)(const void *)a->fl, sx,
                                 f->cfg->bias ? f->b : NULL, &t, acc, f->y);

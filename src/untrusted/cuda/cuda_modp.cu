@@ -84,7 +84,8 @@ am_status cb_conv_modp(cuda_be *be, const am_req *r) {
     be->pending++;
     AM_TRY(cb_cu(cudaEventRecord(t0, be->s_in), "event"));
     AM_TRY(cb_cu(cudaMemcpyAsync(m0->dev, r->in0, xn * 4, cudaMemcpyHostToDevice, be->s_in), "copy in"));
-    AM_TRY(cb_cu(cudaMemcpyAsync(m1->dev, r->in1, wn * 4, cudaMemcpyHostToDevice, be->s_in), "copy in"));
+    if (!((r->keep & AM_KEEP_IN1) && m1->valid)) /* the weights: sent once, kept since */
+        AM_TRY(cb_cu(cudaMemcpyAsync(m1->dev, r->in1, wn * 4, cudaMemcpyHostToDevice, be->s_in), "copy in"));
     AM_TRY(cb_cu(cudaEventRecord(be->ev_w, be->s_in), "event"));
     AM_TRY(cb_cu(cudaStreamWaitEvent(be->s_comp, be->ev_w, 0), "wait"));
     k_i32_f64<<<blocks(xn), 256, 0, be->s_comp>>>((const int32_t *)(const void *)m0->dev, x, xn);
