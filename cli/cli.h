@@ -31,6 +31,10 @@ int arg_shape(const char *opt, const char *s, am_shape *out); /* "C,H,W" */
 int describe(const char *name, const char *file, am_shape in, int classes, char **out);
 int make_model(const char *name, const char *file, am_shape in, int classes, am_model **m);
 int load_data(am_data_kind kind, const char *dir, const char *split, int limit, am_dataset *d);
+/* The checkpoint at *path (a file, or a folder's newest that reads; what it
+ * skipped is warned of, "DOING the one read instead"); *path then names
+ * the file read, held in used (cap bytes). */
+int load_checkpoint(const char **path, const char *doing, am_checkpoint *ck, char *used, size_t cap);
 /* "1 image", "3 images". */
 const char *plural(long n, const char *one, const char *many);
 /* The folder path is in ("." for a bare name, "/" at the root) into dir;
@@ -134,6 +138,9 @@ int cli_checkpoint_model(const am_checkpoint *ck, int fold, int B, am_model **ou
 /* n whole batches of the training split, in order, set the fixed-point
  * scales (am_model_calibrate). */
 int cli_calibrate(am_model *m, const am_dataset *tr, const am_checkpoint *ck, int B, int n);
+/* How many whole batches of B --calib's images make (*nb; the training
+ * set may have fewer): an error if not one. */
+int cli_calib_batches(const char *cmd, int calib, const am_dataset *tr, int B, int *nb);
 
 /* ---- the commands ---- */
 /* bench --layers (cli/bench_layers.c): this machine's limits, and a

@@ -200,10 +200,8 @@ int cmd_eval(int argc, char **argv) {
     harden.process |= e.mode.key && !e.tee_given;
     if ((rc = tee_begin(&harden))) return rc;
     am_checkpoint ck;
-    char used[4200], skipped[2048];
-    if (am_checkpoint_load(e.ckpt, &ck, used, sizeof used, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
-    if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; evaluating %s instead\n", skipped, used);
-    e.ckpt = used;
+    char used[4200];
+    if ((rc = load_checkpoint(&e.ckpt, "evaluating", &ck, used, sizeof used))) return rc;
     find_newer(&e, &ck);
     if (!e.tee_given) e.mode.process = ck.opts.tee_process;
     am_dataset d = {0};

@@ -27,6 +27,11 @@ int cli_checkpoint_model(const am_checkpoint *ck, int fold, int B, am_model **ou
     return am_model_set_batch(m, B) == AM_OK ? 0 : lib_fail("model");
 }
 
+int cli_calib_batches(const char *cmd, int calib, const am_dataset *tr, int B, int *nb) {
+    *nb = (calib < tr->n ? calib : tr->n) / B;
+    return *nb < 1 ? die(EXIT_USAGE, "%s: --calib %d is less than one batch of %d", cmd, calib, B) : 0;
+}
+
 int cli_calibrate(am_model *m, const am_dataset *tr, const am_checkpoint *ck, int B, int n) {
     am_shape s = am_model_input_shape(m);
     s.n = B;

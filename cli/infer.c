@@ -97,8 +97,8 @@ static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, con
     /* A store's factors are for its batch size: a run smaller than a batch
      * pads its one batch rather than shrink it. */
     const int fixed = am_mode_fixed_point(a->mode), B = o->factors || o->batch < te->n ? o->batch : te->n;
-    const int nb = fixed ? (o->calib < tr->n ? o->calib : tr->n) / B : 0;
-    if (fixed && nb < 1) return die(EXIT_USAGE, "infer: --calib %d is less than one batch of %d", o->calib, B);
+    int nb = 0;
+    if (fixed && cli_calib_batches("infer", o->calib, tr, B, &nb)) return EXIT_USAGE;
     const int accel = a->mode == AM_MODE_ASYMML || a->mode == AM_MODE_OPEN || a->mode == AM_MODE_GPU_ONLY ||
                       a->mode == AM_MODE_SLALOM;
     am_model *m = NULL;
@@ -153,10 +153,8 @@ int cmd_infer(int argc, char **argv) {
                                "tee-only, open or gpu-only");
     if ((rc = cli_mode_check(&o.mode, 1)) || (rc = tee_begin(&o.mode))) return rc;
     am_checkpoint ck;
-    char used[4200], skipped[2048];
-    if (am_checkpoint_load(o.ckpt, &ck, used, sizeof used, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
-    if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; running %s instead\n", skipped, used);
-    o.ckpt = used;
+    char used[4200];
+    if ((rc = load_checkpoint(&o.ckpt, "running", &ck, used, sizeof used))) return rc;
     am_dataset tr = {0}, te = {0};
     cli_tee *tee = NULL;
     rc = am_mode_fixed_point(o.mode.asym.mode) ? load_data(o.kind, o.data, "train", 0, &tr) : 0;

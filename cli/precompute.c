@@ -92,9 +92,8 @@ int cmd_precompute(int argc, char **argv) {
     mode.key = o.key;
     if ((rc = tee_begin(&mode))) return rc;
     am_checkpoint ck;
-    char used[4200], skipped[2048];
-    if (am_checkpoint_load(o.ckpt, &ck, used, sizeof used, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
-    if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; using %s instead\n", skipped, used);
+    char used[4200];
+    if ((rc = load_checkpoint(&o.ckpt, "using", &ck, used, sizeof used))) return rc;
     am_model *m = NULL;
     rc = model(&ck, o.batch, &m);
     if (!rc) rc = make(&o, m);

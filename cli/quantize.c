@@ -53,8 +53,8 @@ static int handle(void *ctx, const cli_opt *o, const char *arg) {
 
 static int run(const quant_opts *o, const am_checkpoint *ck, const am_dataset *tr, const am_dataset *te) {
     const int B = o->batch < te->n ? o->batch : te->n;
-    const int nb = (o->calib < tr->n ? o->calib : tr->n) / B;
-    if (nb < 1) return die(EXIT_USAGE, "quantize: --calib %d is less than one batch of %d", o->calib, B);
+    int nb;
+    if (cli_calib_batches("quantize", o->calib, tr, B, &nb)) return EXIT_USAGE;
     am_model *m = NULL, *q = NULL;
     double facc, qacc;
     int folded = 0, rc = cli_checkpoint_model(ck, 0, B, &m);
@@ -89,10 +89,8 @@ int cmd_quantize(int argc, char **argv) {
     mode.key = o.key;
     if ((rc = tee_begin(&mode))) return rc;
     am_checkpoint ck;
-    char used[4200], skipped[2048];
-    if (am_checkpoint_load(o.ckpt, &ck, used, sizeof used, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
-    if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; quantizing %s instead\n", skipped, used);
-    o.ckpt = used;
+    char used[4200];
+    if ((rc = load_checkpoint(&o.ckpt, "quantizing", &ck, used, sizeof used))) return rc;
     am_dataset tr = {0}, te = {0};
     rc = load_data(o.kind, o.data, "train", 0, &tr);
     if (!rc) rc = load_data(o.kind, o.data, "test", o.limit, &te);

@@ -131,6 +131,14 @@ int make_model(const char *name, const char *file, am_shape in, int classes, am_
     return 0;
 }
 
+int load_checkpoint(const char **path, const char *doing, am_checkpoint *ck, char *used, size_t cap) {
+    char skipped[2048];
+    if (am_checkpoint_load(*path, ck, used, cap, skipped, sizeof skipped) != AM_OK) return lib_fail("checkpoint");
+    if (*skipped) fprintf(stderr, "asymml: warning: skipped what does not read: %s; %s %s instead\n", skipped, doing, used);
+    *path = used;
+    return 0;
+}
+
 int load_data(am_data_kind kind, const char *dir, const char *split, int limit, am_dataset *d) {
     if (am_dataset_load(kind, dir, split, d) != AM_OK) return lib_fail("data");
     am_dataset_truncate(d, limit);
