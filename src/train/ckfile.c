@@ -61,8 +61,7 @@ am_status am_ckfile_write(int dir_fd, const char *dir, const char *name, const u
     return AM_OK;
 }
 
-am_status am_ckfile_read(int dir_fd, const char *dir, const char *name, am_checkpoint *ck) {
-    memset(ck, 0, sizeof *ck);
+am_status am_ckfile_slurp(int dir_fd, const char *dir, const char *name, uint8_t **out, size_t *out_n) {
     int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return am_fail(AM_EIO, "%s/%s: cannot open (%s)", dir, name, strerror(errno));
     struct stat sb;
@@ -80,7 +79,22 @@ am_status am_ckfile_read(int dir_fd, const char *dir, const char *name, am_check
     }
     close(fd);
     if (!buf) return am_fail(AM_ENOMEM, "%s/%s: cannot hold %zu MiB", dir, name, n >> 20);
-    am_status st = got == n ? am_checkpoint_parse(buf, n, ck) : am_fail(AM_EIO, "%s/%s: read failed", dir, name);
+    if (got != n) {
+        free(buf);
+        return am_fail(AM_EIO, "%s/%s: read failed", dir, name);
+    }
+    *out = buf;
+    *out_n = n;
+    return AM_OK;
+}
+
+am_status am_ckfile_read(int dir_fd, const char *dir, const char *name, am_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    uint8_t *buf;
+    size_t n;
+    am_status st = am_ckfile_slurp(dir_fd, dir, name, &buf, &n);
+    if (st != AM_OK) return st;
+    st = am_checkpoint_parse(buf, n, ck);
     free(buf);
     if (st != AM_OK) {
         char msg[400];

@@ -45,36 +45,12 @@ static am_status put_sealed(am_factor_store *s, const char *name, am_seal_role r
     return st;
 }
 
-/* A file of the folder, whole, into *buf. */
-static am_status slurp(am_factor_store *s, const char *name, uint8_t **buf_out, size_t *n) {
-    int fd = openat(s->fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return am_fail(AM_EIO, "%s/%s: cannot open (%s)", s->dir, name, strerror(errno));
-    struct stat st;
-    uint8_t *buf = NULL;
-    size_t got = 0;
-    if (!fstat(fd, &st) && st.st_size > 0 && st.st_size < ((off_t)1 << 36) && (buf = malloc((size_t)st.st_size)))
-        while (got < (size_t)st.st_size) {
-            ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) break;
-            got += (size_t)r;
-        }
-    close(fd);
-    if (!buf || got != (size_t)st.st_size) {
-        free(buf);
-        return am_fail(AM_EIO, "%s/%s: cannot read", s->dir, name);
-    }
-    *buf_out = buf;
-    *n = got;
-    return AM_OK;
-}
-
 /* A file of the folder, whole, opened as what it must be. */
 static am_status get_sealed(am_factor_store *s, const char *name, am_seal_role role, uint64_t index, int any_id,
                             uint8_t **out, size_t *n) {
     uint8_t *buf;
     size_t got;
-    AM_TRY(slurp(s, name, &buf, &got));
+    AM_TRY(am_ckfile_slurp(s->fd, s->dir, name, &buf, &got));
     char what[4400];
     snprintf(what, sizeof what, "%s/%s", s->dir, name);
     am_seal_id id;
@@ -276,7 +252,7 @@ static am_status src_load(void *ctx, uint64_t t, int ordinal, int32_t *out, size
     file_name(name, sizeof name, t, ordinal);
     uint8_t *b;
     size_t got;
-    AM_TRY(slurp(s, name, &b, &got));
+    AM_TRY(am_ckfile_slurp(s->fd, s->dir, name, &b, &got));
     am_seal_id id = {AM_SEAL_FACTORS, {0}, t * MAX_LAYERS + (uint64_t)ordinal};
     memcpy(id.id, s->id, sizeof id.id);
     char what[4200];
