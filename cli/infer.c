@@ -26,7 +26,8 @@ static const cli_opt opts[] = {
     {"batch", "N", I_BATCH, 0, "default 100"},
     {"limit", "N", I_LIMIT, 0, "use the first N test images"},
     {"calib", "N", I_CALIB, 0, "fixed point: training images that set the activation scales (default 1000)"},
-    {"act-bits", "N", I_BITS, 0, "fixed point: activation bits, 2 to 16 (default 8, as Slalom)"},
+    {"act-bits", "N", I_BITS, 0, "fixed point: activation bits, 2 to 16 (default 8, as Slalom; slalom: as\n"
+                                         "many as keep every layer's W x below p/2: 13 for LeNet)"},
     {"factors", "DIR", I_FACTORS, 0, "slalom: unblinding factors from this store (asymml precompute; needs\n"
                                      "its --key and --batch), each batch's used once, instead of computing\n"
                                      "W r here"},

@@ -70,7 +70,7 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
         return;
     case AM_MODE_SLALOM:
         fprintf(f, "privacy: every conv and linear layer's input crosses as its fixed-point value plus a fresh "
-                   "one-time pad mod 2^31-1 (ChaCha20, a pad per batch and layer, never reused): uniform to the "
+                   "one-time pad mod 2^31-1 (ChaCha20, a pad per batch and layer, never reused: with a factor store, unless its folder is rolled back): uniform to the "
                    "accelerator whatever the input; every reply is checked exactly before it is used, and a wrong "
                    "one stops the run whatever the input was; the model's 8-bit weights cross in the clear; logits "
                    "and predictions stay here%s\n",

@@ -448,6 +448,8 @@ for m in tee-only asymml open gpu-only; do expect 0 "infer $m" -- inf --mode $m;
 expect 2 "infer without --mode" -- inf
 expect 2 "infer lowrank-only" -- inf --mode lowrank-only
 expect 2 "infer with a bad --act-bits" -- inf --mode slalom --act-bits 40
+expect 1 "infer slalom with more activation bits than the field holds" -- inf --mode slalom --act-bits 16
+grep -q "does not fit the field at 16-bit activations (at most 1[0-5] bits here: --act-bits 1[0-5])$" "$dir/err" || { echo "FAIL: slalom's bits: $(cat "$dir/err")"; fail=$((fail + 1)); }
 expect 2 "infer slalom with less than a batch to calibrate" -- inf --mode slalom --calib 4
 expect 1 "infer of a truncated checkpoint" -- "$bin" infer --mode slalom --checkpoint "$dir/cutq.amck" --data "$dir/d12"
 

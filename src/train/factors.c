@@ -83,7 +83,11 @@ am_status am_factors_create(const char *dir, uint64_t count, int batch, int laye
         return am_fail(AM_EINVAL, "factors: bad store settings");
     if (!am_seal_have_key()) return am_fail(AM_EINVAL, "factors: the store is sealed: give the key (--key FILE)");
     if (sodium_init() < 0) return am_fail(AM_EIO, "factors: libsodium failed to initialize");
-    if (mkdir(dir, 0700)) return am_fail(AM_EIO, "%s: cannot create the factor store (%s)", dir, strerror(errno));
+    if (mkdir(dir, 0700)) {
+        const int e = errno;
+        return am_fail(AM_EIO, "%s: cannot create the factor store (%s)%s", dir, strerror(e),
+                       e == EEXIST ? ": a store is made once, never refilled or written over: give a new folder" : "");
+    }
     am_factor_store *s = calloc(1, sizeof *s);
     size_t *l = malloc(sizeof(size_t) * (size_t)layers);
     if (!s || !l) return free(s), free(l), am_fail(AM_ENOMEM, "factors: out of memory");

@@ -13,7 +13,9 @@
  *     as the request states it; kind is a crossing kind (asymml/crossing.h);
  *     shape is [n, c, h, w], weights [K, C, kh, kw].
  *   buffers.f32   the inputs' values, float32 little-endian, one after
- *     another: input i is floats [offset / 4, offset / 4 + floats).
+ *     another: input i is floats [offset / 4, offset / 4 + floats) (4-byte
+ *     values; kind "blinded", slalom's, holds int32 residues mod 2^31 - 1
+ *     in [-(p-1)/2, (p-1)/2], and "labels" int32, in those 4 bytes).
  * An input that the request marks unchanged since a request that read the
  * same buffer (am_req.keep: a layer's residual and weights in its backward
  * pass, the output gradient for the second backward request) was recorded

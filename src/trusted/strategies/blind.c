@@ -31,10 +31,16 @@ static am_status plan(am_asym *a, layer_plan *p) {
     c.bias = 0;
     /* W x below p/2, and W (x + r) exact in double on the accelerator (the
      * check is in integers mod p: no bound of its own). */
-    if (am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX) >= (AM_MODP - 1) / 2 ||
-        am_exact_bound(&c, p->C, (AM_MODP - 1) / 2, AM_WEIGHT_MAX) >= 9007199254740992.0)
-        return am_fail(AM_EINVAL, "slalom: a layer of fan-in %d does not fit the field at %d-bit activations",
-                       p->C * p->kk, a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS);
+    if (am_exact_bound(&c, p->C, (AM_MODP - 1) / 2, AM_WEIGHT_MAX) >= 9007199254740992.0)
+        return am_fail(AM_EINVAL, "slalom: a layer of fan-in %d cannot be computed exactly in the field", p->C * p->kk);
+    if (am_exact_bound(&c, p->C, asym_act_max(a), AM_WEIGHT_MAX) >= (AM_MODP - 1) / 2) {
+        int fit = 0; /* the most activation bits this layer's W x takes below p/2 */
+        for (int b = 2; b <= 16 && am_exact_bound(&c, p->C, (1 << (b - 1)) - 1, AM_WEIGHT_MAX) < (AM_MODP - 1) / 2; b++)
+            fit = b;
+        return am_fail(AM_EINVAL, "slalom: a layer of fan-in %d does not fit the field at %d-bit activations (at most "
+                                  "%d bits here: --act-bits %d)", p->C * p->kk,
+                       a->cfg.act_bits ? a->cfg.act_bits : AM_ACT_BITS, fit, fit);
+    }
     if (p->kk > AM_CHECK_KMAX || p->y.w > 65536 || p->K >= 1 << 24 || am_shape_numel(p->x) >= (size_t)1 << 36)
         return am_fail(AM_EINVAL,
                        "slalom: a %dx%d kernel, %d-wide outputs, %d outputs or %zu inputs: too large for the check",
