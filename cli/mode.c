@@ -16,8 +16,8 @@ enum {
 };
 
 const cli_opt cli_mode_opts[] = {
-    {"mode", "M", M_MODE, OPT_RUN, "tee-only (default), asymml, lowrank-only, open (no privacy), gpu-only (bench,\n"
-                                   "infer); inference only: quantized, slalom (infer, bench)"},
+    {"mode", "M", M_MODE, OPT_RUN, "tee-only (default; infer: required), asymml, lowrank-only, open (no privacy),\n"
+                                   "gpu-only (bench, infer); inference only: quantized, slalom (infer, bench)"},
     {"rank-ratio", "X", M_RATIO, OPT_RUN, "split layers keep rank ceil(X * channels) (default 0.0625)"},
     {"rank", "N", M_RANK, OPT_RUN, "or a fixed rank for every split layer"},
     {"rank-list", "R1,R2,..", M_LIST, OPT_RUN, "or one rank per conv layer after the first, in model order (0: whole)"},
@@ -44,8 +44,8 @@ const cli_opt cli_mode_opts[] = {
      "process: on (the server computes while the trusted side goes on), off\n"
      "(only while it waits), auto (default: on with cuda, off with cpu)"},
     {"shm-mib", "N", M_SHM, 0, "process: shared-memory arena for what crosses (default 32768; sparse)"},
-    {"key", "FILE", M_KEY, 0, "open sealed data and checkpoints (asymml seal); write checkpoints and\n"
-                              "the log sealed"},
+    {"key", "FILE", M_KEY, 0, "open sealed data and checkpoints (asymml seal); training: write\n"
+                              "checkpoints and the log sealed"},
     {"tee-mem", "MIB", M_TEE_MEM, 0, "limit the trusted side's heap, like an SGX EPC (default: none)"},
     {"accel-user", "USER", M_USER, 0, "process, started as root: the user the server runs as (default nobody)"},
     {"record", "DIR", M_RECORD, 0, "the accelerator records everything it receives into DIR (the host's\n"
@@ -54,7 +54,8 @@ const cli_opt cli_mode_opts[] = {
                                               "long run: what a host that keeps everything saw of them)"},
     {"reply-timeout", "S", M_TIMEOUT, 0, "process: the longest wait for one reply of the server (default 600)"},
     {"verify", NULL, M_VERIFY, 0, "check every reply of the accelerator (Freivalds: a random combination\n"
-                                  "of channels recomputed in the trusted side, about 1/K of each conv)"},
+                                  "of channels recomputed in the trusted side, about 1/K of each conv;\n"
+                                  "slalom checks every reply exactly, always)"},
     {"threads", "N", M_THREADS, 0, "default: all cores (on resume: the run's)"},
     {NULL, NULL, 0, 0, NULL},
 };

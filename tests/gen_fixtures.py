@@ -400,26 +400,9 @@ def zoo_counts(w):
 # ---------------------------------------------------------------- import
 # Models saved from PyTorch in the safetensors format, for `asymml import`
 # (tests/test_import.c). Debian has no safetensors package; the format is
-# simple, and written here.
-ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
-             torch.int64: "I64", torch.int32: "I32"}
-
-
-def safetensors(sd, metadata=None):
-    """(header, data): the JSON header, padded with spaces to a multiple of 8
-    bytes as the reference writer pads it, and the tensors' bytes in
-    state_dict order. The file is u64 len(header), header, data."""
-    header, blobs, off = {}, [], 0
-    if metadata:
-        header["__metadata__"] = metadata
-    for name, t in sd.items():
-        t = t.detach().contiguous()
-        b = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
-        header[name] = {"dtype": ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    return h + b" " * (-len(h) % 8), b"".join(blobs)
+# simple, and written by scripts/save_safetensors.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from save_safetensors import encode as safetensors  # noqa: E402  (the writer users run too)
 
 
 def splitmix64(x):
