@@ -64,6 +64,10 @@ static int sole_reader(const am_model *m, int i) {
 static void plan_fusion(am_model *m) {
     for (int i = 1; i < m->n; i++) {
         layer *l = &m->L[i];
+        if (l->kind == K_CONV || l->kind == K_LINEAR) {
+            int r = sole_reader(m, i);
+            if (r && m->L[r].kind == K_RELU && m->L[r].alias_y) l->out_relu = r;
+        }
         if (l->kind != K_BN) continue;
         if (l->in[0] != 0 && m->L[l->in[0]].kind == K_CONV && sole_reader(m, l->in[0]) == i) m->L[l->in[0]].stats_to = i;
         int r = sole_reader(m, i);
@@ -467,6 +471,11 @@ am_status am_model_set_batch(am_model *m, int B) {
 
 /* ------------------------------------------------------------ forward */
 
+/* Whether layer i (a conv or linear layer) applies the ReLU after it. */
+static int relu_taken(const am_model *m, int i, int training) {
+    return m->L[i].out_relu && m->asym && am_asym_takes_relu(m->asym, i, training);
+}
+
 am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
     layer *l = &m->L[i];
     am_tensor *x = &m->L[l->in[0]].y;
@@ -476,7 +485,7 @@ am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
         double *mo = training && l->stats_to ? m->L[l->stats_to].moments : NULL;
         if (m->asym && am_asym_handles(m->asym, i))
             return am_asym_forward(m->asym, i, &l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL,
-                                   &l->y, m->work, m->work_n, training, mo);
+                                   &l->y, m->work, m->work_n, training, mo, relu_taken(m, i, training));
         return am_conv2d_forward_moments(&l->conv, x, pdat(m, l, 0), l->conv.bias ? pdat(m, l, 1) : NULL, &l->y,
                                          m->work, m->work_n, mo);
     }
@@ -488,7 +497,9 @@ am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
                                  q && !m->keep_all ? NULL : &l->y, l->act_relu ? m->L[l->act_relu].bits : NULL,
                                  q ? &q->y : NULL, q ? q->argmax : NULL);
     }
-    case K_RELU: return am_relu_forward_bits(x, &l->y, l->bits);
+    case K_RELU:
+        if (relu_taken(m, l->in[0], training) && m->L[l->in[0]].out_relu == i) return AM_OK; /* its conv applied it */
+        return am_relu_forward_bits(x, &l->y, l->bits);
     case K_MAXPOOL: return am_maxpool_forward(&l->pool, x, &l->y, l->argmax);
     case K_AVGPOOL: return am_avgpool_forward(&l->pool, x, &l->y);
     case K_ADAPTIVE: return am_adaptive_avgpool_forward(x, &l->y);
@@ -496,7 +507,7 @@ am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
         if (m->asym && am_asym_handles(m->asym, i)) {
             am_tensor xv = {am_shape4(x->s.n, x->s.c * x->s.h * x->s.w, 1, 1), x->d};
             return am_asym_forward(m->asym, i, &l->conv, &xv, pdat(m, l, 0), l->lin_bias ? pdat(m, l, 1) : NULL,
-                                   &l->y, m->work, m->work_n, training, NULL);
+                                   &l->y, m->work, m->work_n, training, NULL, relu_taken(m, i, training));
         }
         return am_linear_forward(x, pdat(m, l, 0), l->lin_bias ? pdat(m, l, 1) : NULL, l->out_f, &l->y);
     case K_DROPOUT: {

@@ -32,6 +32,10 @@ typedef struct layer {
      * themselves (fused_into: the batchnorm); a conv that only a batchnorm
      * reads hands it its planes' moments (stats_to: the batchnorm). */
     int act_relu, act_pool, fused_into, stats_to;
+    /* A conv or linear layer whose sole reader is an in-place ReLU: that
+     * layer (0 none). In a fixed-point mode's inference the conv applies it
+     * (am_asym_takes_relu) and the ReLU does nothing. */
+    int out_relu;
     double *moments;  /* batchnorm: N x C planes' moments from the conv before it */
     /* per batch */
     am_tensor y, dy;

@@ -19,16 +19,22 @@ static void account(am_asym *a, layer_plan *p, double t0, double accel0, double 
 
 am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const float *w, const float *b, am_tensor *y, float *work, size_t work_n,
-                          int training, double *moments) {
+                          int training, double *moments, int relu) {
     AM_TRY(handled(a, layer));
     layer_plan *p = &a->L[layer];
     if (!am_shape_eq(x->s, p->x)) return am_fail(AM_EINVAL, "asym: layer %d planned for another batch size", layer);
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "asym: layer %d expects a bias", layer);
-    asym_fwd f = {cfg, x, w, b, y, work, work_n, training, moments};
+    if (relu && !am_asym_takes_relu(a, layer, training))
+        return am_fail(AM_EINVAL, "asym: layer %d does not apply a ReLU (%s)", layer, p->strat->name);
+    asym_fwd f = {cfg, x, w, b, y, work, work_n, training, moments, relu};
     double t0 = asym_now(), accel0 = asym_busy(a), wait0 = p->wait_s;
     am_status st = p->strat->forward(a, layer, p, &f);
     account(a, p, t0, accel0, wait0);
     return st;
+}
+
+int am_asym_takes_relu(const am_asym *a, int layer, int training) {
+    return !training && am_mode_fixed_point(a->cfg.mode) && am_asym_handles(a, layer);
 }
 
 am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,

@@ -74,7 +74,7 @@ void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w
     *sx = s;
 }
 
-void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, am_tensor *y) {
+void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, int relu, am_tensor *y) {
     const int B = y->s.n, K = p->K;
     const size_t P = (size_t)p->P;
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * K * P > 65536)
@@ -83,6 +83,9 @@ void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, am_te
             const double s = sx * a->qs[k], bk = b ? b[k] : 0.0;
             const double *q = a->qy + ((size_t)n * K + k) * P;
             float *yk = y->d + ((size_t)n * K + k) * P;
-            for (size_t i = 0; i < P; i++) yk[i] = (float)(q[i] * s + bk);
+            for (size_t i = 0; i < P; i++) {
+                const float v = (float)(q[i] * s + bk);
+                yk[i] = relu ? (v > 0.f ? v : 0.f) : v;
+            }
         }
 }

@@ -40,7 +40,10 @@ int am_asym_needs_input(const am_asym *a, int layer);
  * output plane, taken as the output is merged), or NULL. */
 am_status am_asym_forward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const float *w, const float *b, am_tensor *y, float *work, size_t work_n,
-                          int training, double *moments);
+                          int training, double *moments, int relu);
+/* Whether layer's forward applies the in-place ReLU after it itself
+ * (relu in am_asym_forward): fixed-point modes, in inference. */
+int am_asym_takes_relu(const am_asym *a, int layer, int training);
 am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, const am_tensor *x,
                            const float *w, const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                            float *db, float *work, size_t work_n);

@@ -172,8 +172,9 @@ double asym_input_scale(const am_asym *a, const layer_plan *p);
 void asym_quantize(am_asym *a, layer_plan *p, const am_tensor *x, const float *w, double *sx);
 /* W (K rows of per) as 8-bit integers wq, a scale per row sk. */
 void asym_quantize_weights(const float *w, int K, size_t per, double *wq, double *sk);
-/* y = sx s_k (the integers in a->qy) + b_k, output channel by channel. */
-void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, am_tensor *y);
+/* y = sx s_k (the integers in a->qy) + b_k, output channel by channel
+ * (then y > 0 ? y : 0 when relu). */
+void asym_dequantize(am_asym *a, layer_plan *p, double sx, const float *b, int relu, am_tensor *y);
 
 /* One value's integer: round(x / s) (inv = 1 / s) clamped to [-M, M], NaN
  * to 0. Clamped before rounding, so that the rounding (to nearest, ties to
@@ -238,10 +239,10 @@ static inline uint64_t asym_modp(uint64_t v) {
 /* ---- unblind.c: a blinded reply's one pass */
 /* Reads each value of the reply once (range, the check's partial sums
  * into acc, W x = reply - W r mod p with fl holding W r in [0, p)) and
- * writes y = sx s_k W x + b_k. Refuses a value that is not a residue; a
+ * writes y = sx s_k W x + b_k (then y > 0 ? y : 0 when relu). Refuses a value that is not a residue; a
  * factor that is not one is an error. */
 am_status asym_unblind(const layer_plan *p, int layer, const int32_t *reply, const int32_t *fl, double sx,
-                       const float *bias, const asym_tvec *t, uint32_t *acc, am_tensor *y);
+                       const float *bias, int relu, const asym_tvec *t, uint32_t *acc, am_tensor *y);
 
 /* ---- regions.c */
 typedef struct asym_list {

@@ -19,6 +19,7 @@ typedef struct asym_fwd {
     size_t work_n;
     int training;
     double *moments;
+    int relu; /* fixed point, inference: the ReLU that follows, applied to y (y > 0 ? y : 0) */
 } asym_fwd;
 
 /* A backward pass: dw (and db) of the layer; dx, added when accum, unless

@@ -27,7 +27,7 @@ static uint64_t dot_fold(uint64_t lo, uint64_t hi) { return asym_modp((asym_modp
 /* One stretch of a reply row, Y: copied in, then dequantized W x into y
  * and its dot product with c added to *lo, *hi; returns whether a value or
  * a factor is out of range (bit 1: the reply's, bit 2: a factor's). */
-AM_HOT static int stretch(const int32_t *Y, const int32_t *f, size_t n, double s, double bk, float *y,
+AM_HOT static int stretch(const int32_t *Y, const int32_t *f, size_t n, double s, double bk, int relu, float *y,
                           const uint32_t *clo, const uint32_t *chi, uint64_t *lo, uint64_t *hi) {
     uint32_t r[STRETCH];
     memcpy(r, Y, n * sizeof *r);
@@ -43,7 +43,8 @@ AM_HOT static int stretch(const int32_t *Y, const int32_t *f, size_t n, double s
         int32_t d = (int32_t)(r[i] - (uint32_t)f[i]);
         d += d < 0 ? AM_MODP : 0;
         d -= d > (AM_MODP - 1) / 2 ? AM_MODP : 0;
-        y[i] = (float)((double)d * s + bk);
+        const float v = (float)((double)d * s + bk);
+        y[i] = relu ? (v > 0.f ? v : 0.f) : v;
     }
     dot_acc(clo, chi, r, n, lo, hi);
     return (int)(bad | badf << 1);
@@ -51,7 +52,7 @@ AM_HOT static int stretch(const int32_t *Y, const int32_t *f, size_t n, double s
 
 /* Row (n, k)'s Ho rows of Wo: the sum over them of b_oh c . row, mod p. */
 static int block(const layer_plan *p, const asym_tvec *t, const int32_t *Y, const int32_t *F, double s, double bk,
-                 float *y, uint32_t *acc) {
+                 int relu, float *y, uint32_t *acc) {
     const size_t Wo = (size_t)p->y.w;
     uint64_t sum = 0;
     int bad = 0;
@@ -59,7 +60,7 @@ static int block(const layer_plan *p, const asym_tvec *t, const int32_t *Y, cons
         uint64_t lo = 0, hi = 0;
         for (size_t q0 = 0; q0 < Wo; q0 += STRETCH) {
             const size_t m = Wo - q0 < STRETCH ? Wo - q0 : STRETCH, o = (size_t)oh * Wo + q0;
-            bad |= stretch(Y + o, F + o, m, s, bk, y + o, t->clo + q0, t->chi + q0, &lo, &hi);
+            bad |= stretch(Y + o, F + o, m, s, bk, relu, y + o, t->clo + q0, t->chi + q0, &lo, &hi);
         }
         sum = asym_modp(sum + t->b[oh] * dot_fold(lo, hi));
     }
@@ -68,7 +69,7 @@ static int block(const layer_plan *p, const asym_tvec *t, const int32_t *Y, cons
 }
 
 am_status asym_unblind(const layer_plan *p, int layer, const int32_t *reply, const int32_t *fl, double sx,
-                       const float *bias, const asym_tvec *t, uint32_t *acc, am_tensor *y) {
+                       const float *bias, int relu, const asym_tvec *t, uint32_t *acc, am_tensor *y) {
     const int B = y->s.n, K = p->K;
     const size_t P = (size_t)p->P;
     int bad = 0;
@@ -76,7 +77,7 @@ am_status asym_unblind(const layer_plan *p, int layer, const int32_t *reply, con
     for (int nk = 0; nk < B * K; nk++) {
         const int k = nk % K;
         const size_t o = (size_t)nk * P;
-        bad |= block(p, t, reply + o, fl + o, sx * p->wsc[k], bias ? bias[k] : 0.0, y->d + o, acc + nk);
+        bad |= block(p, t, reply + o, fl + o, sx * p->wsc[k], bias ? bias[k] : 0.0, relu, y->d + o, acc + nk);
     }
     if (bad & 1) return am_fail(AM_ENUM, "accelerator: layer %d's blinded result holds a value that is not a residue "
                                          "mod p: refused", layer);

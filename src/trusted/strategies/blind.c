@@ -182,7 +182,7 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
     AM_TRY(factors(a, layer, p, f->w)); /* meanwhile */
     AM_TRY(asym_wait(a, p));
     am_status st = asym_unblind(p, layer, (const int32_t *)(const void *)by, (const int32_t *)(const void *)a->fl, sx,
-                                f->cfg->bias ? f->b : NULL, &t, acc, f->y);
+                                f->cfg->bias ? f->b : NULL, f->relu, &t, acc, f->y);
     if (st == AM_OK && asym_check_lhs(p, &t, acc) != rhs)
         st = am_fail(AM_ENUM, "accelerator: layer %d's blinded result fails the exact check: refused", layer);
     if (st == AM_ENUM) p->wsent = 0; /* a refusal: s drawn again, the weights sent again */

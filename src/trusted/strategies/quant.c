@@ -10,7 +10,7 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
     am_conv2d_cfg c = *f->cfg;
     c.bias = 0;
     AM_TRY(am_conv2d_exact(&c, f->x->s, a->qx, a->qw, a->qy, a->qwork, a->qwork_n));
-    asym_dequantize(a, p, sx, f->cfg->bias ? f->b : NULL, f->y);
+    asym_dequantize(a, p, sx, f->cfg->bias ? f->b : NULL, f->relu, f->y);
     return AM_OK;
 }
 
