@@ -13,6 +13,7 @@
 
 #include "asymml/asymml.h"
 #include "fixture.h"
+#include "trusted/fold.h"
 #include "untrusted/cpu_backend.h"
 
 static am_rng rng;
@@ -206,6 +207,75 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis,
     free(bufs);
     am_tensor_free(&x);
     am_model_free(m);
+}
+
+/* The one-pass projection against the GEMMs' (am_project), with the
+ * energies against sums of squares: planes with and without a partial
+ * block of 16 pixels, or only one; ranks and channel counts that are not
+ * multiples of the register tiles; r = C. */
+static void t_project_fused(void **st) {
+    (void)st;
+    const int shapes[][4] = {{2, 8, 16, 4}, {3, 7, 23, 3}, {2, 5, 5, 5}, {4, 64, 49, 4}, {2, 33, 196, 13},
+                             {1, 512, 16, 32}, {2, 16, 1, 1}, {2, 130, 64, 9}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        const int B = shapes[t][0], C = shapes[t][1], N = shapes[t][2], r = shapes[t][3];
+        const size_t xn = (size_t)B * C * N, vn = (size_t)B * r * N;
+        float *X = lowrankish(B, C, N, 3, 0.1f), *U = malloc(sizeof(float) * (size_t)C * r);
+        float *V = malloc(sizeof(float) * vn), *R = malloc(sizeof(float) * xn);
+        float *V2 = malloc(sizeof(float) * vn), *R2 = malloc(sizeof(float) * xn);
+        for (int i = 0; i < C * r; i++) U[i] = am_rng_normal(&rng) / sqrtf((float)C);
+        assert_int_equal(am_project(X, B, C, N, r, U, V, R), AM_OK);
+        double er = 1, ev = 2; /* added to */
+        assert_int_equal(am_project_fused(X, B, C, N, r, U, V2, R2, &er, &ev), AM_OK);
+        for (size_t i = 0; i < vn; i++) assert_true(fabsf(V[i] - V2[i]) < 1e-5f * (1 + fabsf(V[i])));
+        for (size_t i = 0; i < xn; i++) assert_true(fabsf(R[i] - R2[i]) < 1e-5f * (1 + fabsf(X[i])));
+        assert_true(fabs(er - 1 - am_sumsq(R2, xn)) <= 1e-5 * am_sumsq(R2, xn) + 1e-9);
+        assert_true(fabs(ev - 2 - am_sumsq(V2, vn)) <= 1e-5 * am_sumsq(V2, vn) + 1e-9);
+        free(X), free(U), free(V), free(R), free(V2), free(R2);
+    }
+    float x = 0;
+    double e = 0;
+    assert_int_equal(am_project_fused(&x, 1, 1, 1, 2, &x, &x, &x, &e, &e), AM_EINVAL);
+    assert_int_equal(am_project_fused(&x, 1, 1, 1, 1, &x, &x, NULL, &e, &e), AM_EINVAL);
+}
+
+/* Folding a basis into 3x3 (and 1x1) weights and unfolding the gradient
+ * back, against the sums written out: the 3x3 path by register blocks of 8,
+ * then 4, then single basis vectors. */
+static void t_fold(void **st) {
+    (void)st;
+    const int cases[][4] = {{5, 16, 8, 9}, {3, 20, 12, 9}, {4, 17, 13, 9}, {2, 64, 32, 9}, {6, 16, 4, 9}, {5, 12, 3, 1}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int K = cases[t][0], C = cases[t][1], r = cases[t][2], kk = cases[t][3];
+        const size_t wn = (size_t)K * C * kk, pn = (size_t)K * r * kk;
+        float *W = malloc(sizeof(float) * wn), *U = malloc(sizeof(float) * (size_t)C * r);
+        float *Wp = malloc(sizeof(float) * pn), *dW = malloc(sizeof(float) * wn);
+        float *Wt = malloc(sizeof(float) * FOLD_FLOATS), *M = malloc(sizeof(float) * FOLD_FLOATS);
+        for (size_t i = 0; i < wn; i++) W[i] = am_rng_normal(&rng);
+        for (int i = 0; i < C * r; i++) U[i] = am_rng_normal(&rng);
+        am_fold_chunked(W, U, K, C, r, kk, Wt, M, Wp);
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < r; j++)
+                for (int q = 0; q < kk; q++) {
+                    double s = 0;
+                    for (int c = 0; c < C; c++) s += (double)U[c * r + j] * W[((size_t)k * C + c) * kk + q];
+                    assert_true(fabs(Wp[((size_t)k * r + j) * kk + q] - s) < 1e-4 * (1 + sqrt((double)C)));
+                }
+        /* dW = U dW' per output channel, written, then added. */
+        for (int add = 0; add < 2; add++) {
+            for (size_t i = 0; i < wn; i++) dW[i] = add ? 1.f : -7.f;
+            am_stack_grad(Wp, K, r, kk, 0, M);
+            am_unfold(U, M, 1, K, C, r, kk, Wt, dW, add);
+            for (int k = 0; k < K; k++)
+                for (int c = 0; c < C; c++)
+                    for (int q = 0; q < kk; q++) {
+                        double s = add ? 1 : 0;
+                        for (int j = 0; j < r; j++) s += (double)U[c * r + j] * Wp[((size_t)k * r + j) * kk + q];
+                        assert_true(fabs(dW[((size_t)k * C + c) * kk + q] - s) < 1e-3 * (1 + fabs(s)));
+                    }
+        }
+        free(W), free(U), free(Wp), free(dW), free(Wt), free(M);
+    }
 }
 
 static void t_exactness_zoo(void **st) {
@@ -594,7 +664,8 @@ int main(int argc, char **argv) {
     am_rng_seed(&rng, 2024);
     if (am_cpu_backend_create(&g_be) != AM_OK) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_decomposition), cmocka_unit_test(t_exactness_zoo), cmocka_unit_test(t_plan), cmocka_unit_test(t_plan_first_batch), cmocka_unit_test(t_modes),
+        cmocka_unit_test(t_decomposition), cmocka_unit_test(t_project_fused), cmocka_unit_test(t_fold),
+        cmocka_unit_test(t_exactness_zoo), cmocka_unit_test(t_plan), cmocka_unit_test(t_plan_first_batch), cmocka_unit_test(t_modes),
         cmocka_unit_test(t_dp),            cmocka_unit_test(t_ledger),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -52,6 +52,11 @@ size_t am_project_workspace(int B, int C, int N, int r);
 am_status am_project_ws(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R, float *work,
                         size_t work_n);
 
+/* The same as am_project for an R that is not NULL, in one pass over X
+ * (blocks of 16 pixels; no BLAS), adding ||R||^2 to *er and ||V||^2 to *ev. */
+am_status am_project_fused(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R, double *er,
+                           double *ev);
+
 /* SVD-channel entropy mu = -log2(sum_j (s_j / sum_p s_p)^2), 0 <= mu <= log2 n. */
 double am_svd_entropy(const float *s, int n);
 /* ||A||_F^2 of n floats, in double. */

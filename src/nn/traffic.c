@@ -17,15 +17,15 @@ static double numel(am_shape s, int B) {
  * basis reads its sample of the input 1 + 2 iters times (gather, then two
  * GEMMs per iteration), the projection reads X and writes V and the
  * released residual; the low-rank conv reads V and writes Y^M; the merge
- * reads Y^M and the reply and writes Y. Backward: the bias sum and the copy
- * across read G (the copy writes it), the low-rank weight gradient reads V
- * and G, the merges read the replies and write dW and dX. */
+ * reads Y^M and the reply and writes Y. Backward: the copy across reads G
+ * and writes it, the bias sum on the way; the low-rank weight gradient
+ * reads V and G, the merges read the replies and write dW and dX. */
 static double split_floats(const am_split_info *si, am_shape x, am_shape y, int B, int kk, int iters, int has_dx) {
     const double X = numel(x, B), Y = numel(y, B), V = (double)B * si->r * x.h * x.w;
     const double W = (double)si->K * si->C * kk, cols = (double)B * x.h * x.w;
     const double want = AM_BASIS_COLS(si->C), basis = si->basis == AM_BASIS_SHARED ? si->C * (cols < want ? cols : want) : X;
     double f = basis * (1 + 2.0 * iters) + X + V + X + V + Y + 3 * Y;
-    f += Y + 2 * Y + (V + Y) + 3 * W + (has_dx ? 2 * X : 0);
+    f += 2 * Y + (V + Y) + 3 * W + (has_dx ? 2 * X : 0);
     return f;
 }
 

@@ -95,16 +95,28 @@ am_status asym_merge_dx(am_asym *a, layer_plan *p, int layer, const am_conv2d_cf
                              "input gradient");
 }
 
-void asym_bias_grad(const am_tensor *dy, float *db) {
+/* db[k]: the sum of channel k of dy over the batch, eight running sums a
+ * plane (the loop vectorizes; the order is fixed, so the result is the same
+ * from run to run), added in double; with copy, dy is copied there in the
+ * same pass. */
+AM_HOT void asym_bias_grad(const am_tensor *dy, float *db, float *copy) {
     const int B = dy->s.n, K = dy->s.c;
     const size_t P = (size_t)dy->s.h * dy->s.w;
 #pragma omp parallel for schedule(static) if ((size_t)B * K * P > 65536)
     for (int k = 0; k < K; k++) {
-        float t = 0.f;
+        double t = 0;
         for (int n = 0; n < B; n++) {
-            const float *g = dy->d + ((size_t)n * K + k) * P;
-            for (size_t i = 0; i < P; i++) t += g[i];
+            const size_t o = ((size_t)n * K + k) * P;
+            const float *restrict g = dy->d + o;
+            float *restrict d = copy ? copy + o : NULL;
+            float s[8] = {0};
+            size_t i = 0;
+            for (; i + 8 <= P; i += 8)
+                for (int l = 0; l < 8; l++) s[l] += g[i + l];
+            if (d) memcpy(d, g, sizeof(float) * P);
+            for (; i < P; i++) s[i % 8] += g[i];
+            t += (double)((s[0] + s[1]) + (s[2] + s[3])) + (double)((s[4] + s[5]) + (s[6] + s[7]));
         }
-        db[k] = t;
+        db[k] = (float)t;
     }
 }

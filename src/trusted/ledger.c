@@ -28,6 +28,15 @@ am_status asym_cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind
     return asym_record(a, layer, kind, s, *dst);
 }
 
+am_status asym_cross_grad(am_asym *a, int layer, const am_tensor *dy, float *db, float **dst) {
+    if (!db) return asym_cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, dst);
+    double t0 = asym_now();
+    AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_GRAD, am_shape_numel(dy->s), dst));
+    asym_bias_grad(dy, db, *dst);
+    a->L[layer].xfer_s += asym_now() - t0;
+    return asym_record(a, layer, AM_CROSS_OUTPUT_GRAD, dy->s, *dst);
+}
+
 /* Records in the ledger what now lies in an accelerator buffer. */
 am_status asym_record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf) {
     size_t n = am_shape_numel(s);

@@ -7,6 +7,7 @@
 #ifndef ASYMML_TRUSTED_SPLIT_IMPL_H
 #define ASYMML_TRUSTED_SPLIT_IMPL_H
 
+#include "core/hot.h"
 #include "trusted/split.h"
 
 typedef struct asym_strategy asym_strategy;
@@ -106,6 +107,9 @@ int asym_group_size(const am_asym *a, const layer_plan *p);
  * buffer and records the crossing; records what lies in a buffer already;
  * a result buffer. */
 am_status asym_cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s, const float *src, float **dst);
+/* The same for an output gradient dy, with its bias gradient db (if not
+ * NULL) summed in the same pass. */
+am_status asym_cross_grad(am_asym *a, int layer, const am_tensor *dy, float *db, float **dst);
 am_status asym_record(am_asym *a, int layer, am_cross_kind kind, am_shape s, const float *buf);
 am_status asym_result(am_asym *a, int layer, am_buf_role role, size_t n, float **out);
 /* The accelerator's calls, timed. */
@@ -136,7 +140,7 @@ am_status asym_request_backward(am_asym *a, int layer, layer_plan *p, const am_c
 am_status asym_merge_dx(am_asym *a, layer_plan *p, int layer, const am_conv2d_cfg *cfg, am_shape x, const float *w,
                         am_tensor *dx, const float *bdx, int add, int ver, const float *G);
 /* db = the output gradient summed over the batch and the plane. */
-void asym_bias_grad(const am_tensor *dy, float *db);
+void asym_bias_grad(const am_tensor *dy, float *db, float *copy);
 
 /* ---- lowrank.c: the TEE's part of a split layer */
 /* Grows the basis workspace (and the evaluation basis) to n floats. */
@@ -147,7 +151,10 @@ am_status asym_lowrank_alloc(am_asym *a, layer_plan *p);
  * is. Per-sample bases: nothing to do. */
 am_status asym_lowrank_basis(am_asym *a, layer_plan *p, const am_tensor *x, int training, float **U);
 /* Samples b0..b0+g-1: V into p->V, the residual into R (g x C x N); adds
- * their energies, residual and kept, to *er and *ev. */
+ * their energies, residual and kept, to *er and *ev. Where
+ * asym_lowrank_fused, R is written once and never read: it may be the
+ * accelerator's buffer when the residual leaves as it is. */
+int asym_lowrank_fused(const layer_plan *p);
 am_status asym_lowrank_group(am_asym *a, layer_plan *p, const float *U, const am_tensor *x, int b0, int g, float *R,
                              double *er, double *ev);
 /* y = conv(W U, V), without bias. */
@@ -185,14 +192,6 @@ static inline double asym_quant1(float x, double inv, double M) {
     v = (v + 6755399441055744.0) - 6755399441055744.0;
     return v > M ? M : v < -M ? -M : v;
 }
-
-/* Hot loops: also built for AVX2, the one this processor takes chosen
- * when the program starts (GCC's target_clones; x86-64 only). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define AM_HOT __attribute__((target_clones("avx2", "default")))
-#else
-#define AM_HOT
-#endif
 
 /* ---- pads.c: blinding's one-time pads */
 /* Residues per segment of a pad. */

@@ -29,17 +29,22 @@ static am_status plan(am_asym *a, layer_plan *p) {
 
 /* The residual, a group of samples at a time through a small trusted
  * buffer: projected (or decomposed per sample), clipped and noised, then
- * copied out. Only the released copy is whole. */
+ * copied out. Only the released copy is whole. Without clipping, noise or
+ * verification, a residual that the one-pass projection makes goes
+ * straight into the accelerator's buffer: each value is written there once,
+ * final, and never read back. */
 static am_status release(am_asym *a, int layer, layer_plan *p, const asym_fwd *f, const float *U, float *bx) {
     const am_tensor *x = f->x;
     const int B = x->s.n, G = asym_group_size(a, p);
     const size_t per = (size_t)p->C * p->N;
-    float *R = a->scratch;
+    const int straight = a->cfg.clip == 0.f && a->cfg.sigma == 0.f && !a->verify && asym_lowrank_fused(p);
     double er = 0, ev = 0;
     p->release = a->release_next++;
     for (int b0 = 0; b0 < B; b0 += G) {
         const int g = B - b0 < G ? B - b0 : G;
+        float *R = straight ? bx + (size_t)b0 * per : a->scratch;
         AM_TRY(asym_lowrank_group(a, p, U, x, b0, g, R, &er, &ev));
+        if (straight) continue;
         /* Every release is clipped and noised, in evaluation too. */
         AM_TRY(am_dp_clip_noise_at(R, g, per, b0, a->cfg.clip, a->cfg.sigma, a->noise_key, a->cfg.noise_seed,
                                    p->release));
@@ -141,10 +146,10 @@ static am_status backward(am_asym *a, int layer, layer_plan *p, const asym_bwd *
     const int prot = p->rg > 0;
     float *bg, *bdw, *bdx = NULL;
     if (prot) AM_TRY(protect(a, layer, p, dy, &bg));
-    else AM_TRY(asym_cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, &bg)); /* the paper's scheme */
+    else AM_TRY(asym_cross_grad(a, layer, dy, g->db, &bg)); /* the paper's scheme; db summed on the way */
     const am_cross_kind gk = prot ? AM_CROSS_GRAD_RESIDUAL : AM_CROSS_OUTPUT_GRAD;
     AM_TRY(asym_request_backward(a, layer, p, g->cfg, x->s, bg, AM_CROSS_RESIDUAL, gk, &bdw, g->dx ? &bdx : NULL));
-    if (g->db) asym_bias_grad(dy, g->db);
+    if (g->db && prot) asym_bias_grad(dy, g->db, NULL);
     const int ver = a->verify && p->vu;
     const float *Gs = prot ? a->gs : dy->d; /* what was sent */
     if (ver) {

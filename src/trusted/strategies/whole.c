@@ -35,10 +35,9 @@ static am_status backward(am_asym *a, int layer, layer_plan *p, const asym_bwd *
     const am_tensor *x = g->x, *dy = g->dy;
     float *bg, *bdw, *bdx = NULL;
     /* The output gradient crosses in the clear. */
-    AM_TRY(asym_cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, &bg));
+    AM_TRY(asym_cross_grad(a, layer, dy, g->db, &bg));
     AM_TRY(asym_request_backward(a, layer, p, g->cfg, x->s, bg, AM_CROSS_ACTIVATION, AM_CROSS_OUTPUT_GRAD, &bdw,
                                  g->dx ? &bdx : NULL));
-    if (g->db) asym_bias_grad(dy, g->db);
     const int ver = a->verify && p->vu;
     if (ver) {
         size_t bn = (size_t)x->s.n * p->N, kk2 = (size_t)p->K * p->kk;

@@ -1,0 +1,125 @@
+/* The projection onto a shared basis in one pass: V_b = U^T X_b and
+ * R_b = X_b - U V_b, a block of 16 pixels of one sample at a time while it
+ * is in cache, with ||V||^2 and ||R||^2 summed on the way. X is read once
+ * and V and R written once; the GEMM form (am_project_ws) reads and writes
+ * R three more times, and the energies take two more passes. The blocks
+ * run in parallel: no BLAS call is made inside them (OpenBLAS's calls
+ * cannot run side by side, see am_shared_basis). */
+#include <omp.h>
+#include <string.h>
+
+#include "asymml/decomp.h"
+#include "core/hot.h"
+
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
+
+#define PB 16 /* pixels per block: two vectors of 8 */
+#define JB 4  /* basis vectors (or channels) per register tile */
+
+/* Loads and stores of 8 floats at any alignment, and a vector's sum of
+ * squares (macros: a function taking or giving a vector would change the
+ * calling convention between the AVX2 and the default builds). */
+#define LD8(p) (*(const v8u *)(const void *)(p))
+#define ST8(p, v) (*(v8u *)(void *)(p) = (v))
+#define SQ8(v, f)                                                                                  \
+    do {                                                                                           \
+        const v8 s_ = (v) * (v);                                                                   \
+        f += ((s_[0] + s_[1]) + (s_[2] + s_[3])) + ((s_[4] + s_[5]) + (s_[6] + s_[7]));            \
+    } while (0)
+
+/* One full block: x = X_b + p (rows N apart), v = V_b + p, r_ = R_b + p. */
+AM_HOT static void block(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er,
+                         double *ev) {
+    float fv = 0.f, fr = 0.f;
+    int j = 0;
+    for (; j + JB <= r; j += JB) {
+        v8 a[JB][2] = {{{0}}};
+        for (int c = 0; c < C; c++) {
+            const v8 x0 = LD8(x + (size_t)c * N), x1 = LD8(x + (size_t)c * N + 8);
+            const float *u = U + (size_t)c * r + j;
+            for (int t = 0; t < JB; t++) a[t][0] += u[t] * x0, a[t][1] += u[t] * x1;
+        }
+        for (int t = 0; t < JB; t++) {
+            ST8(v + (size_t)(j + t) * N, a[t][0]), ST8(v + (size_t)(j + t) * N + 8, a[t][1]);
+            SQ8(a[t][0], fv);
+            SQ8(a[t][1], fv);
+        }
+    }
+    for (; j < r; j++) {
+        v8 a0 = {0}, a1 = {0};
+        for (int c = 0; c < C; c++) {
+            const float u = U[(size_t)c * r + j];
+            a0 += u * LD8(x + (size_t)c * N), a1 += u * LD8(x + (size_t)c * N + 8);
+        }
+        ST8(v + (size_t)j * N, a0), ST8(v + (size_t)j * N + 8, a1);
+        SQ8(a0, fv);
+        SQ8(a1, fv);
+    }
+    int c = 0;
+    for (; c + JB <= C; c += JB) {
+        v8 a[JB][2];
+        for (int t = 0; t < JB; t++) a[t][0] = LD8(x + (size_t)(c + t) * N), a[t][1] = LD8(x + (size_t)(c + t) * N + 8);
+        for (int i = 0; i < r; i++) {
+            const v8 v0 = LD8(v + (size_t)i * N), v1 = LD8(v + (size_t)i * N + 8);
+            for (int t = 0; t < JB; t++) {
+                const float u = U[(size_t)(c + t) * r + i];
+                a[t][0] -= u * v0, a[t][1] -= u * v1;
+            }
+        }
+        for (int t = 0; t < JB; t++) {
+            ST8(rr + (size_t)(c + t) * N, a[t][0]), ST8(rr + (size_t)(c + t) * N + 8, a[t][1]);
+            SQ8(a[t][0], fr);
+            SQ8(a[t][1], fr);
+        }
+    }
+    for (; c < C; c++) {
+        v8 a0 = LD8(x + (size_t)c * N), a1 = LD8(x + (size_t)c * N + 8);
+        for (int i = 0; i < r; i++) {
+            const float u = U[(size_t)c * r + i];
+            a0 -= u * LD8(v + (size_t)i * N), a1 -= u * LD8(v + (size_t)i * N + 8);
+        }
+        ST8(rr + (size_t)c * N, a0), ST8(rr + (size_t)c * N + 8, a1);
+        SQ8(a0, fr);
+        SQ8(a1, fr);
+    }
+    *ev += fv, *er += fr;
+}
+
+/* The last n < PB pixels of a sample's plane: through the thread's
+ * scratch t (C + r + C rows of PB), zero beyond n (zeros project to zeros
+ * and add nothing to the energies). */
+static void tail(const float *x, const float *U, int C, int N, int r, int n, float *v, float *rr, float *t,
+                 double *er, double *ev) {
+    float *tx = t, *tv = t + (size_t)C * PB, *tr = tv + (size_t)r * PB;
+    memset(tx, 0, sizeof(float) * (size_t)C * PB);
+    for (int c = 0; c < C; c++) memcpy(tx + (size_t)c * PB, x + (size_t)c * N, sizeof(float) * (size_t)n);
+    block(tx, U, C, PB, r, tv, tr, er, ev);
+    for (int j = 0; j < r; j++) memcpy(v + (size_t)j * N, tv + (size_t)j * PB, sizeof(float) * (size_t)n);
+    for (int c = 0; c < C; c++) memcpy(rr + (size_t)c * N, tr + (size_t)c * PB, sizeof(float) * (size_t)n);
+}
+
+am_status am_project_fused(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R, double *er,
+                           double *ev) {
+    if (B < 1 || C < 1 || N < 1 || r < 1 || r > C || !X || !U || !V || !R || !er || !ev)
+        return am_fail(AM_EINVAL, "project: bad argument");
+    const int nblk = (N + PB - 1) / PB, par = (size_t)B * C * N > 65536, nt = par ? omp_get_max_threads() : 1;
+    const size_t per = (size_t)(2 * C + r) * PB;
+    float *scratch = N % PB ? am_aligned_alloc(sizeof(float) * per * (size_t)nt) : NULL;
+    if (N % PB && !scratch) return am_fail(AM_ENOMEM, "project: out of memory");
+    double se = 0, sv = 0;
+#pragma omp parallel for collapse(2) reduction(+ : se, sv) schedule(static) if (par)
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < nblk; k++) {
+            const size_t p = (size_t)k * PB;
+            const float *x = X + (size_t)b * C * N + p;
+            float *v = V + (size_t)b * r * N + p, *rr = R + (size_t)b * C * N + p;
+            if (p + PB <= (size_t)N)
+                block(x, U, C, N, r, v, rr, &se, &sv);
+            else
+                tail(x, U, C, N, r, (int)(N - p), v, rr, scratch + per * (size_t)omp_get_thread_num(), &se, &sv);
+        }
+    am_aligned_free(scratch);
+    *er += se, *ev += sv;
+    return AM_OK;
+}
