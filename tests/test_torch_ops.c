@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,12 +62,55 @@ static void t_conv(void **st) {
         CLOSE("conv dx", dx.d, N("dx"));
         CLOSE("conv dw", dw, N("dw"));
         if (cfg.bias) CLOSE("conv db", db, N("db"));
+        if (am_conv3x3_fits(&cfg, x.s)) { /* conv0: the direct weight gradient too */
+            size_t n3 = am_conv3x3_workspace(x.s);
+            float *w3 = am_aligned_alloc(n3 * sizeof(float));
+            assert_int_equal(am_conv3x3_dw(&cfg, &x, &dy, dw, w3, n3), AM_OK);
+            CLOSE("conv3x3 dw", dw, N("dw"));
+            am_aligned_free(w3);
+        }
         am_tensor_free(&y);
         am_tensor_free(&dx);
         am_aligned_free(work);
         free(dw);
 #undef N
     }
+}
+
+/* The direct 3x3 weight gradient against im2col + sgemm's (itself checked
+ * against PyTorch above and by finite differences in test_grad): channel
+ * counts up to its limit, output channels in blocks of 4 and single ones,
+ * widths of one and several vectors; what it does not take is refused. */
+static void t_conv3x3(void **st) {
+    (void)st;
+    const int cases[][5] = {{3, 1, 8, 8, 5}, {2, 4, 16, 6, 8}, {1, 16, 40, 3, 7}, {4, 4, 32, 32, 64}, {2, 7, 24, 9, 1}};
+    am_rng rng;
+    am_rng_seed(&rng, 7);
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const int B = cases[t][0], C = cases[t][1], W = cases[t][2], H = cases[t][3], K = cases[t][4];
+        am_conv2d_cfg cfg = {K, 3, 3, 1, 1, 1, 1, 0};
+        am_tensor x = zeros(am_shape4(B, C, H, W)), dy = zeros(am_shape4(B, K, H, W));
+        for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&rng);
+        for (size_t i = 0; i < am_shape_numel(dy.s); i++) dy.d[i] = am_rng_normal(&rng);
+        assert_true(am_conv3x3_fits(&cfg, x.s));
+        size_t wn = am_conv2d_workspace(&cfg, x.s), n3 = am_conv3x3_workspace(x.s);
+        float *work = am_aligned_alloc((wn > n3 ? wn : n3) * sizeof(float));
+        float *w = calloc((size_t)K * C * 9, sizeof(float)), *d1 = malloc(sizeof(float) * K * C * 9),
+              *d2 = malloc(sizeof(float) * K * C * 9);
+        assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, NULL, 0, d1, NULL, work, wn), AM_OK);
+        for (int i = 0; i < K * C * 9; i++) d2[i] = NAN; /* written, not added to */
+        assert_int_equal(am_conv3x3_dw(&cfg, &x, &dy, d2, work, n3), AM_OK);
+        fx_close("conv3x3 dw", d2, d1, (size_t)K * C * 9, ATOL * sqrt((double)B * H * W), RTOL);
+        assert_int_equal(am_conv3x3_dw(&cfg, &x, &dy, d2, work, n3 - 1), AM_EINVAL);
+        am_tensor_free(&x), am_tensor_free(&dy);
+        am_aligned_free(work);
+        free(w), free(d1), free(d2);
+    }
+    am_conv2d_cfg s2 = {4, 3, 3, 2, 2, 1, 1, 0}, k5 = {4, 5, 5, 1, 1, 2, 2, 0}, c1 = {4, 3, 3, 1, 1, 1, 1, 0};
+    assert_false(am_conv3x3_fits(&s2, am_shape4(1, 2, 16, 16)));
+    assert_false(am_conv3x3_fits(&k5, am_shape4(1, 2, 16, 16)));
+    assert_false(am_conv3x3_fits(&c1, am_shape4(1, 2, 16, 12)));
+    assert_false(am_conv3x3_fits(&c1, am_shape4(1, 17, 16, 16)));
 }
 
 static void t_bn(void **st) {
@@ -202,6 +246,7 @@ int main(int argc, char **argv) {
     fx_load(&F, "ops.amfx");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_conv),
+        cmocka_unit_test(t_conv3x3),
         cmocka_unit_test(t_bn),
         cmocka_unit_test(t_unary),
         cmocka_unit_test(t_linear_dropout_add_ce),

@@ -54,6 +54,16 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
                              const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                              float *db, float *work, size_t work_n);
 
+/* The weight gradient of a 3x3 conv with stride 1 and padding 1 over at
+ * most 16 input channels on planes whose width is a multiple of 8,
+ * computed directly (no im2col): the split conv's low-rank part
+ * (src/ops/conv3x3.c). dw is written, not added to. The workspace
+ * (am_conv3x3_workspace floats) holds the input padded. */
+int am_conv3x3_fits(const am_conv2d_cfg *cfg, am_shape x);
+size_t am_conv3x3_workspace(am_shape x);
+am_status am_conv3x3_dw(const am_conv2d_cfg *cfg, const am_tensor *x, const am_tensor *dy, float *dw, float *work,
+                        size_t work_n);
+
 /* ---- batchnorm2d: PyTorch semantics (biased variance to normalize, unbiased
  * variance into the running estimate, running = (1-m) running + m batch) ---- */
 typedef struct am_bn_cfg {
