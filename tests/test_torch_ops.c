@@ -80,7 +80,9 @@ static void t_conv(void **st) {
 /* The direct 3x3 weight gradient against im2col + sgemm's (itself checked
  * against PyTorch above and by finite differences in test_grad): channel
  * counts up to its limit, output channels in blocks of 4 and single ones,
- * widths of one and several vectors; what it does not take is refused. */
+ * widths of one and several vectors; what it does not take is refused; and
+ * am_conv2d_backward taking it for the weight gradient alone (bias too)
+ * where it is faster. */
 static void t_conv3x3(void **st) {
     (void)st;
     const int cases[][5] = {{3, 1, 8, 8, 5}, {2, 4, 16, 6, 8}, {1, 16, 40, 3, 7}, {4, 4, 32, 32, 64}, {2, 7, 24, 9, 1}};
@@ -97,7 +99,9 @@ static void t_conv3x3(void **st) {
         float *work = am_aligned_alloc((wn > n3 ? wn : n3) * sizeof(float));
         float *w = calloc((size_t)K * C * 9, sizeof(float)), *d1 = malloc(sizeof(float) * K * C * 9),
               *d2 = malloc(sizeof(float) * K * C * 9);
-        assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, NULL, 0, d1, NULL, work, wn), AM_OK);
+        am_tensor dx = zeros(x.s); /* asked for: im2col + sgemm, never the direct form */
+        assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, &dx, 0, d1, NULL, work, wn), AM_OK);
+        am_tensor_free(&dx);
         for (int i = 0; i < K * C * 9; i++) d2[i] = NAN; /* written, not added to */
         assert_int_equal(am_conv3x3_dw(&cfg, &x, &dy, d2, work, n3), AM_OK);
         fx_close("conv3x3 dw", d2, d1, (size_t)K * C * 9, ATOL * sqrt((double)B * H * W), RTOL);
@@ -105,6 +109,21 @@ static void t_conv3x3(void **st) {
         am_tensor_free(&x), am_tensor_free(&dy);
         am_aligned_free(work);
         free(w), free(d1), free(d2);
+    }
+    {
+        am_conv2d_cfg cfg = {6, 3, 3, 1, 1, 1, 1, 1};
+        am_tensor x = zeros(am_shape4(2, 3, 5, 32)), dy = zeros(am_shape4(2, 6, 5, 32)), dx = zeros(x.s);
+        for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&rng);
+        for (size_t i = 0; i < am_shape_numel(dy.s); i++) dy.d[i] = am_rng_normal(&rng);
+        size_t wn = am_conv2d_workspace(&cfg, x.s);
+        assert_true(wn >= am_conv3x3_workspace(x.s));
+        float *work = am_aligned_alloc(wn * sizeof(float)), w[6 * 27] = {0}, d1[6 * 27], d2[6 * 27], b1[6], b2[6];
+        assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, &dx, 0, d1, b1, work, wn), AM_OK);
+        assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, NULL, 0, d2, b2, work, wn), AM_OK);
+        fx_close("first conv dw", d2, d1, 6 * 27, ATOL * 20, RTOL);
+        fx_close("first conv db", b2, b1, 6, ATOL, RTOL);
+        am_tensor_free(&x), am_tensor_free(&dy), am_tensor_free(&dx);
+        am_aligned_free(work);
     }
     am_conv2d_cfg s2 = {4, 3, 3, 2, 2, 1, 1, 0}, k5 = {4, 5, 5, 1, 1, 2, 2, 0}, c1 = {4, 3, 3, 1, 1, 1, 1, 0};
     assert_false(am_conv3x3_fits(&s2, am_shape4(1, 2, 16, 16)));

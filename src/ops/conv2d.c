@@ -221,6 +221,14 @@ am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x
     return AM_OK;
 }
 
+/* The weight gradient alone over 4 input channels or fewer on planes 32 or
+ * more wide (a first conv over RGB; a split conv's low-rank part) is
+ * computed directly (conv3x3.c), where that was measured faster than
+ * im2col + sgemm, when the workspace holds its padded input. */
+static int direct_dw(const am_conv2d_cfg *cfg, am_shape x, const am_tensor *dx, size_t work_n) {
+    return !dx && x.c <= 4 && x.w >= 32 && am_conv3x3_fits(cfg, x) && work_n >= am_conv3x3_workspace(x);
+}
+
 am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                              const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                              float *db, float *work, size_t work_n) {
@@ -230,6 +238,13 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
     if (cfg->bias && !db) return am_fail(AM_EINVAL, "conv2d backward: bias gradient expected");
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
+    if (dw && direct_dw(cfg, x->s, dx, work_n)) {
+        am_conv2d_cfg c = *cfg;
+        c.bias = 0;
+        AM_TRY(am_conv3x3_dw(&c, x, dy, dw, work, work_n));
+        if (!db) return AM_OK;
+        dw = NULL; /* done: the loop below sums the bias only */
+    }
     size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
     float *col = work;
     float *out = work + am_align_up((size_t)g.CKK * g.nb * g.P * sizeof(float)) / sizeof(float);

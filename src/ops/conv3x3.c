@@ -11,7 +11,8 @@
  * Measured against im2col + sgemm here (2 threads, batch 8): r = 4 on
  * 224x224 planes, 64 outputs, 26.5 -> 15.3 ms; 112x112, 128 outputs, 11.1
  * -> 8.5; 3x32x32 batch 32, 64 outputs: 2.4 -> 1.8; no gain at 16x16 and
- * slower at r = 8 from 56x56 down (lowrank.c takes it where it wins). The
+ * slower at r = 8 from 56x56 down (am_conv2d_backward takes it where it
+ * wins, for a first conv over RGB too). The
  * forward conv written the same way was no faster than im2col + sgemm at
  * r = 4 and slower at r = 8: it is not used. */
 #include <omp.h>

@@ -161,23 +161,13 @@ static am_status dw_per_sample(am_asym *a, layer_plan *p, const am_conv2d_cfg *l
     return st;
 }
 
-/* The low-rank weight gradient computed directly where that was measured
- * faster than im2col + sgemm (src/ops/conv3x3.c): rank 4 or less on planes
- * 32 pixels wide or more. */
-static int direct_dw(const am_conv2d_cfg *cfg, am_shape v, size_t work_n) {
-    return v.c <= 4 && v.w >= 32 && am_conv3x3_fits(cfg, v) && work_n >= am_conv3x3_workspace(v);
-}
-
 am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const am_tensor *dy, float *dw, float *work, size_t work_n) {
     am_conv2d_cfg lc = *cfg;
     lc.bias = 0;
     if (p->basis != AM_BASIS_SHARED) return dw_per_sample(a, p, &lc, x, dy, dw, work, work_n);
     am_tensor v = {am_shape4(x->s.n, p->r, x->s.h, x->s.w), p->V};
-    if (direct_dw(&lc, v.s, work_n))
-        AM_TRY(am_conv3x3_dw(&lc, &v, dy, p->dWp, work, work_n));
-    else
-        AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
+    AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
     am_stack_grad(p->dWp, p->K, p->r, p->kk, 0, a->fm);
     am_unfold(a->state + p->u_off, a->fm, 1, p->K, p->C, p->r, p->kk, a->fe, dw, 0);
     return AM_OK;
