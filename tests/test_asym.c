@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,8 +234,29 @@ static void t_project_fused(void **st) {
         assert_true(fabs(ev - 2 - am_sumsq(V2, vn)) <= 1e-5 * am_sumsq(V2, vn) + 1e-9);
         free(X), free(U), free(V), free(R), free(V2), free(R2);
     }
+    /* The subspace step X X^T U in one pass against the two GEMMs it
+     * replaces: full and partial blocks of 16 columns, odd channel counts. */
+    const int sub[][3] = {{16, 40, 8}, {33, 16, 8}, {17, 7, 16}, {130, 100, 16}, {64, 1000, 8}};
+    for (size_t t = 0; t < sizeof sub / sizeof sub[0]; t++) {
+        const int C = sub[t][0], N = sub[t][1], r = sub[t][2];
+        assert_true(am_subspace_fits(C, r));
+        float *X = lowrankish(1, C, N, 3, 0.1f), *U = malloc(sizeof(float) * (size_t)C * r);
+        float *P = malloc(sizeof(float) * (size_t)N * r), *Z = malloc(sizeof(float) * (size_t)C * r),
+              *Z2 = malloc(sizeof(float) * (size_t)C * r);
+        for (int i = 0; i < C * r; i++) U[i] = am_rng_normal(&rng) / sqrtf((float)C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, r, C, 1.f, X, N, U, r, 0.f, P, r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, N, 1.f, X, N, P, r, 0.f, Z, r);
+        assert_int_equal(am_subspace_product(X, C, N, r, U, Z2), AM_OK);
+        double zmax = 0;
+        for (int i = 0; i < C * r; i++) zmax = fmax(zmax, fabsf(Z[i]));
+        for (int i = 0; i < C * r; i++) assert_true(fabsf(Z[i] - Z2[i]) < 1e-5 * zmax * sqrt((double)N));
+        free(X), free(U), free(P), free(Z), free(Z2);
+    }
+    assert_false(am_subspace_fits(64, 4));
+    assert_false(am_subspace_fits(8, 16));
     float x = 0;
     double e = 0;
+    assert_int_equal(am_subspace_product(&x, 1, 1, 4, &x, &x), AM_EINVAL);
     assert_int_equal(am_project_fused(&x, 1, 1, 1, 2, &x, &x, &x, &e, &e), AM_EINVAL);
     assert_int_equal(am_project_fused(&x, 1, 1, 1, 1, &x, &x, NULL, &e, &e), AM_EINVAL);
 }

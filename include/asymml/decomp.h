@@ -57,6 +57,12 @@ am_status am_project_ws(const float *X, int B, int C, int N, int r, const float 
 am_status am_project_fused(const float *X, int B, int C, int N, int r, const float *U, float *V, float *R, double *er,
                            double *ev);
 
+/* Z (C x r) = X X^T U for X (C x N), in one pass over X (blocks of 16
+ * columns; no BLAS): the shared basis's subspace step, for the ranks
+ * am_subspace_fits takes (8 and 16, where it is faster). */
+int am_subspace_fits(int C, int r);
+am_status am_subspace_product(const float *X, int C, int N, int r, const float *U, float *Z);
+
 /* SVD-channel entropy mu = -log2(sum_j (s_j / sum_p s_p)^2), 0 <= mu <= log2 n. */
 double am_svd_entropy(const float *s, int n);
 /* ||A||_F^2 of n floats, in double. */

@@ -165,9 +165,15 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
     const int serial = (size_t)C * per <= ((size_t)1 << 18);
     if (serial) am_blas_serial(1);
     am_status st = AM_OK;
+    const int fused = am_subspace_fits(C, r);
     for (int it = 0; it < iters && st == AM_OK; it++) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, per, r, C, 1.f, Xs, per, U, r, 0.f, P, r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, per, 1.f, Xs, per, P, r, 0.f, Z, r);
+        if (fused) {
+            st = am_subspace_product(Xs, C, per, r, U, Z);
+            if (st != AM_OK) break;
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, per, r, C, 1.f, Xs, per, U, r, 0.f, P, r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, per, 1.f, Xs, per, P, r, 0.f, Z, r);
+        }
         memcpy(U, Z, sizeof(float) * (size_t)C * r);
         st = orthonormalize(U, C, r);
     }

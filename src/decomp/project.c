@@ -10,11 +10,12 @@
 
 #include "asymml/decomp.h"
 #include "core/hot.h"
+#include "decomp/block.h"
 
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
 
-#define PB 16 /* pixels per block: two vectors of 8 */
+#define PB AM_PB
 #define JB 4  /* basis vectors (or channels) per register tile */
 
 /* Loads and stores of 8 floats at any alignment, and a vector's sum of
@@ -28,20 +29,21 @@ typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
         f += ((s_[0] + s_[1]) + (s_[2] + s_[3])) + ((s_[4] + s_[5]) + (s_[6] + s_[7]));            \
     } while (0)
 
-/* One full block: x = X_b + p (rows N apart), v = V_b + p, r_ = R_b + p. */
-AM_HOT static void block(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er,
-                         double *ev) {
-    float fv = 0.f, fr = 0.f;
+/* V (r x 16, rows ldv apart) = U^T x for a block x (C x 16, rows ldx
+ * apart); adds ||V||^2 to *fv. */
+AM_HOT void am_block_coefs(const float *x, size_t ldx, const float *U, int C, int r, float *v, size_t ldv,
+                           float *fvp) {
+    float fv = 0.f;
     int j = 0;
     for (; j + JB <= r; j += JB) {
         v8 a[JB][2] = {{{0}}};
         for (int c = 0; c < C; c++) {
-            const v8 x0 = LD8(x + (size_t)c * N), x1 = LD8(x + (size_t)c * N + 8);
+            const v8 x0 = LD8(x + (size_t)c * ldx), x1 = LD8(x + (size_t)c * ldx + 8);
             const float *u = U + (size_t)c * r + j;
             for (int t = 0; t < JB; t++) a[t][0] += u[t] * x0, a[t][1] += u[t] * x1;
         }
         for (int t = 0; t < JB; t++) {
-            ST8(v + (size_t)(j + t) * N, a[t][0]), ST8(v + (size_t)(j + t) * N + 8, a[t][1]);
+            ST8(v + (size_t)(j + t) * ldv, a[t][0]), ST8(v + (size_t)(j + t) * ldv + 8, a[t][1]);
             SQ8(a[t][0], fv);
             SQ8(a[t][1], fv);
         }
@@ -50,12 +52,20 @@ AM_HOT static void block(const float *x, const float *U, int C, int N, int r, fl
         v8 a0 = {0}, a1 = {0};
         for (int c = 0; c < C; c++) {
             const float u = U[(size_t)c * r + j];
-            a0 += u * LD8(x + (size_t)c * N), a1 += u * LD8(x + (size_t)c * N + 8);
+            a0 += u * LD8(x + (size_t)c * ldx), a1 += u * LD8(x + (size_t)c * ldx + 8);
         }
-        ST8(v + (size_t)j * N, a0), ST8(v + (size_t)j * N + 8, a1);
+        ST8(v + (size_t)j * ldv, a0), ST8(v + (size_t)j * ldv + 8, a1);
         SQ8(a0, fv);
         SQ8(a1, fv);
     }
+    *fvp += fv;
+}
+
+/* One full block: x = X_b + p (rows N apart), v = V_b + p, r_ = R_b + p. */
+AM_HOT static void block(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er,
+                         double *ev) {
+    float fv = 0.f, fr = 0.f;
+    am_block_coefs(x, (size_t)N, U, C, r, v, (size_t)N, &fv);
     int c = 0;
     for (; c + JB <= C; c += JB) {
         v8 a[JB][2];

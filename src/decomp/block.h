@@ -1,0 +1,15 @@
+/* A block of 16 columns (pixels) of a C-row matrix projected onto a basis
+ * U (C x r): project.c's kernel, which subspace.c shares. Internal to
+ * src/decomp. */
+#ifndef ASYMML_DECOMP_BLOCK_H
+#define ASYMML_DECOMP_BLOCK_H
+
+#include <stddef.h>
+
+#define AM_PB 16
+
+/* V (r x 16, rows ldv apart) = U^T x for x (C x 16, rows ldx apart); adds
+ * ||V||^2 to *fv. */
+void am_block_coefs(const float *x, size_t ldx, const float *U, int C, int r, float *v, size_t ldv, float *fv);
+
+#endif
