@@ -115,6 +115,10 @@ static void t_decomposition(void **st) {
     assert_int_equal(am_rank_pick(AM_RANK_ENERGY, 0.06, geo, 4), 2);
     assert_int_equal(am_shared_basis(X, B, C, N, 0, 2, 0, U, work, wn), AM_EINVAL);
     assert_int_equal(am_shared_basis(X, B, C, N, r, 2, 0, U, work, 4), AM_EINVAL);
+    /* A diverged input is named as such, not as LAPACK's complaint. */
+    X[5] = NAN;
+    assert_int_equal(am_shared_basis(X, B, C, N, r, 2, 0, U, work, wn), AM_ENUM);
+    assert_non_null(strstr(am_last_error(), "not finite"));
     am_aligned_free(work);
     free(V);
     free(R);

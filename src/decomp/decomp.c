@@ -96,6 +96,12 @@ size_t am_shared_basis_workspace(int B, int C, int N, int r) {
  * warm-started basis keeps its orientation). Where Q's columns are
  * dependent, QR still completes them to r orthonormal columns. */
 static am_status orthonormalize(float *Q, int C, int r) {
+    /* A non-finite product comes from a non-finite input: say so, rather
+     * than what LAPACK makes of it. */
+    for (size_t i = 0; i < (size_t)C * r; i++)
+        if (!isfinite(Q[i]))
+            return am_fail(AM_ENUM, "decomposition: the layer's input is not finite (has the training diverged? a "
+                                    "lower --lr, or --clip, may help)");
     double *A = malloc(sizeof(double) * ((size_t)C * r + 2 * (size_t)r));
     if (!A) return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
     double *tau = A + (size_t)C * r, *sign = tau + r;

@@ -16,6 +16,9 @@ int am_unfold_group(int B, int K, int r, int kk);
 void am_to_ck(const float *W, int K, int C, int kk, float *Wt);
 /* W' (K x r x kk) for the basis U (C x r) from Wt (C x K kk); M scratch r x K kk. */
 void am_fold(const float *Wt, const float *U, int K, int C, int r, int kk, float *M, float *Wp);
+/* Whether am_fold_chunked folds straight from W (3x3 kernels, r >= 8),
+ * touching neither scratch buffer. */
+int am_fold_direct(int kk, int r);
 /* The same for one shared basis, a chunk of output channels at a time;
  * Wt scratch C x (chunk) kk. */
 void am_fold_chunked(const float *W, const float *U, int K, int C, int r, int kk, float *Wt, float *M, float *Wp);

@@ -85,6 +85,10 @@ am_status asym_lowrank_basis(am_asym *a, layer_plan *p, const am_tensor *x, int 
  * 64); below, the GEMMs over the gathered batch are. */
 int asym_lowrank_fused(const layer_plan *p) { return p->basis == AM_BASIS_SHARED && p->N >= 16; }
 
+int asym_release_straight(const am_asym *a, const layer_plan *p) {
+    return a->cfg.clip == 0.f && a->cfg.sigma == 0.f && !a->verify && asym_lowrank_fused(p);
+}
+
 am_status asym_lowrank_group(am_asym *a, layer_plan *p, const float *U, const am_tensor *x, int b0, int g, float *R,
                              double *er, double *ev) {
     const int C = p->C, N = p->N, r = p->r;

@@ -2,6 +2,7 @@
  * the model hands them: for the modelled enclave paging (am_model_paging).
  * Mirrors the split and low-rank-only strategies' passes (lowrank.c,
  * strategies/), buffer by buffer. */
+#include "trusted/fold.h"
 #include "trusted/strategy.h"
 
 static void add(asym_list *l, const void *p, size_t floats) {
@@ -23,9 +24,11 @@ static void forward(const am_asym *a, const layer_plan *p, asym_list *l, size_t 
         add(l, p->Ub, B * C * r);
     }
     add(l, p->V, B * r * N);
-    add(l, a->scratch, min_z(a->scratch_n, G * C * N));
-    add(l, a->wt, a->wt_n);
-    add(l, a->fm, min_z(a->fm_n, r * K * kk));
+    if (!(a->cfg.mode == AM_MODE_ASYMML && asym_release_straight(a, p))) add(l, a->scratch, min_z(a->scratch_n, G * C * N));
+    if (!shared || !am_fold_direct(p->kk, p->r)) {
+        add(l, a->wt, a->wt_n);
+        add(l, a->fm, min_z(a->fm_n, r * K * kk));
+    }
     add(l, p->Wp, K * r * kk);
     am_conv2d_cfg lc = p->cfg;
     lc.bias = 0;

@@ -155,6 +155,10 @@ am_status asym_lowrank_basis(am_asym *a, layer_plan *p, const am_tensor *x, int 
  * asym_lowrank_fused, R is written once and never read: it may be the
  * accelerator's buffer when the residual leaves as it is. */
 int asym_lowrank_fused(const layer_plan *p);
+/* The split's residual leaves as it is computed (no clipping, noise or
+ * verification, and the one-pass projection): written straight into the
+ * accelerator's buffer, never through the trusted scratch. */
+int asym_release_straight(const am_asym *a, const layer_plan *p);
 am_status asym_lowrank_group(am_asym *a, layer_plan *p, const float *U, const am_tensor *x, int b0, int g, float *R,
                              double *er, double *ev);
 /* y = conv(W U, V), without bias. */

@@ -37,7 +37,7 @@ static am_status release(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
     const am_tensor *x = f->x;
     const int B = x->s.n, G = asym_group_size(a, p);
     const size_t per = (size_t)p->C * p->N;
-    const int straight = a->cfg.clip == 0.f && a->cfg.sigma == 0.f && !a->verify && asym_lowrank_fused(p);
+    const int straight = asym_release_straight(a, p);
     double er = 0, ev = 0;
     p->release = a->release_next++;
     for (int b0 = 0; b0 < B; b0 += G) {
