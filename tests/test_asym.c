@@ -221,7 +221,7 @@ static void exactness(const char *name, am_shape in, int B, am_basis_kind basis,
 static void t_project_fused(void **st) {
     (void)st;
     const int shapes[][4] = {{2, 8, 16, 4}, {3, 7, 23, 3}, {2, 5, 5, 5}, {4, 64, 49, 4}, {2, 33, 196, 13},
-                             {1, 512, 16, 32}, {2, 16, 1, 1}, {2, 130, 64, 9}};
+                             {1, 512, 16, 32}, {2, 16, 1, 1}, {2, 130, 64, 9}, {4, 64, 300, 8}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         const int B = shapes[t][0], C = shapes[t][1], N = shapes[t][2], r = shapes[t][3];
         const size_t xn = (size_t)B * C * N, vn = (size_t)B * r * N;
@@ -236,11 +236,16 @@ static void t_project_fused(void **st) {
         for (size_t i = 0; i < xn; i++) assert_true(fabsf(R[i] - R2[i]) < 1e-5f * (1 + fabsf(X[i])));
         assert_true(fabs(er - 1 - am_sumsq(R2, xn)) <= 1e-5 * am_sumsq(R2, xn) + 1e-9);
         assert_true(fabs(ev - 2 - am_sumsq(V2, vn)) <= 1e-5 * am_sumsq(V2, vn) + 1e-9);
+        /* Again: the same bits (the last shape runs on every thread). */
+        double er2 = 1, ev2 = 2;
+        assert_int_equal(am_project_fused(X, B, C, N, r, U, V, R, &er2, &ev2), AM_OK);
+        assert_true(er2 == er && ev2 == ev);
+        assert_memory_equal(R, R2, sizeof(float) * xn);
         free(X), free(U), free(V), free(R), free(V2), free(R2);
     }
     /* The subspace step X X^T U in one pass against the two GEMMs it
      * replaces: full and partial blocks of 16 columns, odd channel counts. */
-    const int sub[][3] = {{16, 40, 8}, {33, 16, 8}, {17, 7, 16}, {130, 100, 16}, {64, 1000, 8}};
+    const int sub[][3] = {{16, 40, 8}, {33, 16, 8}, {17, 7, 16}, {130, 100, 16}, {64, 1000, 8}, {80, 1000, 16}};
     for (size_t t = 0; t < sizeof sub / sizeof sub[0]; t++) {
         const int C = sub[t][0], N = sub[t][1], r = sub[t][2];
         assert_true(am_subspace_fits(C, r));

@@ -79,13 +79,13 @@ static void t_conv(void **st) {
 
 /* The direct 3x3 weight gradient against im2col + sgemm's (itself checked
  * against PyTorch above and by finite differences in test_grad): channel
- * counts up to its limit, output channels in blocks of 4 and single ones,
+ * counts up to its limit (4), output channels in blocks of 4 and single ones,
  * widths of one and several vectors; what it does not take is refused; and
  * am_conv2d_backward taking it for the weight gradient alone (bias too)
  * where it is faster. */
 static void t_conv3x3(void **st) {
     (void)st;
-    const int cases[][5] = {{3, 1, 8, 8, 5}, {2, 4, 16, 6, 8}, {1, 16, 40, 3, 7}, {4, 4, 32, 32, 64}, {2, 7, 24, 9, 1}};
+    const int cases[][5] = {{3, 1, 8, 8, 5}, {2, 4, 16, 6, 8}, {1, 2, 40, 3, 7}, {4, 4, 32, 32, 64}, {2, 3, 24, 9, 1}};
     am_rng rng;
     am_rng_seed(&rng, 7);
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
@@ -115,13 +115,22 @@ static void t_conv3x3(void **st) {
         am_tensor x = zeros(am_shape4(2, 3, 5, 32)), dy = zeros(am_shape4(2, 6, 5, 32)), dx = zeros(x.s);
         for (size_t i = 0; i < am_shape_numel(x.s); i++) x.d[i] = am_rng_normal(&rng);
         for (size_t i = 0; i < am_shape_numel(dy.s); i++) dy.d[i] = am_rng_normal(&rng);
-        size_t wn = am_conv2d_workspace(&cfg, x.s);
-        assert_true(wn >= am_conv3x3_workspace(x.s));
+        size_t wn = am_conv2d_workspace_fast(&cfg, x.s);
+        assert_true(wn >= am_conv3x3_workspace(x.s) && wn >= am_conv2d_workspace(&cfg, x.s));
         float *work = am_aligned_alloc(wn * sizeof(float)), w[6 * 27] = {0}, d1[6 * 27], d2[6 * 27], b1[6], b2[6];
         assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, &dx, 0, d1, b1, work, wn), AM_OK);
         assert_int_equal(am_conv2d_backward(&cfg, &x, w, &dy, NULL, 0, d2, b2, work, wn), AM_OK);
         fx_close("first conv dw", d2, d1, 6 * 27, ATOL * 20, RTOL);
         fx_close("first conv db", b2, b1, 6, ATOL, RTOL);
+        float d3[6 * 27]; /* it took the direct form: the same bits */
+        assert_int_equal(am_conv3x3_dw(&cfg, &x, &dy, d3, work, wn), AM_OK);
+        assert_memory_equal(d2, d3, sizeof d3);
+        /* without a bias gradient: the weight gradient alone */
+        for (int i = 0; i < 6 * 27; i++) d3[i] = NAN;
+        am_conv2d_cfg nb = cfg;
+        nb.bias = 0;
+        assert_int_equal(am_conv2d_backward(&nb, &x, w, &dy, NULL, 0, d3, NULL, work, wn), AM_OK);
+        assert_memory_equal(d2, d3, sizeof d3);
         am_tensor_free(&x), am_tensor_free(&dy), am_tensor_free(&dx);
         am_aligned_free(work);
     }
@@ -129,7 +138,7 @@ static void t_conv3x3(void **st) {
     assert_false(am_conv3x3_fits(&s2, am_shape4(1, 2, 16, 16)));
     assert_false(am_conv3x3_fits(&k5, am_shape4(1, 2, 16, 16)));
     assert_false(am_conv3x3_fits(&c1, am_shape4(1, 2, 16, 12)));
-    assert_false(am_conv3x3_fits(&c1, am_shape4(1, 17, 16, 16)));
+    assert_false(am_conv3x3_fits(&c1, am_shape4(1, 5, 16, 16)));
 }
 
 static void t_bn(void **st) {

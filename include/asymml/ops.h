@@ -40,6 +40,9 @@ am_status am_conv2d_exact(const am_conv2d_cfg *cfg, am_shape x, const double *xd
  * both bounds. */
 double am_exact_bound(const am_conv2d_cfg *cfg, int in_c, double max_x, double max_w);
 size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x);
+/* At least as much, and room for the weight gradient's direct form where
+ * the backward pass would take it (the padded input; see conv2d.c). */
+size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x);
 /* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n);
@@ -55,7 +58,7 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
                              float *db, float *work, size_t work_n);
 
 /* The weight gradient of a 3x3 conv with stride 1 and padding 1 over at
- * most 16 input channels on planes whose width is a multiple of 8,
+ * most 4 input channels on planes whose width is a multiple of 8,
  * computed directly (no im2col): the split conv's low-rank part
  * (src/ops/conv3x3.c). dw is written, not added to. The workspace
  * (am_conv3x3_workspace floats) holds the input padded. */

@@ -6,21 +6,43 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
-double am_sumsq(const float *a, size_t n) {
+/* Float partial sums over runs of 256, added in double: accurate and
+ * vectorizable. */
+static double sumsq_range(const float *a, size_t i, size_t end) {
     double s = 0;
-    /* Float partial sums over short runs, added in double: accurate and
-     * vectorizable. The static schedule keeps the result the same from run
-     * to run at a given thread count. */
-#pragma omp parallel for reduction(+ : s) schedule(static) if (n > (1 << 16))
-    for (size_t i = 0; i < n; i += 256) {
-        size_t e = i + 256 < n ? i + 256 : n;
+    for (; i < end; i += 256) {
+        size_t e = i + 256 < end ? i + 256 : end;
         float f = 0.f;
         for (size_t j = i; j < e; j++) f += a[j] * a[j];
         s += f;
     }
+    return s;
+}
+
+double am_sumsq(const float *a, size_t n) {
+    if (n <= (1 << 16)) return sumsq_range(a, 0, n);
+    /* Each thread a contiguous range (whole runs of 256), the ranges' sums
+     * added in order: the same result from run to run at a thread count. */
+    enum { MAXT = 256 };
+    double part[MAXT] = {0};
+    int used = 1;
+#pragma omp parallel
+    {
+        const int nt = omp_get_num_threads() < MAXT ? omp_get_num_threads() : MAXT, t = omp_get_thread_num();
+        const size_t runs = (n + 255) / 256, per = (runs + (size_t)nt - 1) / (size_t)nt;
+#pragma omp single
+        used = nt;
+        if (t < nt) {
+            size_t b = (size_t)t * per * 256, e = b + per * 256;
+            part[t] = b < n ? sumsq_range(a, b, e < n ? e : n) : 0;
+        }
+    }
+    double s = 0;
+    for (int t = 0; t < used; t++) s += part[t];
     return s;
 }
 
@@ -159,9 +181,11 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
         }
         free(en), free(used);
     }
-    /* Z = Xs (Xs^T U). The GEMMs are called one at a time: OpenBLAS
-     * 0.3.21's OpenMP build gave wrong results when called from several
-     * threads at once (seen here), so the parallelism is OpenBLAS's own.
+    /* Z = Xs (Xs^T U): in one pass (subspace.c) at the ranks where that
+     * was measured faster, else as two GEMMs. The GEMMs are called one at
+     * a time: OpenBLAS 0.3.21's OpenMP build gave wrong results when called
+     * from several threads at once (seen here), so their parallelism is
+     * OpenBLAS's own.
      * Small problems run on one thread: waking the others for calls this
      * small costs more than it saves (measured at C 512: 2.1 -> 1.4 ms with
      * 512 columns, 1.6 -> 0.8 ms with 128). Forming the Gram matrix Xs Xs^T

@@ -6,23 +6,17 @@
  * run in parallel: no BLAS call is made inside them (OpenBLAS's calls
  * cannot run side by side, see am_shared_basis). */
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "asymml/decomp.h"
 #include "core/hot.h"
 #include "decomp/block.h"
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
+#define PB AM_PB /* pixels per block */
+#define JB 4     /* basis vectors (or channels) per register tile */
 
-#define PB AM_PB
-#define JB 4  /* basis vectors (or channels) per register tile */
-
-/* Loads and stores of 8 floats at any alignment, and a vector's sum of
- * squares (macros: a function taking or giving a vector would change the
- * calling convention between the AVX2 and the default builds). */
-#define LD8(p) (*(const v8u *)(const void *)(p))
-#define ST8(p, v) (*(v8u *)(void *)(p) = (v))
+/* f += a vector's sum of squares. */
 #define SQ8(v, f)                                                                                  \
     do {                                                                                           \
         const v8 s_ = (v) * (v);                                                                   \
@@ -30,7 +24,7 @@ typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
     } while (0)
 
 /* V (r x 16, rows ldv apart) = U^T x for a block x (C x 16, rows ldx
- * apart); adds ||V||^2 to *fv. */
+ * apart); adds ||V||^2 to *fvp unless it is NULL. */
 AM_HOT void am_block_coefs(const float *x, size_t ldx, const float *U, int C, int r, float *v, size_t ldv,
                            float *fvp) {
     float fv = 0.f;
@@ -58,7 +52,7 @@ AM_HOT void am_block_coefs(const float *x, size_t ldx, const float *U, int C, in
         SQ8(a0, fv);
         SQ8(a1, fv);
     }
-    *fvp += fv;
+    if (fvp) *fvp += fv;
 }
 
 /* One full block: x = X_b + p (rows N apart), v = V_b + p, r_ = R_b + p. */
@@ -115,21 +109,36 @@ am_status am_project_fused(const float *X, int B, int C, int N, int r, const flo
         return am_fail(AM_EINVAL, "project: bad argument");
     const int nblk = (N + PB - 1) / PB, par = (size_t)B * C * N > 65536, nt = par ? omp_get_max_threads() : 1;
     const size_t per = (size_t)(2 * C + r) * PB;
+    /* Per thread: its energies, and scratch for a partial block. */
+    double *sums = calloc(2 * (size_t)nt, sizeof(double));
     float *scratch = N % PB ? am_aligned_alloc(sizeof(float) * per * (size_t)nt) : NULL;
-    if (N % PB && !scratch) return am_fail(AM_ENOMEM, "project: out of memory");
-    double se = 0, sv = 0;
-#pragma omp parallel for collapse(2) reduction(+ : se, sv) schedule(static) if (par)
-    for (int b = 0; b < B; b++)
-        for (int k = 0; k < nblk; k++) {
-            const size_t p = (size_t)k * PB;
-            const float *x = X + (size_t)b * C * N + p;
-            float *v = V + (size_t)b * r * N + p, *rr = R + (size_t)b * C * N + p;
-            if (p + PB <= (size_t)N)
-                block(x, U, C, N, r, v, rr, &se, &sv);
-            else
-                tail(x, U, C, N, r, (int)(N - p), v, rr, scratch + per * (size_t)omp_get_thread_num(), &se, &sv);
-        }
+    if (!sums || (N % PB && !scratch)) {
+        free(sums);
+        am_aligned_free(scratch);
+        return am_fail(AM_ENOMEM, "project: out of memory");
+    }
+    int used = 1;
+#pragma omp parallel if (par)
+    {
+        const int t = omp_get_thread_num();
+        double *se = sums + 2 * (size_t)t, *sv = se + 1;
+#pragma omp single
+        used = omp_get_num_threads();
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < nblk; k++) {
+                const size_t p = (size_t)k * PB;
+                const float *x = X + (size_t)b * C * N + p;
+                float *v = V + (size_t)b * r * N + p, *rr = R + (size_t)b * C * N + p;
+                if (p + PB <= (size_t)N)
+                    block(x, U, C, N, r, v, rr, se, sv);
+                else
+                    tail(x, U, C, N, r, (int)(N - p), v, rr, scratch + per * (size_t)t, se, sv);
+            }
+    }
+    /* In thread order: the same sums from run to run at a thread count. */
+    for (int t = 0; t < used; t++) *er += sums[2 * t], *ev += sums[2 * t + 1];
+    free(sums);
     am_aligned_free(scratch);
-    *er += se, *ev += sv;
     return AM_OK;
 }

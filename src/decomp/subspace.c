@@ -11,10 +11,6 @@
 #include "core/hot.h"
 #include "decomp/block.h"
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
-#define LD8(p) (*(const v8u *)(const void *)(p))
-#define ST8(p, v) (*(v8u *)(void *)(p) = (v))
 
 /* Ranks 8 and 16, where it was measured faster than the GEMMs (C 128 over
  * 8,192 columns at r 8: 2.2 -> 0.8 ms a basis of 2 steps; C 256 over
@@ -54,8 +50,7 @@ AM_HOT static void accumulate(const float *x, size_t ldx, const float *vt, int C
 
 /* One block: its coefficients v (r x 16), transposed into vt, then z. */
 static void step_block(const float *x, size_t ldx, const float *U, int C, int r, float *v, float *vt, float *z) {
-    float unused = 0.f;
-    am_block_coefs(x, ldx, U, C, r, v, AM_PB, &unused);
+    am_block_coefs(x, ldx, U, C, r, v, AM_PB, NULL);
     for (int j = 0; j < r; j++)
         for (int q = 0; q < AM_PB; q++) vt[(size_t)q * r + j] = v[(size_t)j * AM_PB + q];
     accumulate(x, ldx, vt, C, r, z);
@@ -64,13 +59,13 @@ static void step_block(const float *x, size_t ldx, const float *U, int C, int r,
 am_status am_subspace_product(const float *X, int C, int N, int r, const float *U, float *Z) {
     if (!X || !U || !Z || C < 1 || N < 1 || !am_subspace_fits(C, r))
         return am_fail(AM_EINVAL, "subspace product: bad argument");
-    const int nblk = (N + AM_PB - 1) / AM_PB, nt = omp_get_max_threads();
+    const int nblk = (N + AM_PB - 1) / AM_PB, par = (size_t)C * N > 65536, nt = par ? omp_get_max_threads() : 1;
     /* Per thread: its Z, v and vt, and a padded block for the last columns. */
     const size_t zr = (size_t)C * r, per = zr + 2 * (size_t)r * AM_PB + (size_t)C * AM_PB;
     float *ws = am_aligned_alloc(sizeof(float) * per * (size_t)nt);
     if (!ws) return am_fail(AM_ENOMEM, "subspace product: out of memory");
     int used = 1;
-#pragma omp parallel
+#pragma omp parallel if (par)
     {
         const int t = omp_get_thread_num();
         float *z = ws + per * (size_t)t, *v = z + zr, *vt = v + (size_t)r * AM_PB, *pad = vt + (size_t)r * AM_PB;

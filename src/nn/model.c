@@ -406,7 +406,7 @@ static void lay_out(am_model *m, int B, size_t *need) {
         } else if (l->kind == K_CONV) {
             am_shape xs = m->L[l->in[0]].os;
             xs.n = B;
-            size_t w = am_conv2d_workspace(&l->conv, xs);
+            size_t w = am_conv2d_workspace_fast(&l->conv, xs);
             if (w > wn) wn = w;
         }
     }

@@ -59,6 +59,20 @@ static void make_geom(const am_conv2d_cfg *cfg, am_shape x, am_shape y, geom *g)
     g->nb = nb < 1 ? 1 : (nb > g->B ? g->B : nb);
 }
 
+/* The weight gradient alone over 4 input channels or fewer on planes 32 or
+ * more wide (a first conv over RGB; a split conv's low-rank part) is
+ * computed directly (conv3x3.c), where that was measured faster than
+ * im2col + sgemm, when the workspace holds its padded input:
+ * am_conv2d_workspace_fast makes room for it (the model sizes its
+ * workspace so); the low-rank part's, sized for the whole conv, takes it
+ * when it fits. */
+static int direct_shape(const am_conv2d_cfg *cfg, am_shape x) {
+    return x.c <= 4 && x.w >= 32 && am_conv3x3_fits(cfg, x);
+}
+static int direct_dw(const am_conv2d_cfg *cfg, am_shape x, const am_tensor *dx, size_t work_n) {
+    return !dx && direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x);
+}
+
 size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x) {
     am_shape y;
     if (am_conv2d_out_shape(cfg, x, &y) != AM_OK) return 0;
@@ -68,6 +82,11 @@ size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x) {
     size_t col = (size_t)g.CKK * cols; /* im2col in forward, dcol in backward */
     size_t out = g.nb > 1 ? (size_t)g.K * cols : 0;
     return am_align_up(col * sizeof(float)) / sizeof(float) + out;
+}
+
+size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x) {
+    size_t need = am_conv2d_workspace(cfg, x);
+    return need && direct_shape(cfg, x) && am_conv3x3_workspace(x) > need ? am_conv3x3_workspace(x) : need;
 }
 
 /* Row r = (c*kh+i)*kw+j of one sample's column matrix, into dst (Ho*Wo). */
@@ -221,13 +240,6 @@ am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x
     return AM_OK;
 }
 
-/* The weight gradient alone over 4 input channels or fewer on planes 32 or
- * more wide (a first conv over RGB; a split conv's low-rank part) is
- * computed directly (conv3x3.c), where that was measured faster than
- * im2col + sgemm, when the workspace holds its padded input. */
-static int direct_dw(const am_conv2d_cfg *cfg, am_shape x, const am_tensor *dx, size_t work_n) {
-    return !dx && x.c <= 4 && x.w >= 32 && am_conv3x3_fits(cfg, x) && work_n >= am_conv3x3_workspace(x);
-}
 
 am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                              const am_tensor *dy, am_tensor *dx, int accum, float *dw,
@@ -239,9 +251,7 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
     if (dw && direct_dw(cfg, x->s, dx, work_n)) {
-        am_conv2d_cfg c = *cfg;
-        c.bias = 0;
-        AM_TRY(am_conv3x3_dw(&c, x, dy, dw, work, work_n));
+        AM_TRY(am_conv3x3_dw(cfg, x, dy, dw, work, work_n));
         if (!db) return AM_OK;
         dw = NULL; /* done: the loop below sums the bias only */
     }

@@ -21,14 +21,11 @@
 #include "asymml/ops.h"
 #include "core/hot.h"
 
-typedef float v8 __attribute__((vector_size(32)));
-typedef float v8u __attribute__((vector_size(32), aligned(4), may_alias));
 
-#define LD8(p) (*(const v8u *)(const void *)(p))
-#define ST8(p, v) (*(v8u *)(void *)(p) = (v))
 
-/* The most input channels the weight gradient takes (its per-block sums). */
-#define DW_MAX_C 16
+/* The most input channels it takes: its callers' (am_conv2d_backward takes
+ * it up to 4); its per-thread sums are sized by it. */
+#define DW_MAX_C 4
 
 /* A thread's sums for the weight gradient of one block of 4 channels. */
 typedef struct dw_sums {

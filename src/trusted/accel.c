@@ -111,10 +111,16 @@ AM_HOT void asym_bias_grad(const am_tensor *dy, float *db, float *copy) {
             float *restrict d = copy ? copy + o : NULL;
             float s[8] = {0};
             size_t i = 0;
-            for (; i + 8 <= P; i += 8)
-                for (int l = 0; l < 8; l++) s[l] += g[i + l];
-            if (d) memcpy(d, g, sizeof(float) * P);
-            for (; i < P; i++) s[i % 8] += g[i];
+            if (d)
+                for (; i + 8 <= P; i += 8)
+                    for (int l = 0; l < 8; l++) s[l] += g[i + l], d[i + l] = g[i + l];
+            else
+                for (; i + 8 <= P; i += 8)
+                    for (int l = 0; l < 8; l++) s[l] += g[i + l];
+            for (; i < P; i++) {
+                s[i % 8] += g[i];
+                if (d) d[i] = g[i];
+            }
             t += (double)((s[0] + s[1]) + (s[2] + s[3])) + (double)((s[4] + s[5]) + (s[6] + s[7]));
         }
         db[k] = (float)t;

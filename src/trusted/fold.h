@@ -1,6 +1,7 @@
 /* Folding a basis U into conv weights (W' = U^T W, per output channel) and
  * unfolding the low-rank weight gradient back (dW = U dW'), as GEMMs over
- * many output channels at once through bounded scratch: lowrank.c's helpers. */
+ * many output channels at once through bounded scratch (3x3 folds at r >= 8
+ * straight from W, without it): lowrank.c's helpers. */
 #ifndef ASYMML_TRUSTED_FOLD_H
 #define ASYMML_TRUSTED_FOLD_H
 

@@ -17,24 +17,30 @@ void am_ledger_hash(const void *p, size_t n, uint8_t out[16]) {
 }
 
 /* Copies n floats of trusted memory into the accelerator's (layer, role)
- * buffer and records the crossing. */
-am_status asym_cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s, const float *src,
-                     float **dst) {
+ * buffer and records the crossing; with db, src is the output gradient dy
+ * and its bias gradient is summed in the same pass. */
+static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s, const float *src,
+                       float *db, float **dst) {
     size_t n = am_shape_numel(s);
     double t0 = asym_now();
     AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
-    am_copy_floats(*dst, src, n);
+    if (db) {
+        const am_tensor dy = {s, (float *)src};
+        asym_bias_grad(&dy, db, *dst);
+    } else {
+        am_copy_floats(*dst, src, n);
+    }
     a->L[layer].xfer_s += asym_now() - t0;
     return asym_record(a, layer, kind, s, *dst);
 }
 
+am_status asym_cross(am_asym *a, int layer, am_buf_role role, am_cross_kind kind, am_shape s, const float *src,
+                     float **dst) {
+    return cross(a, layer, role, kind, s, src, NULL, dst);
+}
+
 am_status asym_cross_grad(am_asym *a, int layer, const am_tensor *dy, float *db, float **dst) {
-    if (!db) return asym_cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, dst);
-    double t0 = asym_now();
-    AM_TRY(a->be->vt->buffer(a->be, layer, AM_BUF_GRAD, am_shape_numel(dy->s), dst));
-    asym_bias_grad(dy, db, *dst);
-    a->L[layer].xfer_s += asym_now() - t0;
-    return asym_record(a, layer, AM_CROSS_OUTPUT_GRAD, dy->s, *dst);
+    return cross(a, layer, AM_BUF_GRAD, AM_CROSS_OUTPUT_GRAD, dy->s, dy->d, db, dst);
 }
 
 /* Records in the ledger what now lies in an accelerator buffer. */

@@ -116,7 +116,10 @@ static am_status protected_terms(am_asym *a, layer_plan *p, const asym_bwd *g) {
     const size_t ckk = (size_t)C * p->kk;
     const float *A = a->state + p->a_off;
     float *R = a->scratch;
-    if (p->basis == AM_BASIS_SHARED) {
+    if (asym_lowrank_fused(p)) { /* as the forward pass made it, bit for bit */
+        double e1 = 0, e2 = 0;
+        AM_TRY(am_project_fused(x->d, B, C, N, r, a->state + p->u_off, p->V, R, &e1, &e2));
+    } else if (p->basis == AM_BASIS_SHARED) {
         AM_TRY(am_project(x->d, B, C, N, r, a->state + p->u_off, p->V, R));
     } else {
         memcpy(R, x->d, sizeof(float) * (size_t)B * C * N);
