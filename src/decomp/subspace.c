@@ -12,9 +12,10 @@
 #include "decomp/block.h"
 
 
-/* Ranks 8 and 16, where it was measured faster than the GEMMs (C 128 over
- * 8,192 columns at r 8: 2.2 -> 0.8 ms a basis of 2 steps; C 256 over
- * 25,088 at r 16: 5.8 -> 3.9); at r 32 (C 512) the GEMMs were faster. */
+/* Ranks 8 and 16, where it was measured faster than the GEMMs (a basis of
+ * 2 steps, C 128 over 8,192 columns at r 8: 0.8 ms against 2.2 and 4.6 ms
+ * in two runs; C 256 over 25,088 at r 16: 3.9 against 5.8 ms, one run);
+ * at r 32 (C 512) the GEMMs were faster. */
 int am_subspace_fits(int C, int r) { return (r == 8 || r == 16) && r <= C; }
 
 /* z (C x r, the thread's) += x (C x 16, rows ldx apart) vt (16 x r), two
