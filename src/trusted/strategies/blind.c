@@ -116,7 +116,8 @@ AM_HOT static uint64_t segment(const float *x, const uint32_t *r, size_t i0, siz
         uint64_t s = 0;
         for (size_t k = 0; k < run; k++) { /* centered: |r| < 2^30, |q| < 2^15 */
             const size_t o = i + k;
-            int32_t v = q[o] + (int32_t)r[o] - (r[o] > (uint32_t)H ? AM_MODP : 0);
+            /* r centered before q is added: q + r could pass 2^31 - 1 */
+            int32_t v = q[o] + ((int32_t)r[o] - (r[o] > (uint32_t)H ? AM_MODP : 0));
             v -= v > H ? AM_MODP : 0;
             v += v < -H ? AM_MODP : 0;
             b[i0 + o] = v;
