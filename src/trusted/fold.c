@@ -58,7 +58,6 @@ void am_fold(const float *Wt, const float *U, int K, int C, int r, int kk, float
  * while c runs; the block is written out transposed at the end. (The
  * transposed copy and the GEMM's own packing cost more than the
  * arithmetic: K = C = 512, r = 32 went from 2.0 to 1.0 ms here.) */
-typedef float am_v8 __attribute__((vector_size(32)));
 typedef float am_v4 __attribute__((vector_size(16)));
 
 #define FOLD_BLOCK(V, NJ)                                                                          \
@@ -80,7 +79,7 @@ AM_HOT static void fold_3x3(const float *W, const float *U, int K, int C, int r,
         const float *Wk = W + (size_t)k * C * 9;
         float *Pk = Wp + (size_t)k * r * 9;
         int j0 = 0;
-        for (; j0 + 8 <= r; j0 += 8) FOLD_BLOCK(am_v8, 8);
+        for (; j0 + 8 <= r; j0 += 8) FOLD_BLOCK(v8, 8);
         for (; j0 + 4 <= r; j0 += 4) FOLD_BLOCK(am_v4, 4);
         for (; j0 < r; j0++)
             for (int t = 0; t < 9; t++) {
