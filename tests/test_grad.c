@@ -328,8 +328,21 @@ static void fused_vs_chain(am_shape xs, const am_pool_cfg *pool, int training, i
     }
     const float *a = pool ? py.d : y.d, *b = pool ? py2.d : y2.d;
     for (size_t i = 0; i < am_shape_numel(ps); i++) assert_float_equal(a[i], b[i], 1e-5 * (1 + fabsf(b[i])));
-    if (pool)
+    if (pool) {
         for (size_t i = 0; i < am_shape_numel(ps); i++) assert_int_equal(amx[i], amx2[i]);
+        /* The ReLU's output kept too (am_model_keep_outputs): the chain's, and the same pool. */
+        am_tensor pk;
+        assert_int_equal(am_tensor_alloc(&pk, ps), AM_OK);
+        int32_t *amk = calloc(am_shape_numel(ps), sizeof(int32_t));
+        float km[64], kv[64], ks[64], ki[64];
+        memcpy(km, rm2, sizeof km), memcpy(kv, rv2, sizeof kv);
+        assert_int_equal(am_bn_act_forward(&cfg, &act, training, &x, NULL, gm, bt, km, kv, ks, ki, &y, bits, &pk, amk),
+                         AM_OK);
+        for (size_t i = 0; i < n; i++) assert_float_equal(y.d[i], y2.d[i], 1e-5 * (1 + fabsf(y2.d[i])));
+        assert_memory_equal(pk.d, py.d, am_shape_numel(ps) * sizeof(float));
+        assert_memory_equal(amk, amx, am_shape_numel(ps) * sizeof(int32_t));
+        am_tensor_free(&pk), free(amk);
+    }
     for (size_t i = 0; i < n; i++) d.d[i] = d2.d[i] = accum ? (float)(i % 5) : 99.f;
     am_tensor *gr = &g;
     assert_int_equal(am_bn_act_backward(&cfg, &act, training, &x, gm, sm, si, bits, amx, gr, &d, accum, dg, db), AM_OK);

@@ -19,6 +19,7 @@
  * share one. */
 #include "asymml/ops.h"
 #include "mask.h"
+#include "pool3.h"
 #include "window.h"
 
 #include <math.h>
@@ -171,34 +172,52 @@ static int is_pool2(const am_pool_cfg *c) {
     return c->kh == 2 && c->kw == 2 && c->sh == 2 && c->sw == 2 && c->ph == 0 && c->pw == 0;
 }
 
-/* One plane's max-pool of relu(a x + b): pooled values, argmax, mask. */
-static void pool_plane(const am_pool_cfg *c, const float *xp, int H, int W, float a, float b, float *yp,
+/* A 2x2 pool's output whose window the plane cuts (ceil mode), one at a time. */
+static void pool_one(const am_pool_cfg *c, const float *xp, int H, int W, int oh, int ow, int Wo, float a, float b,
+                     float *yp, int32_t *ap) {
+    int h0, h1, w0, w1;
+    am_max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
+    int bi = h0 * W + w0;
+    float best = xp[bi] * a + b;
+    best = best > 0.f ? best : 0.f;
+    for (int ih = h0; ih < h1; ih++)
+        for (int iw = w0; iw < w1; iw++) {
+            const int i = ih * W + iw;
+            float v = xp[i] * a + b;
+            v = v > 0.f ? v : 0.f; /* as am_relu_forward: NaN becomes 0, so no NaN can win */
+            const int take = v > best;
+            best = take ? v : best;
+            bi = take ? i : bi;
+        }
+    yp[oh * Wo + ow] = best;
+    ap[oh * Wo + ow] = bi;
+}
+
+/* relu(a x + b) over a plane, as am_relu_forward (NaN becomes 0). */
+static void relu_plane(const float *p, float a, float b, float *q, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        const float v = p[i] * a + b;
+        q[i] = v > 0.f ? v : 0.f;
+    }
+}
+
+/* One plane's max-pool of relu(a x + b): pooled values, argmax, mask, and
+ * the ReLU's output into q (NULL: not kept; needed by pools other than
+ * 2x2, which pool3.c takes from it). */
+static void pool_plane(const am_pool_cfg *c, const float *xp, int H, int W, float a, float b, float *q, float *yp,
                        int32_t *ap, uint32_t *bits, int Ho, int Wo) {
     memset(bits, 0, sizeof(uint32_t) * (((size_t)Ho * Wo + 31) / 32));
-    const int p2 = is_pool2(c);
-    for (int oh = 0; oh < Ho; oh++) {
-        const int done = p2 && 2 * oh + 1 < H
-                             ? pool_row2(xp + (size_t)2 * oh * W, xp + (size_t)(2 * oh + 1) * W, W, 2 * oh * W, Wo, a,
-                                         b, yp + (size_t)oh * Wo, ap + (size_t)oh * Wo)
-                             : 0;
-        for (int ow = done; ow < Wo; ow++) {
-            int h0, h1, w0, w1;
-            am_max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
-            int bi = h0 * W + w0;
-            float best = xp[bi] * a + b;
-            best = best > 0.f ? best : 0.f;
-            for (int ih = h0; ih < h1; ih++)
-                for (int iw = w0; iw < w1; iw++) {
-                    const int i = ih * W + iw;
-                    float v = xp[i] * a + b;
-                    v = v > 0.f ? v : 0.f; /* as am_relu_forward: NaN becomes 0, so no NaN can win */
-                    const int take = v > best;
-                    best = take ? v : best;
-                    bi = take ? i : bi;
-                }
-            yp[oh * Wo + ow] = best;
-            ap[oh * Wo + ow] = bi;
+    if (!is_pool2(c)) {
+        relu_plane(xp, a, b, q, (size_t)H * W);
+        am_pool3_plane(c, q, H, W, Ho, Wo, yp, ap);
+    } else {
+        for (int oh = 0; oh < Ho; oh++) {
+            const int done = 2 * oh + 1 < H ? pool_row2(xp + (size_t)2 * oh * W, xp + (size_t)(2 * oh + 1) * W, W,
+                                                        2 * oh * W, Wo, a, b, yp + (size_t)oh * Wo, ap + (size_t)oh * Wo)
+                                            : 0;
+            for (int ow = done; ow < Wo; ow++) pool_one(c, xp, H, W, oh, ow, Wo, a, b, yp, ap);
         }
+        if (q) relu_plane(xp, a, b, q, (size_t)H * W);
     }
     for (int o = 0; o < Ho * Wo; o++) bits[o / 32] |= (uint32_t)(yp[o] > 0.f) << (o % 32);
 }
@@ -265,6 +284,11 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
                 return am_fail(AM_ENUM, "batchnorm: running variance of channel %d is %g", c, (double)running_var[c]);
     const int Ho = act->pool ? pooled->s.h : H, Wo = act->pool ? pooled->s.w : W;
     const size_t PL = (size_t)Ho * Wo, wpp = (PL + 31) / 32;
+    /* A pool other than 2x2 reads the ReLU's plane: each thread's, when y is not kept. */
+    float *scratch = act->pool && !y && !is_pool2(act->pool)
+                         ? am_aligned_alloc(sizeof(float) * HW * (size_t)omp_get_max_threads())
+                         : NULL;
+    if (act->pool && !y && !is_pool2(act->pool) && !scratch) return am_fail(AM_ENOMEM, "batchnorm: out of memory");
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         float mean, invstd;
@@ -288,19 +312,13 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
             const size_t pl = (size_t)n * C + c;
             const float *p = x->d + pl * HW;
             uint32_t *bt = bits ? bits + pl * wpp : NULL;
-            if (act->pool) {
-                pool_plane(act->pool, p, H, W, a, b, pooled->d + pl * PL, argmax + pl * PL, bt, Ho, Wo);
-                if (!y) continue;
+            if (act->pool) { /* the ReLU's output too where kept (every output: am_model_keep_outputs) */
+                float *q = y ? y->d + pl * HW : scratch ? scratch + HW * (size_t)omp_get_thread_num() : NULL;
+                pool_plane(act->pool, p, H, W, a, b, q, pooled->d + pl * PL, argmax + pl * PL, bt, Ho, Wo);
+                continue;
             }
             float *q = y->d + pl * HW;
             const int relu = act->relu;
-            if (act->pool) { /* the ReLU's output too (every output kept: am_model_keep_outputs) */
-                for (size_t i = 0; i < HW; i++) {
-                    const float v = p[i] * a + b;
-                    q[i] = v > 0.f ? v : 0.f;
-                }
-                continue;
-            }
             size_t i0 = 0;
             for (size_t w = 0; i0 < HW; w++, i0 += 32) {
                 const uint32_t m =
@@ -309,6 +327,7 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
             }
         }
     }
+    am_aligned_free(scratch);
     return AM_OK;
 }
 
@@ -352,11 +371,15 @@ static void expand4(const float *g, const uint32_t *bt, const int32_t *ap, int W
 
 static void expand_plane(const am_pool_cfg *c, const float *g, const uint32_t *bt, const int32_t *ap, int H, int W,
                          int Ho, int Wo, float *gp) {
-    const int p2 = is_pool2(c), exact = p2 && 2 * Ho == H && 2 * Wo == W;
+    if (!is_pool2(c)) {
+        am_pool3_expand(c, g, bt, ap, H, W, Ho, Wo, gp);
+        return;
+    }
+    const int exact = 2 * Ho == H && 2 * Wo == W;
     if (!exact) memset(gp, 0, sizeof(float) * (size_t)H * W);
     for (int oh = 0; oh < Ho; oh++) {
         int ow = 0;
-        if (p2 && 2 * oh + 1 < H) {
+        if (2 * oh + 1 < H) {
             const int full = W / 2 < Wo ? W / 2 : Wo;
             float *q0 = gp + (size_t)2 * oh * W, *q1 = q0 + W;
 #if defined(__SSE2__)
