@@ -112,10 +112,18 @@ static void im2col_row(const am_conv2d_cfg *cfg, const geom *g, const float *x, 
             for (int ow = lo; ow < hi; ow++) d[ow] = xr[ow - pw + j];
             for (int ow = hi; ow < g->Wo; ow++) d[ow] = 0.f;
         } else {
-            for (int ow = 0; ow < g->Wo; ow++) {
-                int iw = ow * sw - pw + j;
-                d[ow] = (iw >= 0 && iw < g->W) ? xr[iw] : 0.f;
-            }
+            /* Valid ow: 0 <= ow*sw - pw + j < W; the middle without a test. */
+            int lo = pw - j > 0 ? (pw - j + sw - 1) / sw : 0;
+            int hi = g->W - 1 + pw - j >= 0 ? (g->W - 1 + pw - j) / sw + 1 : 0;
+            if (hi > g->Wo) hi = g->Wo;
+            if (hi < lo) hi = lo;
+            const float *xs = xr + (j - pw);
+            for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
+            if (sw == 2)
+                for (int ow = lo; ow < hi; ow++) d[ow] = xs[2 * ow];
+            else
+                for (int ow = lo; ow < hi; ow++) d[ow] = xs[ow * sw];
+            for (int ow = hi; ow < g->Wo; ow++) d[ow] = 0.f;
         }
     }
 }
