@@ -462,18 +462,24 @@ am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int tra
         return am_fail(AM_EINVAL, "batchnorm backward: input gradient shape differs from input");
     const int N = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w, Ho = ds.h, Wo = ds.w;
     const size_t HW = (size_t)H * W, PL = (size_t)Ho * Wo, wpp = (PL + 31) / 32, M = (size_t)N * HW;
-    /* With a pool: each thread's plane of expanded gradients, in cache. */
-    float *scratch = act->pool ? am_aligned_alloc(sizeof(float) * HW * (size_t)omp_get_max_threads()) : NULL;
+    /* With a pool: each thread's plane of expanded gradients, in cache; a
+     * pool other than 2x2 (dearer to expand) keeps the channel's N planes
+     * from pass 1 for pass 2. */
+    const int keep = act->pool && !is_pool2(act->pool);
+    const size_t tplanes = keep ? (size_t)N : 1;
+    float *scratch =
+        act->pool ? am_aligned_alloc(sizeof(float) * HW * tplanes * (size_t)omp_get_max_threads()) : NULL;
     if (act->pool && !scratch) return am_fail(AM_ENOMEM, "batchnorm backward: out of memory");
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         const float mean = save_mean[c], invstd = save_invstd[c];
-        float *gp = scratch ? scratch + HW * (size_t)omp_get_thread_num() : NULL;
+        float *gt = scratch ? scratch + HW * tplanes * (size_t)omp_get_thread_num() : NULL;
         const int relu = act->relu && !act->pool;
         double sdy = 0.0, sdyx = 0.0;
         for (int n = 0; n < N; n++) {
             const size_t pl = (size_t)n * C + c;
             const float *g = dy->d + pl * PL;
+            float *gp = gt ? gt + (keep ? (size_t)n * HW : 0) : NULL;
             if (gp) expand_plane(act->pool, g, bits + pl * wpp, argmax + pl * PL, H, W, Ho, Wo, gp), g = gp;
             float fs, fsx;
             sums_plane(relu, x->d + pl * HW, g, relu ? bits + pl * wpp : NULL, HW, mean, &fs, &fsx);
@@ -490,7 +496,8 @@ am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int tra
         for (int n = 0; n < N; n++) {
             const size_t pl = (size_t)n * C + c;
             const float *g = dy->d + pl * PL;
-            if (gp) expand_plane(act->pool, g, bits + pl * wpp, argmax + pl * PL, H, W, Ho, Wo, gp), g = gp;
+            if (keep) g = gt + (size_t)n * HW;
+            else if (gt) expand_plane(act->pool, g, bits + pl * wpp, argmax + pl * PL, H, W, Ho, Wo, gt), g = gt;
             dx_plane(relu, x->d + pl * HW, g, relu ? bits + pl * wpp : NULL, HW, mean, k, m1, m2, accum,
                      dx->d + pl * HW);
         }
