@@ -178,6 +178,28 @@ def op_fixtures(w):
     w.f32("ce.dlogits", z.grad)
 
 
+def fused_fixtures(out):
+    """Batchnorm (training), ReLU and the ResNet stem's max-pool (3x3,
+    stride 2, padding 1), as asymml fuses them (src/ops/bn_act.c,
+    pool3.c): planes 11 or more wide take the four-output path, odd sizes
+    leave edges to the one-output path."""
+    w = Writer()
+    g = torch.Generator().manual_seed(31)
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.randn(3, generator=g))
+        bn.bias.copy_(torch.randn(3, generator=g))
+    x = torch.randn(2, 3, 23, 26, generator=g).requires_grad_(True)
+    y = F.max_pool2d(F.relu(bn(x)), 3, 2, 1)
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    for n, t in [("gamma", bn.weight), ("beta", bn.bias), ("x", x), ("y", y), ("dy", dy), ("dx", x.grad),
+                 ("dgamma", bn.weight.grad), ("dbeta", bn.bias.grad), ("rm1", bn.running_mean),
+                 ("rv1", bn.running_var)]:
+        w.f32("bnpool." + n, t)
+    w.save(os.path.join(out, "fused.amfx"))
+
+
 # ---------------------------------------------------------------- models
 class DescNet(nn.Module):
     """asymml's description language, executed with torch.nn modules."""
@@ -596,12 +618,14 @@ def quant_fixtures(out):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "fixtures")
-    groups = set(sys.argv[2:]) or {"ops", "train", "zoo", "import", "quant"}
+    groups = set(sys.argv[2:]) or {"ops", "fused", "train", "zoo", "import", "quant"}
     os.makedirs(out, exist_ok=True)
     if "ops" in groups:
         w = Writer()
         op_fixtures(w)
         w.save(os.path.join(out, "ops.amfx"))
+    if "fused" in groups:
+        fused_fixtures(out)
     if "train" in groups:
         w = Writer()
         train_fixture(w, SMALL_VGG, 5, 8, 10, 0.05, 0.9, 5e-4, False, 11)

@@ -1,5 +1,5 @@
-/* Every op's forward and backward against PyTorch (tests/fixtures/ops.amfx,
- * written by tests/gen_fixtures.py). Tolerance: 1e-5 absolute plus 1e-4
+/* Every op's forward and backward against PyTorch (tests/fixtures/ops.amfx
+ * and fused.amfx, written by tests/gen_fixtures.py). Tolerance: 1e-5 absolute plus 1e-4
  * relative, float32 rounding of sums of a few hundred products. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,10 +17,11 @@
 #define ATOL 1e-5
 #define RTOL 1e-4
 
-static fx_file F;
+static fx_file F, FU;     /* ops.amfx, fused.amfx */
+static fx_file *cur = &F; /* the file tens and CLOSE read */
 
 static am_tensor tens(const char *name) {
-    const fx_tensor *t = fx_get(&F, name);
+    const fx_tensor *t = fx_get(cur, name);
     int d[4] = {1, 1, 1, 1};
     if (t->ndim == 2) d[0] = t->dims[0], d[1] = t->dims[1];
     else if (t->ndim == 1) d[0] = t->dims[0];
@@ -36,7 +37,7 @@ static am_tensor zeros(am_shape s) {
 }
 
 #define CLOSE(what, got, name) \
-    fx_close(what, (got), fx_f32(&F, name, 0), fx_get(&F, name)->numel, ATOL, RTOL)
+    fx_close(what, (got), fx_f32(cur, name, 0), fx_get(cur, name)->numel, ATOL, RTOL)
 
 static void t_conv(void **st) {
     (void)st;
@@ -269,17 +270,49 @@ static void t_linear_dropout_add_ce(void **st) {
     am_tensor_free(&dx);
 }
 
+/* Batchnorm (training), ReLU and the 3x3 stride-2 max-pool fused, against
+ * PyTorch's three ops on planes where the four-output path and the edges
+ * both run: the pooled output, running statistics and every gradient. */
+static void t_bn_relu_pool3(void **st) {
+    (void)st;
+    cur = &FU;
+    am_bn_cfg cfg = {1e-5f, 0.1f};
+    const am_pool_cfg pc = {3, 3, 2, 2, 1, 1, 0};
+    const am_bn_act act = {1, &pc};
+    am_tensor x = tens("bnpool.x"), dy = tens("bnpool.dy");
+    am_tensor y = zeros(dy.s), dx = zeros(x.s);
+    const float *gamma = fx_f32(cur, "bnpool.gamma", 3), *beta = fx_f32(cur, "bnpool.beta", 3);
+    float rm[3] = {0, 0, 0}, rv[3] = {1, 1, 1}, sm[3], si[3], dg[3], db[3];
+    uint32_t *bits = calloc(am_bn_act_bits_words(&act, x.s), sizeof(uint32_t));
+    int32_t *amx = calloc(am_shape_numel(dy.s), sizeof(int32_t));
+    assert_non_null(bits);
+    assert_non_null(amx);
+    assert_int_equal(am_bn_act_forward(&cfg, &act, 1, &x, NULL, gamma, beta, rm, rv, sm, si, NULL, bits, &y, amx),
+                     AM_OK);
+    CLOSE("bn relu pool3 y", y.d, "bnpool.y");
+    CLOSE("bn relu pool3 running mean", rm, "bnpool.rm1");
+    CLOSE("bn relu pool3 running var", rv, "bnpool.rv1");
+    assert_int_equal(am_bn_act_backward(&cfg, &act, 1, &x, gamma, sm, si, bits, amx, &dy, &dx, 0, dg, db), AM_OK);
+    CLOSE("bn relu pool3 dx", dx.d, "bnpool.dx");
+    CLOSE("bn relu pool3 dgamma", dg, "bnpool.dgamma");
+    CLOSE("bn relu pool3 dbeta", db, "bnpool.dbeta");
+    am_tensor_free(&y), am_tensor_free(&dx), free(bits), free(amx);
+    cur = &F;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* run one test by name */
     fx_load(&F, "ops.amfx");
+    fx_load(&FU, "fused.amfx");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_conv),
         cmocka_unit_test(t_conv3x3),
         cmocka_unit_test(t_bn),
         cmocka_unit_test(t_unary),
         cmocka_unit_test(t_linear_dropout_add_ce),
+        cmocka_unit_test(t_bn_relu_pool3),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    fx_free(&F);
+    fx_free(&F), fx_free(&FU);
     return r;
 }
