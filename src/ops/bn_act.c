@@ -333,6 +333,10 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
 
 /* ------------------------------------------------------------ backward */
 
+/* The most floats of kept gradient planes batchnorm's backward allocates
+ * (16 MiB; the ResNet stem's at 3x224x224, batch 32, 2 threads: 3 MiB). */
+#define BN_KEEP_FLOATS ((size_t)1 << 22)
+
 /* The gradient that reaches one plane of the batchnorm's output from its
  * pool: each pooled value's (where its mask bit is set) at its argmax, zero
  * elsewhere, into gp (H x W). Every window position is written, masked, so
@@ -462,14 +466,17 @@ am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int tra
         return am_fail(AM_EINVAL, "batchnorm backward: input gradient shape differs from input");
     const int N = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w, Ho = ds.h, Wo = ds.w;
     const size_t HW = (size_t)H * W, PL = (size_t)Ho * Wo, wpp = (PL + 31) / 32, M = (size_t)N * HW;
-    /* With a pool: each thread's plane of expanded gradients, in cache; a
+    /* With a pool: each thread's plane of expanded gradients, in cache. A
      * pool other than 2x2 (dearer to expand) keeps the channel's N planes
-     * from pass 1 for pass 2. */
-    const int keep = act->pool && !is_pool2(act->pool);
-    const size_t tplanes = keep ? (size_t)N : 1;
-    float *scratch =
-        act->pool ? am_aligned_alloc(sizeof(float) * HW * tplanes * (size_t)omp_get_max_threads()) : NULL;
+     * from pass 1 for pass 2 when there is a pass 2 and they take at most
+     * BN_KEEP_FLOATS in all (else, or without the memory, it expands again). */
+    const size_t nt = (size_t)omp_get_max_threads();
+    int keep = act->pool && !is_pool2(act->pool) && dx && HW * (size_t)N * nt <= BN_KEEP_FLOATS;
+    float *scratch = keep ? am_aligned_alloc(sizeof(float) * HW * (size_t)N * nt) : NULL;
+    if (!scratch) keep = 0;
+    if (act->pool && !scratch) scratch = am_aligned_alloc(sizeof(float) * HW * nt);
     if (act->pool && !scratch) return am_fail(AM_ENOMEM, "batchnorm backward: out of memory");
+    const size_t tplanes = keep ? (size_t)N : 1;
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         const float mean = save_mean[c], invstd = save_invstd[c];

@@ -106,6 +106,7 @@ static void im2col_row(const am_conv2d_cfg *cfg, const geom *g, const float *x, 
             /* Contiguous span: zero the padded ends, copy the middle. */
             int lo = pw - j, hi = g->W + pw - j; /* valid ow in [lo, hi) */
             if (lo < 0) lo = 0;
+            if (lo > g->Wo) lo = g->Wo; /* a plane narrower than the padding */
             if (hi > g->Wo) hi = g->Wo;
             if (hi < lo) hi = lo;
             for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
@@ -115,14 +116,15 @@ static void im2col_row(const am_conv2d_cfg *cfg, const geom *g, const float *x, 
             /* Valid ow: 0 <= ow*sw - pw + j < W; the middle without a test. */
             int lo = pw - j > 0 ? (pw - j + sw - 1) / sw : 0;
             int hi = g->W - 1 + pw - j >= 0 ? (g->W - 1 + pw - j) / sw + 1 : 0;
+            if (lo > g->Wo) lo = g->Wo;
             if (hi > g->Wo) hi = g->Wo;
             if (hi < lo) hi = lo;
-            const float *xs = xr + (j - pw);
+            const int off = j - pw;
             for (int ow = 0; ow < lo; ow++) d[ow] = 0.f;
             if (sw == 2)
-                for (int ow = lo; ow < hi; ow++) d[ow] = xs[2 * ow];
+                for (int ow = lo; ow < hi; ow++) d[ow] = xr[2 * ow + off];
             else
-                for (int ow = lo; ow < hi; ow++) d[ow] = xs[ow * sw];
+                for (int ow = lo; ow < hi; ow++) d[ow] = xr[ow * sw + off];
             for (int ow = hi; ow < g->Wo; ow++) d[ow] = 0.f;
         }
     }

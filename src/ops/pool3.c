@@ -3,10 +3,11 @@
  * pooled gradients back to that plane. For the ResNet stem's (3x3, stride 2,
  * padding 1) the windows that lie inside the plane go four outputs at a time
  * with SSE2; the edges and other pools take one output at a time, the same
- * maths. Both are exactly
- * the one-output loop's: the same candidates in the same order (first
- * maximum wins), the same additions in the same order (output order, zeros
- * included). No branch and no address depends on a value: the argmax is
+ * maths. Both give the one-output loop's results bit for bit: the same
+ * candidates in the same order (first maximum wins), the same additions in
+ * the same order (output order, zeros included; the vector path adds one
+ * more +0, to a sum that starts at +0 and so cannot be -0), except for the
+ * sign or payload of a NaN that two NaN gradients make. No branch and no address depends on a value: the argmax is
  * selected by masks, and every window position is added to, masked. */
 #include "pool3.h"
 
