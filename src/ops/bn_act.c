@@ -340,17 +340,8 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
 /* The gradient that reaches one plane of the batchnorm's output from its
  * pool: each pooled value's (where its mask bit is set) at its argmax, zero
  * elsewhere, into gp (H x W). Every window position is written, masked, so
- * the addresses do not depend on where the maxima were. */
-static void expand_generic(const am_pool_cfg *c, const float *g, const uint32_t *bt, const int32_t *ap, int H, int W,
-                           int oh, int ow, int Wo, float *gp) {
-    const int o = oh * Wo + ow, ao = ap[o];
-    const float go = am_keep_if(g[o], bt[o / 32] >> (o % 32));
-    int h0, h1, w0, w1;
-    am_max_window(c, H, W, oh, ow, &h0, &h1, &w0, &w1);
-    for (int ih = h0; ih < h1; ih++)
-        for (int iw = w0; iw < w1; iw++) gp[ih * W + iw] += am_keep_if(go, (uint32_t)(ih * W + iw == ao));
-}
-
+ * the addresses do not depend on where the maxima were (the windows that
+ * the plane cuts, one output at a time: pool3.c's am_pool_expand_one). */
 #if defined(__SSE2__)
 /* Four outputs of a 2x2 pool's row into the two input rows they cover. */
 static void expand4(const float *g, const uint32_t *bt, const int32_t *ap, int W, int o, int idx0, float *q0,
@@ -398,7 +389,7 @@ static void expand_plane(const am_pool_cfg *c, const float *g, const uint32_t *b
                 q1[2 * ow + 1] = am_keep_if(go, (uint32_t)(off == W + 1));
             }
         }
-        for (; ow < Wo; ow++) expand_generic(c, g, bt, ap, H, W, oh, ow, Wo, gp);
+        for (; ow < Wo; ow++) am_pool_expand_one(c, g, bt, ap, H, W, oh, ow, Wo, gp);
     }
 }
 

@@ -40,8 +40,7 @@ static void one_max(const am_pool_cfg *c, const float *q, int H, int W, int oh, 
     ap[oh * Wo + ow] = bi;
 }
 
-/* Output (oh, ow)'s gradient added (masked) at every position of its window. */
-static void one_expand(const am_pool_cfg *c, const float *g, const uint32_t *bt, const int32_t *ap, int H, int W,
+void am_pool_expand_one(const am_pool_cfg *c, const float *g, const uint32_t *bt, const int32_t *ap, int H, int W,
                        int oh, int ow, int Wo, float *gp) {
     const int o = oh * Wo + ow, ao = ap[o];
     const float go = am_keep_if(g[o], bt[o / 32] >> (o % 32));
@@ -149,10 +148,10 @@ void am_pool3_expand(const am_pool_cfg *c, const float *g, const uint32_t *bt, c
 #if defined(__SSE2__)
         const int end = groups_end(c, H, W, oh);
         if (end > 1) {
-            one_expand(c, g, bt, ap, H, W, oh, 0, Wo, gp);
+            am_pool_expand_one(c, g, bt, ap, H, W, oh, 0, Wo, gp);
             for (ow = 1; ow < end; ow += 4) four_expand(g, bt, ap, W, oh, ow, Wo, gp);
         }
 #endif
-        for (; ow < Wo; ow++) one_expand(c, g, bt, ap, H, W, oh, ow, Wo, gp);
+        for (; ow < Wo; ow++) am_pool_expand_one(c, g, bt, ap, H, W, oh, ow, Wo, gp);
     }
 }

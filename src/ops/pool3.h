@@ -19,4 +19,9 @@ void am_pool3_plane(const am_pool_cfg *c, const float *q, int H, int W, int Ho, 
 void am_pool3_expand(const am_pool_cfg *c, const float *g, const uint32_t *bt, const int32_t *ap, int H, int W, int Ho,
                      int Wo, float *gp);
 
+/* Output (oh, ow)'s gradient (its mask bit set) added at its argmax and
+ * +0 at every other position of its window in gp (H x W): any pool. */
+void am_pool_expand_one(const am_pool_cfg *c, const float *g, const uint32_t *bt, const int32_t *ap, int H, int W,
+                        int oh, int ow, int Wo, float *gp);
+
 #endif
