@@ -129,11 +129,6 @@ static void pool_one2(const float *r0, const float *r1, int W, int row0, int ow,
     ao[ow] = row0 + 2 * ow + off;
 }
 #if defined(__SSE2__)
-static inline __m128 sel(__m128 m, __m128 x, __m128 y) { return _mm_or_ps(_mm_and_ps(m, x), _mm_andnot_ps(m, y)); }
-static inline __m128i seli(__m128 m, __m128i x, __m128i y) {
-    const __m128i mi = _mm_castps_si128(m);
-    return _mm_or_si128(_mm_and_si128(mi, x), _mm_andnot_si128(mi, y));
-}
 static int pool_row2(const float *r0, const float *r1, int W, int row0, int Wo, float a, float b, float *yo,
                      int32_t *ao) {
     const int full = W / 2 < Wo ? W / 2 : Wo;
@@ -150,9 +145,9 @@ static int pool_row2(const float *r0, const float *r1, int W, int row0, int Wo, 
         const __m128 v3 = _mm_max_ps(_mm_add_ps(_mm_mul_ps(_mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1)), va), vb), z);
         __m128 best = v0, m;
         __m128i off = _mm_setzero_si128();
-        m = _mm_cmpgt_ps(v1, best), best = sel(m, v1, best), off = seli(m, o1, off);
-        m = _mm_cmpgt_ps(v2, best), best = sel(m, v2, best), off = seli(m, oW, off);
-        m = _mm_cmpgt_ps(v3, best), best = sel(m, v3, best), off = seli(m, oW1, off);
+        m = _mm_cmpgt_ps(v1, best), best = am_sel(m, v1, best), off = am_seli(m, o1, off);
+        m = _mm_cmpgt_ps(v2, best), best = am_sel(m, v2, best), off = am_seli(m, oW, off);
+        m = _mm_cmpgt_ps(v3, best), best = am_sel(m, v3, best), off = am_seli(m, oW1, off);
         _mm_storeu_ps(yo + ow, best);
         _mm_storeu_si128((__m128i *)(void *)(ao + ow), _mm_add_epi32(idx, off));
     }
@@ -346,13 +341,10 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
 /* Four outputs of a 2x2 pool's row into the two input rows they cover. */
 static void expand4(const float *g, const uint32_t *bt, const int32_t *ap, int W, int o, int idx0, float *q0,
                     float *q1) {
-    const __m128i bits = _mm_setr_epi32((int)(bt[o / 32] >> (o % 32)), (int)(bt[(o + 1) / 32] >> ((o + 1) % 32)),
-                                        (int)(bt[(o + 2) / 32] >> ((o + 2) % 32)),
-                                        (int)(bt[(o + 3) / 32] >> ((o + 3) % 32)));
+    __m128 go;
+    __m128i off;
+    am_four_grads(g, bt, ap, o, idx0, &go, &off);
     const __m128i one = _mm_set1_epi32(1);
-    const __m128 go = _mm_and_ps(_mm_loadu_ps(g + o), _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(bits, one), one)));
-    const __m128i off = _mm_sub_epi32(_mm_loadu_si128((const __m128i *)(const void *)(ap + o)),
-                                      _mm_add_epi32(_mm_set1_epi32(idx0), _mm_setr_epi32(0, 2, 4, 6)));
     const __m128 e0 = _mm_and_ps(go, _mm_castsi128_ps(_mm_cmpeq_epi32(off, _mm_setzero_si128())));
     const __m128 e1 = _mm_and_ps(go, _mm_castsi128_ps(_mm_cmpeq_epi32(off, one)));
     const __m128 e2 = _mm_and_ps(go, _mm_castsi128_ps(_mm_cmpeq_epi32(off, _mm_set1_epi32(W))));

@@ -61,11 +61,6 @@ static int groups_end(const am_pool_cfg *c, int H, int W, int oh) {
 }
 
 #if defined(__SSE2__)
-static inline __m128 sel(__m128 m, __m128 x, __m128 y) { return _mm_or_ps(_mm_and_ps(m, x), _mm_andnot_ps(m, y)); }
-static inline __m128i seli(__m128 m, __m128i x, __m128i y) {
-    const __m128i mi = _mm_castps_si128(m);
-    return _mm_or_si128(_mm_and_si128(mi, x), _mm_andnot_si128(mi, y));
-}
 #define EVENS(a, b) _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))
 #define ODDS(a, b) _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))
 
@@ -87,7 +82,7 @@ static void four_max(const float *q, int W, int oh, int ow, int Wo, float *yp, i
                 continue;
             }
             const __m128 m = _mm_cmpgt_ps(v[dw], best);
-            best = sel(m, v[dw], best), bi = seli(m, idx, bi);
+            best = am_sel(m, v[dw], best), bi = am_seli(m, idx, bi);
         }
     }
     _mm_storeu_ps(yp + oh * Wo + ow, best);
@@ -101,14 +96,11 @@ static void four_max(const float *q, int W, int oh, int ow, int Wo, float *yp, i
  * the next group's first. */
 static void four_expand(const float *g, const uint32_t *bt, const int32_t *ap, int W, int oh, int ow, int Wo,
                         float *gp) {
-    const int o = oh * Wo + ow, base = 2 * ow - 1, top = (2 * oh - 1) * W + base;
-    const __m128i bits = _mm_setr_epi32((int)(bt[o / 32] >> (o % 32)), (int)(bt[(o + 1) / 32] >> ((o + 1) % 32)),
-                                        (int)(bt[(o + 2) / 32] >> ((o + 2) % 32)),
-                                        (int)(bt[(o + 3) / 32] >> ((o + 3) % 32)));
+    const int o = oh * Wo + ow, base = 2 * ow - 1;
+    __m128 go;
+    __m128i off;
+    am_four_grads(g, bt, ap, o, (2 * oh - 1) * W + base, &go, &off);
     const __m128i one = _mm_set1_epi32(1);
-    const __m128 go = _mm_and_ps(_mm_loadu_ps(g + o), _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(bits, one), one)));
-    const __m128i off = _mm_sub_epi32(_mm_loadu_si128((const __m128i *)(const void *)(ap + o)),
-                                      _mm_add_epi32(_mm_set1_epi32(top), _mm_setr_epi32(0, 2, 4, 6)));
     for (int dh = 0; dh < 3; dh++) {
         const __m128i at = _mm_set1_epi32(dh * W);
         const __m128 l = _mm_and_ps(go, _mm_castsi128_ps(_mm_cmpeq_epi32(off, at)));
