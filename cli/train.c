@@ -230,7 +230,9 @@ static int stopped(const train_opts *o, run *r, const am_step_info *si, char *la
     if (rc) return rc;
     fprintf(stderr, "%sasymml: interrupted at epoch %d step %d/%d", isatty(STDOUT_FILENO) ? "\n" : "", si->epoch,
             si->step, si->steps_per_epoch);
-    if (o->ckdir) fprintf(stderr, "; saved %s/%s: go on with --resume %s\n", o->ckdir, last, o->ckdir);
+    if (o->ckdir)
+        fprintf(stderr, "; saved %s/%s: go on with: asymml train --resume %s --data %s%s%s\n", o->ckdir, last, o->ckdir,
+                o->data, o->mode.key ? " --key " : "", o->mode.key ? o->mode.key : "");
     else fprintf(stderr, "; nothing saved (no --checkpoint-dir)\n");
     return 128 + g_stop;
 }
@@ -340,6 +342,11 @@ static int train_run(train_opts *o) {
             snprintf(whose, sizeof whose, "training sample (%d split layer%s%s x (%ld epoch%s begun%s))", layers,
                      layers == 1 ? "" : "s", per == 2 ? " x 2" : "", ep, ep == 1 ? "" : "s", more);
         cli_privacy_end(stdout, m, &c->asym, am_dp_mu2(c->asym.sigma, rel, cpl), rel, cpl, o->delta, whose);
+        if (rel && layers && c->asym.mode == AM_MODE_ASYMML)
+            printf("privacy: the test images' residuals crossed too, in each epoch's evaluation%s\n",
+                   c->asym.sigma > 0.f ? " (clipped and noised alike): the figure above counts the training samples' "
+                                         "releases only"
+                                       : "");
     }
     int rc2 = cli_log_close(r.log, o->log);
     am_trainer_free(r.t);

@@ -189,7 +189,7 @@ kill -INT "$intr"
 wait "$intr"
 code=$?
 saved=$(ls "$dir/intr" | grep '^ckpt-' | tail -1)
-[ "$code" -eq 130 ] && grep -qx "asymml: interrupted at epoch [0-9]* step [0-9]*/6; saved $dir/intr/$saved: go on with --resume $dir/intr" "$dir/err" ||
+[ "$code" -eq 130 ] && grep -qx "asymml: interrupted at epoch [0-9]* step [0-9]*/6; saved $dir/intr/$saved: go on with: asymml train --resume $dir/intr --data $dir/data" "$dir/err" ||
   { echo "FAIL: an interrupt: exit $code, $(cat "$dir/err")"; fail=$((fail + 1)); }
 # Two runs on one directory: the second is refused, naming the first.
 "$bin" train --data "$dir/data" --epochs 5000 --batch 16 --checkpoint-dir "$dir/busy" --threads 1 --mode asymml \
