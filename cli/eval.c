@@ -102,7 +102,7 @@ static void privacy(const eval_opts *e, const am_checkpoint *ck, const am_model 
     if (ta->mode == AM_MODE_ASYMML) mu2 += am_dp_mu2(ta->sigma, ck->releases, ck->coupling);
     char whose[300];
     snprintf(whose, sizeof whose, "training sample (%ld of the training run's up to this checkpoint, step %d, and %ld "
-                                  "of this evaluation's; each further evaluation on training data adds more)",
+                                  "of this evaluation's; not counting any other evaluation on training data, each of which adds more)",
              ta->mode == AM_MODE_ASYMML ? ck->releases : 0, ck->global_step, rel);
     cli_privacy_end(stdout, m, a, mu2, (ta->mode == AM_MODE_ASYMML ? ck->releases : 0) + rel,
                     cpl > ck->coupling ? cpl : ck->coupling, e->delta, whose);

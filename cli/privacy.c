@@ -61,8 +61,9 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
                    "ceiling)\n", training ? " and output gradient" : "");
         return;
     case AM_MODE_GPU_ONLY:
-        fprintf(f, "privacy: NONE: the batch, its labels, every layer's data and the model are on the accelerator "
-                   "(gpu-only mode: the paper's GPU-only baseline)\n");
+        fprintf(f, "privacy: NONE: the batch, %severy layer's data and the model are on the accelerator "
+                   "(gpu-only mode: the paper's GPU-only baseline)\n",
+                training ? "its labels, " : "");
         return;
     case AM_MODE_QUANTIZED:
         fprintf(f, "privacy: nothing is sent to an accelerator (quantized: fixed point, every layer in the TEE)%s\n",
@@ -107,12 +108,14 @@ void cli_privacy_start(FILE *f, const am_model *m, const am_asym_cfg *a, int pro
         measured(f, a);
         return;
     }
+    const char *alike = a->sigma > 0.f ? "clipped and noised likewise" : res;
+    char grad[200];
+    if (a->protect_grads) snprintf(grad, sizeof grad, "its output gradient's residual (%s)", alike);
+    else snprintf(grad, sizeof grad, "its output gradient in the clear");
     fprintf(f, "crosses to the accelerator: for %s, every step: its weights, its input's residual (%s) and %s; "
-               "after each epoch, in the evaluation on the test images, each test image's residual (%s)\n",
-            layers, res,
-            a->protect_grads ? "its output gradient's residual (clipped and noised likewise)"
-                             : "its output gradient in the clear",
-            a->sigma > 0.f ? "clipped and noised likewise" : res);
+               "after each epoch, in the evaluation on the test images: its weights as they then stand and each "
+               "test image's residual (%s)\n",
+            layers, res, grad, alike);
     fprintf(f, "known to leak from that (README, Privacy; docs/evaluation.md: attacks on the recorded host view): the "
                "weight updates carry each batch's gradient%s\n",
             a->protect_grads ? ", which residual noise does not protect; without noise the output gradients' "

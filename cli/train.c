@@ -342,11 +342,16 @@ static int train_run(train_opts *o) {
             snprintf(whose, sizeof whose, "training sample (%d split layer%s%s x (%ld epoch%s begun%s))", layers,
                      layers == 1 ? "" : "s", per == 2 ? " x 2" : "", ep, ep == 1 ? "" : "s", more);
         cli_privacy_end(stdout, m, &c->asym, am_dp_mu2(c->asym.sigma, rel, cpl), rel, cpl, o->delta, whose);
-        if (rel && layers && c->asym.mode == AM_MODE_ASYMML)
+        if (rel && layers && c->asym.mode == AM_MODE_ASYMML) {
             printf("privacy: the test images' residuals crossed too, in each epoch's evaluation%s\n",
                    c->asym.sigma > 0.f ? " (clipped and noised alike): the figure above counts the training samples' "
                                          "releases only"
                                        : "");
+            if (c->asym.sigma > 0.f)
+                printf("privacy: an evaluation on the training data (asymml eval --split train) releases their "
+                       "residuals again, noised as it is told or not at all; no such evaluation is counted in the "
+                       "figure above\n");
+        }
     }
     int rc2 = cli_log_close(r.log, o->log);
     am_trainer_free(r.t);

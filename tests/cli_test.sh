@@ -325,6 +325,13 @@ expect 0 "protected gradients" -- "$bin" train --data "$dir/data" --epochs 1 --b
   --rank-ratio 0.25 --clip 1 --sigma 1 --protect-grads --basis per-sample --threads 1 --lr 0.01 --noise-seed 1
 grep -q "its output gradient's residual (clipped and noised likewise)" "$dir/out" || { echo "FAIL: protected run does not say so"; fail=$((fail + 1)); }
 grep -q "sqrt(16)" "$dir/out" || { echo "FAIL: protected run is not batch-coupled"; fail=$((fail + 1)); }
+grep -q "^privacy: an evaluation on the training data (asymml eval --split train) releases their residuals again, noised as it is told or not at all; no such evaluation is counted in the figure above$" "$dir/out" ||
+  { echo "FAIL: the figure does not say evaluations on training data are not counted"; fail=$((fail + 1)); }
+# Protected gradients clipped but not noised: said as they are.
+expect 0 "protected gradients, no noise" -- "$bin" train --data "$dir/data" --epochs 1 --batch 16 --mode asymml \
+  --rank-ratio 0.25 --clip 0.5 --protect-grads --threads 1 --lr 0.01
+grep -q "its output gradient's residual (clipped to norm 0.5, NOT noised); after each epoch, in the evaluation on the test images: its weights as they then stand and each test image's residual (clipped to norm 0.5, NOT noised)$" "$dir/out" ||
+  { echo "FAIL: unnoised protected run: $(grep '^crosses' "$dir/out")"; fail=$((fail + 1)); }
 # Ranks and bases decided on the first batch, with noise: per-sample bases on
 # LeNet (no BatchNorm), so the per-sample sensitivity holds; the plan resumes.
 expect 0 "entropy ranks, auto basis" -- "$bin" train --data "$dir/data" --epochs 2 --batch 16 --mode asymml \
@@ -445,6 +452,13 @@ grep -q "^privacy: every conv and linear layer's input crosses as its fixed-poin
 expect 0 "infer slalom --tee process --verify" -- inf --mode slalom --tee process --verify
 [ "$(acc)" = "$q" ] || { echo "FAIL: slalom through the server: $(acc), quantized's $q"; fail=$((fail + 1)); }
 for m in tee-only asymml open gpu-only; do expect 0 "infer $m" -- inf --mode $m; done
+grep -q "^privacy: NONE: the batch, every layer's data and the model are on the accelerator" "$dir/out" ||
+  { echo "FAIL: gpu-only inference's statement: $(grep '^privacy' "$dir/out")"; fail=$((fail + 1)); }
+# What it says is what the host records: the batch and the weights, no labels.
+expect 0 "infer gpu-only --record" -- inf --mode gpu-only --tee process --record "$dir/rec-gi"
+grep -q '"kind": "activation"' "$dir/rec-gi/index.jsonl" && grep -q '"kind": "weights"' "$dir/rec-gi/index.jsonl" &&
+  ! grep -q '"kind": "labels"' "$dir/rec-gi/index.jsonl" ||
+  { echo "FAIL: gpu-only inference's recorded view: $(grep -o '"kind": "[a-z-]*"' "$dir/rec-gi/index.jsonl" | sort -u | tr '\n' ' ')"; fail=$((fail + 1)); }
 expect 2 "infer without --mode" -- inf
 expect 2 "infer lowrank-only" -- inf --mode lowrank-only
 expect 2 "infer with a bad --act-bits" -- inf --mode slalom --act-bits 40

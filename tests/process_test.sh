@@ -260,13 +260,14 @@ secret=(train --data "$dir/data" --epochs 2 --batch 16 --mode asymml --rank-rati
         --sigma 1 --threads 2 --tee process --key "$key")
 "$bin" "${secret[@]}" --checkpoint-dir "$dir/ck6" --save-every 4 --keep 10 --record "$dir/rec-run" >"$dir/run6.out" 2>"$dir/err" ||
   bad "recorded run: $(cat "$dir/err")"
-# Each epoch's evaluation sends the test images' residuals too, and the run
-# says so: 96 training images in 6 batches and 32 test images in 2, for 2
-# epochs, one split layer: 12 output gradients, 12 + 4 residuals.
+# Each epoch's evaluation sends the test images' residuals (and the weights
+# as they then stand) too, and the run says so: 96 training images in 6
+# batches and 32 test images in 2, for 2 epochs, one split layer: 12 output
+# gradients, 12 + 4 residuals.
 res=$(grep -c '"kind": "residual"' "$dir/rec-run/index.jsonl")
 og=$(grep -c '"kind": "output-gradient"' "$dir/rec-run/index.jsonl")
 [ "$og" -eq 12 ] && [ "$res" -eq 16 ] && ok || bad "recorded residuals $res and output gradients $og, expected 16 and 12"
-grep -q "^crosses to the accelerator: .*; after each epoch, in the evaluation on the test images, each test image's residual (clipped and noised likewise)$" "$dir/run6.out" &&
+grep -q "^crosses to the accelerator: .*; after each epoch, in the evaluation on the test images: its weights as they then stand and each test image's residual (clipped and noised likewise)$" "$dir/run6.out" &&
   grep -q "^privacy: the test images' residuals crossed too, in each epoch's evaluation (clipped and noised alike)" "$dir/run6.out" &&
   ok || bad "the run does not say the test images' residuals cross: $(grep -E '^(crosses|privacy)' "$dir/run6.out")"
 # Copies of the run as it stood at step 4 (killed there), to resume.
