@@ -280,10 +280,9 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
     const int Ho = act->pool ? pooled->s.h : H, Wo = act->pool ? pooled->s.w : W;
     const size_t PL = (size_t)Ho * Wo, wpp = (PL + 31) / 32;
     /* A pool other than 2x2 reads the ReLU's plane: each thread's, when y is not kept. */
-    float *scratch = act->pool && !y && !is_pool2(act->pool)
-                         ? am_aligned_alloc(sizeof(float) * HW * (size_t)omp_get_max_threads())
-                         : NULL;
-    if (act->pool && !y && !is_pool2(act->pool) && !scratch) return am_fail(AM_ENOMEM, "batchnorm: out of memory");
+    const int own_plane = act->pool && !y && !is_pool2(act->pool);
+    float *scratch = own_plane ? am_aligned_alloc(sizeof(float) * HW * (size_t)omp_get_max_threads()) : NULL;
+    if (own_plane && !scratch) return am_fail(AM_ENOMEM, "batchnorm: out of memory");
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         float mean, invstd;

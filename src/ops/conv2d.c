@@ -250,7 +250,6 @@ am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x
     return AM_OK;
 }
 
-
 am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                              const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                              float *db, float *work, size_t work_n) {

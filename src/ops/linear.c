@@ -1,8 +1,7 @@
 /* Linear layer (nn.Linear): y = x W^T + b through sgemm, or for a batch of
  * 8 or fewer against a large W through skinny.c's kernels (forward and
- * weight gradient). The input may be
- * any [N, C, H, W] whose C*H*W equals the layer's input width: flatten is
- * free. */
+ * weight gradient). The input may be any [N, C, H, W] whose C*H*W equals
+ * the layer's input width: flatten is free. */
 #include "asymml/ops.h"
 #include "skinny.h"
 
