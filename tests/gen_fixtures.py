@@ -200,6 +200,24 @@ def fused_fixtures(out):
     w.save(os.path.join(out, "fused.amfx"))
 
 
+def wino_fixtures(out):
+    """A 3x3 conv (stride 1, padding 1, bias) that asymml computes by
+    Winograd's F(4x4, 3x3) (src/ops/winograd.c): planes 16 high (whole
+    tiles) and 17 wide (a partial tile), 8 channels in and out."""
+    w = Writer()
+    g = torch.Generator().manual_seed(37)
+    x = torch.randn(2, 8, 16, 17, generator=g).requires_grad_(True)
+    wt = (torch.randn(8, 8, 3, 3, generator=g) * 0.3).requires_grad_(True)
+    b = torch.randn(8, generator=g).requires_grad_(True)
+    y = F.conv2d(x, wt, b, stride=1, padding=1)
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    for n, t in [("x", x), ("w", wt), ("b", b), ("y", y), ("dy", dy), ("dx", x.grad), ("dw", wt.grad),
+                 ("db", b.grad)]:
+        w.f32("wino." + n, t)
+    w.save(os.path.join(out, "wino.amfx"))
+
+
 # ---------------------------------------------------------------- models
 class DescNet(nn.Module):
     """asymml's description language, executed with torch.nn modules."""
@@ -618,7 +636,7 @@ def quant_fixtures(out):
 
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "fixtures")
-    groups = set(sys.argv[2:]) or {"ops", "fused", "train", "zoo", "import", "quant"}
+    groups = set(sys.argv[2:]) or {"ops", "fused", "wino", "train", "zoo", "import", "quant"}
     os.makedirs(out, exist_ok=True)
     if "ops" in groups:
         w = Writer()
@@ -626,6 +644,8 @@ def main():
         w.save(os.path.join(out, "ops.amfx"))
     if "fused" in groups:
         fused_fixtures(out)
+    if "wino" in groups:
+        wino_fixtures(out)
     if "train" in groups:
         w = Writer()
         train_fixture(w, SMALL_VGG, 5, 8, 10, 0.05, 0.9, 5e-4, False, 11)

@@ -23,6 +23,7 @@
 typedef struct fcase fcase;
 struct fcase {
     const char *name;
+    float eps;             /* the finite difference's step; 0: EPS */
     int nin;               /* differentiable inputs; input 0 is x */
     float *in[MAXIN];
     size_t len[MAXIN];
@@ -88,15 +89,16 @@ static void run_case(fcase *c) {
     memcpy(c->dy.d, r, ny * sizeof(float));
     c->bwd(c, 0);
     double worst = 0;
+    const float eps = c->eps > 0 ? c->eps : EPS;
     for (int k = 0; k < c->nin; k++) {
         for (size_t i = 0; i < c->len[k]; i++) {
             float keep = c->in[k][i];
-            c->in[k][i] = keep + EPS;
+            c->in[k][i] = keep + eps;
             double lp = loss_of(c, r);
-            c->in[k][i] = keep - EPS;
+            c->in[k][i] = keep - eps;
             double lm = loss_of(c, r);
             c->in[k][i] = keep;
-            double num = (lp - lm) / (2.0 * EPS), ana = c->g[k][i];
+            double num = (lp - lm) / (2.0 * eps), ana = c->g[k][i];
             double err = fabs(num - ana) / (2e-3 + 1e-2 * fmax(fabs(num), fabs(ana)));
             if (err > worst) worst = err;
             if (err > 1.0) {
@@ -141,9 +143,14 @@ static void conv_bwd(fcase *c, int accum) {
     assert_int_equal(am_conv2d_backward(&c->conv, &c->x, c->in[1], &c->dy, &c->dx, accum, c->g[1],
                                         c->conv.bias ? c->g[2] : NULL, c->work, c->work_n), AM_OK);
 }
-static void conv_case(const char *name, am_shape xs, am_conv2d_cfg cfg) {
+/* fast: the workspace for the faster forms (Winograd's where it fits), and
+ * a larger step: a conv is linear, so the step adds no error of its own,
+ * while at 1e-3 the rounding of Winograd's transforms over 2,176 outputs
+ * moves the difference quotient past the tolerance. */
+static void conv_case_ws(const char *name, am_shape xs, am_conv2d_cfg cfg, int fast) {
     fcase c = {0};
     c.name = name;
+    c.eps = fast ? 0.05f : 0.f;
     c.conv = cfg;
     set_x(&c, xs, 0);
     am_shape ys;
@@ -154,12 +161,13 @@ static void conv_case(const char *name, am_shape xs, am_conv2d_cfg cfg) {
     c.in[1] = rnd(c.len[1], 0.3f);
     c.len[2] = (size_t)cfg.out_c;
     if (cfg.bias) c.in[2] = rnd(c.len[2], 0.3f);
-    c.work_n = am_conv2d_workspace(&cfg, xs);
+    c.work_n = fast ? am_conv2d_workspace_fast(&cfg, xs) : am_conv2d_workspace(&cfg, xs);
     c.work = am_aligned_alloc(c.work_n * sizeof(float));
     c.fwd = conv_fwd;
     c.bwd = conv_bwd;
     run_case(&c);
 }
+static void conv_case(const char *name, am_shape xs, am_conv2d_cfg cfg) { conv_case_ws(name, xs, cfg, 0); }
 
 static void t_conv(void **st) {
     (void)st;
@@ -171,6 +179,8 @@ static void t_conv(void **st) {
     conv_case("conv 7x7 s2 p3", am_shape4(1, 2, 9, 9), (am_conv2d_cfg){2, 7, 7, 2, 2, 3, 3, 0});
     /* 2x2 output planes: several samples per GEMM chunk. */
     conv_case("conv 3x3 on 2x2", am_shape4(5, 3, 2, 2), (am_conv2d_cfg){3, 3, 3, 1, 1, 1, 1, 1});
+    /* Winograd's F(4x4, 3x3): whole tiles down, a partial one across. */
+    conv_case_ws("conv 3x3 winograd", am_shape4(1, 8, 16, 17), (am_conv2d_cfg){8, 3, 3, 1, 1, 1, 1, 1}, 1);
 }
 
 /* ---------------------------------------------------------------- bn */

@@ -1,5 +1,5 @@
 /* Every op's forward and backward against PyTorch (tests/fixtures/ops.amfx
- * and fused.amfx, written by tests/gen_fixtures.py). Tolerance: 1e-5 absolute plus 1e-4
+ * fused.amfx and wino.amfx, written by tests/gen_fixtures.py). Tolerance: 1e-5 absolute plus 1e-4
  * relative, float32 rounding of sums of a few hundred products. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,11 +13,12 @@
 
 #include "asymml/asymml.h"
 #include "fixture.h"
+#include "ops/winograd.h"
 
 #define ATOL 1e-5
 #define RTOL 1e-4
 
-static fx_file F, FU;     /* ops.amfx, fused.amfx */
+static fx_file F, FU, FW; /* ops.amfx, fused.amfx, wino.amfx */
 static fx_file *cur = &F; /* the file tens and CLOSE read */
 
 static am_tensor tens(const char *name) {
@@ -300,10 +301,38 @@ static void t_bn_relu_pool3(void **st) {
     cur = &F;
 }
 
+/* A 3x3 conv by Winograd's F(4x4, 3x3) (the workspace for it given and
+ * the shape one it takes), against PyTorch's conv: output, every gradient,
+ * the input gradient also added to what was there. */
+static void t_conv_wino(void **st) {
+    (void)st;
+    cur = &FW;
+    const am_conv2d_cfg cfg = {8, 3, 3, 1, 1, 1, 1, 1};
+    am_tensor x = tens("wino.x"), dy = tens("wino.dy");
+    assert_true(am_wino_fits(&cfg, x.s));
+    const size_t wn = am_conv2d_workspace_fast(&cfg, x.s), nx = am_shape_numel(x.s);
+    assert_int_equal(am_conv2d_workspace_used(&cfg, x.s, wn), am_wino_workspace(&cfg, x.s));
+    am_tensor y = zeros(dy.s), dx = zeros(x.s);
+    float *work = am_aligned_alloc(wn * sizeof(float)), dw[8 * 8 * 9], db[8];
+    assert_non_null(work);
+    assert_int_equal(am_conv2d_forward(&cfg, &x, fx_f32(cur, "wino.w", 576), fx_f32(cur, "wino.b", 8), &y, work, wn),
+                     AM_OK);
+    CLOSE("wino y", y.d, "wino.y");
+    for (size_t i = 0; i < nx; i++) dx.d[i] = 1.f;
+    assert_int_equal(am_conv2d_backward(&cfg, &x, fx_f32(cur, "wino.w", 576), &dy, &dx, 1, dw, db, work, wn), AM_OK);
+    for (size_t i = 0; i < nx; i++) dx.d[i] -= 1.f;
+    CLOSE("wino dx", dx.d, "wino.dx");
+    CLOSE("wino dw", dw, "wino.dw");
+    CLOSE("wino db", db, "wino.db");
+    am_tensor_free(&y), am_tensor_free(&dx), am_aligned_free(work);
+    cur = &F;
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* run one test by name */
     fx_load(&F, "ops.amfx");
     fx_load(&FU, "fused.amfx");
+    fx_load(&FW, "wino.amfx");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_conv),
         cmocka_unit_test(t_conv3x3),
@@ -311,8 +340,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(t_unary),
         cmocka_unit_test(t_linear_dropout_add_ce),
         cmocka_unit_test(t_bn_relu_pool3),
+        cmocka_unit_test(t_conv_wino),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
-    fx_free(&F), fx_free(&FU);
+    fx_free(&F), fx_free(&FU), fx_free(&FW);
     return r;
 }

@@ -40,9 +40,13 @@ am_status am_conv2d_exact(const am_conv2d_cfg *cfg, am_shape x, const double *xd
  * both bounds. */
 double am_exact_bound(const am_conv2d_cfg *cfg, int in_c, double max_x, double max_w);
 size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x);
-/* At least as much, and room for the weight gradient's direct form where
- * the backward pass would take it (the padded input; see conv2d.c). */
+/* At least as much, and room for the faster forms where they fit: the
+ * weight gradient's direct form (the padded input) and Winograd's
+ * (see conv2d.c). */
 size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x);
+/* The floats of a work_n-float workspace that a pass of this conv touches:
+ * the form it takes depends on work_n (for the modelled enclave paging). */
+size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n);
 /* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n);

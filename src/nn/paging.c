@@ -33,12 +33,12 @@ static void conv_extra(walk *w, int i, int backward) {
     const am_model *m = w->m;
     const layer *l = &m->L[i];
     const void *ptr[AM_ASYM_REGIONS];
-    size_t bytes[AM_ASYM_REGIONS], work = 0;
+    size_t bytes[AM_ASYM_REGIONS], work = m->work_n;
     if (m->asym && am_asym_handles(m->asym, i)) {
         int n = am_asym_regions(m->asym, i, backward, ptr, bytes, &work);
         for (int k = 0; k < n; k++) touch(w, ptr[k], bytes[k]);
     } else {
-        work = am_conv2d_workspace_fast(&l->conv, m->L[l->in[0]].y.s);
+        work = am_conv2d_workspace_used(&l->conv, m->L[l->in[0]].y.s, m->work_n);
     }
     touch(w, m->work, (work < m->work_n ? work : m->work_n) * sizeof(float));
 }

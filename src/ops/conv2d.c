@@ -7,6 +7,7 @@
  * output. A 1x1, stride-1, unpadded conv needs no im2col at all.
  * Not here: groups, dilation (no model of ours uses them). */
 #include "asymml/ops.h"
+#include "winograd.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -86,7 +87,22 @@ size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x) {
 
 size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x) {
     size_t need = am_conv2d_workspace(cfg, x);
-    return need && direct_shape(cfg, x) && am_conv3x3_workspace(x) > need ? am_conv3x3_workspace(x) : need;
+    if (need && direct_shape(cfg, x) && am_conv3x3_workspace(x) > need) need = am_conv3x3_workspace(x);
+    if (need && am_wino_workspace(cfg, x) > need) need = am_wino_workspace(cfg, x);
+    return need;
+}
+
+/* Winograd's form where it fits and its workspace was given. */
+static int wino(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
+    return am_wino_fits(cfg, x) && work_n >= am_wino_workspace(cfg, x);
+}
+
+size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
+    if (wino(cfg, x, work_n)) return am_wino_workspace(cfg, x);
+    size_t need = am_conv2d_workspace(cfg, x);
+    if (direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x) && am_conv3x3_workspace(x) > need)
+        need = am_conv3x3_workspace(x);
+    return need < work_n ? need : work_n;
 }
 
 /* Row r = (c*kh+i)*kw+j of one sample's column matrix, into dst (Ho*Wo). */
@@ -215,6 +231,7 @@ am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x
     AM_TRY(check_io(cfg, x, w, y, work_n, &g));
     if (!x->d) return am_fail(AM_EINVAL, "conv2d: NULL input");
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv2d: bias expected");
+    if (wino(cfg, x->s, work_n)) return am_wino_forward(cfg, x, w, b, y, work, work_n, moments);
     size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
     float *col = work;
     float *out = work + am_align_up((size_t)g.CKK * g.nb * g.P * sizeof(float)) / sizeof(float);
@@ -259,6 +276,11 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
     if (cfg->bias && !db) return am_fail(AM_EINVAL, "conv2d backward: bias gradient expected");
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
+    if ((dw || dx) && wino(cfg, x->s, work_n)) {
+        AM_TRY(am_wino_backward(cfg, x, w, dy, dx, accum, dw, work, work_n));
+        if (!db) return AM_OK;
+        dw = NULL, dx = NULL; /* done: the loop below sums the bias only */
+    }
     if (dw && direct_dw(cfg, x->s, dx, work_n)) {
         AM_TRY(am_conv3x3_dw(cfg, x, dy, dw, work, work_n));
         if (!db) return AM_OK;

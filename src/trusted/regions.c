@@ -32,7 +32,7 @@ static void forward(const am_asym *a, const layer_plan *p, asym_list *l, size_t 
     add(l, p->Wp, K * r * kk);
     am_conv2d_cfg lc = p->cfg;
     lc.bias = 0;
-    *work = am_conv2d_workspace(&lc, am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w));
+    *work = am_conv2d_workspace_used(&lc, am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w), *work);
 }
 
 static void backward(const am_asym *a, const layer_plan *p, asym_list *l, size_t *work) {
@@ -56,10 +56,11 @@ static void backward(const am_asym *a, const layer_plan *p, asym_list *l, size_t
     add(l, a->fe, a->fe_n);
     am_conv2d_cfg lc = p->cfg;
     lc.bias = 0;
-    *work = am_conv2d_workspace(&lc, am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w));
+    const size_t given = *work;
+    *work = am_conv2d_workspace_used(&lc, am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w), given);
     if (a->cfg.mode == AM_MODE_LOWRANK_ONLY) {
         /* dX of the whole conv in the TEE (straight through). */
-        size_t w = am_conv2d_workspace(&p->cfg, p->x);
+        size_t w = am_conv2d_workspace_used(&p->cfg, p->x, given);
         if (w > *work) *work = w;
     }
 }
@@ -71,9 +72,12 @@ void asym_lowrank_regions(const am_asym *a, const layer_plan *p, int backward_pa
 
 int am_asym_regions(const am_asym *a, int layer, int backward_pass, const void **ptr, size_t *bytes, size_t *work) {
     asym_list l = {ptr, bytes, 0};
+    const size_t given = *work;
     *work = 0;
     if (!a || layer < 0 || layer >= a->n || !am_asym_handles(a, layer)) return 0;
     const layer_plan *p = &a->L[layer];
+    *work = given;
     if (p->strat->regions) p->strat->regions(a, p, backward_pass, &l, work);
+    else *work = 0;
     return l.n;
 }

@@ -53,8 +53,8 @@ am_status am_asym_backward(am_asym *a, int layer, const am_conv2d_cfg *cfg, cons
  * the caller knows: V, the folded weights, the basis and its scratch, the
  * residual's buffer before it leaves, the fold's scratch. Fills up to
  * AM_ASYM_REGIONS (pointer, bytes) pairs in the order the pass touches
- * them and returns how many; *work: floats of the caller's workspace the
- * pass uses. A layer whole on the accelerator touches none of them. The
+ * them and returns how many; *work: on entry, the floats of workspace the
+ * pass is given; on return, those it touches. A layer whole on the accelerator touches none of them. The
  * accelerator's buffers are not trusted memory and are not listed. */
 #define AM_ASYM_REGIONS 16
 int am_asym_regions(const am_asym *a, int layer, int backward, const void **ptr, size_t *bytes, size_t *work);

@@ -47,7 +47,7 @@ struct asym_strategy {
     /* Whether the backward pass reads the input's values (NULL: it does). */
     int (*needs_input)(const am_asym *a, const layer_plan *p);
     /* The trusted memory a pass touches besides the model's tensors
-     * (am_asym_regions); NULL: none. */
+     * (am_asym_regions; *work given, then touched); NULL: none. */
     void (*regions)(const am_asym *a, const layer_plan *p, int backward, asym_list *l, size_t *work);
 };
 

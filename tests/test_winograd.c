@@ -1,0 +1,182 @@
+/* The 3x3 convolution by Winograd's F(4x4, 3x3) (src/ops/winograd.c),
+ * taken through am_conv2d_* with am_conv2d_workspace_fast's workspace:
+ * forward (with bias and the planes' moments), input gradient (written and
+ * added to) and weight gradient against sums in double, on planes whose
+ * sides are and are not multiples of 4, chunks of tile rows that split a
+ * sample, and the same bits at 1 and 2 threads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "asymml/asymml.h"
+#include "ops/winograd.h"
+
+static am_rng rng;
+
+static float *filled(size_t n, float scale) {
+    float *p = am_aligned_alloc(sizeof(float) * (n ? n : 1));
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = am_rng_normal(&rng) * scale;
+    return p;
+}
+
+/* Index of (n, c, h, w) in an NCHW tensor. */
+static size_t at(am_shape s, int n, int c, int h, int w) { return (((size_t)n * s.c + c) * s.h + h) * s.w + w; }
+
+/* The error allowed against a sum in double whose terms' magnitudes add up
+ * to m: the transforms' rounding, a few tens of float ulps of m. */
+static double tol(double m) { return 1e-5 * m + 1e-6; }
+
+typedef struct wcase {
+    am_conv2d_cfg c;
+    am_shape xs;
+    am_tensor x, y, dy, dx;
+    float *w, *b, *dw, *work;
+    size_t wn;
+} wcase;
+
+static void run(wcase *t, int threads, float *y, float *dx, float *dw, const float *dx0) {
+    const int nt = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    am_tensor ty = {t->y.s, y}, tdx = {t->xs, dx};
+    double *mom = malloc(sizeof(double) * 2 * (size_t)t->xs.n * t->c.out_c);
+    assert_non_null(mom);
+    assert_int_equal(am_conv2d_forward_moments(&t->c, &t->x, t->w, t->b, &ty, t->work, t->wn, mom), AM_OK);
+    const size_t P = (size_t)t->y.s.h * t->y.s.w;
+    for (int pl = 0; pl < t->xs.n * t->c.out_c; pl++) { /* the moments are of the output written */
+        double ref[2];
+        am_plane_moments(y + (size_t)pl * P, P, ref);
+        assert_memory_equal(ref, mom + 2 * pl, sizeof ref);
+    }
+    free(mom);
+    memcpy(dx, dx0, sizeof(float) * am_shape_numel(t->xs));
+    float db[64];
+    assert_int_equal(am_conv2d_backward(&t->c, &t->x, t->w, &t->dy, &tdx, 1, dw, db, t->work, t->wn), AM_OK);
+    omp_set_num_threads(nt);
+}
+
+static void check(const wcase *t, const float *y, const float *dx, const float *dx0, const float *dw) {
+    const am_shape xs = t->xs, ys = t->y.s;
+    const int C = xs.c, K = ys.c;
+    for (int n = 0; n < xs.n; n++)
+        for (int k = 0; k < K; k++)
+            for (int h = 0; h < ys.h; h++)
+                for (int v = 0; v < ys.w; v++) {
+                    double s = t->b[k], m = fabs(t->b[k]);
+                    for (int c = 0; c < C; c++)
+                        for (int i = 0; i < 3; i++)
+                            for (int j = 0; j < 3; j++) {
+                                const int ih = h + i - 1, iw = v + j - 1;
+                                if (ih < 0 || ih >= xs.h || iw < 0 || iw >= xs.w) continue;
+                                const double p = (double)t->x.d[at(xs, n, c, ih, iw)] * t->w[((k * C + c) * 3 + i) * 3 + j];
+                                s += p, m += fabs(p);
+                            }
+                    assert_float_equal(y[at(ys, n, k, h, v)], s, tol(m));
+                }
+    for (int n = 0; n < xs.n; n++)
+        for (int c = 0; c < C; c++)
+            for (int h = 0; h < xs.h; h++)
+                for (int v = 0; v < xs.w; v++) {
+                    double s = dx0[at(xs, n, c, h, v)], m = fabs(s);
+                    for (int k = 0; k < K; k++)
+                        for (int i = 0; i < 3; i++)
+                            for (int j = 0; j < 3; j++) {
+                                const int oh = h - i + 1, ow = v - j + 1;
+                                if (oh < 0 || oh >= ys.h || ow < 0 || ow >= ys.w) continue;
+                                const double p = (double)t->dy.d[at(ys, n, k, oh, ow)] * t->w[((k * C + c) * 3 + i) * 3 + j];
+                                s += p, m += fabs(p);
+                            }
+                    assert_float_equal(dx[at(xs, n, c, h, v)], s, tol(m));
+                }
+    for (int k = 0; k < K; k++)
+        for (int c = 0; c < C; c++)
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    double s = 0, m = 0;
+                    for (int n = 0; n < xs.n; n++)
+                        for (int h = 0; h < ys.h; h++)
+                            for (int v = 0; v < ys.w; v++) {
+                                const int ih = h + i - 1, iw = v + j - 1;
+                                if (ih < 0 || ih >= xs.h || iw < 0 || iw >= xs.w) continue;
+                                const double p = (double)t->dy.d[at(ys, n, k, h, v)] * t->x.d[at(xs, n, c, ih, iw)];
+                                s += p, m += fabs(p);
+                            }
+                    assert_float_equal(dw[((k * C + c) * 3 + i) * 3 + j], s, tol(m));
+                }
+}
+
+static void wino_case(int B, int C, int K, int H, int W) {
+    wcase t = {.c = {K, 3, 3, 1, 1, 1, 1, 1}, .xs = am_shape4(B, C, H, W)};
+    assert_true(am_wino_fits(&t.c, t.xs));
+    assert_int_equal(am_tensor_alloc(&t.x, t.xs) | am_tensor_alloc(&t.y, am_shape4(B, K, H, W)) |
+                         am_tensor_alloc(&t.dy, t.y.s),
+                     AM_OK);
+    const size_t nx = am_shape_numel(t.xs), ny = am_shape_numel(t.y.s), nw = (size_t)K * C * 9;
+    for (size_t i = 0; i < nx; i++) t.x.d[i] = am_rng_normal(&rng);
+    for (size_t i = 0; i < ny; i++) t.dy.d[i] = am_rng_normal(&rng);
+    t.w = filled(nw, 0.3f), t.b = filled((size_t)K, 1.f);
+    t.wn = am_conv2d_workspace_fast(&t.c, t.xs);
+    assert_int_equal(am_conv2d_workspace_used(&t.c, t.xs, t.wn), am_wino_workspace(&t.c, t.xs));
+    t.work = filled(t.wn, 1.f); /* not zeroed: nothing may read it before writing */
+    float *dx0 = filled(nx, 1.f), *y1 = filled(ny, 0), *y2 = filled(ny, 0), *dx1 = filled(nx, 0),
+          *dx2 = filled(nx, 0), *dw1 = filled(nw, 0), *dw2 = filled(nw, 0);
+    run(&t, 1, y1, dx1, dw1, dx0);
+    run(&t, 2, y2, dx2, dw2, dx0);
+    assert_memory_equal(y1, y2, sizeof(float) * ny);
+    assert_memory_equal(dx1, dx2, sizeof(float) * nx);
+    assert_memory_equal(dw1, dw2, sizeof(float) * nw);
+    check(&t, y2, dx2, dx0, dw2);
+    am_tensor_free(&t.x), am_tensor_free(&t.y), am_tensor_free(&t.dy);
+    float *all[] = {t.w, t.b, t.work, dx0, y1, y2, dx1, dx2, dw1, dw2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) am_aligned_free(all[i]);
+}
+
+static void t_wino_definition(void **st) {
+    (void)st;
+    am_rng_seed(&rng, 53);
+    wino_case(2, 8, 8, 16, 16);   /* whole tiles */
+    wino_case(2, 11, 13, 17, 19); /* a partial tile on both sides */
+    wino_case(3, 9, 8, 18, 23);
+    wino_case(1, 8, 10, 22, 16);
+}
+
+/* The widest plane it takes (128 tiles across), with a chunk of tile rows
+ * (28 here) that ends inside a sample (30 tile rows). */
+static void t_wino_chunks(void **st) {
+    (void)st;
+    am_rng_seed(&rng, 59);
+    wino_case(2, 16, 16, 118, 512);
+}
+
+static void t_wino_shapes(void **st) {
+    (void)st;
+    am_conv2d_cfg c = {8, 3, 3, 1, 1, 1, 1, 0};
+    assert_true(am_wino_fits(&c, am_shape4(1, 8, 16, 16)));
+    assert_false(am_wino_fits(&c, am_shape4(1, 8, 15, 16))); /* im2col there */
+    assert_false(am_wino_fits(&c, am_shape4(1, 7, 16, 16)));
+    c.sh = c.sw = 2;
+    assert_false(am_wino_fits(&c, am_shape4(1, 8, 16, 16)));
+    c.sh = c.sw = 1, c.ph = c.pw = 0;
+    assert_false(am_wino_fits(&c, am_shape4(1, 8, 16, 16)));
+    /* A workspace too small for it takes im2col, and says so. */
+    c.ph = c.pw = 1;
+    const am_shape xs = am_shape4(4, 64, 64, 64);
+    const size_t im = am_conv2d_workspace(&c, xs);
+    assert_true(am_wino_workspace(&c, xs) > 0);
+    if (im < am_wino_workspace(&c, xs)) assert_int_equal(am_conv2d_workspace_used(&c, xs, im), im);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_wino_definition),
+        cmocka_unit_test(t_wino_chunks),
+        cmocka_unit_test(t_wino_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
