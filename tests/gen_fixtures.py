@@ -203,12 +203,12 @@ def fused_fixtures(out):
 def wino_fixtures(out):
     """A 3x3 conv (stride 1, padding 1, bias) that asymml computes by
     Winograd's F(4x4, 3x3) (src/ops/winograd.c): planes 16 high (whole
-    tiles) and 17 wide (a partial tile), 8 channels in and out."""
+    tiles) and 17 wide (a partial tile), 16 channels in and 17 out."""
     w = Writer()
     g = torch.Generator().manual_seed(37)
-    x = torch.randn(2, 8, 16, 17, generator=g).requires_grad_(True)
-    wt = (torch.randn(8, 8, 3, 3, generator=g) * 0.3).requires_grad_(True)
-    b = torch.randn(8, generator=g).requires_grad_(True)
+    x = torch.randn(1, 16, 16, 17, generator=g).requires_grad_(True)
+    wt = (torch.randn(17, 16, 3, 3, generator=g) * 0.2).requires_grad_(True)
+    b = torch.randn(17, generator=g).requires_grad_(True)
     y = F.conv2d(x, wt, b, stride=1, padding=1)
     dy = torch.randn(y.shape, generator=g)
     y.backward(dy)

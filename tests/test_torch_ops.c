@@ -303,27 +303,33 @@ static void t_bn_relu_pool3(void **st) {
 
 /* A 3x3 conv by Winograd's F(4x4, 3x3) (the workspace for it given and
  * the shape one it takes), against PyTorch's conv: output, every gradient,
- * the input gradient also added to what was there. */
+ * the input gradient also added to what was there. Its transforms round
+ * more than a plain sum: the absolute tolerance is a few float ulps of the
+ * sum of the terms' magnitudes, about 20 for an output or input gradient
+ * and 170 for a weight gradient here (test_winograd bounds the error by
+ * that sum, element by element). */
+#define CLOSE_W(what, got, name, atol) \
+    fx_close(what, (got), fx_f32(cur, name, 0), fx_get(cur, name)->numel, atol, RTOL)
 static void t_conv_wino(void **st) {
     (void)st;
     cur = &FW;
-    const am_conv2d_cfg cfg = {8, 3, 3, 1, 1, 1, 1, 1};
+    const am_conv2d_cfg cfg = {17, 3, 3, 1, 1, 1, 1, 1};
     am_tensor x = tens("wino.x"), dy = tens("wino.dy");
     assert_true(am_wino_fits(&cfg, x.s));
     const size_t wn = am_conv2d_workspace_fast(&cfg, x.s), nx = am_shape_numel(x.s);
     assert_int_equal(am_conv2d_workspace_used(&cfg, x.s, wn), am_wino_workspace(&cfg, x.s));
     am_tensor y = zeros(dy.s), dx = zeros(x.s);
-    float *work = am_aligned_alloc(wn * sizeof(float)), dw[8 * 8 * 9], db[8];
+    float *work = am_aligned_alloc(wn * sizeof(float)), dw[17 * 16 * 9], db[17];
     assert_non_null(work);
-    assert_int_equal(am_conv2d_forward(&cfg, &x, fx_f32(cur, "wino.w", 576), fx_f32(cur, "wino.b", 8), &y, work, wn),
+    assert_int_equal(am_conv2d_forward(&cfg, &x, fx_f32(cur, "wino.w", 17 * 16 * 9), fx_f32(cur, "wino.b", 17), &y, work, wn),
                      AM_OK);
-    CLOSE("wino y", y.d, "wino.y");
+    CLOSE_W("wino y", y.d, "wino.y", 5e-5);
     for (size_t i = 0; i < nx; i++) dx.d[i] = 1.f;
-    assert_int_equal(am_conv2d_backward(&cfg, &x, fx_f32(cur, "wino.w", 576), &dy, &dx, 1, dw, db, work, wn), AM_OK);
+    assert_int_equal(am_conv2d_backward(&cfg, &x, fx_f32(cur, "wino.w", 17 * 16 * 9), &dy, &dx, 1, dw, db, work, wn), AM_OK);
     for (size_t i = 0; i < nx; i++) dx.d[i] -= 1.f;
-    CLOSE("wino dx", dx.d, "wino.dx");
-    CLOSE("wino dw", dw, "wino.dw");
-    CLOSE("wino db", db, "wino.db");
+    CLOSE_W("wino dx", dx.d, "wino.dx", 5e-5);
+    CLOSE_W("wino dw", dw, "wino.dw", 4e-4);
+    CLOSE(("wino db"), db, "wino.db");
     am_tensor_free(&y), am_tensor_free(&dx), am_aligned_free(work);
     cur = &F;
 }

@@ -57,6 +57,7 @@ static void run(wcase *t, int threads, float *y, float *dx, float *dw, const flo
     free(mom);
     memcpy(dx, dx0, sizeof(float) * am_shape_numel(t->xs));
     float db[64];
+    assert_true(t->c.out_c <= 64);
     assert_int_equal(am_conv2d_backward(&t->c, &t->x, t->w, &t->dy, &tdx, 1, dw, db, t->work, t->wn), AM_OK);
     omp_set_num_threads(nt);
 }
@@ -140,10 +141,12 @@ static void wino_case(int B, int C, int K, int H, int W) {
 static void t_wino_definition(void **st) {
     (void)st;
     am_rng_seed(&rng, 53);
-    wino_case(2, 8, 8, 16, 16);   /* whole tiles */
-    wino_case(2, 11, 13, 17, 19); /* a partial tile on both sides */
-    wino_case(3, 9, 8, 18, 23);
-    wino_case(1, 8, 10, 22, 16);
+    wino_case(2, 16, 16, 16, 16); /* whole tiles */
+    wino_case(2, 17, 19, 17, 19); /* a partial tile on both sides; channels past the last 8 */
+    wino_case(3, 16, 24, 18, 23);
+    wino_case(1, 23, 16, 22, 16);
+    wino_case(4, 16, 16, 4, 4); /* one tile a plane */
+    wino_case(2, 16, 17, 5, 7);
 }
 
 /* The widest plane it takes (128 tiles across), with a chunk of tile rows
@@ -156,14 +159,19 @@ static void t_wino_chunks(void **st) {
 
 static void t_wino_shapes(void **st) {
     (void)st;
-    am_conv2d_cfg c = {8, 3, 3, 1, 1, 1, 1, 0};
-    assert_true(am_wino_fits(&c, am_shape4(1, 8, 16, 16)));
-    assert_false(am_wino_fits(&c, am_shape4(1, 8, 15, 16))); /* im2col there */
-    assert_false(am_wino_fits(&c, am_shape4(1, 7, 16, 16)));
-    c.sh = c.sw = 2;
-    assert_false(am_wino_fits(&c, am_shape4(1, 8, 16, 16)));
+    am_conv2d_cfg c = {16, 3, 3, 1, 1, 1, 1, 0};
+    assert_true(am_wino_fits(&c, am_shape4(1, 16, 4, 4)));
+    assert_true(am_wino_fits(&c, am_shape4(1, 128, 4, 512)));
+    assert_false(am_wino_fits(&c, am_shape4(1, 16, 3, 16))); /* im2col there */
+    assert_false(am_wino_fits(&c, am_shape4(1, 16, 16, 516)));
+    assert_false(am_wino_fits(&c, am_shape4(1, 15, 16, 16)));
+    assert_false(am_wino_fits(&c, am_shape4(1, 129, 16, 16)));
+    c.out_c = 15;
+    assert_false(am_wino_fits(&c, am_shape4(1, 16, 16, 16)));
+    c.out_c = 16, c.sh = c.sw = 2;
+    assert_false(am_wino_fits(&c, am_shape4(1, 16, 16, 16)));
     c.sh = c.sw = 1, c.ph = c.pw = 0;
-    assert_false(am_wino_fits(&c, am_shape4(1, 8, 16, 16)));
+    assert_false(am_wino_fits(&c, am_shape4(1, 16, 16, 16)));
     /* A workspace too small for it takes im2col, and says so. */
     c.ph = c.pw = 1;
     const am_shape xs = am_shape4(4, 64, 64, 64);

@@ -3,17 +3,27 @@
  * A^T [(G g G^T) . (B^T d B)] A over the 6x6 block of input d around it,
  * so a conv costs 36 multiplies per 16 outputs and input channel instead
  * of 144. The 36 element-wise products, summed over the input channels,
- * are 36 GEMMs: M[p] (K x T) = U[p] (K x C) V[p] (C x T), T tiles.
+ * are 36 GEMMs: M[p] (T x K) = V[p] (T x C) U[p] (C x K), T tiles.
  * The backward pass is the same in reverse: the input gradient is the
  * forward conv of dy with the kernels turned 180 degrees and C and K
  * exchanged; the weight gradient is G^T [sum over tiles of (A dy A^T) .
  * (B^T d B)] G, the adjoint of the forward's bilinear form, so its 36
  * GEMMs sum over tiles and the 6x6 to 3x3 transform is made once per
  * kernel.
- * Tiles are taken a row of tiles at a time (4 rows of output); a chunk of
- * tile rows bounds the transformed data. Transforms run along a tile row,
- * one lane per tile; each GEMM is single-threaded inside a parallel loop
- * over the 36 points, so every sum's order depends on the shape only.
+ * A tile row (4 rows of output) at a time, its input rows are copied
+ * channels last, so that every transform runs with a lane per channel
+ * whatever the plane's width; the outputs go back the same way. A chunk
+ * of tile rows bounds the transformed data. Each GEMM is single-threaded
+ * inside a parallel loop over the 36 points, so every sum's order
+ * depends on the shape only.
+ * Where it is taken (am_wino_fits), measured against im2col + sgemm on 2
+ * cores, forward / input gradient / weight gradient, ms: 32 x 64 x 32 x 32,
+ * 64 out: 14.9 / 16.9 / 14.4 -> 6.9 / 7.8 / 7.3; 8 x 512 x 28 x 28: 95 /
+ * 95 / 89 -> 49 / 47 / 44; 32 x 256 x 8 x 8: 10.2 / 11.0 / 10.1 -> 4.4 /
+ * 4.4 / 3.8; 8 x 64 x 224 x 224: 200 / 186 / 191 -> 77 / 89 / 95. It was
+ * slower with 8 input channels, and with one side 16 times the other
+ * (a split conv's low-rank part: 16 -> 256 on 56 x 56, input gradient
+ * 10.6 -> 12.0 ms); those stay with im2col.
  * Rounding: the transforms' constants (1/6, 1/24) and sums of up to 4
  * magnified terms make the error a few times im2col's; the tests bound it
  * against sums in double. Every branch and address depends on the shape
@@ -23,10 +33,11 @@
 #include "core/hot.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <string.h>
 
 #define NP 36                       /* points of a 6x6 tile */
-#define MAX_TW 128                  /* tiles across: planes up to 512 wide */
+#define MAX_TW 128                  /* tiles across: planes up to 512 wide (a thread's scratch holds a tile row) */
 #define CHUNK_CAP ((size_t)4 << 20) /* floats of transformed input and output per chunk */
 
 typedef struct wgeo {
@@ -38,7 +49,8 @@ typedef struct wgeo {
 
 int am_wino_fits(const am_conv2d_cfg *cfg, am_shape x) {
     return cfg->kh == 3 && cfg->kw == 3 && cfg->sh == 1 && cfg->sw == 1 && cfg->ph == 1 && cfg->pw == 1 &&
-           x.h >= 16 && x.w >= 16 && x.w <= 4 * MAX_TW && x.h <= 4 * MAX_TW && x.c >= 8 && cfg->out_c >= 8;
+           x.h >= 4 && x.w >= 4 && x.w <= 4 * MAX_TW && x.h <= 4 * MAX_TW && x.c >= 16 && cfg->out_c >= 16 &&
+           x.c <= 8 * cfg->out_c && cfg->out_c <= 8 * x.c;
 }
 
 static void make_geo(am_shape x, int cin, int cout, wgeo *g) {
@@ -111,58 +123,122 @@ AM_HOT static void a6(const float *restrict a0, const float *restrict a1, const 
     }
 }
 
-/* One tile row of an input plane, rows r0 to r0 + 5 and columns -1 to
- * 4 tw + 2 (zero outside the plane), into v[p * vs + j] for the 36 points
- * p and the tw tiles j. Columns are first split by their phase mod 4, so
- * that tile j's six columns are e[0..3][j] and e[0..1][j + 1]. */
-static void in_row(const float *plane, int H, int W, int r0, int tw, float *v, size_t vs) {
-    float e[6][4][MAX_TW + 1], h[6][6][MAX_TW];
-    for (int i = 0; i < 6; i++) {
-        const int r = r0 + i, in = r >= 0 && r < H;
-        const float *row = plane + (size_t)(in ? r : 0) * W;
-        for (int x = 0; x < 4 * (tw + 1); x++) {
-            const int c = x - 1;
-            e[i][x & 3][x >> 2] = in && c >= 0 && c < W ? row[c] : 0.f;
+/* A thread's scratch: a tile row's input rows, channels last, and a tile's
+ * temporaries; the output's rows and temporaries take no more. */
+static size_t scratch_size(const wgeo *g) {
+    const size_t cm = (size_t)(g->cin > g->cout ? g->cin : g->cout), wp = 4 * (size_t)g->tw + 2;
+    return am_align_up(sizeof(float) * cm * (6 * wp + 36)) / sizeof(float);
+}
+
+/* d[col * ld + i] = s[i * ps + col] for i < 8, lo <= col < hi: 8 planes' rows,
+ * a column of 8 at a time. */
+AM_HOT static void gather8(const float *s, size_t ps, int lo, int hi, float *d, size_t ld) {
+    for (int col = lo; col < hi; col++) {
+        float *o = d + (size_t)col * ld;
+        for (int i = 0; i < 8; i++) o[i] = s[(size_t)i * ps + col];
+    }
+}
+
+/* d[i * dl + col] (+)= s[col * ld + i] + b[i] for i < 8, col < n: the
+ * reverse, to 8 planes' rows. */
+AM_HOT static void scatter8(const float *s, size_t ld, int n, const float *b, int accum, float *d, size_t dl) {
+    for (int col = 0; col < n; col++) {
+        const float *v = s + (size_t)col * ld;
+        if (accum)
+            for (int i = 0; i < 8; i++) d[(size_t)i * dl + col] += v[i] + b[i];
+        else
+            for (int i = 0; i < 8; i++) d[(size_t)i * dl + col] = v[i] + b[i];
+    }
+}
+
+/* Rows r0 to r0 + n - 1 of the C planes at x into b[i][col][c], channels
+ * last, for plane columns c0 to c0 + wp - 1; zero outside the plane. */
+static void rows_in(const float *x, int C, int H, int W, int r0, int n, int c0, int wp, float *b) {
+    const int lo = c0 < 0 ? -c0 : 0, hi = W - c0 < wp ? W - c0 : wp; /* columns inside: [lo, hi) */
+    for (int i = 0; i < n; i++) {
+        float *bi = b + (size_t)i * wp * C;
+        const int r = r0 + i;
+        if (r < 0 || r >= H) {
+            memset(bi, 0, sizeof(float) * (size_t)wp * C);
+            continue;
         }
-        bt6(e[i][0], e[i][1], e[i][2], e[i][3], e[i][0] + 1, e[i][1] + 1, h[i][0], h[i][1], h[i][2], h[i][3],
-            h[i][4], h[i][5], tw);
+        memset(bi, 0, sizeof(float) * (size_t)lo * C);
+        memset(bi + (size_t)hi * C, 0, sizeof(float) * (size_t)(wp - hi) * C);
+        const float *src = x + (size_t)r * W + c0;
+        int c = 0;
+        for (; c + 8 <= C; c += 8) /* 8 channels a column: one store of 8 */
+            gather8(src + (size_t)c * H * W, (size_t)H * W, lo, hi, bi + c, (size_t)C);
+        for (; c < C; c++)
+            for (int col = lo; col < hi; col++) bi[(size_t)col * C + c] = src[(size_t)c * H * W + col];
     }
-    for (int s = 0; s < 6; s++)
-        bt6(h[0][s], h[1][s], h[2][s], h[3][s], h[4][s], h[5][s], v + (size_t)s * vs, v + (size_t)(6 + s) * vs,
-            v + (size_t)(12 + s) * vs, v + (size_t)(18 + s) * vs, v + (size_t)(24 + s) * vs,
-            v + (size_t)(30 + s) * vs, tw);
 }
 
-/* One tile row of an output gradient plane, rows r0 to r0 + 3 and columns 0
- * to 4 tw - 1 (zero outside the plane), to the weight gradient's points. */
-static void dy_row(const float *plane, int H, int W, int r0, int tw, float *v, size_t vs) {
-    float f[4][4][MAX_TW], h[4][6][MAX_TW];
+/* Rows r0 to r0 + 3 of o[a][col][k] (channels last, ow columns) into the K
+ * planes at y (rows inside the plane, columns up to W), plus bias; added to
+ * y when accum. */
+static void rows_out(const float *o, int K, int H, int W, int r0, int ow, const float *b, int accum, float *y) {
+    static const float zero8[8];
+    for (int a = 0; a < 4 && r0 + a < H; a++) {
+        int k = 0;
+        for (; k + 8 <= K; k += 8)
+            scatter8(o + (size_t)a * ow * K + k, (size_t)K, W, b ? b + k : zero8, accum,
+                     y + ((size_t)k * H + r0 + a) * W, (size_t)H * W);
+        for (; k < K; k++) {
+            float *d = y + ((size_t)k * H + r0 + a) * W;
+            const float *src = o + (size_t)a * ow * K + k, bk = b ? b[k] : 0.f;
+            if (accum)
+                for (int col = 0; col < W; col++) d[col] += src[(size_t)col * K] + bk;
+            else
+                for (int col = 0; col < W; col++) d[col] = src[(size_t)col * K] + bk;
+        }
+    }
+}
+
+/* Tile j of a tile row: its 6x6 block of b (rows channels last, wp columns
+ * each, from column 4 j) to its 36 points v[p * vs + c], a lane per
+ * channel; h: 36 C floats. */
+static void in_tile(const float *b, int C, int wp, int j, float *h, float *v, size_t vs) {
+    const size_t c = (size_t)C;
+    for (int i = 0; i < 6; i++) {
+        const float *e = b + ((size_t)i * wp + 4 * (size_t)j) * c;
+        float *hi = h + (size_t)i * 6 * c;
+        bt6(e, e + c, e + 2 * c, e + 3 * c, e + 4 * c, e + 5 * c, hi, hi + c, hi + 2 * c, hi + 3 * c, hi + 4 * c,
+            hi + 5 * c, C);
+    }
+    for (int s = 0; s < 6; s++)
+        bt6(h + s * c, h + (6 + s) * c, h + (12 + s) * c, h + (18 + s) * c, h + (24 + s) * c, h + (30 + s) * c,
+            v + (size_t)s * vs, v + (size_t)(6 + s) * vs, v + (size_t)(12 + s) * vs, v + (size_t)(18 + s) * vs,
+            v + (size_t)(24 + s) * vs, v + (size_t)(30 + s) * vs, C);
+}
+
+/* Tile j of an output gradient's tile row: its 4x4 block of b (4 rows
+ * channels last, wp columns) to the weight gradient's 36 points; h: 24 K
+ * floats. */
+static void dy_tile(const float *b, int K, int wp, int j, float *h, float *v, size_t vs) {
+    const size_t k = (size_t)K;
     for (int i = 0; i < 4; i++) {
-        const int r = r0 + i, in = r < H;
-        const float *row = plane + (size_t)(in ? r : 0) * W;
-        for (int x = 0; x < 4 * tw; x++) f[i][x & 3][x >> 2] = in && x < W ? row[x] : 0.f;
-        a6(f[i][0], f[i][1], f[i][2], f[i][3], h[i][0], h[i][1], h[i][2], h[i][3], h[i][4], h[i][5], tw);
+        const float *e = b + ((size_t)i * wp + 4 * (size_t)j) * k;
+        float *hi = h + (size_t)i * 6 * k;
+        a6(e, e + k, e + 2 * k, e + 3 * k, hi, hi + k, hi + 2 * k, hi + 3 * k, hi + 4 * k, hi + 5 * k, K);
     }
     for (int s = 0; s < 6; s++)
-        a6(h[0][s], h[1][s], h[2][s], h[3][s], v + (size_t)s * vs, v + (size_t)(6 + s) * vs,
-           v + (size_t)(12 + s) * vs, v + (size_t)(18 + s) * vs, v + (size_t)(24 + s) * vs,
-           v + (size_t)(30 + s) * vs, tw);
+        a6(h + s * k, h + (6 + s) * k, h + (12 + s) * k, h + (18 + s) * k, v + (size_t)s * vs,
+           v + (size_t)(6 + s) * vs, v + (size_t)(12 + s) * vs, v + (size_t)(18 + s) * vs, v + (size_t)(24 + s) * vs,
+           v + (size_t)(30 + s) * vs, K);
 }
 
-/* One tile row of products m[p * ms + j] to output rows r0 to r0 + 3 of a
- * plane (those inside it), plus bias; added to the plane when accum. */
-static void out_row(const float *m, size_t ms, int tw, float *plane, int H, int W, int r0, float bias, int accum) {
-    float t[4][6][MAX_TW], o[4][MAX_TW];
+/* Tile j: its 36 products m[p * ms + k] to its 4x4 block of o (rows
+ * channels last, ow columns); t: 24 K floats. */
+static void out_tile(const float *m, size_t ms, int K, int ow, int j, float *t, float *o) {
+    const size_t k = (size_t)K;
     for (int s = 0; s < 6; s++)
         at4(m + (size_t)s * ms, m + (size_t)(6 + s) * ms, m + (size_t)(12 + s) * ms, m + (size_t)(18 + s) * ms,
-            m + (size_t)(24 + s) * ms, m + (size_t)(30 + s) * ms, t[0][s], t[1][s], t[2][s], t[3][s], tw);
-    for (int a = 0; a < 4 && r0 + a < H; a++) {
-        at4(t[a][0], t[a][1], t[a][2], t[a][3], t[a][4], t[a][5], o[0], o[1], o[2], o[3], tw);
-        float *row = plane + (size_t)(r0 + a) * W;
-        if (accum)
-            for (int x = 0; x < W; x++) row[x] += o[x & 3][x >> 2] + bias;
-        else
-            for (int x = 0; x < W; x++) row[x] = o[x & 3][x >> 2] + bias;
+            m + (size_t)(24 + s) * ms, m + (size_t)(30 + s) * ms, t + s * k, t + (6 + s) * k, t + (12 + s) * k,
+            t + (18 + s) * k, K);
+    for (int a = 0; a < 4; a++) {
+        float *oa = o + ((size_t)a * ow + 4 * (size_t)j) * k;
+        const float *ta = t + (size_t)a * 6 * k;
+        at4(ta, ta + k, ta + 2 * k, ta + 3 * k, ta + 4 * k, ta + 5 * k, oa, oa + k, oa + 2 * k, oa + 3 * k, K);
     }
 }
 
@@ -196,13 +272,13 @@ AM_HOT static void gt3(const float *restrict s0, const float *restrict s1, const
 }
 
 /* u[p * ld + d] = (G k G^T)[p] for the n kernels d0 <= d < d0 + n of a
- * pass's weights (d = out * in + in channel): w's kernel d itself, or with
- * back the input gradient's, w's kernel (k, c) for d = c K + k turned 180
- * degrees. */
+ * pass's weights, [in channel][out channel]: the forward's, w's kernel
+ * (k, c) for d = c K + k, or with back the input gradient's, w's kernel d
+ * itself turned 180 degrees. */
 static void points_block(const float *w, int K, int C, int back, size_t d0, int n, float *u, size_t ld) {
     float g[9][KB], r[6][3][KB];
     for (int l = 0; l < n; l++) {
-        const size_t d = d0 + (size_t)l, src = back ? (d % (size_t)K) * C + d / (size_t)K : d;
+        const size_t d = d0 + (size_t)l, src = back ? d : (d % (size_t)K) * C + d / (size_t)K;
         for (int t = 0; t < 9; t++) g[back ? 8 - t : t][l] = w[src * 9 + (size_t)t];
     }
     for (int j = 0; j < 3; j++)
@@ -234,33 +310,54 @@ static void grad_block(const float *S, size_t ld, size_t d0, int n, float *dw) {
         for (int t = 0; t < 9; t++) dw[(d0 + (size_t)l) * 9 + (size_t)t] = o[t / 3][t % 3][l];
 }
 
+/* Each thread's scratch, or NULL (and the error set). */
+static float *scratch_alloc(const wgeo *g) {
+    float *s = am_aligned_alloc(sizeof(float) * scratch_size(g) * (size_t)omp_get_max_threads());
+    if (!s) am_fail(AM_ENOMEM, "winograd conv: out of memory for %d threads' scratch", omp_get_max_threads());
+    return s;
+}
+
+/* The chunk's tile rows g0 to g0 + nr - 1 of the cin planes at in to
+ * their points V[p][t][c], T = nr tw tiles. */
+static void inputs(const wgeo *g, const float *in, int g0, int nr, float *scr, float *V) {
+    const int tw = g->tw, wp = 4 * tw + 2, T = nr * tw;
+    const size_t ip = (size_t)g->H * g->W, sc = scratch_size(g);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < nr; r++) {
+        const int n = (g0 + r) / g->th, ti = (g0 + r) % g->th;
+        float *rows = scr + sc * (size_t)omp_get_thread_num(), *h = rows + (size_t)6 * wp * g->cin;
+        rows_in(in + (size_t)n * g->cin * ip, g->cin, g->H, g->W, 4 * ti - 1, 6, -1, wp, rows);
+        for (int j = 0; j < tw; j++)
+            in_tile(rows, g->cin, wp, j, h, V + (size_t)(r * tw + j) * g->cin, (size_t)T * g->cin);
+    }
+}
+
 /* One pass: out's cout planes (+ b) = the conv of in's cin planes with the
- * points u; added to out when accum. */
-static void pass(const wgeo *g, const float *in, const float *u, const float *b, float *out, int accum, float *V,
-                 float *M) {
-    const size_t ip = (size_t)g->H * g->W;
-    const int all = g->B * g->th, tw = g->tw, cin = g->cin, cout = g->cout;
+ * points u[p][cin][cout]; added to out when accum. */
+static am_status pass(const wgeo *g, const float *in, const float *u, const float *b, float *out, int accum,
+                      float *V, float *M) {
+    const size_t ip = (size_t)g->H * g->W, sc = scratch_size(g);
+    const int all = g->B * g->th, tw = g->tw, ow = 4 * tw, cin = g->cin, cout = g->cout;
+    float *scr = scratch_alloc(g);
+    if (!scr) return AM_ENOMEM;
     for (int g0 = 0; g0 < all; g0 += g->rows) {
         const int nr = all - g0 < g->rows ? all - g0 : g->rows, T = nr * tw;
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int r = 0; r < nr; r++)
-            for (int c = 0; c < cin; c++) {
-                const int n = (g0 + r) / g->th, ti = (g0 + r) % g->th;
-                in_row(in + ((size_t)n * cin + c) * ip, g->H, g->W, 4 * ti - 1, tw, V + (size_t)c * T + (size_t)r * tw,
-                       (size_t)cin * T);
-            }
+        inputs(g, in, g0, nr, scr, V);
 #pragma omp parallel for schedule(dynamic)
         for (int p = 0; p < NP; p++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout, T, cin, 1.f, u + (size_t)p * cout * cin, cin,
-                        V + (size_t)p * cin * T, T, 0.f, M + (size_t)p * cout * T, T);
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int r = 0; r < nr; r++)
-            for (int k = 0; k < cout; k++) {
-                const int n = (g0 + r) / g->th, ti = (g0 + r) % g->th;
-                out_row(M + (size_t)k * T + (size_t)r * tw, (size_t)cout * T, tw, out + ((size_t)n * cout + k) * ip,
-                        g->H, g->W, 4 * ti, b ? b[k] : 0.f, accum);
-            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, cout, cin, 1.f, V + (size_t)p * T * cin, cin,
+                        u + (size_t)p * cin * cout, cout, 0.f, M + (size_t)p * T * cout, cout);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < nr; r++) {
+            const int n = (g0 + r) / g->th, ti = (g0 + r) % g->th;
+            float *o = scr + sc * (size_t)omp_get_thread_num(), *t = o + (size_t)4 * ow * cout;
+            for (int j = 0; j < tw; j++)
+                out_tile(M + (size_t)(r * tw + j) * cout, (size_t)T * cout, cout, ow, j, t, o);
+            rows_out(o, cout, g->H, g->W, 4 * ti, ow, b, accum, out + (size_t)n * cout * ip);
+        }
     }
+    am_aligned_free(scr);
+    return AM_OK;
 }
 
 am_status am_wino_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const float *b,
@@ -271,7 +368,7 @@ am_status am_wino_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const fl
         return am_fail(AM_EINVAL, "winograd conv: shape or workspace does not fit");
     float *U = work, *V = U + u_size(&g);
     weight_points(w, g.cout, g.cin, 0, U);
-    pass(&g, x->d, U, b, y->d, 0, V, m_of(&g, V));
+    AM_TRY(pass(&g, x->d, U, b, y->d, 0, V, m_of(&g, V)));
     if (moments) {
         const size_t planes = (size_t)g.B * g.cout, ip = (size_t)g.H * g.W;
 #pragma omp parallel for schedule(static)
@@ -281,30 +378,32 @@ am_status am_wino_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const fl
 }
 
 /* dw = G^T [sum over tiles of (A dy A^T) . (B^T x B)] G, the sums in S. */
-static void weight_grad(const wgeo *g, const float *x, const float *dy, float *dw, float *S, float *V, float *D) {
-    const size_t ip = (size_t)g->H * g->W;
-    const int all = g->B * g->th, tw = g->tw, C = g->cin, K = g->cout;
+static am_status weight_grad(const wgeo *g, const float *x, const float *dy, float *dw, float *S, float *V,
+                             float *D) {
+    const size_t ip = (size_t)g->H * g->W, sc = scratch_size(g);
+    const int all = g->B * g->th, tw = g->tw, ow = 4 * tw, C = g->cin, K = g->cout;
+    float *scr = scratch_alloc(g);
+    if (!scr) return AM_ENOMEM;
     for (int g0 = 0; g0 < all; g0 += g->rows) {
         const int nr = all - g0 < g->rows ? all - g0 : g->rows, T = nr * tw;
-#pragma omp parallel for collapse(2) schedule(static)
-        for (int r = 0; r < nr; r++)
-            for (int c = 0; c < C + K; c++) {
-                const int n = (g0 + r) / g->th, ti = (g0 + r) % g->th;
-                if (c < C)
-                    in_row(x + ((size_t)n * C + c) * ip, g->H, g->W, 4 * ti - 1, tw, V + (size_t)c * T + (size_t)r * tw,
-                           (size_t)C * T);
-                else
-                    dy_row(dy + ((size_t)n * K + c - C) * ip, g->H, g->W, 4 * ti, tw,
-                           D + (size_t)(c - C) * T + (size_t)r * tw, (size_t)K * T);
-            }
+        inputs(g, x, g0, nr, scr, V);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < nr; r++) {
+            const int n = (g0 + r) / g->th, ti = (g0 + r) % g->th;
+            float *rows = scr + sc * (size_t)omp_get_thread_num(), *h = rows + (size_t)4 * ow * K;
+            rows_in(dy + (size_t)n * K * ip, K, g->H, g->W, 4 * ti, 4, 0, ow, rows);
+            for (int j = 0; j < tw; j++) dy_tile(rows, K, ow, j, h, D + (size_t)(r * tw + j) * K, (size_t)T * K);
+        }
 #pragma omp parallel for schedule(dynamic)
         for (int p = 0; p < NP; p++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, K, C, T, 1.f, D + (size_t)p * K * T, T,
-                        V + (size_t)p * C * T, T, g0 == 0 ? 0.f : 1.f, S + (size_t)p * K * C, C);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, T, 1.f, D + (size_t)p * T * K, K,
+                        V + (size_t)p * T * C, C, g0 == 0 ? 0.f : 1.f, S + (size_t)p * K * C, C);
     }
+    am_aligned_free(scr);
     const size_t ld = (size_t)K * C;
 #pragma omp parallel for schedule(static) if (ld > 4096)
     for (size_t d0 = 0; d0 < ld; d0 += KB) grad_block(S, ld, d0, ld - d0 < KB ? (int)(ld - d0) : KB, dw);
+    return AM_OK;
 }
 
 am_status am_wino_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const am_tensor *dy,
@@ -314,11 +413,10 @@ am_status am_wino_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const f
     if (!am_wino_fits(cfg, x->s) || work_n < am_wino_workspace(cfg, x->s))
         return am_fail(AM_EINVAL, "winograd conv: shape or workspace does not fit");
     float *U = work, *V = U + u_size(&g);
-    if (dw) weight_grad(&g, x->d, dy->d, dw, U, V, m_of(&g, V));
+    if (dw) AM_TRY(weight_grad(&g, x->d, dy->d, dw, U, V, m_of(&g, V)));
     if (!dx) return AM_OK;
     wgeo gb;
     make_geo(x->s, cfg->out_c, x->s.c, &gb); /* the same sizes, in and out exchanged */
     weight_points(w, g.cout, g.cin, 1, U);
-    pass(&gb, dy->d, U, NULL, dx->d, accum, V, m_of(&gb, V));
-    return AM_OK;
+    return pass(&gb, dy->d, U, NULL, dx->d, accum, V, m_of(&gb, V));
 }
