@@ -35,6 +35,9 @@
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define NP 36                       /* points of a 6x6 tile */
 #define MAX_TW 128                  /* tiles across: planes up to 512 wide (a thread's scratch holds a tile row) */
@@ -130,25 +133,49 @@ static size_t scratch_size(const wgeo *g) {
     return am_align_up(sizeof(float) * cm * (6 * wp + 36)) / sizeof(float);
 }
 
-/* d[col * ld + i] = s[i * ps + col] for i < 8, lo <= col < hi: 8 planes' rows,
- * a column of 8 at a time. */
-AM_HOT static void gather8(const float *s, size_t ps, int lo, int hi, float *d, size_t ld) {
-    for (int col = lo; col < hi; col++) {
-        float *o = d + (size_t)col * ld;
-        for (int i = 0; i < 8; i++) o[i] = s[(size_t)i * ps + col];
-    }
+/* d[col * ld + i] = s[i * ps + col] for i < 8, lo <= col < hi: 8 planes'
+ * rows to channels last; 4x4 blocks transposed in SSE registers. */
+static void gather8(const float *s, size_t ps, int lo, int hi, float *d, size_t ld) {
+    int col = lo;
+#ifdef __SSE2__
+    for (; col + 4 <= hi; col += 4)
+        for (int h = 0; h < 8; h += 4) {
+            const float *q = s + (size_t)h * ps + col;
+            __m128 r0 = _mm_loadu_ps(q), r1 = _mm_loadu_ps(q + ps), r2 = _mm_loadu_ps(q + 2 * ps),
+                   r3 = _mm_loadu_ps(q + 3 * ps);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            float *o = d + (size_t)col * ld + h;
+            _mm_storeu_ps(o, r0), _mm_storeu_ps(o + ld, r1), _mm_storeu_ps(o + 2 * ld, r2);
+            _mm_storeu_ps(o + 3 * ld, r3);
+        }
+#endif
+    for (; col < hi; col++)
+        for (int i = 0; i < 8; i++) d[(size_t)col * ld + i] = s[(size_t)i * ps + col];
 }
 
 /* d[i * dl + col] (+)= s[col * ld + i] + b[i] for i < 8, col < n: the
  * reverse, to 8 planes' rows. */
-AM_HOT static void scatter8(const float *s, size_t ld, int n, const float *b, int accum, float *d, size_t dl) {
-    for (int col = 0; col < n; col++) {
-        const float *v = s + (size_t)col * ld;
-        if (accum)
-            for (int i = 0; i < 8; i++) d[(size_t)i * dl + col] += v[i] + b[i];
-        else
-            for (int i = 0; i < 8; i++) d[(size_t)i * dl + col] = v[i] + b[i];
-    }
+static void scatter8(const float *s, size_t ld, int n, const float *b, int accum, float *d, size_t dl) {
+    int col = 0;
+#ifdef __SSE2__
+    for (; col + 4 <= n; col += 4)
+        for (int h = 0; h < 8; h += 4) {
+            const float *q = s + (size_t)col * ld + h;
+            __m128 r[4] = {_mm_loadu_ps(q), _mm_loadu_ps(q + ld), _mm_loadu_ps(q + 2 * ld), _mm_loadu_ps(q + 3 * ld)};
+            _MM_TRANSPOSE4_PS(r[0], r[1], r[2], r[3]);
+            for (int i = 0; i < 4; i++) {
+                float *o = d + (size_t)(h + i) * dl + col;
+                const __m128 t = _mm_add_ps(r[i], _mm_set1_ps(b[h + i]));
+                _mm_storeu_ps(o, accum ? _mm_add_ps(_mm_loadu_ps(o), t) : t);
+            }
+        }
+#endif
+    for (; col < n; col++)
+        for (int i = 0; i < 8; i++) {
+            float *o = d + (size_t)i * dl + col;
+            const float t = s[(size_t)col * ld + i] + b[i];
+            *o = accum ? *o + t : t;
+        }
 }
 
 /* Rows r0 to r0 + n - 1 of the C planes at x into b[i][col][c], channels
