@@ -128,7 +128,7 @@ static void wino_case(int B, int C, int K, int H, int W) {
     float *dx0 = filled(nx, 1.f), *y1 = filled(ny, 0), *y2 = filled(ny, 0), *dx1 = filled(nx, 0),
           *dx2 = filled(nx, 0), *dw1 = filled(nw, 0), *dw2 = filled(nw, 0);
     run(&t, 1, y1, dx1, dw1, dx0);
-    run(&t, 2, y2, dx2, dw2, dx0);
+    run(&t, omp_get_max_threads() > 1 ? 2 : 1, y2, dx2, dw2, dx0); /* the workspace has room for as many */
     assert_memory_equal(y1, y2, sizeof(float) * ny);
     assert_memory_equal(dx1, dx2, sizeof(float) * nx);
     assert_memory_equal(dw1, dw2, sizeof(float) * nw);

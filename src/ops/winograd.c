@@ -73,11 +73,26 @@ static size_t m_size(const wgeo *g) { return (size_t)NP * g->cout * g->rows * g-
  * exchanges the two sizes within the same total). */
 static float *m_of(const wgeo *g, float *V) { return V + v_size(g); }
 
+/* A thread's scratch: a tile row's input rows, channels last, and a tile's
+ * temporaries; the output's rows and temporaries take no more. */
+static size_t scratch_size(const wgeo *g) {
+    const size_t cm = (size_t)(g->cin > g->cout ? g->cin : g->cout), wp = 4 * (size_t)g->tw + 2;
+    return am_align_up(sizeof(float) * cm * (6 * wp + 36)) / sizeof(float);
+}
+
+/* Points, transformed data (either pass's order, with its alignment), then
+ * each thread's scratch. */
+static size_t base_size(const wgeo *g) {
+    return am_align_up((u_size(g) + v_size(g) + m_size(g)) * sizeof(float) + AM_ALIGN) / sizeof(float);
+}
+
+/* For as many threads as OpenMP would run now (conv2d.c takes im2col when
+ * the workspace was sized for fewer). */
 size_t am_wino_workspace(const am_conv2d_cfg *cfg, am_shape x) {
     if (!am_wino_fits(cfg, x)) return 0;
     wgeo g;
     make_geo(x, x.c, cfg->out_c, &g);
-    return u_size(&g) + v_size(&g) + m_size(&g) + AM_ALIGN / sizeof(float); /* either order's alignment */
+    return base_size(&g) + scratch_size(&g) * (size_t)omp_get_max_threads();
 }
 
 /* o[s][j] = (B^T d)[s], d[i] = a_i[j], for j < n. */
@@ -126,12 +141,6 @@ AM_HOT static void a6(const float *restrict a0, const float *restrict a1, const 
     }
 }
 
-/* A thread's scratch: a tile row's input rows, channels last, and a tile's
- * temporaries; the output's rows and temporaries take no more. */
-static size_t scratch_size(const wgeo *g) {
-    const size_t cm = (size_t)(g->cin > g->cout ? g->cin : g->cout), wp = 4 * (size_t)g->tw + 2;
-    return am_align_up(sizeof(float) * cm * (6 * wp + 36)) / sizeof(float);
-}
 
 /* d[col * ld + i] = s[i * ps + col] for i < 8, lo <= col < hi: 8 planes'
  * rows to channels last; 4x4 blocks transposed in SSE registers. */
@@ -337,13 +346,6 @@ static void grad_block(const float *S, size_t ld, size_t d0, int n, float *dw) {
         for (int t = 0; t < 9; t++) dw[(d0 + (size_t)l) * 9 + (size_t)t] = o[t / 3][t % 3][l];
 }
 
-/* Each thread's scratch, or NULL (and the error set). */
-static float *scratch_alloc(const wgeo *g) {
-    float *s = am_aligned_alloc(sizeof(float) * scratch_size(g) * (size_t)omp_get_max_threads());
-    if (!s) am_fail(AM_ENOMEM, "winograd conv: out of memory for %d threads' scratch", omp_get_max_threads());
-    return s;
-}
-
 /* The chunk's tile rows g0 to g0 + nr - 1 of the cin planes at in to
  * their points V[p][t][c], T = nr tw tiles. */
 static void inputs(const wgeo *g, const float *in, int g0, int nr, float *scr, float *V) {
@@ -361,12 +363,10 @@ static void inputs(const wgeo *g, const float *in, int g0, int nr, float *scr, f
 
 /* One pass: out's cout planes (+ b) = the conv of in's cin planes with the
  * points u[p][cin][cout]; added to out when accum. */
-static am_status pass(const wgeo *g, const float *in, const float *u, const float *b, float *out, int accum,
-                      float *V, float *M) {
+static void pass(const wgeo *g, const float *in, const float *u, const float *b, float *out, int accum, float *V,
+                 float *M, float *scr) {
     const size_t ip = (size_t)g->H * g->W, sc = scratch_size(g);
     const int all = g->B * g->th, tw = g->tw, ow = 4 * tw, cin = g->cin, cout = g->cout;
-    float *scr = scratch_alloc(g);
-    if (!scr) return AM_ENOMEM;
     for (int g0 = 0; g0 < all; g0 += g->rows) {
         const int nr = all - g0 < g->rows ? all - g0 : g->rows, T = nr * tw;
         inputs(g, in, g0, nr, scr, V);
@@ -383,8 +383,6 @@ static am_status pass(const wgeo *g, const float *in, const float *u, const floa
             rows_out(o, cout, g->H, g->W, 4 * ti, ow, b, accum, out + (size_t)n * cout * ip);
         }
     }
-    am_aligned_free(scr);
-    return AM_OK;
 }
 
 am_status am_wino_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const float *b,
@@ -395,7 +393,7 @@ am_status am_wino_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const fl
         return am_fail(AM_EINVAL, "winograd conv: shape or workspace does not fit");
     float *U = work, *V = U + u_size(&g);
     weight_points(w, g.cout, g.cin, 0, U);
-    AM_TRY(pass(&g, x->d, U, b, y->d, 0, V, m_of(&g, V)));
+    pass(&g, x->d, U, b, y->d, 0, V, m_of(&g, V), work + base_size(&g));
     if (moments) {
         const size_t planes = (size_t)g.B * g.cout, ip = (size_t)g.H * g.W;
 #pragma omp parallel for schedule(static)
@@ -405,12 +403,10 @@ am_status am_wino_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const fl
 }
 
 /* dw = G^T [sum over tiles of (A dy A^T) . (B^T x B)] G, the sums in S. */
-static am_status weight_grad(const wgeo *g, const float *x, const float *dy, float *dw, float *S, float *V,
-                             float *D) {
+static void weight_grad(const wgeo *g, const float *x, const float *dy, float *dw, float *S, float *V, float *D,
+                        float *scr) {
     const size_t ip = (size_t)g->H * g->W, sc = scratch_size(g);
     const int all = g->B * g->th, tw = g->tw, ow = 4 * tw, C = g->cin, K = g->cout;
-    float *scr = scratch_alloc(g);
-    if (!scr) return AM_ENOMEM;
     for (int g0 = 0; g0 < all; g0 += g->rows) {
         const int nr = all - g0 < g->rows ? all - g0 : g->rows, T = nr * tw;
         inputs(g, x, g0, nr, scr, V);
@@ -426,11 +422,9 @@ static am_status weight_grad(const wgeo *g, const float *x, const float *dy, flo
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, C, T, 1.f, D + (size_t)p * T * K, K,
                         V + (size_t)p * T * C, C, g0 == 0 ? 0.f : 1.f, S + (size_t)p * K * C, C);
     }
-    am_aligned_free(scr);
     const size_t ld = (size_t)K * C;
 #pragma omp parallel for schedule(static) if (ld > 4096)
     for (size_t d0 = 0; d0 < ld; d0 += KB) grad_block(S, ld, d0, ld - d0 < KB ? (int)(ld - d0) : KB, dw);
-    return AM_OK;
 }
 
 am_status am_wino_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const am_tensor *dy,
@@ -440,10 +434,11 @@ am_status am_wino_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const f
     if (!am_wino_fits(cfg, x->s) || work_n < am_wino_workspace(cfg, x->s))
         return am_fail(AM_EINVAL, "winograd conv: shape or workspace does not fit");
     float *U = work, *V = U + u_size(&g);
-    if (dw) AM_TRY(weight_grad(&g, x->d, dy->d, dw, U, V, m_of(&g, V)));
+    if (dw) weight_grad(&g, x->d, dy->d, dw, U, V, m_of(&g, V), work + base_size(&g));
     if (!dx) return AM_OK;
     wgeo gb;
     make_geo(x->s, cfg->out_c, x->s.c, &gb); /* the same sizes, in and out exchanged */
     weight_points(w, g.cout, g.cin, 1, U);
-    return pass(&gb, dy->d, U, NULL, dx->d, accum, V, m_of(&gb, V));
+    pass(&gb, dy->d, U, NULL, dx->d, accum, V, m_of(&gb, V), work + base_size(&g));
+    return AM_OK;
 }

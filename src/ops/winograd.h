@@ -1,7 +1,8 @@
 /* 3x3, stride-1, padding-1 convolutions by Winograd's minimal filtering
  * F(4x4, 3x3) (internal to src/ops: winograd.c, used by conv2d.c).
  * Tensors are NCHW; w is K x C x 3 x 3. The workspace is
- * am_wino_workspace floats. */
+ * am_wino_workspace floats, sized for the threads that OpenMP would run
+ * when it is called (each thread's scratch is in it). */
 #ifndef ASYMML_OPS_WINOGRAD_H
 #define ASYMML_OPS_WINOGRAD_H
 
