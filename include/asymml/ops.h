@@ -47,6 +47,9 @@ size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x);
 /* The floats of a work_n-float workspace that a pass of this conv touches:
  * the form it takes depends on work_n (for the modelled enclave paging). */
 size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n);
+/* Whether its passes take Winograd's F(4x4, 3x3) then (src/ops/winograd.c;
+ * for the roofline's count, src/nn/traffic.c). */
+int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n);
 /* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n);

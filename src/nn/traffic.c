@@ -5,7 +5,8 @@
  * what a kernel reuses while it is in cache is not counted again. That makes
  * the roofline time a floor for this code's algorithm, not for any
  * algorithm. FLOPs are the multiply-adds (2 each) and the element-wise
- * arithmetic; the accelerator's part of a split conv is not the TEE's. */
+ * arithmetic (for a conv by Winograd's form, its own); the accelerator's
+ * part of a split conv is not the TEE's. */
 #include "nn/model_impl.h"
 
 static double numel(am_shape s, int B) {
@@ -29,6 +30,23 @@ static double split_floats(const am_split_info *si, am_shape x, am_shape y, int 
     return f;
 }
 
+/* A whole conv by Winograd's F(4x4, 3x3) (src/ops/winograd.c), per training
+ * step (floats into *f, FLOPs into *fl), T tiles. Each pass reads its two
+ * operands and writes its result; writes the weights' 36 points a kernel
+ * (or, for the weight gradient, their sums) and reads them back; writes
+ * both operands' 36 points a tile and channel and the GEMMs read them. The
+ * GEMMs make 72 FLOPs a tile, input and output channel; the transforms, as
+ * winograd.c's loops count, 288 a tile and channel for an input's, 146 for
+ * an output's (its bias with it), 110 for an output gradient's, and 108 a
+ * kernel for the weights' points (90 back from the weight gradient's). */
+static void wino_cost(double C, double K, double T, double X, double Y, double W, int has_dx, double *f,
+                      double *fl) {
+    const double pts = 2 * 36 * (C + K) * T + 2 * 36 * C * K, gemm = 72 * C * K * T;
+    *f = (X + W + Y + pts) + (X + Y + W + pts) + (has_dx ? Y + W + X + pts : 0);
+    *fl = (gemm + 288 * C * T + 146 * K * T + 108 * C * K) + (gemm + 288 * C * T + 110 * K * T + 90 * C * K) +
+          (has_dx ? gemm + 288 * K * T + 146 * C * T + 108 * C * K : 0);
+}
+
 am_status am_model_layer_cost(const am_model *m, int i, am_prof_kind *kind, double *bytes, double *flops) {
     if (i < 1 || i >= m->n) return am_fail(AM_EINVAL, "layer %d out of range", i);
     if (!m->B) return am_fail(AM_EINVAL, "model: no batch size yet");
@@ -47,7 +65,12 @@ am_status am_model_layer_cost(const am_model *m, int i, am_prof_kind *kind, doub
         *kind = has_dx ? AM_PROF_WHOLE_CONV : AM_PROF_FIRST_CONV;
         f = X + W + Y + (Y + X + W + W) + (has_dx ? X : 0);
         fl = fw * (has_dx ? 3 : 2);
-        if (m->asym && am_asym_handles(m->asym, i)) {
+        am_shape xb = xs;
+        xb.n = B;
+        const int handled = m->asym && am_asym_handles(m->asym, i);
+        if (!handled && am_conv2d_winograd(&l->conv, xb, m->work_n))
+            wino_cost(xs.c, l->os.c, (double)B * ((xs.h + 3) / 4) * ((xs.w + 3) / 4), X, Y, W, has_dx, &f, &fl);
+        if (handled) {
             am_split_info si = {.layer = -1};
             for (int c = 0; c < am_asym_num_convs(m->asym); c++)
                 if (am_asym_info(m->asym, c, &si) == AM_OK && si.layer == i) break;

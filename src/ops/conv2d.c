@@ -97,6 +97,8 @@ static int wino(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
     return am_wino_fits(cfg, x) && work_n >= am_wino_workspace(cfg, x);
 }
 
+int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) { return wino(cfg, x, work_n); }
+
 size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
     if (wino(cfg, x, work_n)) return am_wino_workspace(cfg, x);
     size_t need = am_conv2d_workspace(cfg, x);
