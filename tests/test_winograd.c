@@ -123,7 +123,7 @@ static void wino_case(int B, int C, int K, int H, int W) {
     for (size_t i = 0; i < ny; i++) t.dy.d[i] = am_rng_normal(&rng);
     t.w = filled(nw, 0.3f), t.b = filled((size_t)K, 1.f);
     t.wn = am_conv2d_workspace_fast(&t.c, t.xs);
-    assert_int_equal(am_conv2d_workspace_used(&t.c, t.xs, t.wn), am_wino_workspace(&t.c, t.xs));
+    assert_int_equal(am_conv2d_workspace_used(&t.c, t.xs, t.wn, 1, 1), am_wino_workspace(&t.c, t.xs));
     t.work = filled(t.wn, 1.f); /* not zeroed: nothing may read it before writing */
     float *dx0 = filled(nx, 1.f), *y1 = filled(ny, 0), *y2 = filled(ny, 0), *dx1 = filled(nx, 0),
           *dx2 = filled(nx, 0), *dw1 = filled(nw, 0), *dw2 = filled(nw, 0);
@@ -177,7 +177,51 @@ static void t_wino_shapes(void **st) {
     const am_shape xs = am_shape4(4, 64, 64, 64);
     const size_t im = am_conv2d_workspace(&c, xs);
     assert_true(am_wino_workspace(&c, xs) > 0);
-    if (im < am_wino_workspace(&c, xs)) assert_int_equal(am_conv2d_workspace_used(&c, xs, im), im);
+    if (im < am_wino_workspace(&c, xs)) assert_int_equal(am_conv2d_workspace_used(&c, xs, im, 0, 1), im);
+}
+
+/* Winograd's workspace alone, smaller than im2col's, is enough: the form
+ * is chosen before im2col's need is checked. */
+static void t_wino_workspace_only(void **st) {
+    (void)st;
+    am_rng_seed(&rng, 67);
+    const am_conv2d_cfg c = {64, 3, 3, 1, 1, 1, 1, 1};
+    const am_shape xs = am_shape4(4, 64, 16, 16);
+    const size_t wn = am_wino_workspace(&c, xs);
+    assert_true(wn < am_conv2d_workspace(&c, xs));
+    assert_int_equal(am_conv2d_workspace_used(&c, xs, wn, 0, 1), wn);
+    am_tensor x, y, dy, dx;
+    assert_int_equal(am_tensor_alloc(&x, xs) | am_tensor_alloc(&dx, xs) | am_tensor_alloc(&y, xs) |
+                         am_tensor_alloc(&dy, xs),
+                     AM_OK);
+    float *w = filled((size_t)64 * 64 * 9, 0.1f), *b = filled(64, 1.f), *dw = filled((size_t)64 * 64 * 9, 0),
+          *work = filled(wn, 1.f), db[64];
+    for (size_t i = 0; i < am_shape_numel(xs); i++) x.d[i] = am_rng_normal(&rng), dy.d[i] = am_rng_normal(&rng);
+    assert_int_equal(am_conv2d_forward(&c, &x, w, b, &y, work, wn), AM_OK);
+    assert_int_equal(am_conv2d_backward(&c, &x, w, &dy, &dx, 0, dw, db, work, wn), AM_OK);
+    for (int k = 0; k < 64; k++) { /* the bias gradient, summed apart */
+        double s = 0, m = 0;
+        for (int n = 0; n < 4; n++)
+            for (int p = 0; p < 256; p++) {
+                const double g = dy.d[((size_t)n * 64 + k) * 256 + p];
+                s += g, m += fabs(g);
+            }
+        assert_float_equal(db[k], s, 1e-6 * m);
+    }
+    am_tensor_free(&x), am_tensor_free(&dx), am_tensor_free(&y), am_tensor_free(&dy);
+    am_aligned_free(w), am_aligned_free(b), am_aligned_free(dw), am_aligned_free(work);
+}
+
+/* What a pass reports touching follows the form it takes: a first conv over
+ * RGB computes its weight gradient directly in the backward pass only. */
+static void t_workspace_used(void **st) {
+    (void)st;
+    const am_conv2d_cfg c = {16, 3, 3, 1, 1, 1, 1, 0};
+    const am_shape xs = am_shape4(2, 3, 32, 32);
+    const size_t wf = am_conv2d_workspace_fast(&c, xs);
+    assert_int_equal(am_conv2d_workspace_used(&c, xs, wf, 0, 0), am_conv2d_workspace(&c, xs));
+    assert_int_equal(am_conv2d_workspace_used(&c, xs, wf, 1, 0), am_conv3x3_workspace(xs));
+    assert_int_equal(am_conv2d_workspace_used(&c, xs, wf, 1, 1), am_conv2d_workspace(&c, xs));
 }
 
 int main(void) {
@@ -185,6 +229,8 @@ int main(void) {
         cmocka_unit_test(t_wino_definition),
         cmocka_unit_test(t_wino_chunks),
         cmocka_unit_test(t_wino_shapes),
+        cmocka_unit_test(t_wino_workspace_only),
+        cmocka_unit_test(t_workspace_used),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

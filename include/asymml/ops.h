@@ -44,9 +44,11 @@ size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x);
  * weight gradient's direct form (the padded input) and Winograd's
  * (see conv2d.c). */
 size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x);
-/* The floats of a work_n-float workspace that a pass of this conv touches:
- * the form it takes depends on work_n (for the modelled enclave paging). */
-size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n);
+/* The floats of a work_n-float workspace that a pass of this conv touches,
+ * the forward or (backward) the backward, which computes the input gradient
+ * or (!has_dx) the weight gradient only: the form it takes depends on
+ * work_n (for the modelled enclave paging). */
+size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n, int backward, int has_dx);
 /* Whether its passes take Winograd's F(4x4, 3x3) then (src/ops/winograd.c;
  * for the roofline's count, src/nn/traffic.c). */
 int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n);

@@ -21,8 +21,10 @@ const char *am_blas_describe(void) {
 
 /* Many small GEMMs: OpenBLAS would spread each over all threads and spend
  * more on waking them than on the arithmetic. (Calling OpenBLAS from
- * several threads at once instead gave wrong results with Debian's 0.3.21
- * OpenMP build.) OpenBLAS's OpenMP build sets OpenMP's thread count too:
+ * several threads at once instead was once seen to give wrong results with
+ * Debian's 0.3.21 OpenMP build, cause not found; winograd.c does call it so,
+ * and tests/test_blas_threads.c checks such calls against one at a time.)
+ * OpenBLAS's OpenMP build sets OpenMP's thread count too:
  * the count to go back to is remembered, or everything after would run on
  * one thread. Not reentrant: one serial section at a time. */
 void am_blas_serial(int on) {

@@ -38,7 +38,7 @@ static void conv_extra(walk *w, int i, int backward) {
         int n = am_asym_regions(m->asym, i, backward, ptr, bytes, &work);
         for (int k = 0; k < n; k++) touch(w, ptr[k], bytes[k]);
     } else {
-        work = am_conv2d_workspace_used(&l->conv, m->L[l->in[0]].y.s, m->work_n);
+        work = am_conv2d_workspace_used(&l->conv, m->L[l->in[0]].y.s, m->work_n, backward, l->in[0] != 0);
     }
     touch(w, m->work, (work < m->work_n ? work : m->work_n) * sizeof(float));
 }

@@ -38,12 +38,12 @@ static double split_floats(const am_split_info *si, am_shape x, am_shape y, int 
  * GEMMs make 72 FLOPs a tile, input and output channel; the transforms, as
  * winograd.c's loops count, 288 a tile and channel for an input's, 146 for
  * an output's (its bias with it), 110 for an output gradient's, and 108 a
- * kernel for the weights' points (90 back from the weight gradient's). */
+ * kernel for the weights' points (135 back from the weight gradient's). */
 static void wino_cost(double C, double K, double T, double X, double Y, double W, int has_dx, double *f,
                       double *fl) {
     const double pts = 2 * 36 * (C + K) * T + 2 * 36 * C * K, gemm = 72 * C * K * T;
     *f = (X + W + Y + pts) + (X + Y + W + pts) + (has_dx ? Y + W + X + pts : 0);
-    *fl = (gemm + 288 * C * T + 146 * K * T + 108 * C * K) + (gemm + 288 * C * T + 110 * K * T + 90 * C * K) +
+    *fl = (gemm + 288 * C * T + 146 * K * T + 108 * C * K) + (gemm + 288 * C * T + 110 * K * T + 135 * C * K) +
           (has_dx ? gemm + 288 * K * T + 146 * C * T + 108 * C * K : 0);
 }
 

@@ -99,11 +99,11 @@ static int wino(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
 
 int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) { return wino(cfg, x, work_n); }
 
-size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
+size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n, int backward, int has_dx) {
     if (wino(cfg, x, work_n)) return am_wino_workspace(cfg, x);
+    if (backward && !has_dx && direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x))
+        return am_conv3x3_workspace(x); /* the weight gradient alone, directly */
     size_t need = am_conv2d_workspace(cfg, x);
-    if (direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x) && am_conv3x3_workspace(x) > need)
-        need = am_conv3x3_workspace(x);
     return need < work_n ? need : work_n;
 }
 
@@ -178,18 +178,37 @@ static void col2im_channel(const am_conv2d_cfg *cfg, const geom *g, const float 
 /* Work big enough to be worth a parallel region. */
 #define PAR_MIN 32768
 
+/* db = the output gradient's sum per channel, over samples and pixels. */
+static void bias_grad(const am_tensor *dy, float *db) {
+    const int N = dy->s.n, K = dy->s.c;
+    const size_t P = (size_t)dy->s.h * dy->s.w;
+#pragma omp parallel for schedule(static) if ((size_t)N * K * P > PAR_MIN)
+    for (int k = 0; k < K; k++) {
+        float s = 0.f;
+        for (int n = 0; n < N; n++) {
+            const float *g = dy->d + ((size_t)n * K + k) * P;
+            for (size_t p = 0; p < P; p++) s += g[p];
+        }
+        db[k] = s;
+    }
+}
+
 static am_status check_io(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
-                          const am_tensor *y, size_t work_n, geom *g) {
+                          const am_tensor *y, geom *g) {
     if (!x || !w || !y || !y->d) return am_fail(AM_EINVAL, "conv2d: NULL tensor");
     am_shape ys;
     AM_TRY(am_conv2d_out_shape(cfg, x->s, &ys));
     if (!am_shape_eq(ys, y->s))
         return am_fail(AM_EINVAL, "conv2d: output is %dx%dx%dx%d, expected %dx%dx%dx%d", y->s.n,
                        y->s.c, y->s.h, y->s.w, ys.n, ys.c, ys.h, ys.w);
-    if (work_n < am_conv2d_workspace(cfg, x->s))
-        return am_fail(AM_EINVAL, "conv2d: workspace of %zu floats, need %zu", work_n,
-                       am_conv2d_workspace(cfg, x->s));
     make_geom(cfg, x->s, ys, g);
+    return AM_OK;
+}
+
+/* im2col's workspace, checked after Winograd's form was not taken. */
+static am_status check_work(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
+    if (work_n < am_conv2d_workspace(cfg, x))
+        return am_fail(AM_EINVAL, "conv2d: workspace of %zu floats, need %zu", work_n, am_conv2d_workspace(cfg, x));
     return AM_OK;
 }
 
@@ -230,10 +249,11 @@ am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const 
 am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const float *b,
                                     am_tensor *y, float *work, size_t work_n, double *moments) {
     geom g;
-    AM_TRY(check_io(cfg, x, w, y, work_n, &g));
+    AM_TRY(check_io(cfg, x, w, y, &g));
     if (!x->d) return am_fail(AM_EINVAL, "conv2d: NULL input");
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv2d: bias expected");
     if (wino(cfg, x->s, work_n)) return am_wino_forward(cfg, x, w, b, y, work, work_n, moments);
+    AM_TRY(check_work(cfg, x->s, work_n));
     size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
     float *col = work;
     float *out = work + am_align_up((size_t)g.CKK * g.nb * g.P * sizeof(float)) / sizeof(float);
@@ -273,21 +293,22 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
                              const am_tensor *dy, am_tensor *dx, int accum, float *dw,
                              float *db, float *work, size_t work_n) {
     geom g;
-    AM_TRY(check_io(cfg, x, w, dy, work_n, &g));
+    AM_TRY(check_io(cfg, x, w, dy, &g));
     if (dw && !x->d) return am_fail(AM_EINVAL, "conv2d backward: the weight gradient needs the input");
     if (cfg->bias && !db) return am_fail(AM_EINVAL, "conv2d backward: bias gradient expected");
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
     if ((dw || dx) && wino(cfg, x->s, work_n)) {
         AM_TRY(am_wino_backward(cfg, x, w, dy, dx, accum, dw, work, work_n));
-        if (!db) return AM_OK;
-        dw = NULL, dx = NULL; /* done: the loop below sums the bias only */
+        if (db) bias_grad(dy, db);
+        return AM_OK;
     }
     if (dw && direct_dw(cfg, x->s, dx, work_n)) {
         AM_TRY(am_conv3x3_dw(cfg, x, dy, dw, work, work_n));
-        if (!db) return AM_OK;
-        dw = NULL; /* done: the loop below sums the bias only */
+        if (db) bias_grad(dy, db);
+        return AM_OK;
     }
+    AM_TRY(check_work(cfg, x->s, work_n));
     size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
     float *col = work;
     float *out = work + am_align_up((size_t)g.CKK * g.nb * g.P * sizeof(float)) / sizeof(float);

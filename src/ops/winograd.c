@@ -18,16 +18,28 @@
  * depends on the shape only.
  * Where it is taken (am_wino_fits), measured against im2col + sgemm on 2
  * cores, forward / input gradient / weight gradient, ms: 32 x 64 x 32 x 32,
- * 64 out: 14.9 / 16.9 / 14.4 -> 6.9 / 7.8 / 7.3; 8 x 512 x 28 x 28: 95 /
- * 95 / 89 -> 49 / 47 / 44; 32 x 256 x 8 x 8: 10.2 / 11.0 / 10.1 -> 4.4 /
- * 4.4 / 3.8; 8 x 64 x 224 x 224: 200 / 186 / 191 -> 77 / 89 / 95. It was
+ * 64 out: 14.5 / 16.6 / 13.6 -> 5.7 / 6.3 / 6.1; 8 x 512 x 28 x 28: 89 /
+ * 85 / 83 -> 40 / 41 / 35; 32 x 256 x 8 x 8: 10.1 / 10.6 / 9.8 -> 4.0 /
+ * 3.9 / 3.3; 8 x 64 x 224 x 224: 223 / 193 / 196 -> 70 / 84 / 92. It was
  * slower with 8 input channels, and with one side 16 times the other
  * (a split conv's low-rank part: 16 -> 256 on 56 x 56, input gradient
  * 10.6 -> 12.0 ms); those stay with im2col.
- * Rounding: the transforms' constants (1/6, 1/24) and sums of up to 4
- * magnified terms make the error a few times im2col's; the tests bound it
- * against sums in double. Every branch and address depends on the shape
- * only. */
+ * Rounding: the transforms mix a 6x6 block's values with factors from
+ * 1/24 to 8, so the error follows the block's largest values rather than
+ * an output's own terms. Measured (the reviewer's harness, error over float
+ * eps times the sum of the products' magnitudes): 20 to 50 on Gaussian
+ * data against im2col's 1 to 2, up to about 160 for a weight gradient over
+ * one sample's 4x4 or 5x5 plane, and 250 to 400 when 0.2% of the pixels
+ * are 100 times the rest (im2col: 16 at most). Against the block's largest
+ * value it stays a constant times eps; the tests bound it against sums in
+ * double, PyTorch's fixture and finite differences.
+ * The 36 GEMMs are called from several OpenMP threads at once. An earlier
+ * change (9932a3b) had stopped such calls after wrong results were seen,
+ * cause not found; here, Debian's OpenBLAS 0.3.21 (OpenMP build) gave the
+ * same bits as one call at a time over 300 rounds of 36 concurrent calls
+ * at 2, 4 and 8 threads, for both GEMM forms, and tests/test_blas_threads.c
+ * checks such calls against one at a time. Every branch and address
+ * depends on the shape only. */
 #include "winograd.h"
 
 #include "core/hot.h"
@@ -66,8 +78,9 @@ static void make_geo(am_shape x, int cin, int cout, wgeo *g) {
 
 /* The transformed weights (or the weight gradient's sums), then the
  * chunk's transformed input and output, the same for every pass. */
-static size_t u_size(const wgeo *g) { return am_align_up((size_t)NP * g->cin * g->cout * sizeof(float)) / sizeof(float); }
-static size_t v_size(const wgeo *g) { return am_align_up((size_t)NP * g->cin * g->rows * g->tw * sizeof(float)) / sizeof(float); }
+static size_t floats_aligned(size_t n) { return am_align_up(n * sizeof(float)) / sizeof(float); }
+static size_t u_size(const wgeo *g) { return floats_aligned((size_t)NP * g->cin * g->cout); }
+static size_t v_size(const wgeo *g) { return floats_aligned((size_t)NP * g->cin * g->rows * g->tw); }
 static size_t m_size(const wgeo *g) { return (size_t)NP * g->cout * g->rows * g->tw; }
 /* A pass's transformed output, after its input (the input gradient's pass
  * exchanges the two sizes within the same total). */
@@ -142,14 +155,14 @@ AM_HOT static void a6(const float *restrict a0, const float *restrict a1, const 
 }
 
 
-/* d[col * ld + i] = s[i * ps + col] for i < 8, lo <= col < hi: 8 planes'
- * rows to channels last; 4x4 blocks transposed in SSE registers. */
-static void gather8(const float *s, size_t ps, int lo, int hi, float *d, size_t ld) {
+/* d[col * ld + i] = s[i * ps + col + off] for i < 8, lo <= col < hi: 8
+ * planes' rows to channels last; 4x4 blocks transposed in SSE registers. */
+static void gather8(const float *s, size_t ps, int off, int lo, int hi, float *d, size_t ld) {
     int col = lo;
 #ifdef __SSE2__
     for (; col + 4 <= hi; col += 4)
         for (int h = 0; h < 8; h += 4) {
-            const float *q = s + (size_t)h * ps + col;
+            const float *q = s + (size_t)h * ps + col + off;
             __m128 r0 = _mm_loadu_ps(q), r1 = _mm_loadu_ps(q + ps), r2 = _mm_loadu_ps(q + 2 * ps),
                    r3 = _mm_loadu_ps(q + 3 * ps);
             _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
@@ -159,7 +172,7 @@ static void gather8(const float *s, size_t ps, int lo, int hi, float *d, size_t 
         }
 #endif
     for (; col < hi; col++)
-        for (int i = 0; i < 8; i++) d[(size_t)col * ld + i] = s[(size_t)i * ps + col];
+        for (int i = 0; i < 8; i++) d[(size_t)col * ld + i] = s[(size_t)i * ps + col + off];
 }
 
 /* d[i * dl + col] (+)= s[col * ld + i] + b[i] for i < 8, col < n: the
@@ -200,12 +213,12 @@ static void rows_in(const float *x, int C, int H, int W, int r0, int n, int c0, 
         }
         memset(bi, 0, sizeof(float) * (size_t)lo * C);
         memset(bi + (size_t)hi * C, 0, sizeof(float) * (size_t)(wp - hi) * C);
-        const float *src = x + (size_t)r * W + c0;
+        const float *src = x + (size_t)r * W; /* column col of the copy is the plane's col + c0 */
         int c = 0;
-        for (; c + 8 <= C; c += 8) /* 8 channels a column: one store of 8 */
-            gather8(src + (size_t)c * H * W, (size_t)H * W, lo, hi, bi + c, (size_t)C);
+        for (; c + 8 <= C; c += 8)
+            gather8(src + (size_t)c * H * W, (size_t)H * W, c0, lo, hi, bi + c, (size_t)C);
         for (; c < C; c++)
-            for (int col = lo; col < hi; col++) bi[(size_t)col * C + c] = src[(size_t)c * H * W + col];
+            for (int col = lo; col < hi; col++) bi[(size_t)col * C + c] = src[(size_t)c * H * W + col + c0];
     }
 }
 

@@ -12,6 +12,22 @@ static void add(asym_list *l, const void *p, size_t floats) {
 }
 
 static size_t min_z(size_t a, size_t b) { return a < b ? a : b; }
+static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+/* The workspace a low-rank conv pass (the forward, or the weight gradient)
+ * touches out of given: per-sample bases run theirs a sample at a time
+ * with OpenBLAS and OpenMP on one thread (lowrank.c), and so here. */
+static size_t lowrank_used(const layer_plan *p, size_t given, int backward) {
+    am_conv2d_cfg lc = p->cfg;
+    lc.bias = 0;
+    const int shared = p->basis == AM_BASIS_SHARED;
+    const am_shape s = am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w);
+    if (shared) return am_conv2d_workspace_used(&lc, s, given, backward, 0);
+    am_blas_serial(1);
+    const size_t w = am_conv2d_workspace_used(&lc, s, given, backward, 0);
+    am_blas_serial(0);
+    return w;
+}
 
 static void forward(const am_asym *a, const layer_plan *p, asym_list *l, size_t *work) {
     const size_t B = (size_t)p->x.n, C = (size_t)p->C, N = (size_t)p->N, r = (size_t)p->r, kk = (size_t)p->kk;
@@ -30,9 +46,7 @@ static void forward(const am_asym *a, const layer_plan *p, asym_list *l, size_t 
         add(l, a->fm, min_z(a->fm_n, r * K * kk));
     }
     add(l, p->Wp, K * r * kk);
-    am_conv2d_cfg lc = p->cfg;
-    lc.bias = 0;
-    *work = am_conv2d_workspace_used(&lc, am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w), *work);
+    *work = lowrank_used(p, *work, 0);
 }
 
 static void backward(const am_asym *a, const layer_plan *p, asym_list *l, size_t *work) {
@@ -54,15 +68,18 @@ static void backward(const am_asym *a, const layer_plan *p, asym_list *l, size_t
     if (shared) add(l, a->state + p->u_off, C * r);
     else add(l, p->Ub, B * C * r), add(l, a->ucat, a->ucat_n);
     add(l, a->fe, a->fe_n);
-    am_conv2d_cfg lc = p->cfg;
-    lc.bias = 0;
     const size_t given = *work;
-    *work = am_conv2d_workspace_used(&lc, am_shape4(shared ? p->x.n : 1, p->r, p->x.h, p->x.w), given);
-    if (a->cfg.mode == AM_MODE_LOWRANK_ONLY) {
-        /* dX of the whole conv in the TEE (straight through). */
-        size_t w = am_conv2d_workspace_used(&p->cfg, p->x, given);
-        if (w > *work) *work = w;
+    *work = lowrank_used(p, given, 1);
+    if (p->rg > 0 && a->cfg.mode == AM_MODE_ASYMML) {
+        /* corr(R, B) and, but for the first conv, the transposed conv of B
+         * (split.c): convs with rg outputs over the whole input. */
+        am_conv2d_cfg gc = p->cfg;
+        gc.bias = 0, gc.out_c = p->rg;
+        *work = max_z(*work, am_conv2d_workspace_used(&gc, p->x, given, 1, 0));
+        if (!p->first) *work = max_z(*work, am_conv2d_workspace_used(&gc, p->x, given, 1, 1));
     }
+    if (a->cfg.mode == AM_MODE_LOWRANK_ONLY) /* dX of the whole conv in the TEE (straight through) */
+        *work = max_z(*work, am_conv2d_workspace_used(&p->cfg, p->x, given, 1, 1));
 }
 
 void asym_lowrank_regions(const am_asym *a, const layer_plan *p, int backward_pass, asym_list *l, size_t *work) {
