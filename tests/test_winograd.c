@@ -212,6 +212,45 @@ static void t_wino_workspace_only(void **st) {
     am_aligned_free(w), am_aligned_free(b), am_aligned_free(dw), am_aligned_free(work);
 }
 
+/* One side 16 times the other (a split conv's low-rank part): Winograd's
+ * form for the weight gradient alone, im2col for the rest; the weight
+ * gradient against sums in double. */
+static void t_wino_dw_only(void **st) {
+    (void)st;
+    am_rng_seed(&rng, 71);
+    const am_conv2d_cfg c = {256, 3, 3, 1, 1, 1, 1, 0};
+    const am_shape xs = am_shape4(2, 16, 9, 8), ys = am_shape4(2, 256, 9, 8);
+    assert_false(am_wino_fits(&c, xs));
+    assert_true(am_wino_fits_dw(&c, xs));
+    const size_t wn = am_conv2d_workspace_fast(&c, xs);
+    assert_int_equal(am_conv2d_workspace_used(&c, xs, wn, 1, 0), am_wino_workspace(&c, xs));
+    assert_int_equal(am_conv2d_workspace_used(&c, xs, wn, 0, 1), am_conv2d_workspace(&c, xs));
+    assert_int_equal(am_conv2d_workspace_used(&c, xs, wn, 1, 1), am_conv2d_workspace(&c, xs));
+    am_tensor x, dy;
+    assert_int_equal(am_tensor_alloc(&x, xs) | am_tensor_alloc(&dy, ys), AM_OK);
+    for (size_t i = 0; i < am_shape_numel(xs); i++) x.d[i] = am_rng_normal(&rng);
+    for (size_t i = 0; i < am_shape_numel(ys); i++) dy.d[i] = am_rng_normal(&rng);
+    const size_t nw = (size_t)256 * 16 * 9;
+    float *w = filled(nw, 0.1f), *dw = filled(nw, 0), *work = filled(wn, 1.f);
+    assert_int_equal(am_conv2d_backward(&c, &x, w, &dy, NULL, 0, dw, NULL, work, wn), AM_OK);
+    for (int k = 0; k < 256; k++)
+        for (int ch = 0; ch < 16; ch++)
+            for (int i = 0; i < 3; i++)
+                for (int j = 0; j < 3; j++) {
+                    double s = 0, m = 0;
+                    for (int n = 0; n < 2; n++)
+                        for (int h = 0; h < 9; h++)
+                            for (int v = 0; v < 8; v++) {
+                                const int ih = h + i - 1, iw = v + j - 1;
+                                if (ih < 0 || ih >= 9 || iw < 0 || iw >= 8) continue;
+                                const double p = (double)dy.d[at(ys, n, k, h, v)] * x.d[at(xs, n, ch, ih, iw)];
+                                s += p, m += fabs(p);
+                            }
+                    assert_float_equal(dw[((k * 16 + ch) * 3 + i) * 3 + j], s, tol(m));
+                }
+    am_tensor_free(&x), am_tensor_free(&dy), am_aligned_free(w), am_aligned_free(dw), am_aligned_free(work);
+}
+
 /* What a pass reports touching follows the form it takes: a first conv over
  * RGB computes its weight gradient directly in the backward pass only. */
 static void t_workspace_used(void **st) {
@@ -231,6 +270,7 @@ int main(void) {
         cmocka_unit_test(t_wino_shapes),
         cmocka_unit_test(t_wino_workspace_only),
         cmocka_unit_test(t_workspace_used),
+        cmocka_unit_test(t_wino_dw_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

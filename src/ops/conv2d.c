@@ -92,15 +92,16 @@ size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x) {
     return need;
 }
 
-/* Winograd's form where it fits and its workspace was given. */
-static int wino(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
-    return am_wino_fits(cfg, x) && work_n >= am_wino_workspace(cfg, x);
+/* Winograd's form where it fits the pass (dw_only: a backward pass without
+ * the input gradient) and its workspace was given. */
+static int wino(const am_conv2d_cfg *cfg, am_shape x, size_t work_n, int dw_only) {
+    return (dw_only ? am_wino_fits_dw(cfg, x) : am_wino_fits(cfg, x)) && work_n >= am_wino_workspace(cfg, x);
 }
 
-int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) { return wino(cfg, x, work_n); }
+int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) { return wino(cfg, x, work_n, 0); }
 
 size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n, int backward, int has_dx) {
-    if (wino(cfg, x, work_n)) return am_wino_workspace(cfg, x);
+    if (wino(cfg, x, work_n, backward && !has_dx)) return am_wino_workspace(cfg, x);
     if (backward && !has_dx && direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x))
         return am_conv3x3_workspace(x); /* the weight gradient alone, directly */
     size_t need = am_conv2d_workspace(cfg, x);
@@ -252,7 +253,7 @@ am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x
     AM_TRY(check_io(cfg, x, w, y, &g));
     if (!x->d) return am_fail(AM_EINVAL, "conv2d: NULL input");
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv2d: bias expected");
-    if (wino(cfg, x->s, work_n)) return am_wino_forward(cfg, x, w, b, y, work, work_n, moments);
+    if (wino(cfg, x->s, work_n, 0)) return am_wino_forward(cfg, x, w, b, y, work, work_n, moments);
     AM_TRY(check_work(cfg, x->s, work_n));
     size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
     float *col = work;
@@ -298,7 +299,7 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
     if (cfg->bias && !db) return am_fail(AM_EINVAL, "conv2d backward: bias gradient expected");
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
-    if ((dw || dx) && wino(cfg, x->s, work_n)) {
+    if ((dw || dx) && wino(cfg, x->s, work_n, !dx)) {
         AM_TRY(am_wino_backward(cfg, x, w, dy, dx, accum, dw, work, work_n));
         if (db) bias_grad(dy, db);
         return AM_OK;

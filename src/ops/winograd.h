@@ -10,8 +10,11 @@
 
 /* The shapes it takes: a 3x3 kernel, stride 1, padding 1, planes 4 to 512
  * wide and high, 16 or more input and output channels, neither count more
- * than 8 times the other (where it was measured faster than im2col). */
+ * than 8 times the other, or 16 times for the weight gradient alone (a
+ * split conv's low-rank part at the default rank): where it was measured
+ * faster than im2col. am_wino_workspace is sized for either. */
 int am_wino_fits(const am_conv2d_cfg *cfg, am_shape x);
+int am_wino_fits_dw(const am_conv2d_cfg *cfg, am_shape x);
 size_t am_wino_workspace(const am_conv2d_cfg *cfg, am_shape x);
 
 /* y = conv(x, w) + b (b may be NULL); moments as am_conv2d_forward_moments
