@@ -52,6 +52,9 @@ size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t wor
 /* Whether its passes take Winograd's F(4x4, 3x3) then (src/ops/winograd.c;
  * for the roofline's count, src/nn/traffic.c). */
 int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n);
+/* db[k] = the sum of dy's channel k over the batch, in an order fixed by the
+ * shape; with copy, dy is copied there in the same pass. */
+void am_conv2d_bias_grad(const am_tensor *dy, float *db, float *copy);
 /* w: [K, C, kh, kw]; b: [K] or NULL when !cfg->bias. */
 am_status am_conv2d_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w,
                             const float *b, am_tensor *y, float *work, size_t work_n);

@@ -7,6 +7,7 @@
  * output. A 1x1, stride-1, unpadded conv needs no im2col at all.
  * Not here: groups, dilation (no model of ours uses them). */
 #include "asymml/ops.h"
+#include "core/hot.h"
 #include "winograd.h"
 
 #include <cblas.h>
@@ -70,9 +71,6 @@ static void make_geom(const am_conv2d_cfg *cfg, am_shape x, am_shape y, geom *g)
 static int direct_shape(const am_conv2d_cfg *cfg, am_shape x) {
     return x.c <= 4 && x.w >= 32 && am_conv3x3_fits(cfg, x);
 }
-static int direct_dw(const am_conv2d_cfg *cfg, am_shape x, const am_tensor *dx, size_t work_n) {
-    return !dx && direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x);
-}
 
 size_t am_conv2d_workspace(const am_conv2d_cfg *cfg, am_shape x) {
     am_shape y;
@@ -92,18 +90,27 @@ size_t am_conv2d_workspace_fast(const am_conv2d_cfg *cfg, am_shape x) {
     return need;
 }
 
-/* Winograd's form where it fits the pass (dw_only: a backward pass without
- * the input gradient) and its workspace was given. */
-static int wino(const am_conv2d_cfg *cfg, am_shape x, size_t work_n, int dw_only) {
-    return (dw_only ? am_wino_fits_dw(cfg, x) : am_wino_fits(cfg, x)) && work_n >= am_wino_workspace(cfg, x);
+/* The form a pass takes: Winograd's where it fits the pass (dw_only: a
+ * backward pass without the input gradient) and its workspace was given;
+ * else the direct weight gradient where it fits; else im2col. */
+typedef enum { FORM_IM2COL, FORM_WINO, FORM_DIRECT_DW } conv_form;
+static conv_form form(const am_conv2d_cfg *cfg, am_shape x, size_t work_n, int dw_only) {
+    if ((dw_only ? am_wino_fits_dw(cfg, x) : am_wino_fits(cfg, x)) && work_n >= am_wino_workspace(cfg, x))
+        return FORM_WINO;
+    if (dw_only && direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x)) return FORM_DIRECT_DW;
+    return FORM_IM2COL;
 }
 
-int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) { return wino(cfg, x, work_n, 0); }
+int am_conv2d_winograd(const am_conv2d_cfg *cfg, am_shape x, size_t work_n) {
+    return form(cfg, x, work_n, 0) == FORM_WINO;
+}
 
 size_t am_conv2d_workspace_used(const am_conv2d_cfg *cfg, am_shape x, size_t work_n, int backward, int has_dx) {
-    if (wino(cfg, x, work_n, backward && !has_dx)) return am_wino_workspace(cfg, x);
-    if (backward && !has_dx && direct_shape(cfg, x) && work_n >= am_conv3x3_workspace(x))
-        return am_conv3x3_workspace(x); /* the weight gradient alone, directly */
+    switch (form(cfg, x, work_n, backward && !has_dx)) {
+    case FORM_WINO: return am_wino_workspace(cfg, x);
+    case FORM_DIRECT_DW: return am_conv3x3_workspace(x);
+    default: break;
+    }
     size_t need = am_conv2d_workspace(cfg, x);
     return need < work_n ? need : work_n;
 }
@@ -179,18 +186,35 @@ static void col2im_channel(const am_conv2d_cfg *cfg, const geom *g, const float 
 /* Work big enough to be worth a parallel region. */
 #define PAR_MIN 32768
 
-/* db = the output gradient's sum per channel, over samples and pixels. */
-static void bias_grad(const am_tensor *dy, float *db) {
-    const int N = dy->s.n, K = dy->s.c;
+/* db[k]: the sum of channel k of dy over the batch, eight running sums a
+ * plane (the loop vectorizes; the order is fixed, so the result is the same
+ * from run to run), added in double; with copy, dy is copied there in the
+ * same pass. */
+AM_HOT void am_conv2d_bias_grad(const am_tensor *dy, float *db, float *copy) {
+    const int B = dy->s.n, K = dy->s.c;
     const size_t P = (size_t)dy->s.h * dy->s.w;
-#pragma omp parallel for schedule(static) if ((size_t)N * K * P > PAR_MIN)
+#pragma omp parallel for schedule(static) if ((size_t)B * K * P > 65536)
     for (int k = 0; k < K; k++) {
-        float s = 0.f;
-        for (int n = 0; n < N; n++) {
-            const float *g = dy->d + ((size_t)n * K + k) * P;
-            for (size_t p = 0; p < P; p++) s += g[p];
+        double t = 0;
+        for (int n = 0; n < B; n++) {
+            const size_t o = ((size_t)n * K + k) * P;
+            const float *restrict g = dy->d + o;
+            float *restrict d = copy ? copy + o : NULL;
+            float s[8] = {0};
+            size_t i = 0;
+            if (d)
+                for (; i + 8 <= P; i += 8)
+                    for (int l = 0; l < 8; l++) s[l] += g[i + l], d[i + l] = g[i + l];
+            else
+                for (; i + 8 <= P; i += 8)
+                    for (int l = 0; l < 8; l++) s[l] += g[i + l];
+            for (; i < P; i++) {
+                s[i % 8] += g[i];
+                if (d) d[i] = g[i];
+            }
+            t += (double)((s[0] + s[1]) + (s[2] + s[3])) + (double)((s[4] + s[5]) + (s[6] + s[7]));
         }
-        db[k] = s;
+        db[k] = (float)t;
     }
 }
 
@@ -253,7 +277,7 @@ am_status am_conv2d_forward_moments(const am_conv2d_cfg *cfg, const am_tensor *x
     AM_TRY(check_io(cfg, x, w, y, &g));
     if (!x->d) return am_fail(AM_EINVAL, "conv2d: NULL input");
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv2d: bias expected");
-    if (wino(cfg, x->s, work_n, 0)) return am_wino_forward(cfg, x, w, b, y, work, work_n, moments);
+    if (form(cfg, x->s, work_n, 0) == FORM_WINO) return am_wino_forward(cfg, x, w, b, y, work, work_n, moments);
     AM_TRY(check_work(cfg, x->s, work_n));
     size_t in_sz = (size_t)g.C * g.H * g.W, out_sz = (size_t)g.K * g.P;
     float *col = work;
@@ -299,14 +323,11 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
     if (cfg->bias && !db) return am_fail(AM_EINVAL, "conv2d backward: bias gradient expected");
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "conv2d backward: input gradient shape differs from input");
-    if ((dw || dx) && wino(cfg, x->s, work_n, !dx)) {
-        AM_TRY(am_wino_backward(cfg, x, w, dy, dx, accum, dw, work, work_n));
-        if (db) bias_grad(dy, db);
-        return AM_OK;
-    }
-    if (dw && direct_dw(cfg, x->s, dx, work_n)) {
-        AM_TRY(am_conv3x3_dw(cfg, x, dy, dw, work, work_n));
-        if (db) bias_grad(dy, db);
+    const conv_form f = dw || dx ? form(cfg, x->s, work_n, !dx) : FORM_IM2COL;
+    if (f != FORM_IM2COL) {
+        if (f == FORM_WINO) AM_TRY(am_wino_backward(cfg, x, w, dy, dx, accum, dw, work, work_n));
+        else AM_TRY(am_conv3x3_dw(cfg, x, dy, dw, work, work_n));
+        if (db) am_conv2d_bias_grad(dy, db, NULL);
         return AM_OK;
     }
     AM_TRY(check_work(cfg, x->s, work_n));

@@ -94,35 +94,3 @@ am_status asym_merge_dx(am_asym *a, layer_plan *p, int layer, const am_conv2d_cf
     return am_verify_compare(a->vcomb, a->vref, a->vmag, (size_t)x.n * p->N, (double)p->K * p->kk + p->C, layer,
                              "input gradient");
 }
-
-/* db[k]: the sum of channel k of dy over the batch, eight running sums a
- * plane (the loop vectorizes; the order is fixed, so the result is the same
- * from run to run), added in double; with copy, dy is copied there in the
- * same pass. */
-AM_HOT void asym_bias_grad(const am_tensor *dy, float *db, float *copy) {
-    const int B = dy->s.n, K = dy->s.c;
-    const size_t P = (size_t)dy->s.h * dy->s.w;
-#pragma omp parallel for schedule(static) if ((size_t)B * K * P > 65536)
-    for (int k = 0; k < K; k++) {
-        double t = 0;
-        for (int n = 0; n < B; n++) {
-            const size_t o = ((size_t)n * K + k) * P;
-            const float *restrict g = dy->d + o;
-            float *restrict d = copy ? copy + o : NULL;
-            float s[8] = {0};
-            size_t i = 0;
-            if (d)
-                for (; i + 8 <= P; i += 8)
-                    for (int l = 0; l < 8; l++) s[l] += g[i + l], d[i + l] = g[i + l];
-            else
-                for (; i + 8 <= P; i += 8)
-                    for (int l = 0; l < 8; l++) s[l] += g[i + l];
-            for (; i < P; i++) {
-                s[i % 8] += g[i];
-                if (d) d[i] = g[i];
-            }
-            t += (double)((s[0] + s[1]) + (s[2] + s[3])) + (double)((s[4] + s[5]) + (s[6] + s[7]));
-        }
-        db[k] = (float)t;
-    }
-}

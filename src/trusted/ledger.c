@@ -26,7 +26,7 @@ static am_status cross(am_asym *a, int layer, am_buf_role role, am_cross_kind ki
     AM_TRY(a->be->vt->buffer(a->be, layer, role, n, dst));
     if (db) {
         const am_tensor dy = {s, (float *)src};
-        asym_bias_grad(&dy, db, *dst);
+        am_conv2d_bias_grad(&dy, db, *dst);
     } else {
         am_copy_floats(*dst, src, n);
     }

@@ -139,8 +139,6 @@ am_status asym_request_backward(am_asym *a, int layer, layer_plan *p, const am_c
  * was sent (G) when ver. */
 am_status asym_merge_dx(am_asym *a, layer_plan *p, int layer, const am_conv2d_cfg *cfg, am_shape x, const float *w,
                         am_tensor *dx, const float *bdx, int add, int ver, const float *G);
-/* db = the output gradient summed over the batch and the plane. */
-void asym_bias_grad(const am_tensor *dy, float *db, float *copy);
 
 /* ---- lowrank.c: the TEE's part of a split layer */
 /* Grows the basis workspace (and the evaluation basis) to n floats. */

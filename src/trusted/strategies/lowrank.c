@@ -32,7 +32,7 @@ static am_status forward(am_asym *a, int layer, layer_plan *p, const asym_fwd *f
 }
 
 static am_status backward(am_asym *a, int layer, layer_plan *p, const asym_bwd *g) {
-    if (g->db) asym_bias_grad(g->dy, g->db, NULL);
+    if (g->db) am_conv2d_bias_grad(g->dy, g->db, NULL);
     AM_TRY(asym_lowrank_dw(a, p, g->cfg, g->x, g->dy, g->dw, g->work, g->work_n));
     if (!g->dx) return AM_OK;
     am_conv2d_cfg lc = *g->cfg;

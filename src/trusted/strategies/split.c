@@ -152,7 +152,7 @@ static am_status backward(am_asym *a, int layer, layer_plan *p, const asym_bwd *
     else AM_TRY(asym_cross_grad(a, layer, dy, g->db, &bg)); /* the paper's scheme; db summed on the way */
     const am_cross_kind gk = prot ? AM_CROSS_GRAD_RESIDUAL : AM_CROSS_OUTPUT_GRAD;
     AM_TRY(asym_request_backward(a, layer, p, g->cfg, x->s, bg, AM_CROSS_RESIDUAL, gk, &bdw, g->dx ? &bdx : NULL));
-    if (g->db && prot) asym_bias_grad(dy, g->db, NULL);
+    if (g->db && prot) am_conv2d_bias_grad(dy, g->db, NULL);
     const int ver = a->verify && p->vu;
     const float *Gs = prot ? a->gs : dy->d; /* what was sent */
     if (ver) {
