@@ -124,11 +124,14 @@ static void t_decomposition(void **st) {
 /* The one-pass projection against the GEMMs' (am_project), with the
  * energies against sums of squares: planes with and without a partial
  * block of 16 pixels, or only one; ranks and channel counts that are not
- * multiples of the register tiles; r = C. */
+ * multiples of the register tiles; r = C; samples over 4 MiB, which go
+ * through gathered tiles, the last one partial and ending in a partial
+ * block. */
 static void t_project_fused(void **st) {
     (void)st;
     const int shapes[][4] = {{2, 8, 16, 4}, {3, 7, 23, 3}, {2, 5, 5, 5}, {4, 64, 49, 4}, {2, 33, 196, 13},
-                             {1, 512, 16, 32}, {2, 16, 1, 1}, {2, 130, 64, 9}, {4, 64, 300, 8}};
+                             {1, 512, 16, 32}, {2, 16, 1, 1}, {2, 130, 64, 9}, {4, 64, 300, 8},
+                             {2, 64, 16411, 5}, {1, 130, 8070, 9}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         const int B = shapes[t][0], C = shapes[t][1], N = shapes[t][2], r = shapes[t][3];
         const size_t xn = (size_t)B * C * N, vn = (size_t)B * r * N;
