@@ -85,32 +85,26 @@ size_t am_bn_act_bits_words(const am_bn_act *act, am_shape x) {
 
 /* ------------------------------------------------------------ forward */
 
-/* Up to 32 values a x + b, with the ReLU (its mask returned) or without. */
-static uint32_t affine_span(const float *p, float a, float b, int relu, float *q, size_t len) {
+/* Up to 32 values a x + b, with the ReLU (its mask returned) or without:
+ * four at a time with SSE2 (planes of 4x4 and 2x2 are one span). */
+static inline uint32_t affine_span(const float *p, float a, float b, int relu, float *q, size_t len) {
     uint32_t m = 0;
-    for (size_t i = 0; i < len; i++) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 z = _mm_setzero_ps(), va = _mm_set1_ps(a), vb = _mm_set1_ps(b);
+    for (; i + 4 <= len; i += 4) {
+        const __m128 v = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(p + i), va), vb);
+        _mm_storeu_ps(q + i, relu ? _mm_max_ps(v, z) : v);
+        m |= (uint32_t)_mm_movemask_ps(_mm_cmpgt_ps(v, z)) << i;
+    }
+#endif
+    for (; i < len; i++) {
         const float v = p[i] * a + b;
         m |= (uint32_t)(v > 0.f) << i;
         q[i] = relu ? (v > 0.f ? v : 0.f) : v;
     }
     return m;
 }
-#if defined(__SSE2__)
-static uint32_t affine_word(const float *p, float a, float b, int relu, float *q) {
-    const __m128 z = _mm_setzero_ps(), va = _mm_set1_ps(a), vb = _mm_set1_ps(b);
-    uint32_t m = 0;
-    for (int i = 0; i < 32; i += 4) {
-        const __m128 v = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(p + i), va), vb);
-        _mm_storeu_ps(q + i, relu ? _mm_max_ps(v, z) : v);
-        m |= (uint32_t)_mm_movemask_ps(_mm_cmpgt_ps(v, z)) << i;
-    }
-    return m;
-}
-#else
-static uint32_t affine_word(const float *p, float a, float b, int relu, float *q) {
-    return affine_span(p, a, b, relu, q, 32);
-}
-#endif
 
 /* The common pool (2x2, stride 2, no padding) on the windows that lie
  * inside the plane: four candidates each, the first maximum wins. One
@@ -263,6 +257,64 @@ static am_status check_fwd(const am_bn_cfg *cfg, const am_bn_act *act, int train
     return AM_OK;
 }
 
+/* Channels per block: as many as keep a block's planes of input and
+ * gradient within BLOCK_BYTES, and at least four blocks a thread. Measured
+ * here (2 threads, caches flushed before each pass, ms forward/backward,
+ * channel by channel -> blocks of 8 MiB): 32x64x32x32 0.48/1.44 ->
+ * 0.41/1.00, 8x128x112x112 3.4/6.8 -> 2.0/4.2, 8x256x56x56 with the pool
+ * 2.8/4.1 -> 1.9/3.4; 256 KiB blocks gained little, 16 MiB no more. */
+#define BLOCK_BYTES ((size_t)8 << 20)
+static int channel_block(int N, int C, size_t HW) {
+    const size_t per = (size_t)N * HW * 2 * sizeof(float), most = (size_t)C / (4 * (size_t)omp_get_max_threads());
+    size_t cb = BLOCK_BYTES / per;
+    cb = cb > most ? most : cb;
+    return cb < 1 ? 1 : (int)cb;
+}
+
+/* One plane of the forward pass: y = a x + b with the ReLU and its mask,
+ * or the pool's output, its argmax and mask (q: the ReLU's plane, where
+ * kept or where a pool other than 2x2 needs it). */
+static void forward_plane(const am_bn_act *act, const float *p, int H, int W, float a, float b, float *q, float *yp,
+                          int32_t *ap, uint32_t *bt, int Ho, int Wo) {
+    if (act->pool) {
+        pool_plane(act->pool, p, H, W, a, b, q, yp, ap, bt, Ho, Wo);
+        return;
+    }
+    const size_t HW = (size_t)H * W;
+    size_t i0 = 0;
+    for (size_t w = 0; i0 < HW; w++, i0 += 32) {
+        const uint32_t m = i0 + 32 <= HW ? affine_span(p + i0, a, b, act->relu, q + i0, 32)
+                                         : affine_span(p + i0, a, b, act->relu, q + i0, HW - i0);
+        if (bt) bt[w] = m;
+    }
+}
+
+/* Channel c's scale and shift (ab[2c], ab[2c + 1]): from the batch's
+ * statistics, its planes' moments combined in the order of the samples
+ * (training), or from the running ones. */
+static void channel_affine(const am_bn_cfg *cfg, int training, int N, int C, int c, size_t HW, const double *mo,
+                           const float *gamma, const float *beta, float *rm, float *rv, float *save_mean,
+                           float *save_invstd, float *ab) {
+    float mean, invstd;
+    if (training) {
+        moments t = {0, 0, 0};
+        for (int n = 0; n < N; n++) moments_add(&t, (double)HW, mo[2 * ((size_t)n * C + c)], mo[2 * ((size_t)n * C + c) + 1]);
+        batch_stats(cfg, &t, c, &mean, &invstd, rm, rv);
+    } else {
+        mean = rm[c];
+        invstd = 1.f / sqrtf(rv[c] + cfg->eps);
+    }
+    if (save_mean) save_mean[c] = mean, save_invstd[c] = invstd;
+    ab[2 * c] = gamma[c] * invstd;
+    ab[2 * c + 1] = beta[c] - mean * ab[2 * c];
+}
+
+/* Both directions take the channels in blocks, each block's planes in
+ * memory order (sample by sample, the block's channels side by side): a
+ * block's N planes stay in cache between its passes, and small planes
+ * (VGG's 2x2 and 4x4 ones are a cache line or less) are read as runs, not
+ * as lines scattered a channel apart. A block of one channel is the
+ * channel-by-channel order that large planes need. */
 am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int training, const am_tensor *x,
                             const double *moments_in, const float *gamma, const float *beta, float *running_mean,
                             float *running_var, float *save_mean, float *save_invstd, am_tensor *y, uint32_t *bits,
@@ -272,7 +324,7 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
     if (training && (!save_mean || !save_invstd))
         return am_fail(AM_EINVAL, "batchnorm: training needs buffers for the batch statistics");
     const int N = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w;
-    const size_t HW = (size_t)H * W;
+    const size_t HW = (size_t)H * W, P = (size_t)N * C;
     if (!training)
         for (int c = 0; c < C; c++)
             if (!(running_var[c] >= 0.f))
@@ -280,48 +332,34 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
     const int Ho = act->pool ? pooled->s.h : H, Wo = act->pool ? pooled->s.w : W;
     const size_t PL = (size_t)Ho * Wo, wpp = (PL + 31) / 32;
     /* A pool other than 2x2 reads the ReLU's plane: each thread's, when y is not kept. */
-    const int own_plane = act->pool && !y && !is_pool2(act->pool);
-    float *scratch = own_plane ? am_aligned_alloc(sizeof(float) * HW * (size_t)omp_get_max_threads()) : NULL;
-    if (own_plane && !scratch) return am_fail(AM_ENOMEM, "batchnorm: out of memory");
+    const int own_plane = act->pool && !y && !is_pool2(act->pool), own_mo = training && !moments_in;
+    const size_t nsc = own_plane ? HW * (size_t)omp_get_max_threads() : 0;
+    const size_t nown = own_mo ? 2 * P : 0;
+    double *own = am_aligned_alloc(sizeof(double) * nown + sizeof(float) * (2 * (size_t)C + nsc));
+    if (!own) return am_fail(AM_ENOMEM, "batchnorm: out of memory");
+    float *ab = (float *)(void *)(own + nown), *scratch = own_plane ? ab + 2 * (size_t)C : NULL;
+    const double *mo = own_mo ? own : moments_in;
+    const int cb = channel_block(N, C, HW);
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float mean, invstd;
-        if (training) {
-            /* The producer's moments, or a pass of their own (each plane twice, in cache). */
-            moments t = {0, 0, 0};
-            for (int n = 0; n < N; n++) {
-                double own[2];
-                const double *mo = moments_in ? moments_in + 2 * ((size_t)n * C + c) : own;
-                if (!moments_in) am_plane_moments(x->d + ((size_t)n * C + c) * HW, HW, own);
-                moments_add(&t, (double)HW, mo[0], mo[1]);
+    for (int c0 = 0; c0 < C; c0 += cb) {
+        const int c1 = c0 + cb < C ? c0 + cb : C;
+        if (own_mo) /* the planes' moments in a pass of their own (then each plane twice, in cache) */
+            for (int n = 0; n < N; n++)
+                for (size_t pl = (size_t)n * C + c0; pl < (size_t)n * C + c1; pl++)
+                    am_plane_moments(x->d + pl * HW, HW, own + 2 * pl);
+        for (int c = c0; c < c1; c++)
+            channel_affine(cfg, training, N, C, c, HW, mo, gamma, beta, running_mean, running_var, save_mean,
+                           save_invstd, ab);
+        float *q0 = scratch ? scratch + HW * (size_t)omp_get_thread_num() : NULL;
+        for (int n = 0; n < N; n++)
+            for (size_t pl = (size_t)n * C + c0; pl < (size_t)n * C + c1; pl++) {
+                const size_t c = pl % (size_t)C;
+                forward_plane(act, x->d + pl * HW, H, W, ab[2 * c], ab[2 * c + 1], y ? y->d + pl * HW : q0,
+                              act->pool ? pooled->d + pl * PL : NULL, act->pool ? argmax + pl * PL : NULL,
+                              bits ? bits + pl * wpp : NULL, Ho, Wo);
             }
-            batch_stats(cfg, &t, c, &mean, &invstd, running_mean, running_var);
-        } else {
-            mean = running_mean[c];
-            invstd = 1.f / sqrtf(running_var[c] + cfg->eps);
-        }
-        if (save_mean) save_mean[c] = mean, save_invstd[c] = invstd;
-        const float a = gamma[c] * invstd, b = beta[c] - mean * a;
-        for (int n = 0; n < N; n++) {
-            const size_t pl = (size_t)n * C + c;
-            const float *p = x->d + pl * HW;
-            uint32_t *bt = bits ? bits + pl * wpp : NULL;
-            if (act->pool) { /* the ReLU's output too where kept (every output: am_model_keep_outputs) */
-                float *q = y ? y->d + pl * HW : scratch ? scratch + HW * (size_t)omp_get_thread_num() : NULL;
-                pool_plane(act->pool, p, H, W, a, b, q, pooled->d + pl * PL, argmax + pl * PL, bt, Ho, Wo);
-                continue;
-            }
-            float *q = y->d + pl * HW;
-            const int relu = act->relu;
-            size_t i0 = 0;
-            for (size_t w = 0; i0 < HW; w++, i0 += 32) {
-                const uint32_t m =
-                    i0 + 32 <= HW ? affine_word(p + i0, a, b, relu, q + i0) : affine_span(p + i0, a, b, relu, q + i0, HW - i0);
-                if (bt) bt[w] = m;
-            }
-        }
     }
-    am_aligned_free(scratch);
+    am_aligned_free(own);
     return AM_OK;
 }
 
@@ -431,6 +469,98 @@ static void dx_plane(int relu, const float *p, const float *g, const uint32_t *b
     }
 }
 
+/* What every plane of one backward pass reads. */
+typedef struct bwd {
+    const am_bn_act *act;
+    const float *x, *dy, *mean;
+    const uint32_t *bits;
+    const int32_t *argmax;
+    float *dx;
+    int C, H, W, Ho, Wo, relu, accum;
+    size_t HW, PL, wpp;
+} bwd;
+
+/* The gradient at plane pl's batchnorm output: dy's own (the ReLU's mask
+ * applied later), or expanded from the pool into gt. */
+static const float *plane_grad(const bwd *k, size_t pl, float *gt) {
+    const float *g = k->dy + pl * k->PL;
+    if (!gt) return g;
+    expand_plane(k->act->pool, g, k->bits + pl * k->wpp, k->argmax + pl * k->PL, k->H, k->W, k->Ho, k->Wo, gt);
+    return gt;
+}
+
+static void plane_sums(const bwd *k, size_t pl, const float *g, float *fs, float *fsx) {
+    sums_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[pl % (size_t)k->C],
+               fs, fsx);
+}
+
+/* dx of plane pl with its channel's terms t (k, m1, m2). */
+static void plane_dx(const bwd *k, size_t pl, const float *g, const float *t) {
+    dx_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[pl % (size_t)k->C],
+             t[0], t[1], t[2], k->accum, k->dx + pl * k->HW);
+}
+
+/* Channel c's parameter gradients from its sums (in double, over the
+ * samples in order) and the terms of its dx (t: k, m1, m2). */
+static void channel_terms(int training, double M, double sdy, double sdyx, float gamma, float invstd, float *dgamma,
+                          float *dbeta, float *t) {
+    *dbeta = (float)sdy;
+    *dgamma = (float)(sdyx * invstd);
+    /* In evaluation mode the statistics are constants: dx is only the scale. */
+    t[0] = gamma * invstd;
+    t[1] = training ? (float)(sdy / M) : 0.f;
+    t[2] = training ? (float)(sdyx / M) * invstd * invstd : 0.f;
+}
+
+/* A pool other than 2x2, dearer to expand: channel by channel, keeping the
+ * channel's N expanded planes (in gt, N x HW) from pass 1 for pass 2. */
+static void backward_kept(const bwd *k, int N, int training, const float *gamma, const float *invstd, float *gt,
+                          float *dgamma, float *dbeta, int c) {
+    double sdy = 0.0, sdyx = 0.0;
+    for (int n = 0; n < N; n++) {
+        const size_t pl = (size_t)n * k->C + c;
+        float fs, fsx;
+        plane_sums(k, pl, plane_grad(k, pl, gt + (size_t)n * k->HW), &fs, &fsx);
+        sdy += fs;
+        sdyx += fsx;
+    }
+    float t[3];
+    channel_terms(training, (double)N * k->HW, sdy, sdyx, gamma[c], invstd[c], dgamma + c, dbeta + c, t);
+    if (k->dx)
+        for (int n = 0; n < N; n++) plane_dx(k, (size_t)n * k->C + c, gt + (size_t)n * k->HW, t);
+}
+
+/* Per block of channels: pass 1 sums each plane, the channels' terms
+ * follow, pass 2 writes dx (with a pool, each plane's gradient expanded
+ * again, into the thread's plane in cache). sums: 2 per plane, then 3 per
+ * channel (k, m1, m2). */
+static void backward_blocks(const bwd *k, int N, int training, const float *gamma, const float *invstd,
+                            float *scratch, float *sums, float *dgamma, float *dbeta) {
+    const int C = k->C, cb = channel_block(N, C, k->HW);
+    float *t = sums + 2 * (size_t)N * C;
+#pragma omp parallel for schedule(static)
+    for (int c0 = 0; c0 < C; c0 += cb) {
+        const int c1 = c0 + cb < C ? c0 + cb : C;
+        float *gt = scratch ? scratch + k->HW * (size_t)omp_get_thread_num() : NULL;
+        for (int n = 0; n < N; n++)
+            for (size_t pl = (size_t)n * C + c0; pl < (size_t)n * C + c1; pl++)
+                plane_sums(k, pl, plane_grad(k, pl, gt), sums + 2 * pl, sums + 2 * pl + 1);
+        for (int c = c0; c < c1; c++) {
+            double sdy = 0.0, sdyx = 0.0;
+            for (int n = 0; n < N; n++) {
+                sdy += sums[2 * ((size_t)n * C + c)];
+                sdyx += sums[2 * ((size_t)n * C + c) + 1];
+            }
+            channel_terms(training, (double)N * k->HW, sdy, sdyx, gamma[c], invstd[c], dgamma + c, dbeta + c,
+                          t + 3 * (size_t)c);
+        }
+        if (k->dx)
+            for (int n = 0; n < N; n++)
+                for (size_t pl = (size_t)n * C + c0; pl < (size_t)n * C + c1; pl++)
+                    plane_dx(k, pl, plane_grad(k, pl, gt), t + 3 * (pl % (size_t)C));
+    }
+}
+
 am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int training, const am_tensor *x,
                              const float *gamma, const float *save_mean, const float *save_invstd,
                              const uint32_t *bits, const int32_t *argmax, const am_tensor *dy, am_tensor *dx,
@@ -446,52 +576,30 @@ am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int tra
     if (!am_shape_eq(ds, dy->s)) return am_fail(AM_EINVAL, "batchnorm backward: output gradient misshapen");
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "batchnorm backward: input gradient shape differs from input");
-    const int N = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w, Ho = ds.h, Wo = ds.w;
-    const size_t HW = (size_t)H * W, PL = (size_t)Ho * Wo, wpp = (PL + 31) / 32, M = (size_t)N * HW;
-    /* With a pool: each thread's plane of expanded gradients, in cache. A
-     * pool other than 2x2 (dearer to expand) keeps the channel's N planes
+    const int N = x->s.n, C = x->s.c;
+    const size_t HW = (size_t)x->s.h * x->s.w, PL = (size_t)ds.h * ds.w;
+    const bwd k = {act, x->d, dy->d, save_mean, bits, argmax, dx ? dx->d : NULL, C, x->s.h, x->s.w, ds.h, ds.w,
+                   act->relu && !act->pool, accum, HW, PL, (PL + 31) / 32};
+    /* A pool other than 2x2 keeps a channel's N expanded planes per thread
      * from pass 1 for pass 2 when there is a pass 2 and they take at most
      * BN_KEEP_FLOATS in all (else, or without the memory, it expands again). */
     const size_t nt = (size_t)omp_get_max_threads();
-    int keep = act->pool && !is_pool2(act->pool) && dx && HW * (size_t)N * nt <= BN_KEEP_FLOATS;
-    float *scratch = keep ? am_aligned_alloc(sizeof(float) * HW * (size_t)N * nt) : NULL;
-    if (!scratch) keep = 0;
-    if (act->pool && !scratch) scratch = am_aligned_alloc(sizeof(float) * HW * nt);
-    if (act->pool && !scratch) return am_fail(AM_ENOMEM, "batchnorm backward: out of memory");
-    const size_t tplanes = keep ? (size_t)N : 1;
+    const int keep = act->pool && !is_pool2(act->pool) && dx && HW * (size_t)N * nt <= BN_KEEP_FLOATS;
+    float *kept = keep ? am_aligned_alloc(sizeof(float) * HW * (size_t)N * nt) : NULL;
+    if (kept) {
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        const float mean = save_mean[c], invstd = save_invstd[c];
-        float *gt = scratch ? scratch + HW * tplanes * (size_t)omp_get_thread_num() : NULL;
-        const int relu = act->relu && !act->pool;
-        double sdy = 0.0, sdyx = 0.0;
-        for (int n = 0; n < N; n++) {
-            const size_t pl = (size_t)n * C + c;
-            const float *g = dy->d + pl * PL;
-            float *gp = gt ? gt + (keep ? (size_t)n * HW : 0) : NULL;
-            if (gp) expand_plane(act->pool, g, bits + pl * wpp, argmax + pl * PL, H, W, Ho, Wo, gp), g = gp;
-            float fs, fsx;
-            sums_plane(relu, x->d + pl * HW, g, relu ? bits + pl * wpp : NULL, HW, mean, &fs, &fsx);
-            sdy += fs;
-            sdyx += fsx;
-        }
-        dbeta[c] = (float)sdy;
-        dgamma[c] = (float)(sdyx * invstd);
-        if (!dx) continue;
-        /* In evaluation mode the statistics are constants: dx is only the scale. */
-        const float k = gamma[c] * invstd;
-        const float m1 = training ? (float)(sdy / (double)M) : 0.f;
-        const float m2 = training ? (float)(sdyx / (double)M) * invstd * invstd : 0.f;
-        for (int n = 0; n < N; n++) {
-            const size_t pl = (size_t)n * C + c;
-            const float *g = dy->d + pl * PL;
-            if (keep) g = gt + (size_t)n * HW;
-            else if (gt) expand_plane(act->pool, g, bits + pl * wpp, argmax + pl * PL, H, W, Ho, Wo, gt), g = gt;
-            dx_plane(relu, x->d + pl * HW, g, relu ? bits + pl * wpp : NULL, HW, mean, k, m1, m2, accum,
-                     dx->d + pl * HW);
-        }
+        for (int c = 0; c < C; c++)
+            backward_kept(&k, N, training, gamma, save_invstd, kept + HW * (size_t)N * (size_t)omp_get_thread_num(),
+                          dgamma, dbeta, c);
+        am_aligned_free(kept);
+        return AM_OK;
     }
-    am_aligned_free(scratch);
+    const size_t nsc = act->pool ? HW * nt : 0, P = (size_t)N * C;
+    float *sums = am_aligned_alloc(sizeof(float) * (2 * P + 3 * (size_t)C + nsc));
+    if (!sums) return am_fail(AM_ENOMEM, "batchnorm backward: out of memory");
+    backward_blocks(&k, N, training, gamma, save_invstd, act->pool ? sums + 2 * P + 3 * (size_t)C : NULL, sums, dgamma,
+                    dbeta);
+    am_aligned_free(sums);
     return AM_OK;
 }
 
