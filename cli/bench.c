@@ -282,6 +282,20 @@ static int write_csv(const bench_opts *o, FILE *f) {
     return fflush(f) ? die(EXIT_RUNTIME, "bench: cannot write %s", o->csv) : 0;
 }
 
+/* Every model named, built at the input and classes asked for: a wrong
+ * name or an input too small is said before anything is timed. */
+static int check_models(const bench_opts *o) {
+    char list[sizeof o->models], *save = NULL;
+    snprintf(list, sizeof list, "%s", o->models);
+    for (char *nm = strtok_r(list, ",", &save); nm; nm = strtok_r(NULL, ",", &save)) {
+        am_model *m = NULL;
+        int rc = make_model(nm, NULL, o->in, o->classes, &m);
+        am_model_free(m);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     bench_opts o = {.models = "vgg16,vgg19,resnet18,resnet34", .classes = 10, .batch = 32, .steps = 5, .warm = 1,
                     .in = am_shape4(1, 3, 32, 32), .sgx = {93, 0}};
@@ -290,6 +304,7 @@ int cmd_bench(int argc, char **argv) {
     const cli_opt *const tables[] = {opts, cli_mode_opts, NULL};
     int rc = cli_parse("bench", usage, argc, argv, tables, handle, &o, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = check_models(&o))) return rc;
     if (!o.n_modes) o.modes[o.n_modes++] = o.mode.asym.mode;
     o.sgx.ghz = bench_clock_ghz();
     int need = 0, asymml = 0;
@@ -304,7 +319,7 @@ int cmd_bench(int argc, char **argv) {
     /* Opened before the lockdown, which forbids opening files. */
     FILE *csv = NULL;
     if (!rc && o.csv && !(csv = fopen(o.csv, "w"))) rc = die(EXIT_RUNTIME, "bench: cannot write %s", o.csv);
-    if (!rc) rc = tee_lockdown(tee, -1);
+    if (!rc) rc = tee_lockdown(tee, -1, NULL);
     if (!rc) {
         char where[1200];
         tee_words(tee, where, sizeof where);

@@ -22,7 +22,8 @@ void bench_limits_measure(bench_limits *lim) {
 static void print_kinds(am_model *m, int steps, double sgd_s, const bench_limits *lim, const kind_sum *k,
                         const kind_sum *sgd) {
     printf("  trusted side per training step, by kind: measured ms, bytes and FLOPs it must move and compute,\n"
-           "  achieved rates (%% of this machine's), and the roofline's ms (the longer of bytes/bandwidth, FLOPs/sgemm)\n");
+           "  achieved rates (%% of this machine's; over 100%% of the bandwidth where the bytes came from cache),\n"
+           "  and the roofline's ms (the longer of bytes/bandwidth, FLOPs/sgemm)\n");
     printf("  %-12s %9s %9s %9s %8s %6s %9s %6s %9s %7s\n", "kind", "ms", "MB", "MFLOP", "GB/s", "%bw", "GFLOP/s",
            "%peak", "roof ms", "x roof");
     double tm = 0, tr = 0;
@@ -54,6 +55,8 @@ void bench_layers(am_model *m, int steps, double sgd_s, const bench_limits *lim)
     kind_sum sgd = {4 * 5 * np, 6 * np, 0}; /* read w, g, momentum; write w, momentum */
     sgd.roof = roof_of(lim, sgd.bytes, sgd.flops);
     print_kinds(m, steps, sgd_s, lim, k, &sgd);
+    if (am_model_num_convs(m) < 1) return; /* tee-only: no conv is split or sent */
+    printf("  per conv layer (a whole one that stays in the TEE is timed in its kind above: - here)\n");
     printf("  %-5s %-11s %-9s %-4s %-5s %9s %9s %9s %9s %9s %8s %8s %8s %8s %8s\n", "layer", "C->K", "HxW", "r", "split",
            "TEE ms", "decomp", "transfer", "accel ms", "waited", "overlap", "energy", "MFLOP", "MB", "x roof");
     for (int i = 0; i < am_model_num_convs(m); i++) {
@@ -67,6 +70,11 @@ void bench_layers(am_model *m, int steps, double sgd_s, const bench_limits *lim)
         char ck[24], hw[24];
         snprintf(ck, sizeof ck, "%d->%d", si.C, si.K);
         snprintf(hw, sizeof hw, "%dx%d", li.out.h, li.out.w);
+        if (!si.split && si.tee_s == 0 && si.accel_s == 0) {
+            printf("  %-5d %-11s %-9s %-4d %-5s %9s %9s %9s %9s %9s %8s %8.4f %8.1f %8.1f %8s\n", si.layer, ck, hw, si.r,
+                   "whole", "-", "-", "-", "-", "-", "-", 1.0, f / 1e6, b / 1e6, "-");
+            continue;
+        }
         /* Overlap: the share of the accelerator's time the TEE did not wait through. */
         double ov = si.accel_s > 0 ? 1.0 - si.wait_s / si.accel_s : 0, roof = roof_of(lim, b, f);
         printf("  %-5d %-11s %-9s %-4d %-5s %9.2f %9.2f %9.2f %9.2f %9.2f %7.0f%% %8.4f %8.1f %8.1f %7.1fx\n", si.layer,

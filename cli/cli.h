@@ -102,9 +102,9 @@ am_backend *tee_backend(cli_tee *t);
 /* Where the accelerator is and how each process is confined, in words
  * (after tee_lockdown). */
 void tee_words(const cli_tee *t, char *buf, size_t n);
-/* --tee process: the lock-down, once the checkpoint directory (fd, or -1)
- * and the log are open and the server started. */
-int tee_lockdown(cli_tee *t, int ckdir_fd);
+/* --tee process: the lock-down, once the checkpoint directory (fd, or -1;
+ * dir_what says what it holds) and the log are open and the server started. */
+int tee_lockdown(cli_tee *t, int ckdir_fd, const char *dir_what);
 /* Says goodbye to the server and reaps it: an exit code (0 if it ended
  * well). After a failure (failed set) it is stopped, and its end is not
  * reported again. Frees t. */

@@ -134,7 +134,7 @@ static int evaluate(eval_opts *e, am_checkpoint *ck, am_dataset *d, cli_tee **te
             rc = lib_fail("eval");
         am_model_verify(m, e->mode.verify);
     }
-    if (!rc) rc = tee_lockdown(*tee, -1);
+    if (!rc) rc = tee_lockdown(*tee, -1, NULL);
     if (!rc) {
         char aw[1200];
         tee_words(*tee, aw, sizeof aw);

@@ -108,7 +108,7 @@ static int run(infer_opts *o, const am_checkpoint *ck, const am_dataset *tr, con
     if (!rc) rc = build(o, ck, B, tee_backend(*tee), &m);
     if (!rc && fixed) rc = cli_calibrate(m, tr, ck, B, nb);
     if (!rc) rc = use_store(o, m, B, te->n, &store, &fd);
-    if (!rc) rc = tee_lockdown(*tee, fd);
+    if (!rc) rc = tee_lockdown(*tee, fd, "the factor store");
     double acc = 0, t0 = now_s();
     if (!rc) {
         char aw[1200];

@@ -252,9 +252,9 @@ void tee_words(const cli_tee *t, char *buf, size_t n) {
                  g_locked ? "" : ")", t->trusted_words);
 }
 
-int tee_lockdown(cli_tee *t, int ckdir_fd) {
+int tee_lockdown(cli_tee *t, int ckdir_fd, const char *dir_what) {
     if (!t->process) return 0;
-    am_lockdown_cfg c = {ckdir_fd, t->srv.pidfd};
+    am_lockdown_cfg c = {ckdir_fd, t->srv.pidfd, dir_what};
     if (am_trusted_lockdown(&c, t->trusted_words, sizeof t->trusted_words) != AM_OK) return lib_fail("--tee process");
     return 0;
 }

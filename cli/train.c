@@ -166,7 +166,7 @@ static int setup(train_opts *o, run *r) {
         sodium_bin2hex(hex, sizeof hex, am_trainer_binding(r->t)->run_id, AM_RUN_ID_BYTES);
         cli_log_line(r->log, "{\"run\":\"%s\",\"from_step\":%d}", hex, am_trainer_global_step(r->t));
     }
-    return tee_lockdown(r->tee, o->ckdir ? r->dir.fd : -1);
+    return tee_lockdown(r->tee, o->ckdir ? r->dir.fd : -1, "the run's checkpoints");
 }
 
 static void start_lines(const train_opts *o, run *r) {
@@ -230,9 +230,11 @@ static int stopped(const train_opts *o, run *r, const am_step_info *si, char *la
     if (rc) return rc;
     fprintf(stderr, "%sasymml: interrupted at epoch %d step %d/%d", isatty(STDOUT_FILENO) ? "\n" : "", si->epoch,
             si->step, si->steps_per_epoch);
+    const given_opt *th = train_given(o, "threads");
     if (o->ckdir)
-        fprintf(stderr, "; saved %s/%s: go on with: asymml train --resume %s --data %s%s%s\n", o->ckdir, last, o->ckdir,
-                o->data, o->mode.key ? " --key " : "", o->mode.key ? o->mode.key : "");
+        fprintf(stderr, "; saved %s/%s: go on with: asymml train --resume %s --data %s%s%s%s%s%s%s\n", o->ckdir, last,
+                o->ckdir, o->data, o->mode.key ? " --key " : "", o->mode.key ? o->mode.key : "", o->log ? " --log " : "",
+                o->log ? o->log : "", th ? " --threads " : "", th ? th->arg : "");
     else fprintf(stderr, "; nothing saved (no --checkpoint-dir)\n");
     return 128 + g_stop;
 }
@@ -316,8 +318,9 @@ static int train_run(train_opts *o) {
     int rc = setup(o, &r), complete = !rc && am_trainer_done(r.t);
     if (complete)
         printf("the run is complete (%d %s): nothing to do (--epochs N, more than %d, extends it; asymml eval "
-               "--checkpoint %s evaluates it)\n", am_trainer_cfg(r.t)->epochs, plural(am_trainer_cfg(r.t)->epochs, "epoch", "epochs"),
-               am_trainer_cfg(r.t)->epochs, o->resumed);
+               "--checkpoint %s --data %s%s%s evaluates it)\n", am_trainer_cfg(r.t)->epochs,
+               plural(am_trainer_cfg(r.t)->epochs, "epoch", "epochs"), am_trainer_cfg(r.t)->epochs, o->resumed, o->data,
+               o->mode.key ? " --key " : "", o->mode.key ? o->mode.key : "");
     if (!rc && !complete) {
         start_lines(o, &r);
         catch_stop();

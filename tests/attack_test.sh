@@ -16,7 +16,7 @@ bin=$1
 attack=$2
 data=/usr/share/datasets/fashion-mnist
 [ -e "$data/train-images-idx3-ubyte" ] || [ -e "$data/train-images-idx3-ubyte.gz" ] ||
-  { echo "SKIP: no Fashion-MNIST at $data (scripts/deps.sh installs it)"; exit 77; }
+  { echo "SKIP: attack_test: no Fashion-MNIST at $data (scripts/deps.sh installs it)"; exit 77; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 pass=0 fail=0

@@ -146,7 +146,7 @@ grep -q '^{"run":"[0-9a-f]*","from_step":0}$' "$dir/log.jsonl" || { echo "FAIL: 
 expect 0 "eval" -- "$bin" eval --checkpoint "$dir/ck" --data "$dir/data"
 expect 2 "resume with options" -- "$bin" train --data "$dir/data" --resume "$dir/ck" --lr 0.1
 expect 0 "resume of a finished run" -- "$bin" train --data "$dir/data" --resume "$dir/ck"
-grep -qx "the run is complete (2 epochs): nothing to do (--epochs N, more than 2, extends it; asymml eval --checkpoint $dir/ck/ckpt-0000000012.amck evaluates it)" "$dir/out" ||
+grep -qx "the run is complete (2 epochs): nothing to do (--epochs N, more than 2, extends it; asymml eval --checkpoint $dir/ck/ckpt-0000000012.amck --data $dir/data evaluates it)" "$dir/out" ||
   { echo "FAIL: a finished run resumed: $(cat "$dir/out")"; fail=$((fail + 1)); }
 # Resumed from its directory, a run goes on saving there.
 newest=$(ls "$dir/ck"/ckpt-*.amck | tail -1)
@@ -189,7 +189,7 @@ kill -INT "$intr"
 wait "$intr"
 code=$?
 saved=$(ls "$dir/intr" | grep '^ckpt-' | tail -1)
-[ "$code" -eq 130 ] && grep -qx "asymml: interrupted at epoch [0-9]* step [0-9]*/6; saved $dir/intr/$saved: go on with: asymml train --resume $dir/intr --data $dir/data" "$dir/err" ||
+[ "$code" -eq 130 ] && grep -qx "asymml: interrupted at epoch [0-9]* step [0-9]*/6; saved $dir/intr/$saved: go on with: asymml train --resume $dir/intr --data $dir/data --threads 1" "$dir/err" ||
   { echo "FAIL: an interrupt: exit $code, $(cat "$dir/err")"; fail=$((fail + 1)); }
 # Two runs on one directory: the second is refused, naming the first.
 "$bin" train --data "$dir/data" --epochs 5000 --batch 16 --checkpoint-dir "$dir/busy" --threads 1 --mode asymml \

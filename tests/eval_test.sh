@@ -19,7 +19,7 @@ attack=$3
 py=/usr/bin/python3
 data=/usr/share/datasets/fashion-mnist
 "$py" -c "import torch, skimage, numpy" 2>/dev/null ||
-  { echo "SKIP: no python3-torch or python3-skimage (scripts/deps.sh --eval installs them)"; exit 77; }
+  { echo "SKIP: eval_test: no python3-torch or python3-skimage (scripts/deps.sh --eval installs them)"; exit 77; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 fail=0

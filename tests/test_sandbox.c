@@ -46,7 +46,7 @@ static int attempt(int (*act)(int ckfd)) {
         int null = open("/dev/null", O_WRONLY);
         dup2(null, 2); /* the filter's message is not the test's */
         int ckfd = open(ck, O_RDONLY | O_DIRECTORY);
-        am_lockdown_cfg c = {ckfd, -1};
+        am_lockdown_cfg c = {ckfd, -1, "checkpoints"};
         if (am_trusted_lockdown(&c, NULL, 0) != AM_OK) _exit(30);
         _exit(act(ckfd) == 0 ? RETURNED_OK : RETURNED_ERR);
     }
@@ -180,7 +180,7 @@ static void t_message(void **st) {
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[1], 2);
-        am_lockdown_cfg c = {-1, -1};
+        am_lockdown_cfg c = {-1, -1, NULL};
         if (am_trusted_lockdown(&c, NULL, 0) != AM_OK) _exit(30);
         socket(AF_INET, SOCK_DGRAM, 0);
         _exit(40);

@@ -237,14 +237,11 @@ am_status am_trusted_lockdown(const am_lockdown_cfg *c, char *words, size_t n) {
     if (ll < 0) return am_fail(AM_EIO, "sandbox: Landlock failed (%s)", strerror(errno));
     AM_TRY(filter(c));
     if (words && n)
-        snprintf(words, n, "%s, seccomp-filtered (no sockets, no programs, no executable memory), %s",
+        snprintf(words, n, "%s, seccomp-filtered (no sockets, no programs, no executable memory), %s%s%s%s",
                  ipc ? "no capability but CAP_IPC_LOCK (its locked memory needs it)" : "no capabilities",
-                 ll ? (c->ckdir_fd >= 0 ? "files only in the one directory it was given: the run's checkpoints', or "
-                                          "slalom's factor store (Landlock and seccomp)"
-                                        : "no files opened (Landlock and seccomp)")
-                    : (c->ckdir_fd >= 0 ? "files only relative to the one directory it was given: the run's "
-                                          "checkpoints', or slalom's factor store (seccomp; without Landlock on this "
-                                          "kernel a name with '..' could leave it)"
-                                        : "no files opened (seccomp; no Landlock here)"));
+                 c->ckdir_fd < 0 ? (ll ? "no files opened (Landlock and seccomp)" : "no files opened (seccomp; no Landlock here)")
+                                 : ll ? "files only in the one directory it was given" : "files only relative to the one directory it was given",
+                 c->ckdir_fd < 0 ? "" : c->dir_what ? ": " : "", c->ckdir_fd < 0 || !c->dir_what ? "" : c->dir_what,
+                 c->ckdir_fd < 0 ? "" : ll ? " (Landlock and seccomp)" : " (seccomp; without Landlock on this kernel a name with '..' could leave it)");
     return AM_OK;
 }

@@ -24,6 +24,7 @@ am_status am_trusted_lock_memory(void);
 typedef struct am_lockdown_cfg {
     int ckdir_fd;     /* the checkpoint directory, the only place files may be opened (-1: none) */
     int server_pidfd; /* the accelerator server, the only process that may be signalled (-1: none) */
+    const char *dir_what; /* what that directory holds, for the words (NULL: files) */
 } am_lockdown_cfg;
 
 /* Drops every capability (bounding, ambient, permitted, effective; but
