@@ -482,20 +482,20 @@ typedef struct bwd {
 
 /* The gradient at plane pl's batchnorm output: dy's own (the ReLU's mask
  * applied later), or expanded from the pool into gt. */
-static const float *plane_grad(const bwd *k, size_t pl, float *gt) {
+static inline const float *plane_grad(const bwd *k, size_t pl, float *gt) {
     const float *g = k->dy + pl * k->PL;
     if (!gt) return g;
     expand_plane(k->act->pool, g, k->bits + pl * k->wpp, k->argmax + pl * k->PL, k->H, k->W, k->Ho, k->Wo, gt);
     return gt;
 }
 
-static void plane_sums(const bwd *k, size_t pl, const float *g, float *fs, float *fsx) {
+static inline void plane_sums(const bwd *k, size_t pl, const float *g, float *fs, float *fsx) {
     sums_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[pl % (size_t)k->C],
                fs, fsx);
 }
 
 /* dx of plane pl with its channel's terms t (k, m1, m2). */
-static void plane_dx(const bwd *k, size_t pl, const float *g, const float *t) {
+static inline void plane_dx(const bwd *k, size_t pl, const float *g, const float *t) {
     dx_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[pl % (size_t)k->C],
              t[0], t[1], t[2], k->accum, k->dx + pl * k->HW);
 }
