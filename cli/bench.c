@@ -282,15 +282,16 @@ static int write_csv(const bench_opts *o, FILE *f) {
     return fflush(f) ? die(EXIT_RUNTIME, "bench: cannot write %s", o->csv) : 0;
 }
 
-/* Every model named, built at the input and classes asked for: a wrong
- * name or an input too small is said before anything is timed. */
+/* Every model named, described at the input and classes asked for (not
+ * built: that is bench_one's): a wrong name is said before anything is
+ * timed. */
 static int check_models(const bench_opts *o) {
     char list[sizeof o->models], *save = NULL;
     snprintf(list, sizeof list, "%s", o->models);
     for (char *nm = strtok_r(list, ",", &save); nm; nm = strtok_r(NULL, ",", &save)) {
-        am_model *m = NULL;
-        int rc = make_model(nm, NULL, o->in, o->classes, &m);
-        am_model_free(m);
+        char *d = NULL;
+        int rc = describe(nm, NULL, o->in, o->classes, &d);
+        free(d);
         if (rc) return rc;
     }
     return 0;

@@ -127,7 +127,7 @@ int make_model(const char *name, const char *file, am_shape in, int classes, am_
     if (rc) return rc;
     am_status st = am_model_create(d, m);
     free(d);
-    if (st != AM_OK && !file && st == AM_EINVAL) /* the zoo's models are sound: the input does not fit */
+    if (!file && st == AM_EINVAL) /* the zoo's models are sound: the input does not fit */
         return die(EXIT_USAGE, "%s does not take a %dx%dx%d input (%s)", name, in.c, in.h, in.w, am_last_error());
     if (st != AM_OK) return die(st == AM_EINVAL ? EXIT_USAGE : EXIT_RUNTIME, "model: %s", am_last_error());
     return 0;

@@ -230,18 +230,28 @@ static am_status filter(const am_lockdown_cfg *c) {
     return AM_OK;
 }
 
+/* What the lock-down leaves of file access, in words (ll: Landlock took). */
+static void files_words(const am_lockdown_cfg *c, int ll, char *out, size_t n) {
+    if (c->ckdir_fd < 0) {
+        snprintf(out, n, "no files opened (%s)", ll ? "Landlock and seccomp" : "seccomp; no Landlock here");
+        return;
+    }
+    snprintf(out, n, "files only %s the one directory it was given%s%s (%s)", ll ? "in" : "relative to",
+             c->dir_what ? ": " : "", c->dir_what ? c->dir_what : "",
+             ll ? "Landlock and seccomp" : "seccomp; without Landlock on this kernel a name with '..' could leave it");
+}
+
 am_status am_trusted_lockdown(const am_lockdown_cfg *c, char *words, size_t n) {
     AM_TRY(drop_capabilities());
     const int ipc = has_cap(CAP_IPC_LOCK);
     int ll = confine_files(c->ckdir_fd);
     if (ll < 0) return am_fail(AM_EIO, "sandbox: Landlock failed (%s)", strerror(errno));
     AM_TRY(filter(c));
-    if (words && n)
-        snprintf(words, n, "%s, seccomp-filtered (no sockets, no programs, no executable memory), %s%s%s%s",
-                 ipc ? "no capability but CAP_IPC_LOCK (its locked memory needs it)" : "no capabilities",
-                 c->ckdir_fd < 0 ? (ll ? "no files opened (Landlock and seccomp)" : "no files opened (seccomp; no Landlock here)")
-                                 : ll ? "files only in the one directory it was given" : "files only relative to the one directory it was given",
-                 c->ckdir_fd < 0 ? "" : c->dir_what ? ": " : "", c->ckdir_fd < 0 || !c->dir_what ? "" : c->dir_what,
-                 c->ckdir_fd < 0 ? "" : ll ? " (Landlock and seccomp)" : " (seccomp; without Landlock on this kernel a name with '..' could leave it)");
+    if (words && n) {
+        char files[256];
+        files_words(c, ll, files, sizeof files);
+        snprintf(words, n, "%s, seccomp-filtered (no sockets, no programs, no executable memory), %s",
+                 ipc ? "no capability but CAP_IPC_LOCK (its locked memory needs it)" : "no capabilities", files);
+    }
     return AM_OK;
 }

@@ -352,8 +352,8 @@ am_status am_bn_act_forward(const am_bn_cfg *cfg, const am_bn_act *act, int trai
                            save_invstd, ab);
         float *q0 = scratch ? scratch + HW * (size_t)omp_get_thread_num() : NULL;
         for (int n = 0; n < N; n++)
-            for (size_t pl = (size_t)n * C + c0; pl < (size_t)n * C + c1; pl++) {
-                const size_t c = pl % (size_t)C;
+            for (int c = c0; c < c1; c++) {
+                const size_t pl = (size_t)n * C + c;
                 forward_plane(act, x->d + pl * HW, H, W, ab[2 * c], ab[2 * c + 1], y ? y->d + pl * HW : q0,
                               act->pool ? pooled->d + pl * PL : NULL, act->pool ? argmax + pl * PL : NULL,
                               bits ? bits + pl * wpp : NULL, Ho, Wo);
@@ -480,8 +480,8 @@ typedef struct bwd {
     size_t HW, PL, wpp;
 } bwd;
 
-/* The gradient at plane pl's batchnorm output: dy's own (the ReLU's mask
- * applied later), or expanded from the pool into gt. */
+/* The gradient at plane (n, c)'s batchnorm output: dy's own (the ReLU's
+ * mask applied later), or expanded from the pool into gt. */
 static inline const float *plane_grad(const bwd *k, size_t pl, float *gt) {
     const float *g = k->dy + pl * k->PL;
     if (!gt) return g;
@@ -489,21 +489,26 @@ static inline const float *plane_grad(const bwd *k, size_t pl, float *gt) {
     return gt;
 }
 
-static inline void plane_sums(const bwd *k, size_t pl, const float *g, float *fs, float *fsx) {
-    sums_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[pl % (size_t)k->C],
-               fs, fsx);
+static inline void plane_sums(const bwd *k, size_t pl, int c, const float *g, float *fs, float *fsx) {
+    sums_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[c], fs, fsx);
 }
 
-/* dx of plane pl with its channel's terms t (k, m1, m2). */
-static inline void plane_dx(const bwd *k, size_t pl, const float *g, const float *t) {
-    dx_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[pl % (size_t)k->C],
-             t[0], t[1], t[2], k->accum, k->dx + pl * k->HW);
+/* dx of plane pl of channel c with the channel's terms t (k, m1, m2). */
+static inline void plane_dx(const bwd *k, size_t pl, int c, const float *g, const float *t) {
+    dx_plane(k->relu, k->x + pl * k->HW, g, k->relu ? k->bits + pl * k->wpp : NULL, k->HW, k->mean[c], t[0], t[1],
+             t[2], k->accum, k->dx + pl * k->HW);
 }
 
-/* Channel c's parameter gradients from its sums (in double, over the
- * samples in order) and the terms of its dx (t: k, m1, m2). */
-static void channel_terms(int training, double M, double sdy, double sdyx, float gamma, float invstd, float *dgamma,
-                          float *dbeta, float *t) {
+/* Channel c's parameter gradients from its planes' sums (added in double,
+ * in the order of the samples) and the terms of its dx (t: k, m1, m2). */
+static void channel_terms(const bwd *k, int N, int training, int c, const float *sums, float gamma, float invstd,
+                          float *dgamma, float *dbeta, float *t) {
+    double sdy = 0.0, sdyx = 0.0;
+    for (int n = 0; n < N; n++) {
+        sdy += sums[2 * ((size_t)n * k->C + c)];
+        sdyx += sums[2 * ((size_t)n * k->C + c) + 1];
+    }
+    const double M = (double)N * k->HW;
     *dbeta = (float)sdy;
     *dgamma = (float)(sdyx * invstd);
     /* In evaluation mode the statistics are constants: dx is only the scale. */
@@ -512,52 +517,35 @@ static void channel_terms(int training, double M, double sdy, double sdyx, float
     t[2] = training ? (float)(sdyx / M) * invstd * invstd : 0.f;
 }
 
-/* A pool other than 2x2, dearer to expand: channel by channel, keeping the
- * channel's N expanded planes (in gt, N x HW) from pass 1 for pass 2. */
-static void backward_kept(const bwd *k, int N, int training, const float *gamma, const float *invstd, float *gt,
-                          float *dgamma, float *dbeta, int c) {
-    double sdy = 0.0, sdyx = 0.0;
-    for (int n = 0; n < N; n++) {
-        const size_t pl = (size_t)n * k->C + c;
-        float fs, fsx;
-        plane_sums(k, pl, plane_grad(k, pl, gt + (size_t)n * k->HW), &fs, &fsx);
-        sdy += fs;
-        sdyx += fsx;
-    }
-    float t[3];
-    channel_terms(training, (double)N * k->HW, sdy, sdyx, gamma[c], invstd[c], dgamma + c, dbeta + c, t);
-    if (k->dx)
-        for (int n = 0; n < N; n++) plane_dx(k, (size_t)n * k->C + c, gt + (size_t)n * k->HW, t);
-}
-
 /* Per block of channels: pass 1 sums each plane, the channels' terms
- * follow, pass 2 writes dx (with a pool, each plane's gradient expanded
- * again, into the thread's plane in cache). sums: 2 per plane, then 3 per
+ * follow, pass 2 writes dx. With a pool each plane's gradient is expanded
+ * into the thread's scratch; with keep (a pool other than 2x2, dearer to
+ * expand), blocks of one channel whose N expanded planes stay there from
+ * pass 1 for pass 2, else expanded again. sums: 2 per plane, then 3 per
  * channel (k, m1, m2). */
-static void backward_blocks(const bwd *k, int N, int training, const float *gamma, const float *invstd,
+static void backward_blocks(const bwd *k, int N, int training, const float *gamma, const float *invstd, int keep,
                             float *scratch, float *sums, float *dgamma, float *dbeta) {
-    const int C = k->C, cb = channel_block(N, C, k->HW);
+    const int C = k->C, cb = keep ? 1 : channel_block(N, C, k->HW);
+    const size_t per = keep ? (size_t)N * k->HW : k->HW, kept = keep ? k->HW : 0;
     float *t = sums + 2 * (size_t)N * C;
 #pragma omp parallel for schedule(static)
     for (int c0 = 0; c0 < C; c0 += cb) {
         const int c1 = c0 + cb < C ? c0 + cb : C;
-        float *gt = scratch ? scratch + k->HW * (size_t)omp_get_thread_num() : NULL;
+        float *gt = scratch ? scratch + per * (size_t)omp_get_thread_num() : NULL;
         for (int n = 0; n < N; n++)
-            for (size_t pl = (size_t)n * C + c0; pl < (size_t)n * C + c1; pl++)
-                plane_sums(k, pl, plane_grad(k, pl, gt), sums + 2 * pl, sums + 2 * pl + 1);
-        for (int c = c0; c < c1; c++) {
-            double sdy = 0.0, sdyx = 0.0;
-            for (int n = 0; n < N; n++) {
-                sdy += sums[2 * ((size_t)n * C + c)];
-                sdyx += sums[2 * ((size_t)n * C + c) + 1];
+            for (int c = c0; c < c1; c++) {
+                const size_t pl = (size_t)n * C + c;
+                plane_sums(k, pl, c, plane_grad(k, pl, gt ? gt + kept * n : NULL), sums + 2 * pl, sums + 2 * pl + 1);
             }
-            channel_terms(training, (double)N * k->HW, sdy, sdyx, gamma[c], invstd[c], dgamma + c, dbeta + c,
-                          t + 3 * (size_t)c);
-        }
+        for (int c = c0; c < c1; c++)
+            channel_terms(k, N, training, c, sums, gamma[c], invstd[c], dgamma + c, dbeta + c, t + 3 * (size_t)c);
         if (k->dx)
             for (int n = 0; n < N; n++)
-                for (size_t pl = (size_t)n * C + c0; pl < (size_t)n * C + c1; pl++)
-                    plane_dx(k, pl, plane_grad(k, pl, gt), t + 3 * (pl % (size_t)C));
+                for (int c = c0; c < c1; c++) {
+                    const size_t pl = (size_t)n * C + c;
+                    const float *g = keep ? gt + kept * n : plane_grad(k, pl, gt);
+                    plane_dx(k, pl, c, g, t + 3 * (size_t)c);
+                }
     }
 }
 
@@ -577,28 +565,21 @@ am_status am_bn_act_backward(const am_bn_cfg *cfg, const am_bn_act *act, int tra
     if (dx && (!dx->d || !am_shape_eq(dx->s, x->s)))
         return am_fail(AM_EINVAL, "batchnorm backward: input gradient shape differs from input");
     const int N = x->s.n, C = x->s.c;
-    const size_t HW = (size_t)x->s.h * x->s.w, PL = (size_t)ds.h * ds.w;
+    const size_t HW = (size_t)x->s.h * x->s.w, PL = (size_t)ds.h * ds.w, P = (size_t)N * C;
     const bwd k = {act, x->d, dy->d, save_mean, bits, argmax, dx ? dx->d : NULL, C, x->s.h, x->s.w, ds.h, ds.w,
                    act->relu && !act->pool, accum, HW, PL, (PL + 31) / 32};
     /* A pool other than 2x2 keeps a channel's N expanded planes per thread
      * from pass 1 for pass 2 when there is a pass 2 and they take at most
      * BN_KEEP_FLOATS in all (else, or without the memory, it expands again). */
-    const size_t nt = (size_t)omp_get_max_threads();
-    const int keep = act->pool && !is_pool2(act->pool) && dx && HW * (size_t)N * nt <= BN_KEEP_FLOATS;
-    float *kept = keep ? am_aligned_alloc(sizeof(float) * HW * (size_t)N * nt) : NULL;
-    if (kept) {
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < C; c++)
-            backward_kept(&k, N, training, gamma, save_invstd, kept + HW * (size_t)N * (size_t)omp_get_thread_num(),
-                          dgamma, dbeta, c);
-        am_aligned_free(kept);
-        return AM_OK;
+    const size_t nt = (size_t)omp_get_max_threads(), head = 2 * P + 3 * (size_t)C;
+    int keep = act->pool && !is_pool2(act->pool) && dx && HW * (size_t)N * nt <= BN_KEEP_FLOATS;
+    float *sums = keep ? am_aligned_alloc(sizeof(float) * (head + HW * (size_t)N * nt)) : NULL;
+    if (!sums) {
+        keep = 0;
+        sums = am_aligned_alloc(sizeof(float) * (head + (act->pool ? HW * nt : 0)));
     }
-    const size_t nsc = act->pool ? HW * nt : 0, P = (size_t)N * C;
-    float *sums = am_aligned_alloc(sizeof(float) * (2 * P + 3 * (size_t)C + nsc));
     if (!sums) return am_fail(AM_ENOMEM, "batchnorm backward: out of memory");
-    backward_blocks(&k, N, training, gamma, save_invstd, act->pool ? sums + 2 * P + 3 * (size_t)C : NULL, sums, dgamma,
-                    dbeta);
+    backward_blocks(&k, N, training, gamma, save_invstd, keep, act->pool ? sums + head : NULL, sums, dgamma, dbeta);
     am_aligned_free(sums);
     return AM_OK;
 }
