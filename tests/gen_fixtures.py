@@ -182,7 +182,8 @@ def fused_fixtures(out):
     """Batchnorm (training), ReLU and the ResNet stem's max-pool (3x3,
     stride 2, padding 1), as asymml fuses them (src/ops/bn_act.c,
     pool3.c): planes 11 or more wide take the four-output path, odd sizes
-    leave edges to the one-output path."""
+    leave edges to the one-output path. And the residual add with its
+    ReLU."""
     w = Writer()
     g = torch.Generator().manual_seed(31)
     bn = nn.BatchNorm2d(3)
@@ -197,6 +198,15 @@ def fused_fixtures(out):
                  ("dgamma", bn.weight.grad), ("dbeta", bn.bias.grad), ("rm1", bn.running_mean),
                  ("rv1", bn.running_var)]:
         w.f32("bnpool." + n, t)
+    # The residual add with the ReLU after it (src/ops/eltwise.c), as a
+    # ResNet block ends: 35-value planes leave a short last mask word.
+    a = torch.randn(2, 3, 5, 7, generator=g).requires_grad_(True)
+    b = torch.randn(2, 3, 5, 7, generator=g).requires_grad_(True)
+    y = F.relu(a + b)
+    dy = torch.randn(y.shape, generator=g)
+    y.backward(dy)
+    for n, t in [("a", a), ("b", b), ("y", y), ("dy", dy), ("da", a.grad), ("db", b.grad)]:
+        w.f32("addrelu." + n, t)
     w.save(os.path.join(out, "fused.amfx"))
 
 

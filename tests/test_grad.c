@@ -405,6 +405,68 @@ static void add_bwd(fcase *c, int accum) {
     assert_int_equal(am_add_backward(&c->dy, &gb, 0), AM_OK);
 }
 
+/* The add with its ReLU: the mask in c->mask's words; b = 1/2 a keeps
+ * a + b away from the kink. Backward as the model runs it: dy masked in
+ * place (a's gradient), the masked values written into b's. */
+static uint32_t g_bits[4096];
+static void addrelu_fwd(fcase *c) {
+    am_tensor b = {c->x.s, c->in[1]};
+    assert_int_equal(am_add_relu_forward(&c->x, &b, &c->y, g_bits), AM_OK);
+}
+static void addrelu_bwd(fcase *c, int accum) {
+    const size_t n = am_shape_numel(c->x.s);
+    am_tensor t = {c->x.s, rnd(n, 1.f)}, gb = {c->x.s, c->g[1]};
+    memcpy(t.d, c->dy.d, n * sizeof(float));
+    assert_int_equal(am_add_relu_backward(g_bits, &t, &gb, 0), AM_OK);
+    for (size_t i = 0; i < n; i++) c->dx.d[i] = (accum ? c->dx.d[i] : 0.f) + t.d[i];
+    am_aligned_free(t.d);
+}
+
+/* The fused add and ReLU against the chain (add, bit-mask ReLU; its
+ * backward, the add's copy or sum into b's gradient), bit for bit, in
+ * place over a as the model runs it, with b's gradient written, added to
+ * or absent, over vector words, a short last word and parallel sizes. */
+static void t_add_relu_vs_chain(void **st) {
+    (void)st;
+    const size_t sizes[] = {1, 31, 32, 33, 100, 70001};
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        const size_t n = sizes[t], words = (n + 31) / 32;
+        am_shape s = am_shape4(1, 1, 1, (int)n);
+        am_tensor a, b, y, g, gb, d, db;
+        assert_int_equal(am_tensor_alloc(&a, s) | am_tensor_alloc(&b, s) | am_tensor_alloc(&y, s) |
+                             am_tensor_alloc(&g, s) | am_tensor_alloc(&gb, s) | am_tensor_alloc(&d, s) |
+                             am_tensor_alloc(&db, s),
+                         AM_OK);
+        uint32_t *bits = calloc(words, sizeof *bits), *bits2 = calloc(words, sizeof *bits2);
+        assert_true(bits && bits2);
+        for (size_t i = 0; i < n; i++) {
+            a.d[i] = am_rng_normal(&rng);
+            b.d[i] = i % 5 == 0 ? -a.d[i] : am_rng_normal(&rng); /* sums of exactly 0 too */
+        }
+        assert_int_equal(am_add_forward(&a, &b, &y), AM_OK);
+        assert_int_equal(am_relu_forward_bits(&y, &y, bits2), AM_OK);
+        assert_int_equal(am_add_relu_forward(&a, &b, &a, bits), AM_OK); /* over a */
+        assert_memory_equal(a.d, y.d, n * sizeof(float));
+        assert_memory_equal(bits, bits2, words * sizeof *bits);
+        for (int mode = 0; mode < 3; mode++) { /* b's gradient: written, added to, none */
+            for (size_t i = 0; i < n; i++) {
+                g.d[i] = d.d[i] = am_rng_normal(&rng);
+                gb.d[i] = db.d[i] = (float)i;
+            }
+            assert_int_equal(am_relu_backward_bits(bits2, &d, &d, 0), AM_OK);
+            if (mode < 2) assert_int_equal(am_add_backward(&d, &db, mode), AM_OK);
+            assert_int_equal(am_add_relu_backward(bits, &g, mode < 2 ? &gb : NULL, mode == 1), AM_OK);
+            assert_memory_equal(g.d, d.d, n * sizeof(float));
+            assert_memory_equal(gb.d, db.d, n * sizeof(float));
+        }
+        assert_int_equal(am_add_relu_backward(bits, &g, &g, 0), AM_EINVAL); /* b's gradient cannot be dy */
+        assert_int_equal(am_add_relu_forward(&a, &b, &y, NULL), AM_EINVAL);
+        free(bits), free(bits2);
+        am_tensor_free(&a), am_tensor_free(&b), am_tensor_free(&y), am_tensor_free(&g);
+        am_tensor_free(&gb), am_tensor_free(&d), am_tensor_free(&db);
+    }
+}
+
 /* The bit-mask ReLU the models use (vector words and a short last word,
  * serial and parallel sizes) against the plain one, exactly: zeros, -0 and a
  * NaN input give 0 like the plain one; a masked NaN gradient gives 0. */
@@ -476,6 +538,19 @@ static void t_eltwise(void **st) {
     c.in[1] = rnd(c.len[1], 1.f);
     c.fwd = add_fwd;
     c.bwd = add_bwd;
+    run_case(&c);
+
+    memset(&c, 0, sizeof c);
+    c.name = "add relu";
+    set_x(&c, am_shape4(2, 3, 5, 7), 0); /* not whole words */
+    for (size_t i = 0; i < am_shape_numel(c.x.s); i++) c.x.d[i] += c.x.d[i] < 0 ? -0.05f : 0.05f;
+    assert_int_equal(am_tensor_alloc(&c.y, c.x.s), AM_OK);
+    c.nin = 2;
+    c.len[1] = am_shape_numel(c.x.s);
+    c.in[1] = rnd(c.len[1], 1.f);
+    for (size_t i = 0; i < c.len[1]; i++) c.in[1][i] = 0.5f * c.x.d[i];
+    c.fwd = addrelu_fwd;
+    c.bwd = addrelu_bwd;
     run_case(&c);
 }
 
@@ -612,7 +687,7 @@ int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* run one test by name */
     am_rng_seed(&rng, 1234);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_bn_act), cmocka_unit_test(t_bn_act_vs_chain),          cmocka_unit_test(t_eltwise),    cmocka_unit_test(t_relu_bits),
+        cmocka_unit_test(t_conv),      cmocka_unit_test(t_bn),          cmocka_unit_test(t_bn_act), cmocka_unit_test(t_bn_act_vs_chain),          cmocka_unit_test(t_eltwise),    cmocka_unit_test(t_relu_bits), cmocka_unit_test(t_add_relu_vs_chain),
         cmocka_unit_test(t_pool),      cmocka_unit_test(t_linear_loss), cmocka_unit_test(t_bad_input),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

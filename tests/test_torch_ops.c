@@ -301,6 +301,26 @@ static void t_bn_relu_pool3(void **st) {
     cur = &F;
 }
 
+/* The residual add and the ReLU after it in one pass each way, as a ResNet
+ * block's end runs it: the sum over a, a's gradient masked in dy's buffer,
+ * b's written, against PyTorch's relu(a + b). */
+static void t_add_relu(void **st) {
+    (void)st;
+    cur = &FU;
+    am_tensor a0 = tens("addrelu.a"), b = tens("addrelu.b"), dy0 = tens("addrelu.dy");
+    am_tensor a = zeros(a0.s), dy = zeros(a0.s), db = zeros(a0.s);
+    const size_t n = am_shape_numel(a.s);
+    memcpy(a.d, a0.d, n * sizeof(float)), memcpy(dy.d, dy0.d, n * sizeof(float));
+    uint32_t *bits = calloc((n + 31) / 32, sizeof(uint32_t));
+    assert_non_null(bits);
+    assert_int_equal(am_add_relu_forward(&a, &b, &a, bits), AM_OK);
+    CLOSE("add relu y", a.d, "addrelu.y");
+    assert_int_equal(am_add_relu_backward(bits, &dy, &db, 0), AM_OK);
+    CLOSE("add relu da", dy.d, "addrelu.da");
+    CLOSE("add relu db", db.d, "addrelu.db");
+    am_tensor_free(&a), am_tensor_free(&dy), am_tensor_free(&db), free(bits);
+}
+
 /* A 3x3 conv by Winograd's F(4x4, 3x3) (the workspace for it given and
  * the shape one it takes), against PyTorch's conv: output, every gradient,
  * the input gradient also added to what was there. Its transforms round
@@ -346,6 +366,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(t_unary),
         cmocka_unit_test(t_linear_dropout_add_ce),
         cmocka_unit_test(t_bn_relu_pool3),
+        cmocka_unit_test(t_add_relu),
         cmocka_unit_test(t_conv_wino),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);

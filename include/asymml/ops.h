@@ -173,6 +173,13 @@ am_status am_dropout_backward(const float *mask, const am_tensor *dy, am_tensor 
 am_status am_add_forward(const am_tensor *a, const am_tensor *b, am_tensor *y);
 /* d(a) and d(b) are both dy; this adds dy into one gradient buffer. */
 am_status am_add_backward(const am_tensor *dy, am_tensor *dx, int accum);
+/* The add with the ReLU after it, in one pass each way (the residual
+ * block's end): y = max(a + b, 0) with its mask in bits as
+ * am_relu_forward_bits keeps it (y may be a or b); backward masks dy in
+ * place (then a's gradient, where a's gradient shares dy's buffer) and puts
+ * the masked values into db (=, or += with accum_b; NULL: none). */
+am_status am_add_relu_forward(const am_tensor *a, const am_tensor *b, am_tensor *y, uint32_t *bits);
+am_status am_add_relu_backward(const uint32_t *bits, am_tensor *dy, am_tensor *db, int accum_b);
 
 /* ---- softmax cross-entropy, mean over the batch ---- */
 /* logits [N, classes]; labels in [0, classes). probs [N*classes] is saved for

@@ -297,7 +297,10 @@ static am_status bwd(am_model *m, int i, int acc) {
         if (!g->training || l->p == 0.f) o.kind = AM_OP_ACC, o.b[0] = q->dy, o.b[1] = dx;
         else o.kind = AM_OP_MUL, o.b[0] = q->dy, o.b[1] = q->aux, o.b[2] = dx;
         break;
-    case K_ADD: o.kind = AM_OP_ACC, o.b[0] = q->dy, o.b[1] = dx; break;
+    case K_ADD:
+        if (dx == q->dy && !acc) return AM_OK; /* in place: the first input's gradient is dy's buffer */
+        o.kind = AM_OP_ACC, o.b[0] = q->dy, o.b[1] = dx;
+        break;
     default: return AM_OK;
     }
     return run(m, &o);

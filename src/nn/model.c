@@ -5,9 +5,11 @@
  * order (a layer may only read earlier ones). The backward pass walks it in
  * reverse; when a layer's output is read by several layers, the first
  * gradient written to it overwrites and the rest add.
- * Two layers share memory with their input instead of copying: flatten
- * (output and gradient are views), and a ReLU whose input is read by nothing
- * else (in place, as torchvision's ReLU(inplace=True)). */
+ * Three layers share memory with their input instead of copying: flatten
+ * (output and gradient are views), a ReLU whose input is read by nothing
+ * else (in place, as torchvision's ReLU(inplace=True)), and a residual add
+ * whose first input is read by nothing else (the sum written over it; the
+ * two share one gradient, which then needs no copy). */
 #include "nn/model_impl.h"
 
 #include <ctype.h>
@@ -59,11 +61,17 @@ static int sole_reader(const am_model *m, int i) {
     return 0;
 }
 
-/* Which batchnorms run the ReLU (in place) and max-pool after them, and
- * which convs hand their batchnorm the moments of what they wrote. */
+/* Which batchnorms run the ReLU (in place) and max-pool after them, which
+ * in-place adds run the ReLU after them, and which convs hand their
+ * batchnorm the moments of what they wrote. */
 static void plan_fusion(am_model *m) {
     for (int i = 1; i < m->n; i++) {
         layer *l = &m->L[i];
+        if (l->kind == K_ADD && l->alias_y) {
+            int r = sole_reader(m, i);
+            if (r && m->L[r].kind == K_RELU && m->L[r].alias_y) l->act_relu = r, m->L[r].fused_into = i;
+            continue;
+        }
         if (l->kind == K_CONV || l->kind == K_LINEAR) {
             int r = sole_reader(m, i);
             if (r && m->L[r].kind == K_RELU && m->L[r].alias_y) l->out_relu = r;
@@ -112,7 +120,7 @@ am_status am_model_create(const char *desc, am_model **out) {
                 }
                 l->alias_y = 1;
             }
-            if (l->kind == K_RELU && src->consumers == 1 && l->in[0] != 0) l->alias_y = 1;
+            if ((l->kind == K_RELU || l->kind == K_ADD) && src->consumers == 1 && l->in[0] != 0) l->alias_y = 1;
         }
     }
     if (st == AM_OK) plan_fusion(m);
@@ -398,7 +406,7 @@ static void lay_out(am_model *m, int B, size_t *need) {
             l->mask = take(a, bytes, need);
         } else if (l->kind == K_RELU) {
             size_t words = (am_shape_numel(s) + 31) / 32;
-            if (l->fused_into) {
+            if (l->fused_into && m->L[l->fused_into].kind == K_BN) {
                 am_bn_act act = fusion_of(m, l->fused_into);
                 words = am_bn_act_bits_words(&act, s);
             }
@@ -479,7 +487,7 @@ static int relu_taken(const am_model *m, int i, int training) {
 am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
     layer *l = &m->L[i];
     am_tensor *x = &m->L[l->in[0]].y;
-    if (l->fused_into) return AM_OK; /* its batchnorm ran it */
+    if (l->fused_into) return AM_OK; /* its batchnorm (or add) ran it */
     switch (l->kind) {
     case K_CONV: {
         double *mo = training && l->stats_to ? m->L[l->stats_to].moments : NULL;
@@ -521,7 +529,9 @@ am_status am_model_fwd_layer(am_model *m, int i, int training, am_rng *rng) {
         return am_dropout_forward(x, l->mask, &l->y);
     }
     case K_FLATTEN: return AM_OK;
-    case K_ADD: return am_add_forward(x, &m->L[l->in[1]].y, &l->y);
+    case K_ADD:
+        if (l->act_relu) return am_add_relu_forward(x, &m->L[l->in[1]].y, &l->y, m->L[l->act_relu].bits);
+        return am_add_forward(x, &m->L[l->in[1]].y, &l->y);
     case K_INPUT: break;
     }
     return AM_OK;
@@ -568,6 +578,17 @@ am_status am_model_loss(am_model *m, const int32_t *labels, float *loss) {
 
 /* ------------------------------------------------------------ backward */
 
+/* An in-place add with its ReLU: the first input's gradient is dy itself
+ * (one buffer), masked in place; the second's takes the masked values. */
+static am_status add_relu_backward(am_model *m, int i, am_tensor *dx, int acc, char *written) {
+    layer *l = &m->L[i];
+    if (!dx || dx->d != l->dy.d || acc) return am_fail(AM_EINVAL, "add: its first input's gradient is not its own");
+    const int b = l->in[1];
+    const int acc_b = b ? written[b] : 0;
+    if (b) written[b] = 1;
+    return am_add_relu_backward(m->L[l->act_relu].bits, &l->dy, b ? &m->L[b].dy : NULL, acc_b);
+}
+
 static am_status bwd_layer(am_model *m, int i, char *written) {
     layer *l = &m->L[i];
     layer *src = &m->L[l->in[0]];
@@ -575,7 +596,8 @@ static am_status bwd_layer(am_model *m, int i, char *written) {
     am_tensor *dx = l->in[0] == 0 ? NULL : &src->dy;
     int acc = written[l->in[0]];
     if (l->in[0] != 0) written[l->in[0]] = 1;
-    if (l->fused_into) return AM_OK; /* its batchnorm's backward does it */
+    if (l->fused_into) return AM_OK; /* its batchnorm's (or add's) backward does it */
+    if (l->kind == K_ADD && l->act_relu) return add_relu_backward(m, i, dx, acc, written);
     switch (l->kind) {
     case K_CONV:
         if (m->asym && am_asym_handles(m->asym, i))

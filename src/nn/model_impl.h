@@ -29,7 +29,8 @@ typedef struct layer {
     int alias_y;      /* output (and gradient) share the input's memory */
     /* Fusion (am_bn_act): a batchnorm runs the ReLU and max-pool after it
      * (act_relu, act_pool: their layers, 0 none), which then do nothing
-     * themselves (fused_into: the batchnorm); a conv that only a batchnorm
+     * themselves (fused_into: the batchnorm); an in-place add runs the ReLU
+     * after it the same way (act_relu); a conv that only a batchnorm
      * reads hands it its planes' moments (stats_to: the batchnorm). */
     int act_relu, act_pool, fused_into, stats_to;
     /* A conv or linear layer whose sole reader is an in-place ReLU: that

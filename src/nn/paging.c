@@ -50,6 +50,7 @@ static void forward(walk *w, int i, int training) {
     if (l->fused_into || l->kind == K_FLATTEN || l->kind == K_INPUT) return;
     touch_t(w, x);
     if (l->kind == K_ADD) touch_t(w, &m->L[l->in[1]].y);
+    if (l->kind == K_ADD && l->act_relu) touch(w, m->L[l->act_relu].bits, bits_bytes(&m->L[l->act_relu]));
     touch_params(w, l, 0);
     if (l->kind == K_CONV) conv_extra(w, i, 0);
     if (l->kind == K_BN) {
@@ -88,6 +89,7 @@ static void backward(walk *w, int i) {
         touch_t(w, l->act_pool ? &m->L[l->act_pool].dy : &l->dy);
     } else {
         if (l->kind == K_RELU) touch(w, l->bits, bits_bytes(l));
+        if (l->kind == K_ADD && l->act_relu) touch(w, m->L[l->act_relu].bits, bits_bytes(&m->L[l->act_relu]));
         if (l->kind == K_MAXPOOL) touch(w, l->argmax, am_shape_numel(l->y.s) * sizeof(int32_t));
         if (l->kind == K_DROPOUT) touch(w, l->mask, am_shape_numel(l->y.s) * sizeof(float));
         touch_t(w, &l->dy);

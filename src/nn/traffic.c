@@ -105,6 +105,18 @@ am_status am_model_layer_cost(const am_model *m, int i, am_prof_kind *kind, doub
         f = X + 2 * Y + (2 * Y + X);
         fl = 2 * fw;
         break;
+    case K_ADD: {
+        /* Forward reads both inputs and writes the sum (over the first,
+         * in place) with the ReLU's mask. Backward, with the ReLU: one pass
+         * reads dy, masks it in place (the first input's gradient shares
+         * its buffer) and writes the second's; without it, the first needs
+         * nothing in place (a copy if not), the second a copy. */
+        const int relu = l->act_relu != 0, second = l->in[1] != 0;
+        if (relu) f = 3 * Y + Y / 32 + 2 * Y + (second ? Y : 0);
+        else f = 3 * Y + (l->alias_y ? 0 : 2 * Y) + (second ? 2 * Y : 0);
+        fl = Y;
+        break;
+    }
     case K_LINEAR:
         *kind = AM_PROF_LINEAR;
         f = X + li.params + Y + (Y + X + 2.0 * li.params + X);

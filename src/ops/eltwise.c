@@ -155,12 +155,54 @@ am_status am_add_backward(const am_tensor *dy, am_tensor *dx, int accum) {
     AM_TRY(same(dy, dx, "add backward"));
     const size_t n = am_shape_numel(dy->s);
     if (!accum) {
-        if (dx->d != dy->d) memcpy(dx->d, dy->d, n * sizeof(float));
+        if (dx->d != dy->d) am_copy_floats(dx->d, dy->d, n);
         return AM_OK;
     }
     const float *g = dy->d;
     float *d = dx->d;
 #pragma omp parallel for simd schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) d[i] += g[i];
+    return AM_OK;
+}
+
+/* The residual add and the ReLU after it in one pass: y = max(a + b, 0),
+ * its mask in bits as am_relu_forward_bits keeps it. y may be a or b. A
+ * word's sum is written, then rectified where it lies, in L1. */
+am_status am_add_relu_forward(const am_tensor *a, const am_tensor *b, am_tensor *y, uint32_t *bits) {
+    AM_TRY(same(a, b, "add relu"));
+    AM_TRY(same(a, y, "add relu"));
+    if (!bits) return am_fail(AM_EINVAL, "add relu: NULL mask");
+    const size_t n = am_shape_numel(a->s), words = (n + 31) / 32;
+    const float *p = a->d, *q = b->d;
+    float *r = y->d;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t w = 0; w < words; w++) {
+        const size_t i0 = w * 32, len = n - i0 < 32 ? n - i0 : 32;
+        for (size_t i = i0; i < i0 + len; i++) r[i] = p[i] + q[i];
+        bits[w] = len == 32 ? relu_word(r + i0, r + i0) : relu_span(r + i0, r + i0, len);
+    }
+    return AM_OK;
+}
+
+/* Its backward: dy (the gradient of y) is masked in place, which makes it
+ * the gradient of a when a's gradient shares dy's buffer, and the masked
+ * values also go into db (=, or += with accum_b); db NULL: b takes none. */
+am_status am_add_relu_backward(const uint32_t *bits, am_tensor *dy, am_tensor *db, int accum_b) {
+    if (!dy || !dy->d || !bits) return am_fail(AM_EINVAL, "add relu backward: NULL argument");
+    if (db) AM_TRY(same(dy, db, "add relu backward"));
+    if (db && db->d == dy->d) return am_fail(AM_EINVAL, "add relu backward: db is dy");
+    const size_t n = am_shape_numel(dy->s), words = (n + 31) / 32;
+    float *g = dy->d, *d = db ? db->d : NULL;
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t w = 0; w < words; w++) {
+        const size_t i0 = w * 32, len = n - i0 < 32 ? n - i0 : 32;
+        if (len == 32) {
+            if (d) relu_back_word(bits[w], g + i0, d + i0, accum_b);
+            relu_back_word(bits[w], g + i0, g + i0, 0);
+        } else {
+            if (d) relu_back_span(bits[w], g + i0, d + i0, accum_b, len);
+            relu_back_span(bits[w], g + i0, g + i0, 0, len);
+        }
+    }
     return AM_OK;
 }
