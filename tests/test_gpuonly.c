@@ -33,6 +33,10 @@ static const char *const descs[] = {
     "conv 12 k=3 s=2 p=1 bias=0\nbn\nrelu\nconv 12 k=3 p=1 bias=0\nbn name=m2\n"
     "conv 12 k=1 s=2 bias=0 from=s1\nbn name=d2\nadd from=m2,d2\nrelu\n"
     "avgpool k=2 s=1\nadaptiveavg 2 2\nflatten\nlinear 5\n",
+    /* adds over an in-place ReLU and a max-pool (the trusted side's add
+     * writes over them; on the accelerator their backward ops read them) */
+    "input 3 8 8\nconv 4 k=3 p=1 name=c0\nconv 4 k=3 p=1\nrelu name=r\nadd from=r,c0\nrelu name=s\n"
+    "maxpool k=2 name=p\nconv 4 k=2 s=2 from=s name=c1\nadd from=p,c1\nflatten\nlinear 5\n",
 };
 
 typedef struct run {
@@ -132,6 +136,7 @@ static void t_resnet_like(void **st) {
     compare(descs[1], &sc);
     am_sgd_cfg plain = {0.f, 0.f, 1e-4f, 0};
     compare(descs[1], &plain);
+    compare(descs[2], &sc);
 }
 
 /* A backend that counts what it is asked and runs nothing but PUT and GET

@@ -77,8 +77,12 @@ static am_status buf(struct am_gpu *g, int li, am_buf_role role, size_t n, float
     return g->be->vt->buffer(g->be, li, role, n ? n : 1, out);
 }
 
+/* The layer whose buffers layer i shares on the accelerator: a flatten's
+ * and an in-place ReLU's input's. An add keeps its own there: the ReLU and
+ * max-pool backward ops read their outputs (cuDNN's too), which a sum
+ * written over them would change. */
 static int root_of(const am_model *m, int i) {
-    while (i > 0 && m->L[i].alias_y) i = m->L[i].in[0];
+    while (i > 0 && m->L[i].alias_y && m->L[i].kind != K_ADD) i = m->L[i].in[0];
     return i;
 }
 
@@ -297,10 +301,7 @@ static am_status bwd(am_model *m, int i, int acc) {
         if (!g->training || l->p == 0.f) o.kind = AM_OP_ACC, o.b[0] = q->dy, o.b[1] = dx;
         else o.kind = AM_OP_MUL, o.b[0] = q->dy, o.b[1] = q->aux, o.b[2] = dx;
         break;
-    case K_ADD:
-        if (dx == q->dy && !acc) return AM_OK; /* in place: the first input's gradient is dy's buffer */
-        o.kind = AM_OP_ACC, o.b[0] = q->dy, o.b[1] = dx;
-        break;
+    case K_ADD: o.kind = AM_OP_ACC, o.b[0] = q->dy, o.b[1] = dx; break;
     default: return AM_OK;
     }
     return run(m, &o);

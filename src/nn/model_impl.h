@@ -65,7 +65,8 @@ struct am_model {
     int *tmp;       /* scratch for planning the gradient buffers */
     size_t *tmp_sz;
     float **slot_base;
-    int keep_all;   /* every layer's output survives the forward pass (am_model_keep_outputs) */
+    int keep_all;   /* every layer's own buffer survives the forward pass (am_model_keep_outputs); a layer
+                     * that an in-place ReLU or add reads holds their result */
     am_asym *asym;  /* split execution; NULL in tee-only mode */
     struct am_gpu *gpu; /* gpu-only mode's state (src/nn/gpuonly.c); NULL in the others */
     am_asym_cfg asym_cfg;
