@@ -405,7 +405,7 @@ static void add_bwd(fcase *c, int accum) {
     assert_int_equal(am_add_backward(&c->dy, &gb, 0), AM_OK);
 }
 
-/* The add with its ReLU: the mask in c->mask's words; b = 1/2 a keeps
+/* The add with its ReLU: the mask in g_bits; b = 1/2 a keeps
  * a + b away from the kink. Backward as the model runs it: dy masked in
  * place (a's gradient), the masked values written into b's. */
 static uint32_t g_bits[4096];
@@ -415,7 +415,7 @@ static void addrelu_fwd(fcase *c) {
 }
 static void addrelu_bwd(fcase *c, int accum) {
     const size_t n = am_shape_numel(c->x.s);
-    am_tensor t = {c->x.s, rnd(n, 1.f)}, gb = {c->x.s, c->g[1]};
+    am_tensor t = {c->x.s, am_aligned_alloc(n * sizeof(float))}, gb = {c->x.s, c->g[1]};
     memcpy(t.d, c->dy.d, n * sizeof(float));
     assert_int_equal(am_add_relu_backward(g_bits, &t, &gb, 0), AM_OK);
     for (size_t i = 0; i < n; i++) c->dx.d[i] = (accum ? c->dx.d[i] : 0.f) + t.d[i];

@@ -84,6 +84,14 @@ static void relu_back_word(uint32_t m, const float *g, float *d, int accum) {
 static uint32_t relu_word(const float *a, float *b) { return relu_span(a, b, 32); }
 static void relu_back_word(uint32_t m, const float *g, float *d, int accum) { relu_back_span(m, g, d, accum, 32); }
 #endif
+/* A mask word's len values (32 but for a short last word). */
+static inline uint32_t relu_any(const float *a, float *b, size_t len) {
+    return len == 32 ? relu_word(a, b) : relu_span(a, b, len);
+}
+static inline void relu_back_any(uint32_t m, const float *g, float *d, int accum, size_t len) {
+    if (len == 32) relu_back_word(m, g, d, accum);
+    else relu_back_span(m, g, d, accum, len);
+}
 
 am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits) {
     AM_TRY(same(x, y, "relu"));
@@ -93,8 +101,8 @@ am_status am_relu_forward_bits(const am_tensor *x, am_tensor *y, uint32_t *bits)
     float *b = y->d;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t w = 0; w < words; w++) {
-        size_t i0 = w * 32;
-        bits[w] = i0 + 32 <= n ? relu_word(a + i0, b + i0) : relu_span(a + i0, b + i0, n - i0);
+        const size_t i0 = w * 32;
+        bits[w] = relu_any(a + i0, b + i0, n - i0 < 32 ? n - i0 : 32);
     }
     return AM_OK;
 }
@@ -107,11 +115,8 @@ am_status am_relu_backward_bits(const uint32_t *bits, const am_tensor *dy, am_te
     float *d = dx->d;
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t w = 0; w < words; w++) {
-        size_t i0 = w * 32;
-        if (i0 + 32 <= n)
-            relu_back_word(bits[w], g + i0, d + i0, accum);
-        else
-            relu_back_span(bits[w], g + i0, d + i0, accum, n - i0);
+        const size_t i0 = w * 32;
+        relu_back_any(bits[w], g + i0, d + i0, accum, n - i0 < 32 ? n - i0 : 32);
     }
     return AM_OK;
 }
@@ -179,7 +184,7 @@ am_status am_add_relu_forward(const am_tensor *a, const am_tensor *b, am_tensor 
     for (size_t w = 0; w < words; w++) {
         const size_t i0 = w * 32, len = n - i0 < 32 ? n - i0 : 32;
         for (size_t i = i0; i < i0 + len; i++) r[i] = p[i] + q[i];
-        bits[w] = len == 32 ? relu_word(r + i0, r + i0) : relu_span(r + i0, r + i0, len);
+        bits[w] = relu_any(r + i0, r + i0, len);
     }
     return AM_OK;
 }
@@ -196,13 +201,8 @@ am_status am_add_relu_backward(const uint32_t *bits, am_tensor *dy, am_tensor *d
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t w = 0; w < words; w++) {
         const size_t i0 = w * 32, len = n - i0 < 32 ? n - i0 : 32;
-        if (len == 32) {
-            if (d) relu_back_word(bits[w], g + i0, d + i0, accum_b);
-            relu_back_word(bits[w], g + i0, g + i0, 0);
-        } else {
-            if (d) relu_back_span(bits[w], g + i0, d + i0, accum_b, len);
-            relu_back_span(bits[w], g + i0, g + i0, 0, len);
-        }
+        if (d) relu_back_any(bits[w], g + i0, d + i0, accum_b, len);
+        relu_back_any(bits[w], g + i0, g + i0, 0, len);
     }
     return AM_OK;
 }
