@@ -182,10 +182,13 @@ static void t_project_fused(void **st) {
 
 /* Folding a basis into 3x3 (and 1x1) weights and unfolding the gradient
  * back, against the sums written out: the 3x3 path by register blocks of 8,
- * then 4, then single basis vectors. */
+ * then 4, then single basis vectors; with AVX-512, blocks of 32 and a
+ * masked last block of 16 or fewer, over basis vectors and (unfolding)
+ * input channels. */
 static void t_fold(void **st) {
     (void)st;
-    const int cases[][4] = {{5, 16, 8, 9}, {3, 20, 12, 9}, {4, 17, 13, 9}, {2, 64, 32, 9}, {6, 16, 4, 9}, {5, 12, 3, 1}};
+    const int cases[][4] = {{5, 16, 8, 9}, {3, 20, 12, 9}, {4, 17, 13, 9}, {2, 64, 32, 9},
+                            {6, 16, 4, 9}, {5, 12, 3, 1}, {3, 40, 48, 9}, {2, 33, 20, 9}};
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         const int K = cases[t][0], C = cases[t][1], r = cases[t][2], kk = cases[t][3];
         const size_t wn = (size_t)K * C * kk, pn = (size_t)K * r * kk;

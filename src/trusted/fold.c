@@ -2,7 +2,7 @@
  * per basis, straight from W in register blocks for 3x3 kernels, else as
  * GEMMs over many output channels at once through small trusted scratch
  * buffers; the weight gradient's low-rank part unfolded as GEMMs the same
- * way. See fold.h. */
+ * way. With AVX-512, 3x3 kernels take fold512.c's both ways. See fold.h. */
 #include "trusted/fold.h"
 
 #include <cblas.h>
@@ -91,6 +91,7 @@ AM_HOT static void fold_3x3(const float *W, const float *U, int K, int C, int r,
 }
 #undef FOLD_BLOCK
 
+
 /* From r = 8 up; below, the register blocks are too narrow to beat the
  * GEMM (K = C = 64, r = 4: 0.04 against 0.02 ms). */
 int am_fold_direct(int kk, int r) { return kk == 9 && r >= 8; }
@@ -100,7 +101,8 @@ int am_fold_direct(int kk, int r) { return kk == 9 && r >= 8; }
 void am_fold_chunked(const float *W, const float *U, int K, int C, int r, int kk, float *Wt, float *M,
                          float *Wp) {
     if (am_fold_direct(kk, r)) {
-        fold_3x3(W, U, K, C, r, Wp);
+        if (am_fold512_ok()) am_fold_3x3_512(W, U, K, C, r, Wp);
+        else fold_3x3(W, U, K, C, r, Wp);
         return;
     }
     const int kc = am_fold_chunk(K, C, kk);
@@ -138,6 +140,14 @@ void am_stack_grad(const float *dWp, int K, int r, int kk, int b, float *D) {
 void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW,
                    int add) {
     const int kkk = K * kk, kc = am_fold_chunk(K, C, kk);
+    /* Ucat transposed into E (C kc kk floats) where it fits. */
+    const int Q = nb * r;
+    if (kk == 9 && Q >= 8 && Q <= kc * kk && am_fold512_ok()) {
+        for (int c = 0; c < C; c++)
+            for (int q = 0; q < Q; q++) E[(size_t)q * C + c] = Ucat[(size_t)c * Q + q];
+        am_unfold_3x3_512(E, D, Q, K, C, dW, add);
+        return;
+    }
     for (int k0 = 0; k0 < K; k0 += kc) {
         const int n = K - k0 < kc ? K - k0 : kc, nk = n * kk;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, nk, nb * r, 1.f, Ucat, nb * r,
