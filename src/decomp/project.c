@@ -55,6 +55,9 @@ AM_HOT void am_block_coefs(const float *x, size_t ldx, const float *U, int C, in
     if (fvp) *fvp += fv;
 }
 
+typedef void block_fn(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er,
+                      double *ev);
+
 /* One full block: x = X_b + p (rows N apart), v = V_b + p, r_ = R_b + p. */
 AM_HOT static void block(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er,
                          double *ev) {
@@ -108,15 +111,15 @@ static int gathers(int C, int N) { return (size_t)C * N * sizeof(float) > ((size
 /* n <= T pixels of a sample's plane through the thread's scratch t (C + r
  * + C rows of T), zero beyond n up to a whole block (zeros project to zeros
  * and add nothing to the energies). */
-static void tile(const float *x, const float *U, int C, int N, int r, int n, int T, float *v, float *rr, float *t,
-                 double *er, double *ev) {
+static void tile(block_fn *blk, const float *x, const float *U, int C, int N, int r, int n, int T, float *v,
+                 float *rr, float *t, double *er, double *ev) {
     const int m = (n + PB - 1) / PB * PB;
     float *tx = t, *tv = t + (size_t)C * T, *tr = tv + (size_t)r * T;
     for (int c = 0; c < C; c++) {
         memcpy(tx + (size_t)c * T, x + (size_t)c * N, sizeof(float) * (size_t)n);
         memset(tx + (size_t)c * T + n, 0, sizeof(float) * (size_t)(m - n));
     }
-    for (int q = 0; q < m; q += PB) block(tx + q, U, C, T, r, tv + q, tr + q, er, ev);
+    for (int q = 0; q < m; q += PB) blk(tx + q, U, C, T, r, tv + q, tr + q, er, ev);
     for (int j = 0; j < r; j++) memcpy(v + (size_t)j * N, tv + (size_t)j * T, sizeof(float) * (size_t)n);
     for (int c = 0; c < C; c++) memcpy(rr + (size_t)c * N, tr + (size_t)c * T, sizeof(float) * (size_t)n);
 }
@@ -138,6 +141,7 @@ am_status am_project_fused(const float *X, int B, int C, int N, int r, const flo
         return am_fail(AM_ENOMEM, "project: out of memory");
     }
     int used = 1;
+    block_fn *blk = am_block512_ok() ? am_block512 : block;
 #pragma omp parallel if (par)
     {
         const int t = omp_get_thread_num();
@@ -151,9 +155,9 @@ am_status am_project_fused(const float *X, int B, int C, int N, int r, const flo
                 const float *x = X + (size_t)b * C * N + p;
                 float *v = V + (size_t)b * r * N + p, *rr = R + (size_t)b * C * N + p;
                 if (T == PB && n == PB)
-                    block(x, U, C, N, r, v, rr, se, sv);
+                    blk(x, U, C, N, r, v, rr, se, sv);
                 else
-                    tile(x, U, C, N, r, (int)n, T, v, rr, scratch + per * (size_t)t, se, sv);
+                    tile(blk, x, U, C, N, r, (int)n, T, v, rr, scratch + per * (size_t)t, se, sv);
             }
     }
     /* In thread order: the same sums from run to run at a thread count. */
