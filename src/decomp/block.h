@@ -11,10 +11,9 @@
 /* V (r x 16, rows ldv apart) = U^T x for x (C x 16, rows ldx apart); adds
  * ||V||^2 to *fv. */
 void am_block_coefs(const float *x, size_t ldx, const float *U, int C, int r, float *v, size_t ldv, float *fv);
-/* project512.c: whether the processor has AVX-512, and then project.c's
- * block with it: V and R of a block of 16 pixels (rows N apart), their
- * energies added to *ev and *er. */
-int am_block512_ok(void);
+/* project512.c: project.c's block with AVX-512 (where am_has_avx512):
+ * V and R of a block of 16 pixels (rows N apart), their energies added to
+ * *ev and *er. */
 void am_block512(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er, double *ev);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "asymml/decomp.h"
+#include "core/avx512.h"
 #include "core/hot.h"
 #include "decomp/block.h"
 
@@ -141,7 +142,7 @@ am_status am_project_fused(const float *X, int B, int C, int N, int r, const flo
         return am_fail(AM_ENOMEM, "project: out of memory");
     }
     int used = 1;
-    block_fn *blk = am_block512_ok() ? am_block512 : block;
+    block_fn *blk = am_has_avx512() ? am_block512 : block;
 #pragma omp parallel if (par)
     {
         const int t = omp_get_thread_num();

@@ -10,11 +10,9 @@
  * steady change. */
 #include "decomp/block.h"
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
+#include "core/avx512.h"
 
-int am_block512_ok(void) { return __builtin_cpu_supports("avx512f"); }
+#if AM_HAVE_AVX512
 
 /* Basis vectors j .. j + W - 1 of V (r x 16) = U^T x, W accumulators. */
 #define COEF_TILE(W)                                                                                 \
@@ -34,7 +32,7 @@ int am_block512_ok(void) { return __builtin_cpu_supports("avx512f"); }
 
 /* V (r x 16) = U^T x, 8 basis vectors at a time, then 4, then 1; x rows
  * ldx apart, v rows ldv apart. Returns the sum of squares as a vector. */
-AVX512 static __m512 coefs(const float *x, size_t ldx, const float *U, int C, int r, float *v, size_t ldv) {
+AM_AVX512 static __m512 coefs(const float *x, size_t ldx, const float *U, int C, int r, float *v, size_t ldv) {
     __m512 sq = _mm512_setzero_ps();
     int j = 0;
     for (; j + 8 <= r; j += 8) COEF_TILE(8);
@@ -45,7 +43,7 @@ AVX512 static __m512 coefs(const float *x, size_t ldx, const float *U, int C, in
 #undef COEF_TILE
 
 /* R (C x 16) = x - U V, 8 channels at a time, then one. */
-AVX512 static __m512 residual(const float *x, size_t ld, const float *U, int C, int r, const float *v, float *rr) {
+AM_AVX512 static __m512 residual(const float *x, size_t ld, const float *U, int C, int r, const float *v, float *rr) {
     __m512 sq = _mm512_setzero_ps();
     int c = 0;
     for (; c + 8 <= C; c += 8) {
@@ -70,13 +68,12 @@ AVX512 static __m512 residual(const float *x, size_t ld, const float *U, int C, 
     return sq;
 }
 
-AVX512 void am_block512(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er,
+AM_AVX512 void am_block512(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er,
                         double *ev) {
     *ev += _mm512_reduce_add_ps(coefs(x, (size_t)N, U, C, r, v, (size_t)N));
     *er += _mm512_reduce_add_ps(residual(x, (size_t)N, U, C, r, v, rr));
 }
 #else
-int am_block512_ok(void) { return 0; }
 void am_block512(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er, double *ev) {
     (void)x, (void)U, (void)C, (void)N, (void)r, (void)v, (void)rr, (void)er, (void)ev;
 }

@@ -15,26 +15,22 @@
 #include "skinny.h"
 
 #include "asymml/core.h"
+#include "core/avx512.h"
 
 #include <omp.h>
 #include <string.h>
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
+#if AM_HAVE_AVX512
 
 #define FWD_COLS 4096 /* x's columns per forward chunk: 8 rows of 16 KiB, in L2 */
-#define AVX512 __attribute__((target("avx512f")))
-
-/* The lanes of a 16-column step that lie before n (all when n >= 16). */
-AVX512 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
 
 /* s[q * 8 + n] = W[o + q] x[n] over columns [c0, c0 + ic), q < 3: three rows
  * of W at once, so that each load of x serves three. */
-AVX512 static void fwd3(const float *const r[8], const float *w, size_t IN, int c0, int ic, float *s) {
+AM_AVX512 static void fwd3(const float *const r[8], const float *w, size_t IN, int c0, int ic, float *s) {
     __m512 a[24];
     for (int q = 0; q < 24; q++) a[q] = _mm512_setzero_ps();
     for (int i = 0; i < ic; i += 16) {
-        const __mmask16 m = lanes(ic - i);
+        const __mmask16 m = am_lanes(ic - i);
         const float *wi = w + c0 + i;
         const __m512 w0 = _mm512_maskz_loadu_ps(m, wi), w1 = _mm512_maskz_loadu_ps(m, wi + IN),
                      w2 = _mm512_maskz_loadu_ps(m, wi + 2 * IN);
@@ -49,11 +45,11 @@ AVX512 static void fwd3(const float *const r[8], const float *w, size_t IN, int 
 }
 
 /* The same for one row. */
-AVX512 static void fwd1(const float *const r[8], const float *w, int c0, int ic, float *s) {
+AM_AVX512 static void fwd1(const float *const r[8], const float *w, int c0, int ic, float *s) {
     __m512 a[8];
     for (int n = 0; n < 8; n++) a[n] = _mm512_setzero_ps();
     for (int i = 0; i < ic; i += 16) {
-        const __mmask16 m = lanes(ic - i);
+        const __mmask16 m = am_lanes(ic - i);
         const __m512 wv = _mm512_maskz_loadu_ps(m, w + c0 + i);
         for (int n = 0; n < 8; n++) a[n] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, r[n] + c0 + i), a[n]);
     }
@@ -61,7 +57,7 @@ AVX512 static void fwd1(const float *const r[8], const float *w, int c0, int ic,
 }
 
 /* part[o][n] += W[o] x[n] over a chunk of columns, for o in [o0, o1). */
-AVX512 static void fwd_rows(const float *const r[8], const float *w, int IN, int o0, int o1, int c0, int ic,
+AM_AVX512 static void fwd_rows(const float *const r[8], const float *w, int IN, int o0, int o1, int c0, int ic,
                             float *part) {
     float s[24];
     int o = o0;
@@ -76,13 +72,13 @@ AVX512 static void fwd_rows(const float *const r[8], const float *w, int IN, int
 }
 
 /* dw[o] = sum_n dy[n][o] x[n] for o in [o0, o1); g: dy as O x 8. */
-AVX512 static void dw_rows(const float *const r[8], const float *g, int IN, int o0, int o1, float *dw) {
+AM_AVX512 static void dw_rows(const float *const r[8], const float *g, int IN, int o0, int o1, float *dw) {
     for (int o = o0; o < o1; o++) {
         __m512 b[8];
         for (int n = 0; n < 8; n++) b[n] = _mm512_set1_ps(g[(size_t)o * 8 + n]);
         float *d = dw + (size_t)o * IN;
         for (int i = 0; i < IN; i += 16) {
-            const __mmask16 m = lanes(IN - i);
+            const __mmask16 m = am_lanes(IN - i);
             __m512 v = _mm512_mul_ps(b[0], _mm512_maskz_loadu_ps(m, r[0] + i));
             for (int n = 1; n < 8; n++) v = _mm512_fmadd_ps(b[n], _mm512_maskz_loadu_ps(m, r[n] + i), v);
             _mm512_mask_storeu_ps(d + i, m, v);
@@ -91,7 +87,7 @@ AVX512 static void dw_rows(const float *const r[8], const float *g, int IN, int 
 }
 
 int am_skinny_fits(int N, int IN, int O) {
-    return N >= 1 && N <= 8 && (size_t)IN * O >= ((size_t)1 << 20) && __builtin_cpu_supports("avx512f");
+    return N >= 1 && N <= 8 && (size_t)IN * O >= ((size_t)1 << 20) && am_has_avx512();
 }
 
 /* dy (N x O) as O x 8, zero past N. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "asymml/core.h"
+#include "core/avx512.h"
 #include "core/hot.h"
 
 /* Folding's scratch (see fold below): at most FOLD_FLOATS floats of
@@ -101,7 +102,7 @@ int am_fold_direct(int kk, int r) { return kk == 9 && r >= 8; }
 void am_fold_chunked(const float *W, const float *U, int K, int C, int r, int kk, float *Wt, float *M,
                          float *Wp) {
     if (am_fold_direct(kk, r)) {
-        if (am_fold512_ok()) am_fold_3x3_512(W, U, K, C, r, Wp);
+        if (am_has_avx512()) am_fold_3x3_512(W, U, K, C, r, Wp);
         else fold_3x3(W, U, K, C, r, Wp);
         return;
     }
@@ -142,7 +143,7 @@ void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, i
     const int kkk = K * kk, kc = am_fold_chunk(K, C, kk);
     /* Ucat transposed into E (C kc kk floats) where it fits. */
     const int Q = nb * r;
-    if (kk == 9 && Q >= 8 && Q <= kc * kk && am_fold512_ok()) {
+    if (kk == 9 && Q >= 8 && Q <= kc * kk && am_has_avx512()) {
         for (int c = 0; c < C; c++)
             for (int q = 0; q < Q; q++) E[(size_t)q * C + c] = Ucat[(size_t)c * Q + q];
         am_unfold_3x3_512(E, D, Q, K, C, dW, add);

@@ -29,10 +29,9 @@ void am_stack_grad(const float *dWp, int K, int r, int kk, int b, float *D);
  * (C x nb*r), a chunk of output channels at a time; E scratch C x kc kk. */
 void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW, int add);
 
-/* fold512.c: whether the processor has AVX-512 (the two below then run);
- * fold_3x3 for one shared basis (Wp = U^T W per output channel), and the
- * unfold of kk = 9 from Ut = Ucat transposed (Q x C, Q = nb r). */
-int am_fold512_ok(void);
+/* fold512.c, where am_has_avx512 (core/avx512.h): fold_3x3 for one
+ * shared basis (Wp = U^T W per output channel), and the unfold of kk = 9
+ * from Ut = Ucat transposed (Q x C, Q = nb r). */
 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r, float *Wp);
 void am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int C, float *dW, int add);
 

@@ -11,24 +11,13 @@
 
 #include <stddef.h>
 
-int am_fold512_ok(void) {
-#if defined(__GNUC__) && defined(__x86_64__)
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
+#include "core/avx512.h"
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
-
-/* The lanes of a 16-column step that lie before n (all when n >= 16). */
-AVX512 static inline __mmask16 lanes(int n) { return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u); }
+#if AM_HAVE_AVX512
 
 /* Accumulators a[t] (16 columns of U from j0) written out transposed:
  * Pk[(j0 + i) * 9 + t] for the lanes before r. */
-AVX512 static inline void put_block(const __m512 a[9], int j0, int r, float *Pk) {
+AM_AVX512 static inline void put_block(const __m512 a[9], int j0, int r, float *Pk) {
     float s[9][16];
     for (int t = 0; t < 9; t++) _mm512_storeu_ps(s[t], a[t]);
     for (int i = 0; i < 16 && j0 + i < r; i++)
@@ -39,7 +28,7 @@ AVX512 static inline void put_block(const __m512 a[9], int j0, int r, float *Pk)
  * registers) against each broadcast tap, 18 accumulators, so that a load
  * of W serves 32 columns instead of 8; a last block of 16 or fewer is
  * masked. Fused multiply-adds: the sums round once per term, not twice. */
-AVX512 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r, float *Wp) {
+AM_AVX512 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r, float *Wp) {
 #pragma omp parallel for schedule(static) if ((size_t)K * C * r > 65536)
     for (int k = 0; k < K; k++) {
         const float *Wk = W + (size_t)k * C * 9;
@@ -62,7 +51,7 @@ AVX512 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r,
             put_block(b, j0 + 16, r, Pk);
         }
         for (; j0 < r; j0 += 16) {
-            const __mmask16 m = lanes(r - j0);
+            const __mmask16 m = am_lanes(r - j0);
             __m512 a[9];
             for (int t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
             for (int c = 0; c < C; c++) {
@@ -76,7 +65,7 @@ AVX512 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r,
 }
 
 /* dW[k][c0 + i][t] (=, or += with add) s[t][i] for the lanes before C. */
-AVX512 static inline void put_grad(const __m512 a[9], int c0, int C, float *dWk, int add) {
+AM_AVX512 static inline void put_grad(const __m512 a[9], int c0, int C, float *dWk, int add) {
     float s[9][16];
     for (int t = 0; t < 9; t++) _mm512_storeu_ps(s[t], a[t]);
     for (int i = 0; i < 16 && c0 + i < C; i++) {
@@ -89,7 +78,7 @@ AVX512 static inline void put_grad(const __m512 a[9], int c0, int C, float *dWk,
  * channels at a time (two registers of Ut = Ucat transposed, Q x C) against
  * each broadcast value of D, written out once in dW's order: no GEMM
  * packing and no transposed copy of the result. */
-AVX512 void am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int C, float *dW, int add) {
+AM_AVX512 void am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int C, float *dW, int add) {
     const size_t kkk = (size_t)K * 9;
 #pragma omp parallel for schedule(static) if ((size_t)K * C * Q > 65536)
     for (int k = 0; k < K; k++) {
@@ -111,7 +100,7 @@ AVX512 void am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int
             put_grad(b, c0 + 16, C, dWk, add);
         }
         for (; c0 < C; c0 += 16) {
-            const __mmask16 m = lanes(C - c0);
+            const __mmask16 m = am_lanes(C - c0);
             __m512 a[9];
             for (int t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
             for (int q = 0; q < Q; q++) {
