@@ -15,102 +15,65 @@
 
 #if AM_HAVE_AVX512
 
-/* Accumulators a[t] (16 columns of U from j0) written out transposed:
- * Pk[(j0 + i) * 9 + t] for the lanes before r. */
-AM_AVX512 static inline void put_block(const __m512 a[9], int j0, int r, float *Pk) {
+/* out[i][t] (=, or += with add) s[t][i] for the lanes i before n - i0. */
+AM_AVX512 static inline void put9(const __m512 a[9], int i0, int n, float *out, int add) {
     float s[9][16];
     for (int t = 0; t < 9; t++) _mm512_storeu_ps(s[t], a[t]);
-    for (int i = 0; i < 16 && j0 + i < r; i++)
-        for (int t = 0; t < 9; t++) Pk[(size_t)(j0 + i) * 9 + t] = s[t][i];
-}
-
-/* fold.c's fold_3x3 with AVX-512: 32 columns of U (two
- * registers) against each broadcast tap, 18 accumulators, so that a load
- * of W serves 32 columns instead of 8; a last block of 16 or fewer is
- * masked. Fused multiply-adds: the sums round once per term, not twice. */
-AM_AVX512 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r, float *Wp) {
-#pragma omp parallel for schedule(static) if ((size_t)K * C * r > 65536)
-    for (int k = 0; k < K; k++) {
-        const float *Wk = W + (size_t)k * C * 9;
-        float *Pk = Wp + (size_t)k * r * 9;
-        int j0 = 0;
-        for (; j0 + 32 <= r; j0 += 32) {
-            __m512 a[9], b[9];
-            for (int t = 0; t < 9; t++) a[t] = b[t] = _mm512_setzero_ps();
-            for (int c = 0; c < C; c++) {
-                const float *uc = U + (size_t)c * r + j0;
-                const __m512 u0 = _mm512_loadu_ps(uc), u1 = _mm512_loadu_ps(uc + 16);
-                const float *w = Wk + (size_t)c * 9;
-                for (int t = 0; t < 9; t++) {
-                    const __m512 wt = _mm512_set1_ps(w[t]);
-                    a[t] = _mm512_fmadd_ps(wt, u0, a[t]);
-                    b[t] = _mm512_fmadd_ps(wt, u1, b[t]);
-                }
-            }
-            put_block(a, j0, r, Pk);
-            put_block(b, j0 + 16, r, Pk);
-        }
-        for (; j0 < r; j0 += 16) {
-            const __mmask16 m = am_lanes(r - j0);
-            __m512 a[9];
-            for (int t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
-            for (int c = 0; c < C; c++) {
-                const __m512 u = _mm512_maskz_loadu_ps(m, U + (size_t)c * r + j0);
-                const float *w = Wk + (size_t)c * 9;
-                for (int t = 0; t < 9; t++) a[t] = _mm512_fmadd_ps(_mm512_set1_ps(w[t]), u, a[t]);
-            }
-            put_block(a, j0, r, Pk);
-        }
-    }
-}
-
-/* dW[k][c0 + i][t] (=, or += with add) s[t][i] for the lanes before C. */
-AM_AVX512 static inline void put_grad(const __m512 a[9], int c0, int C, float *dWk, int add) {
-    float s[9][16];
-    for (int t = 0; t < 9; t++) _mm512_storeu_ps(s[t], a[t]);
-    for (int i = 0; i < 16 && c0 + i < C; i++) {
-        float *d = dWk + (size_t)(c0 + i) * 9;
+    for (int i = 0; i < 16 && i0 + i < n; i++) {
+        float *d = out + (size_t)(i0 + i) * 9;
         for (int t = 0; t < 9; t++) d[t] = (add ? d[t] : 0.f) + s[t][i];
     }
 }
 
-/* am_unfold for 3x3 kernels with AVX-512: per output channel k, 32 input
- * channels at a time (two registers of Ut = Ucat transposed, Q x C) against
- * each broadcast value of D, written out once in dW's order: no GEMM
- * packing and no transposed copy of the result. */
-AM_AVX512 void am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int C, float *dW, int add) {
-    const size_t kkk = (size_t)K * 9;
-#pragma omp parallel for schedule(static) if ((size_t)K * C * Q > 65536)
-    for (int k = 0; k < K; k++) {
-        float *dWk = dW + (size_t)k * C * 9;
-        int c0 = 0;
-        for (; c0 + 32 <= C; c0 += 32) {
-            __m512 a[9], b[9];
-            for (int t = 0; t < 9; t++) a[t] = b[t] = _mm512_setzero_ps();
-            for (int q = 0; q < Q; q++) {
-                const float *uq = Ut + (size_t)q * C + c0, *d = D + q * kkk + (size_t)k * 9;
-                const __m512 u0 = _mm512_loadu_ps(uq), u1 = _mm512_loadu_ps(uq + 16);
-                for (int t = 0; t < 9; t++) {
-                    const __m512 dt = _mm512_set1_ps(d[t]);
-                    a[t] = _mm512_fmadd_ps(dt, u0, a[t]);
-                    b[t] = _mm512_fmadd_ps(dt, u1, b[t]);
-                }
+/* out[i][t] (=, or += with add) sum_q A[q][i] B[q][t] for i < n, t < 9,
+ * A's rows lda apart and B's ldb apart: 32 columns of A (two registers,
+ * 18 accumulators) against each broadcast value of B, so that a load of B
+ * serves 32 columns; a last block of 16 or fewer is masked. */
+AM_AVX512 static void times9(const float *A, size_t lda, int n, const float *B, size_t ldb, int Q, float *out,
+                             int add) {
+    int i0 = 0;
+    for (; i0 + 32 <= n; i0 += 32) {
+        __m512 a[9], b[9];
+        for (int t = 0; t < 9; t++) a[t] = b[t] = _mm512_setzero_ps();
+        for (int q = 0; q < Q; q++) {
+            const float *aq = A + (size_t)q * lda + i0, *bq = B + (size_t)q * ldb;
+            const __m512 u0 = _mm512_loadu_ps(aq), u1 = _mm512_loadu_ps(aq + 16);
+            for (int t = 0; t < 9; t++) {
+                const __m512 v = _mm512_set1_ps(bq[t]);
+                a[t] = _mm512_fmadd_ps(v, u0, a[t]);
+                b[t] = _mm512_fmadd_ps(v, u1, b[t]);
             }
-            put_grad(a, c0, C, dWk, add);
-            put_grad(b, c0 + 16, C, dWk, add);
         }
-        for (; c0 < C; c0 += 16) {
-            const __mmask16 m = am_lanes(C - c0);
-            __m512 a[9];
-            for (int t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
-            for (int q = 0; q < Q; q++) {
-                const float *d = D + q * kkk + (size_t)k * 9;
-                const __m512 u = _mm512_maskz_loadu_ps(m, Ut + (size_t)q * C + c0);
-                for (int t = 0; t < 9; t++) a[t] = _mm512_fmadd_ps(_mm512_set1_ps(d[t]), u, a[t]);
-            }
-            put_grad(a, c0, C, dWk, add);
-        }
+        put9(a, i0, n, out, add);
+        put9(b, i0 + 16, n, out, add);
     }
+    for (; i0 < n; i0 += 16) {
+        const __mmask16 m = am_lanes(n - i0);
+        __m512 a[9];
+        for (int t = 0; t < 9; t++) a[t] = _mm512_setzero_ps();
+        for (int q = 0; q < Q; q++) {
+            const float *bq = B + (size_t)q * ldb;
+            const __m512 u = _mm512_maskz_loadu_ps(m, A + (size_t)q * lda + i0);
+            for (int t = 0; t < 9; t++) a[t] = _mm512_fmadd_ps(_mm512_set1_ps(bq[t]), u, a[t]);
+        }
+        put9(a, i0, n, out, add);
+    }
+}
+
+/* fold.c's fold_3x3: per output channel k, W'_k[j][t] = sum_c U[c][j]
+ * W_k[c][t], 32 basis vectors at a time instead of AVX2's 8. */
+void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r, float *Wp) {
+#pragma omp parallel for schedule(static) if ((size_t)K * C * r > 65536)
+    for (int k = 0; k < K; k++) times9(U, (size_t)r, r, W + (size_t)k * C * 9, 9, C, Wp + (size_t)k * r * 9, 0);
+}
+
+/* am_unfold for 3x3 kernels: per output channel k, dW_k[c][t] = sum_q
+ * Ut[q][c] D[q][k 9 + t], written once in dW's order: no GEMM packing
+ * and no transposed copy of the result. */
+void am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int C, float *dW, int add) {
+#pragma omp parallel for schedule(static) if ((size_t)K * C * Q > 65536)
+    for (int k = 0; k < K; k++)
+        times9(Ut, (size_t)C, C, D + (size_t)k * 9, (size_t)K * 9, Q, dW + (size_t)k * C * 9, add);
 }
 #else
 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r, float *Wp) {
