@@ -13,6 +13,7 @@
 
 #include "asymml/asymml.h"
 #include "trusted/fold.h"
+#include "trusted/verify.h"
 
 static am_rng rng;
 
@@ -218,7 +219,23 @@ static void t_fold(void **st) {
                         assert_true(fabs(dW[((size_t)k * C + c) * kk + q] - s) < 1e-3 * (1 + fabs(s)));
                     }
         }
-        free(W), free(U), free(Wp), free(dW), free(Wt), free(M);
+        /* dW = U dW' + src in one pass: the unfold then am_merge_reply, to
+         * the bit, and a value that is not finite reported wherever it is
+         * (the last block, masked or not, included). */
+        float *src = malloc(sizeof(float) * wn), *ref = malloc(sizeof(float) * wn);
+        for (size_t i = 0; i < wn; i++) src[i] = am_rng_normal(&rng), dW[i] = -7.f;
+        am_unfold(U, M, 1, K, C, r, kk, Wt, ref, 0);
+        assert_int_equal(am_merge_reply(ref, src, K, C, (size_t)kk, NULL, 1, NULL, NULL, NULL), 0);
+        assert_int_equal(am_unfold_merge(U, M, K, C, r, kk, Wt, dW, src), 0);
+        assert_memory_equal(dW, ref, sizeof(float) * wn);
+        const size_t at[] = {0, wn / 2, wn - 1};
+        for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+            const float keep = src[at[i]];
+            src[at[i]] = i == 1 ? NAN : INFINITY;
+            assert_int_equal(am_unfold_merge(U, M, K, C, r, kk, Wt, dW, src), 1);
+            src[at[i]] = keep;
+        }
+        free(W), free(U), free(Wp), free(dW), free(Wt), free(M), free(src), free(ref);
     }
 }
 

@@ -176,7 +176,8 @@ typedef struct am_split_info {
     double energy_total; /* ||X||^2 summed over those batches */
     double tee_flops, whole_flops; /* per training step: TEE side if split, and whole */
     double tee_s, decomp_s;       /* seconds spent in the TEE on this layer, and in the decomposition */
-    double xfer_s;                /* of tee_s: copying across (releases out, results back) */
+    double xfer_s;                /* of tee_s: copying across (releases out, results back; not a weight
+                                     gradient merged in its unfold's pass) */
     double accel_s;               /* the accelerator's compute for this layer */
     double wait_s;                /* the TEE blocked on the accelerator: accel_s - wait_s overlapped */
 } am_split_info;

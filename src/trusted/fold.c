@@ -11,6 +11,7 @@
 #include "asymml/core.h"
 #include "core/avx512.h"
 #include "core/hot.h"
+#include "trusted/verify.h"
 
 /* Folding's scratch (see fold below): at most FOLD_FLOATS floats of
  * transposed weights at a time. */
@@ -136,19 +137,25 @@ void am_stack_grad(const float *dWp, int K, int r, int kk, int b, float *D) {
         }
 }
 
+/* fold512.c's unfold, where it applies (3x3 kernels, Q = nb r >= 8 and
+ * Ucat transposed fitting in E's C kc kk floats, AVX-512): 1 if taken,
+ * *bad then its merge's result. */
+static int unfold_512(const float *Ucat, const float *D, int Q, int K, int C, int kk, float *E, float *dW, int add,
+                      const float *src, int *bad) {
+    if (!(kk == 9 && Q >= 8 && Q <= am_fold_chunk(K, C, kk) * kk && am_has_avx512())) return 0;
+    for (int c = 0; c < C; c++)
+        for (int q = 0; q < Q; q++) E[(size_t)q * C + c] = Ucat[(size_t)c * Q + q];
+    int b = am_unfold_3x3_512(E, D, Q, K, C, dW, add, src);
+    if (bad) *bad = b;
+    return 1;
+}
+
 /* dW (=, or += with add) sum_b U_b D_b with Ucat = [U_1 ... U_nb]
  * (C x nb*r), a chunk of output channels at a time; E scratch C x kc kk. */
 void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW,
                    int add) {
     const int kkk = K * kk, kc = am_fold_chunk(K, C, kk);
-    /* Ucat transposed into E (C kc kk floats) where it fits. */
-    const int Q = nb * r;
-    if (kk == 9 && Q >= 8 && Q <= kc * kk && am_has_avx512()) {
-        for (int c = 0; c < C; c++)
-            for (int q = 0; q < Q; q++) E[(size_t)q * C + c] = Ucat[(size_t)c * Q + q];
-        am_unfold_3x3_512(E, D, Q, K, C, dW, add);
-        return;
-    }
+    if (unfold_512(Ucat, D, nb * r, K, C, kk, E, dW, add, NULL, NULL)) return;
     for (int k0 = 0; k0 < K; k0 += kc) {
         const int n = K - k0 < kc ? K - k0 : kc, nk = n * kk;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, nk, nb * r, 1.f, Ucat, nb * r,
@@ -167,3 +174,11 @@ void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, i
     }
 }
 
+
+int am_unfold_merge(const float *U, const float *D, int K, int C, int r, int kk, float *E, float *dW,
+                    const float *src) {
+    int bad = 0;
+    if (unfold_512(U, D, r, K, C, kk, E, dW, 0, src, &bad)) return bad;
+    am_unfold(U, D, 1, K, C, r, kk, E, dW, 0);
+    return am_merge_reply(dW, src, K, C, (size_t)kk, NULL, 1, NULL, NULL, NULL);
+}

@@ -28,11 +28,18 @@ void am_stack_grad(const float *dWp, int K, int r, int kk, int b, float *D);
 /* dW (=, or += with add) sum_b U_b D_b with Ucat = [U_1 ... U_nb]
  * (C x nb*r), a chunk of output channels at a time; E scratch C x kc kk. */
 void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, int kk, float *E, float *dW, int add);
+/* dW = U D + src for one basis (nb = 1): the unfold with the accelerator's
+ * weight gradient merged in, src read once (am_merge_reply's sum, to the
+ * bit); 1 if a merged value is not finite. In one pass where the unfold
+ * takes fold512.c's kernel, else the unfold then am_merge_reply. */
+int am_unfold_merge(const float *U, const float *D, int K, int C, int r, int kk, float *E, float *dW,
+                    const float *src);
 
 /* fold512.c, where am_has_avx512 (core/avx512.h): fold_3x3 for one
  * shared basis (Wp = U^T W per output channel), and the unfold of kk = 9
- * from Ut = Ucat transposed (Q x C, Q = nb r). */
+ * from Ut = Ucat transposed (Q x C, Q = nb r), with src merged in (its
+ * result: 1 if a merged value is not finite). */
 void am_fold_3x3_512(const float *W, const float *U, int K, int C, int r, float *Wp);
-void am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int C, float *dW, int add);
+int am_unfold_3x3_512(const float *Ut, const float *D, int Q, int K, int C, float *dW, int add, const float *src);
 
 #endif

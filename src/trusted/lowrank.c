@@ -167,14 +167,31 @@ static am_status dw_per_sample(am_asym *a, layer_plan *p, const am_conv2d_cfg *l
     return st;
 }
 
-am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
-                          const am_tensor *dy, float *dw, float *work, size_t work_n) {
+am_status asym_lowrank_dwp(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
+                           const am_tensor *dy, float *work, size_t work_n) {
     am_conv2d_cfg lc = *cfg;
     lc.bias = 0;
-    if (p->basis != AM_BASIS_SHARED) return dw_per_sample(a, p, &lc, x, dy, dw, work, work_n);
     am_tensor v = {am_shape4(x->s.n, p->r, x->s.h, x->s.w), p->V};
     AM_TRY(am_conv2d_backward(&lc, &v, p->Wp, dy, NULL, 0, p->dWp, NULL, work, work_n));
     am_stack_grad(p->dWp, p->K, p->r, p->kk, 0, a->fm);
+    return AM_OK;
+}
+
+am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
+                          const am_tensor *dy, float *dw, float *work, size_t work_n) {
+    if (p->basis != AM_BASIS_SHARED) {
+        am_conv2d_cfg lc = *cfg;
+        lc.bias = 0;
+        return dw_per_sample(a, p, &lc, x, dy, dw, work, work_n);
+    }
+    AM_TRY(asym_lowrank_dwp(a, p, cfg, x, dy, work, work_n));
     am_unfold(a->state + p->u_off, a->fm, 1, p->K, p->C, p->r, p->kk, a->fe, dw, 0);
+    return AM_OK;
+}
+
+am_status asym_lowrank_dw_merge(am_asym *a, layer_plan *p, int layer, float *dw, const float *reply) {
+    if (am_unfold_merge(a->state + p->u_off, a->fm, p->K, p->C, p->r, p->kk, a->fe, dw, reply))
+        return am_fail(AM_ENUM, "accelerator: a non-finite value in layer %d's weight gradient: the reply is refused",
+                       layer);
     return AM_OK;
 }

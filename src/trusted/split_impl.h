@@ -165,6 +165,12 @@ am_status asym_lowrank_conv(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg,
 /* dw = U (x) corr(V, dy): the low-rank part of the weight gradient. */
 am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
                           const am_tensor *dy, float *dw, float *work, size_t work_n);
+/* A shared basis's dW' = corr(V, dy), stacked for the unfold; then
+ * dw = U dW' + reply, the accelerator's weight gradient merged in the
+ * unfold's pass, each reply value read once (non-finite: refused). */
+am_status asym_lowrank_dwp(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, const am_tensor *x,
+                           const am_tensor *dy, float *work, size_t work_n);
+am_status asym_lowrank_dw_merge(am_asym *a, layer_plan *p, int layer, float *dw, const float *reply);
 
 /* ---- quant.c: fixed point (quantized mode and blinding) */
 /* The largest activation integer: 2^(bits-1) - 1. */

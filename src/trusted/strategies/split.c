@@ -159,12 +159,17 @@ static am_status backward(am_asym *a, int layer, layer_plan *p, const asym_bwd *
         size_t bn = (size_t)x->s.n * p->N, kk2 = (size_t)p->K * p->kk;
         AM_TRY(asym_verify_scratch(a, p, bn > kk2 ? bn : kk2));
     }
-    /* The low-rank part of dW in the TEE meanwhile: U (x) corr(V, G). */
-    AM_TRY(asym_lowrank_dw(a, p, g->cfg, x, dy, g->dw, g->work, g->work_n));
+    /* The low-rank part of dW in the TEE meanwhile: U (x) corr(V, G); with
+     * one basis and nothing else to add or check, its unfold waits for the
+     * reply and merges it in the same pass (a pass over dW the less). */
+    const int fuse = !ver && !prot && p->basis == AM_BASIS_SHARED;
+    if (fuse) AM_TRY(asym_lowrank_dwp(a, p, g->cfg, x, dy, g->work, g->work_n));
+    else AM_TRY(asym_lowrank_dw(a, p, g->cfg, x, dy, g->dw, g->work, g->work_n));
     if (prot) AM_TRY(protected_terms(a, p, g));
     AM_TRY(asym_wait(a, p));
-    AM_TRY(asym_merge(a, p, layer, "weight gradient", g->dw, bdw, p->K, p->C, (size_t)p->kk, NULL, 1,
-                      ver ? p->vu : NULL, NULL));
+    if (fuse) AM_TRY(asym_lowrank_dw_merge(a, p, layer, g->dw, bdw));
+    else AM_TRY(asym_merge(a, p, layer, "weight gradient", g->dw, bdw, p->K, p->C, (size_t)p->kk, NULL, 1,
+                           ver ? p->vu : NULL, NULL));
     if (ver) AM_TRY(asym_verify_dw(a, p, layer, Gs));
     if (!g->dx) return AM_OK;
     /* With protected gradients the TEE's conv_T(W A, B) is already in dx. */
