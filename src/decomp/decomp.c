@@ -132,9 +132,21 @@ static am_status orthonormalize(float *Q, int C, int r) {
      * layer's basis time, measured). */
     for (int j = 0; j < r; j++)
         for (int c = 0; c < C; c++) A[(size_t)j * C + c] = Q[(size_t)c * r + j];
-    lapack_int info = LAPACKE_dgeqrf(LAPACK_COL_MAJOR, C, r, A, C, tau);
+    /* LAPACK's own calls (the _work forms): LAPACKE's would scan A for NaN
+     * again (checked above) and allocate on every call. */
+    double q1 = 0, q2 = 0, *w = NULL;
+    lapack_int info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, C, r, A, C, tau, &q1, -1);
+    if (info == 0) info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, C, r, r, A, C, tau, &q2, -1);
+    lapack_int lw = (lapack_int)(q1 > q2 ? q1 : q2);
+    if (lw < r) lw = r;
+    if (info == 0 && !(w = malloc(sizeof(double) * (size_t)lw))) {
+        free(A);
+        return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
+    }
+    if (info == 0) info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, C, r, A, C, tau, w, lw);
     for (int j = 0; j < r; j++) sign[j] = A[(size_t)j * C + j] < 0 ? -1.0 : 1.0;
-    if (info == 0) info = LAPACKE_dorgqr(LAPACK_COL_MAJOR, C, r, r, A, C, tau);
+    if (info == 0) info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, C, r, r, A, C, tau, w, lw);
+    free(w);
     if (info != 0) {
         free(A);
         return am_fail(AM_ENUM, "orthonormalize: LAPACK QR failed (%d)", (int)info);
