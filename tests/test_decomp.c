@@ -87,6 +87,29 @@ static void t_decomposition(void **st) {
             assert_true(fabs(v - Xb[i]) < 1e-4 * (1 + fabs(Xb[i])));
         }
     }
+    /* Inputs of rank below r (here 2, and a zero batch): the basis is
+     * still r orthonormal columns, and X = U V + R exactly. Well
+     * conditioned inputs take Cholesky QR, these Householder's. */
+    for (int z = 0; z < 2; z++) {
+        float *Xd = lowrankish(B, C, N, 2, 0.f);
+        if (z) memset(Xd, 0, sizeof(float) * (size_t)B * C * N);
+        for (int warm = 0; warm < 2; warm++) {
+            assert_int_equal(am_shared_basis(Xd, B, C, N, r, 2, warm, U, work, wn), AM_OK);
+            for (int i = 0; i < r; i++)
+                for (int j = 0; j < r; j++) {
+                    double d = 0;
+                    for (int c = 0; c < C; c++) d += (double)U[c * r + i] * U[c * r + j];
+                    assert_true(fabs(d - (i == j)) < 1e-5);
+                }
+            assert_int_equal(am_project(Xd, B, C, N, r, U, V, R), AM_OK);
+            for (size_t i = 0; i < (size_t)C * N; i++) {
+                double v = R[i];
+                for (int k = 0; k < r; k++) v += (double)U[(i / N) * r + k] * V[k * N + i % N];
+                assert_true(fabs(v - Xd[i]) < 1e-4 * (1 + fabs(Xd[i])));
+            }
+        }
+        free(Xd);
+    }
     /* Fewer pixels than channels: the values alone come from the smaller
      * (column) Gram matrix and agree with the full eigensolver's. */
     {

@@ -112,11 +112,79 @@ size_t am_shared_basis_workspace(int B, int C, int N, int r) {
            am_align_up(sizeof(float) * cols * r) / sizeof(float) + (size_t)C * r;
 }
 
+/* Cholesky QR twice, in double, on A (C x r, row-major), T the same
+ * size and G r x r scratch: G = A^T A = R^T R, A <- A R^-1, then again on
+ * the result, which the second pass makes orthonormal to double's
+ * precision where the first left it near enough (columns' condition number
+ * up to about 1e8). The same Q as Householder's with R's diagonal
+ * positive. Returns 0 with Q in A, or 1 where it cannot vouch for the
+ * result (a Cholesky failed, the columns are near dependent, or the second
+ * R is not near I): Householder's QR then. Level-3 calls instead of
+ * LAPACK's unblocked Householder steps at these ranks; R^-1 by dtrtri and
+ * a GEMM (OpenBLAS's dtrsm for this shape was slower than the whole
+ * Householder QR). G's row-major upper triangle is LAPACK's column-major
+ * lower: no transposes. */
+static int cholesky_qr2(double *A, double *T, int C, int r, double *G) {
+    for (int pass = 0; pass < 2; pass++) {
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, C, 1.0, A, r, 0.0, G, r);
+        if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', r, G, r) != 0) return 1;
+        double lo = INFINITY, hi = 0;
+        for (int j = 0; j < r; j++) {
+            const double d = G[(size_t)j * r + j];
+            lo = d < lo ? d : lo, hi = d > hi ? d : hi;
+            if (pass && !(fabs(d - 1.0) < 1e-6)) return 1;
+        }
+        if (!(lo > 1e-6 * hi)) return 1; /* a direction under 1e-6 of the largest: Householder's completes it */
+        if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', r, G, r) != 0) return 1;
+        for (int i = 1; i < r; i++)
+            for (int j = 0; j < i; j++) G[(size_t)i * r + j] = 0.0; /* R^-1 is upper triangular */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, r, 1.0, A, r, G, r, 0.0, T, r);
+        memcpy(A, T, sizeof(double) * (size_t)C * r);
+    }
+    return 0;
+}
+
+/* Householder's QR in double (LAPACK) of A (C x r, row-major) into Q,
+ * each column's sign set so that R's diagonal is >= 0; where the columns
+ * are dependent it still completes them to r orthonormal columns. */
+static am_status householder(const double *A, int C, int r, float *Q) {
+    double *T = malloc(sizeof(double) * ((size_t)C * r + 2 * (size_t)r));
+    if (!T) return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
+    double *tau = T + (size_t)C * r, *sign = tau + r;
+    /* Column-major, a column at a time: the other order wrote r values C
+     * doubles apart, at C = 512 all in one cache set. */
+    for (int j = 0; j < r; j++)
+        for (int c = 0; c < C; c++) T[(size_t)j * C + c] = A[(size_t)c * r + j];
+    /* LAPACK's own calls (the _work forms): LAPACKE's would scan for NaN
+     * again (checked by the caller) and allocate on every call. */
+    double q1 = 0, q2 = 0, *w = NULL;
+    lapack_int info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, C, r, T, C, tau, &q1, -1);
+    if (info == 0) info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, C, r, r, T, C, tau, &q2, -1);
+    lapack_int lw = (lapack_int)(q1 > q2 ? q1 : q2);
+    if (lw < r) lw = r;
+    if (info == 0 && !(w = malloc(sizeof(double) * (size_t)lw))) {
+        free(T);
+        return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
+    }
+    if (info == 0) info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, C, r, T, C, tau, w, lw);
+    for (int j = 0; j < r; j++) sign[j] = T[(size_t)j * C + j] < 0 ? -1.0 : 1.0;
+    if (info == 0) info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, C, r, r, T, C, tau, w, lw);
+    free(w);
+    if (info != 0) {
+        free(T);
+        return am_fail(AM_ENUM, "orthonormalize: LAPACK QR failed (%d)", (int)info);
+    }
+    for (int j = 0; j < r; j++)
+        for (int c = 0; c < C; c++) Q[(size_t)c * r + j] = (float)(sign[j] * T[(size_t)j * C + c]);
+    free(T);
+    return AM_OK;
+}
+
 /* Orthonormal columns for Q (C x r, row-major) spanning what its columns
- * span: a Householder QR in double (LAPACK), each column's sign set so
- * that R's diagonal is >= 0 (the Gram-Schmidt convention, so that a
- * warm-started basis keeps its orientation). Where Q's columns are
- * dependent, QR still completes them to r orthonormal columns. */
+ * span, R's diagonal >= 0 (the Gram-Schmidt convention, so that a
+ * warm-started basis keeps its orientation): Cholesky QR twice where it
+ * vouches for its result, else Householder's, which also completes
+ * dependent columns to r orthonormal ones. */
 static am_status orthonormalize(float *Q, int C, int r) {
     /* A non-finite product comes from a non-finite input: say so, rather
      * than what LAPACK makes of it. */
@@ -124,35 +192,16 @@ static am_status orthonormalize(float *Q, int C, int r) {
         if (!isfinite(Q[i]))
             return am_fail(AM_ENUM, "decomposition: the layer's input is not finite (has the training diverged? a "
                                     "lower --lr, or --clip, may help)");
-    double *A = malloc(sizeof(double) * ((size_t)C * r + 2 * (size_t)r));
+    double *A = malloc(sizeof(double) * (2 * (size_t)C * r + (size_t)r * r));
     if (!A) return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
-    double *tau = A + (size_t)C * r, *sign = tau + r;
-    /* Column-major, a column at a time: the other order wrote r values C
-     * doubles apart, at C = 512 all in one cache set (38% of a 2x2-plane
-     * layer's basis time, measured). */
-    for (int j = 0; j < r; j++)
-        for (int c = 0; c < C; c++) A[(size_t)j * C + c] = Q[(size_t)c * r + j];
-    /* LAPACK's own calls (the _work forms): LAPACKE's would scan A for NaN
-     * again (checked above) and allocate on every call. */
-    double q1 = 0, q2 = 0, *w = NULL;
-    lapack_int info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, C, r, A, C, tau, &q1, -1);
-    if (info == 0) info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, C, r, r, A, C, tau, &q2, -1);
-    lapack_int lw = (lapack_int)(q1 > q2 ? q1 : q2);
-    if (lw < r) lw = r;
-    if (info == 0 && !(w = malloc(sizeof(double) * (size_t)lw))) {
+    for (size_t i = 0; i < (size_t)C * r; i++) A[i] = Q[i];
+    if (cholesky_qr2(A, A + (size_t)C * r, C, r, A + 2 * (size_t)C * r)) {
+        for (size_t i = 0; i < (size_t)C * r; i++) A[i] = Q[i]; /* from the start */
+        am_status st = householder(A, C, r, Q);
         free(A);
-        return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
+        return st;
     }
-    if (info == 0) info = LAPACKE_dgeqrf_work(LAPACK_COL_MAJOR, C, r, A, C, tau, w, lw);
-    for (int j = 0; j < r; j++) sign[j] = A[(size_t)j * C + j] < 0 ? -1.0 : 1.0;
-    if (info == 0) info = LAPACKE_dorgqr_work(LAPACK_COL_MAJOR, C, r, r, A, C, tau, w, lw);
-    free(w);
-    if (info != 0) {
-        free(A);
-        return am_fail(AM_ENUM, "orthonormalize: LAPACK QR failed (%d)", (int)info);
-    }
-    for (int j = 0; j < r; j++)
-        for (int c = 0; c < C; c++) Q[(size_t)c * r + j] = (float)(sign[j] * A[(size_t)j * C + c]);
+    for (size_t i = 0; i < (size_t)C * r; i++) Q[i] = (float)A[i];
     free(A);
     return AM_OK;
 }
