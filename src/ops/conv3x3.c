@@ -19,7 +19,9 @@
 #include <string.h>
 
 #include "asymml/ops.h"
+#include "core/avx512.h"
 #include "core/hot.h"
+#include "ops/conv3x3_512.h"
 
 
 
@@ -33,9 +35,13 @@ typedef struct dw_sums {
     double d[4][DW_MAX_C][9][8]; /* over the samples so far */
 } dw_sums;
 
+/* Planes a multiple of 16 wide take conv3x3_512.c's form where the
+ * processor has AVX-512, up to its 8 channels. */
+static int wide(am_shape x) { return x.w % 16 == 0 && am_has_avx512(); }
+
 int am_conv3x3_fits(const am_conv2d_cfg *cfg, am_shape x) {
     return cfg->kh == 3 && cfg->kw == 3 && cfg->sh == 1 && cfg->sw == 1 && cfg->ph == 1 && cfg->pw == 1 &&
-           x.w % 8 == 0 && x.w >= 8 && x.c <= DW_MAX_C;
+           x.w % 8 == 0 && x.w >= 8 && x.c <= (wide(x) ? AM_DW512_MAX_C : DW_MAX_C);
 }
 
 size_t am_conv3x3_workspace(am_shape x) { return (size_t)x.n * x.c * (x.h + 2) * (x.w + 2); }
@@ -65,7 +71,7 @@ static am_status check(const am_conv2d_cfg *cfg, const am_tensor *x, const am_te
     if (!am_conv3x3_fits(cfg, x->s) || !am_shape_eq(ys, y->s) || work_n < am_conv3x3_workspace(x->s))
         return am_fail(AM_EINVAL, "conv3x3: not a 3x3 stride-1 padding-1 conv of planes a multiple of 8 wide, "
                                   "with at most %d channels and its workspace",
-                       DW_MAX_C);
+                       wide(x->s) ? AM_DW512_MAX_C : DW_MAX_C);
     return AM_OK;
 }
 
@@ -126,13 +132,18 @@ am_status am_conv3x3_dw(const am_conv2d_cfg *cfg, const am_tensor *x, const am_t
     AM_TRY(check(cfg, x, dy, work_n));
     const int B = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w, K = cfg->out_c;
     pad(x, work);
-    const int full = K / 4, blocks = full + K % 4;
-    dw_sums *sums = am_aligned_alloc(sizeof *sums * (size_t)omp_get_max_threads());
+    const int full = K / 4, blocks = full + K % 4, w512 = wide(x->s);
+    const size_t per = w512 ? am_align_up(am_conv3x3_dw512_scratch()) : sizeof(dw_sums);
+    char *sums = am_aligned_alloc(per * (size_t)omp_get_max_threads());
     if (!sums) return am_fail(AM_ENOMEM, "conv3x3: out of memory");
 #pragma omp parallel for schedule(static) if ((size_t)B * K * H * W > 65536)
     for (int b = 0; b < blocks; b++) {
-        const int k0 = b < full ? 4 * b : 4 * full + (b - full);
-        dw_block(work, dy, k0, b < full ? 4 : 1, B, C, H, W, K, sums + omp_get_thread_num(), dw);
+        const int k0 = b < full ? 4 * b : 4 * full + (b - full), kb = b < full ? 4 : 1;
+        void *s = sums + per * (size_t)omp_get_thread_num();
+        if (w512)
+            am_conv3x3_dw512_block(work, dy->d, k0, kb, B, C, H, W, K, s, dw);
+        else
+            dw_block(work, dy, k0, kb, B, C, H, W, K, s, dw);
     }
     am_aligned_free(sums);
     return AM_OK;

@@ -1,0 +1,95 @@
+/* conv3x3.c's weight gradient with AVX-512, where the processor has it and
+ * the planes are a multiple of 16 wide: 4 output channels, one input
+ * channel and kernel row at a time, the 12 products summed in registers
+ * over a sample's whole plane (conv3x3.c's AVX2 form keeps them a row),
+ * in double over the samples, reduced at the end in a fixed order: the
+ * same result at any thread count. See conv3x3_512.h. */
+#include "ops/conv3x3_512.h"
+
+#include <string.h>
+
+#include "core/avx512.h"
+
+#if AM_HAVE_AVX512
+
+/* f[t][j + i][dh][d] (16 lanes, i < JB) = the sums over sample n's output
+ * rows of dy's row x input channel j + i's row shifted by d, for channels
+ * k0 .. k0 + KB - 1: the 3 KB JB sums of JB input channels and one kernel
+ * row stay in registers over the whole plane (a row of 32 pixels is two
+ * steps), each load of dy serving 3 JB of them. */
+#define DW_PLANE16(KB, JB)                                                                         \
+    do {                                                                                           \
+        __m512 a[KB][JB][3];                                                                       \
+        for (int t = 0; t < (KB); t++)                                                             \
+            for (int i = 0; i < (JB); i++)                                                         \
+                for (int d = 0; d < 3; d++) a[t][i][d] = _mm512_setzero_ps();                      \
+        for (int oh = 0; oh < H; oh++) {                                                           \
+            const float *row = xp + (((size_t)n * C + j) * (H + 2) + oh + dh) * Wp;                \
+            const float *g0 = dy + (((size_t)n * K + k0) * H + oh) * W;                            \
+            for (int ow = 0; ow < W; ow += 16) {                                                   \
+                __m512 v[JB][3];                                                                   \
+                for (int i = 0; i < (JB); i++)                                                     \
+                    for (int d = 0; d < 3; d++) v[i][d] = _mm512_loadu_ps(row + (size_t)i * ps + ow + d); \
+                for (int t = 0; t < (KB); t++) {                                                   \
+                    const __m512 g = _mm512_loadu_ps(g0 + (size_t)t * H * W + ow);                 \
+                    for (int i = 0; i < (JB); i++)                                                 \
+                        for (int d = 0; d < 3; d++) a[t][i][d] = _mm512_fmadd_ps(g, v[i][d], a[t][i][d]); \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int t = 0; t < (KB); t++)                                                             \
+            for (int i = 0; i < (JB); i++)                                                         \
+                for (int d = 0; d < 3; d++) f[t][j + i][dh][d] = a[t][i][d];                       \
+    } while (0)
+
+/* A thread's sums for one block of 4 output channels. */
+typedef struct dw512_sums {
+    __m512 f[4][AM_DW512_MAX_C][3][3];        /* this sample's, in float */
+    double d[4][AM_DW512_MAX_C][9][16];      /* over the samples so far */
+} dw512_sums;
+
+size_t am_conv3x3_dw512_scratch(void) { return sizeof(dw512_sums); }
+
+AM_AVX512 void am_conv3x3_dw512_block(const float *xp, const float *dy, int k0, int kb, int B, int C, int H, int W,
+                                      int K, void *scratch, float *dw) {
+    dw512_sums *ws = scratch;
+    const int Wp = W + 2;
+    const size_t ps = (size_t)(H + 2) * Wp; /* a padded plane */
+    __m512(*f)[AM_DW512_MAX_C][3][3] = ws->f;
+    memset(ws->d, 0, sizeof ws->d);
+    for (int n = 0; n < B; n++) {
+        for (int j = 0; j < C; j += 2)
+            for (int dh = 0; dh < 3; dh++) {
+                if (kb == 4 && j + 1 < C)
+                    DW_PLANE16(4, 2);
+                else if (kb == 4)
+                    DW_PLANE16(4, 1);
+                else if (j + 1 < C)
+                    DW_PLANE16(1, 2);
+                else
+                    DW_PLANE16(1, 1);
+            }
+        for (int t = 0; t < kb; t++)
+            for (int j = 0; j < C; j++)
+                for (int q = 0; q < 9; q++) {
+                    float s[16];
+                    _mm512_storeu_ps(s, f[t][j][q / 3][q % 3]);
+                    for (int l = 0; l < 16; l++) ws->d[t][j][q][l] += s[l];
+                }
+    }
+    for (int t = 0; t < kb; t++)
+        for (int j = 0; j < C; j++)
+            for (int q = 0; q < 9; q++) {
+                const double *e = ws->d[t][j][q];
+                const double lo = ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
+                const double hi = ((e[8] + e[9]) + (e[10] + e[11])) + ((e[12] + e[13]) + (e[14] + e[15]));
+                dw[((size_t)(k0 + t) * C + j) * 9 + q] = (float)(lo + hi);
+            }
+}
+#else
+size_t am_conv3x3_dw512_scratch(void) { return 0; }
+void am_conv3x3_dw512_block(const float *xp, const float *dy, int k0, int kb, int B, int C, int H, int W, int K,
+                            void *scratch, float *dw) {
+    (void)xp, (void)dy, (void)k0, (void)kb, (void)B, (void)C, (void)H, (void)W, (void)K, (void)scratch, (void)dw;
+}
+#endif
