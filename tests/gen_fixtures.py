@@ -177,6 +177,12 @@ def op_fixtures(w):
     w.f32("ce.loss", loss.reshape(1))
     w.f32("ce.dlogits", z.grad)
 
+    # 3x3 convs on planes a multiple of 16 wide (the direct forward pass and
+    # weight gradient with AVX-512): RGB with a bias, and 8 channels into 6
+    # (a split conv's low-rank part); last, so the values above stay put.
+    conv("conv7", (2, 3, 5, 32), 5, 3, 3, 1, 1, 1, 1, True)
+    conv("conv8", (2, 8, 3, 16), 6, 3, 3, 1, 1, 1, 1, False)
+
 
 def fused_fixtures(out):
     """Batchnorm (training), ReLU and the ResNet stem's max-pool (3x3,

@@ -43,7 +43,7 @@ static am_tensor zeros(am_shape s) {
 
 static void t_conv(void **st) {
     (void)st;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 9; i++) {
         char k[16], nm[64];
         snprintf(k, sizeof k, "conv%d", i);
 #define N(s) (snprintf(nm, sizeof nm, "%s.%s", k, s), nm)
@@ -65,11 +65,17 @@ static void t_conv(void **st) {
         CLOSE("conv dx", dx.d, N("dx"));
         CLOSE("conv dw", dw, N("dw"));
         if (cfg.bias) CLOSE("conv db", db, N("db"));
-        if (am_conv3x3_fits(&cfg, x.s)) { /* conv0: the direct weight gradient too */
+        if (am_conv3x3_fits(&cfg, x.s)) { /* conv0, 7, 8: the direct weight gradient too */
             size_t n3 = am_conv3x3_workspace(x.s);
             float *w3 = am_aligned_alloc(n3 * sizeof(float));
             assert_int_equal(am_conv3x3_dw(&cfg, &x, &dy, dw, w3, n3), AM_OK);
             CLOSE("conv3x3 dw", dw, N("dw"));
+            if (am_conv3x3_fwd_fits(&cfg, x.s)) { /* and its forward pass, with AVX-512 */
+                am_tensor y3 = zeros(ys);
+                assert_int_equal(am_conv3x3_forward(&cfg, &x, w, b, &y3, w3, n3, NULL), AM_OK);
+                CLOSE("conv3x3 forward", y3.d, N("y"));
+                am_tensor_free(&y3);
+            }
             am_aligned_free(w3);
         }
         am_tensor_free(&y);

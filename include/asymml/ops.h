@@ -76,6 +76,13 @@ am_status am_conv2d_backward(const am_conv2d_cfg *cfg, const am_tensor *x, const
  * (am_conv3x3_workspace floats) holds the input padded. */
 int am_conv3x3_fits(const am_conv2d_cfg *cfg, am_shape x);
 size_t am_conv3x3_workspace(am_shape x);
+/* The forward pass computed the same way (conv3x3_512.c: AVX-512 only, on
+ * planes a multiple of 16 wide, up to 8 input channels), its bias added and
+ * its planes' moments taken (moments may be NULL) as
+ * am_conv2d_forward_moments does; the same workspace. */
+int am_conv3x3_fwd_fits(const am_conv2d_cfg *cfg, am_shape x);
+am_status am_conv3x3_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const float *b,
+                             am_tensor *y, float *work, size_t work_n, double *moments);
 am_status am_conv3x3_dw(const am_conv2d_cfg *cfg, const am_tensor *x, const am_tensor *dy, float *dw, float *work,
                         size_t work_n);
 

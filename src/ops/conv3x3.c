@@ -13,8 +13,9 @@
  * -> 8.5; 3x32x32 batch 32, 64 outputs: 2.4 -> 1.8; no gain at 16x16 and
  * slower at r = 8 from 56x56 down (am_conv2d_backward takes it where it
  * wins, for a first conv over RGB too). The
- * forward conv written the same way was no faster than im2col + sgemm at
- * r = 4 and slower at r = 8: it is not used. */
+ * forward conv written the same way with AVX2 was no faster than im2col +
+ * sgemm at r = 4 and slower at r = 8: only AVX-512's form
+ * (conv3x3_512.c) computes the forward pass. */
 #include <omp.h>
 #include <string.h>
 
@@ -146,5 +147,37 @@ am_status am_conv3x3_dw(const am_conv2d_cfg *cfg, const am_tensor *x, const am_t
             dw_block(work, dy, k0, kb, B, C, H, W, K, s, dw);
     }
     am_aligned_free(sums);
+    return AM_OK;
+}
+
+int am_conv3x3_fwd_fits(const am_conv2d_cfg *cfg, am_shape x) {
+    return am_conv3x3_fits(cfg, x) && wide(x) && x.w >= 16;
+}
+
+/* A block's planes: the bias added and the moments taken while in cache. */
+static void finish_planes(float *y, int n, int k0, int kb, int K, size_t P, const float *b, double *moments) {
+    for (int t = 0; t < kb; t++) {
+        float *yk = y + ((size_t)n * K + k0 + t) * P;
+        if (b)
+            for (size_t p = 0; p < P; p++) yk[p] += b[k0 + t];
+        if (moments) am_plane_moments(yk, P, moments + 2 * ((size_t)n * K + k0 + t));
+    }
+}
+
+am_status am_conv3x3_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const float *w, const float *b,
+                             am_tensor *y, float *work, size_t work_n, double *moments) {
+    AM_TRY(check(cfg, x, y, work_n));
+    if (!am_conv3x3_fwd_fits(cfg, x->s)) return am_fail(AM_EINVAL, "conv3x3: no direct forward for this shape here");
+    if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv3x3: bias expected");
+    const int B = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w, K = cfg->out_c;
+    pad(x, work);
+    const int full = K / 4, blocks = full + K % 4;
+#pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * K * H * W > 65536)
+    for (int n = 0; n < B; n++)
+        for (int bl = 0; bl < blocks; bl++) {
+            const int k0 = bl < full ? 4 * bl : 4 * full + (bl - full), kb = bl < full ? 4 : 1;
+            am_conv3x3_fwd512_block(work, w, n, k0, kb, C, H, W, K, y->d);
+            if (cfg->bias || moments) finish_planes(y->d, n, k0, kb, K, (size_t)H * W, cfg->bias ? b : NULL, moments);
+        }
     return AM_OK;
 }

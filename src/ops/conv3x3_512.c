@@ -93,3 +93,47 @@ void am_conv3x3_dw512_block(const float *xp, const float *dy, int k0, int kb, in
     (void)xp, (void)dy, (void)k0, (void)kb, (void)B, (void)C, (void)H, (void)W, (void)K, (void)scratch, (void)dw;
 }
 #endif
+
+#if AM_HAVE_AVX512
+/* Output channels k0 .. k0 + KB - 1 of sample n at the PX 16-pixel vectors
+ * from v (planes in row-major vectors): the 3 x 3 x C taps, each input
+ * load serving KB outputs and each broadcast weight PX vectors. */
+#define FWD_TILE(KB, PX)                                                                           \
+    do {                                                                                           \
+        __m512 acc[KB][PX];                                                                        \
+        const float *src[PX];                                                                      \
+        for (int p = 0; p < (PX); p++) {                                                           \
+            const int oh = (v + p) / vr, ow = ((v + p) % vr) * 16;                                 \
+            src[p] = xs + (size_t)oh * Wp + ow;                                                    \
+            for (int t = 0; t < (KB); t++) acc[t][p] = _mm512_setzero_ps();                        \
+        }                                                                                          \
+        for (int c = 0; c < C; c++)                                                                \
+            for (int q = 0; q < 9; q++) {                                                          \
+                const size_t off = (size_t)c * ps + (size_t)(q / 3) * Wp + q % 3;                  \
+                __m512 in[PX];                                                                     \
+                for (int p = 0; p < (PX); p++) in[p] = _mm512_loadu_ps(src[p] + off);              \
+                for (int t = 0; t < (KB); t++) {                                                   \
+                    const __m512 wv = _mm512_set1_ps(wk[(size_t)t * C * 9 + (size_t)c * 9 + q]);   \
+                    for (int p = 0; p < (PX); p++) acc[t][p] = _mm512_fmadd_ps(wv, in[p], acc[t][p]); \
+                }                                                                                  \
+            }                                                                                      \
+        for (int t = 0; t < (KB); t++)                                                             \
+            for (int p = 0; p < (PX); p++) _mm512_storeu_ps(yk + (size_t)t * H * W + (size_t)(v + p) * 16, acc[t][p]); \
+    } while (0)
+
+AM_AVX512 void am_conv3x3_fwd512_block(const float *xp, const float *w, int n, int k0, int kb, int C, int H, int W,
+                                       int K, float *y) {
+    const int Wp = W + 2, vr = W / 16, nv = H * vr;
+    const size_t ps = (size_t)(H + 2) * Wp;
+    const float *xs = xp + (size_t)n * C * ps, *wk = w + (size_t)k0 * C * 9;
+    float *yk = y + ((size_t)n * K + k0) * H * W;
+    int v = 0;
+    if (kb == 4) {
+        for (; v + 4 <= nv; v += 4) FWD_TILE(4, 4);
+        for (; v < nv; v++) FWD_TILE(4, 1);
+    } else {
+        for (; v + 4 <= nv; v += 4) FWD_TILE(1, 4);
+        for (; v < nv; v++) FWD_TILE(1, 1);
+    }
+}
+#endif

@@ -14,5 +14,10 @@
 size_t am_conv3x3_dw512_scratch(void);
 void am_conv3x3_dw512_block(const float *xp, const float *dy, int k0, int kb, int B, int C, int H, int W, int K,
                             void *scratch, float *dw);
+/* The forward pass's block of kb (4 or 1) output channels from k0 of
+ * sample n, no bias, into y (B x K x H x W), over the same padded xp and
+ * w (K x C x 3 x 3). */
+void am_conv3x3_fwd512_block(const float *xp, const float *w, int n, int k0, int kb, int C, int H, int W, int K,
+                             float *y);
 
 #endif
