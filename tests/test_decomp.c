@@ -36,6 +36,16 @@ static float *lowrankish(int B, int C, int N, int rank, float noise) {
     return X;
 }
 
+/* U (C x r, row-major) has orthonormal columns, to tol. */
+static void assert_orthonormal(const float *U, int C, int r, double tol) {
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < r; j++) {
+            double d = 0;
+            for (int c = 0; c < C; c++) d += (double)U[c * r + i] * U[c * r + j];
+            assert_true(fabs(d - (i == j)) < tol);
+        }
+}
+
 static void t_decomposition(void **st) {
     (void)st;
     const int B = 4, C = 32, N = 49, r = 4;
@@ -54,12 +64,7 @@ static void t_decomposition(void **st) {
     size_t wn = am_shared_basis_workspace(B, C, N, r);
     float *work = am_aligned_alloc(wn * sizeof(float));
     assert_int_equal(am_shared_basis(X, B, C, N, r, 2, 0, U, work, wn), AM_OK);
-    for (int i = 0; i < r; i++)
-        for (int j = 0; j < r; j++) {
-            double d = 0;
-            for (int c = 0; c < C; c++) d += (double)U[c * r + i] * U[c * r + j];
-            assert_true(fabs(d - (i == j)) < 1e-4);
-        }
+    assert_orthonormal(U, C, r, 1e-4);
     assert_int_equal(am_project(X, B, C, N, r, U, V, R), AM_OK);
     double shared_kept = 1 - am_sumsq(R, (size_t)B * C * N) / total;
     print_message("energy kept at r=%d: exact %.4f, shared basis %.4f\n", r, exact_kept, shared_kept);
@@ -95,12 +100,7 @@ static void t_decomposition(void **st) {
         if (z) memset(Xd, 0, sizeof(float) * (size_t)B * C * N);
         for (int warm = 0; warm < 2; warm++) {
             assert_int_equal(am_shared_basis(Xd, B, C, N, r, 2, warm, U, work, wn), AM_OK);
-            for (int i = 0; i < r; i++)
-                for (int j = 0; j < r; j++) {
-                    double d = 0;
-                    for (int c = 0; c < C; c++) d += (double)U[c * r + i] * U[c * r + j];
-                    assert_true(fabs(d - (i == j)) < 1e-5);
-                }
+            assert_orthonormal(U, C, r, 1e-5);
             assert_int_equal(am_project(Xd, B, C, N, r, U, V, R), AM_OK);
             for (size_t i = 0; i < (size_t)C * N; i++) {
                 double v = R[i];
