@@ -136,4 +136,9 @@ AM_AVX512 void am_conv3x3_fwd512_block(const float *xp, const float *w, int n, i
         for (; v < nv; v++) FWD_TILE(1, 1);
     }
 }
+#else
+void am_conv3x3_fwd512_block(const float *xp, const float *w, int n, int k0, int kb, int C, int H, int W, int K,
+                             float *y) {
+    (void)xp, (void)w, (void)n, (void)k0, (void)kb, (void)C, (void)H, (void)W, (void)K, (void)y;
+}
 #endif
