@@ -12,10 +12,13 @@
  * 224x224 planes, 64 outputs, 26.5 -> 15.3 ms; 112x112, 128 outputs, 11.1
  * -> 8.5; 3x32x32 batch 32, 64 outputs: 2.4 -> 1.8; no gain at 16x16 and
  * slower at r = 8 from 56x56 down (am_conv2d_backward takes it where it
- * wins, for a first conv over RGB too). The
- * forward conv written the same way with AVX2 was no faster than im2col +
- * sgemm at r = 4 and slower at r = 8: only AVX-512's form
- * (conv3x3_512.c) computes the forward pass. */
+ * wins, for a first conv over RGB too). These figures are this AVX2
+ * form's: on planes a multiple of 16 wide, where the processor has
+ * AVX-512, conv3x3_512.c's form runs instead, up to 8 channels, and
+ * am_conv2d_backward takes it from 16 pixels wide (conv2d.c's
+ * direct_shape). The forward conv written the same way with AVX2 was no
+ * faster than im2col + sgemm at r = 4 and slower at r = 8: only AVX-512's
+ * form computes the forward pass. */
 #include <omp.h>
 #include <string.h>
 
