@@ -113,20 +113,21 @@ size_t am_shared_basis_workspace(int B, int C, int N, int r) {
 }
 
 /* Cholesky QR twice, in double, on A (C x r, row-major), T the same
- * size and G r x r scratch: G = A^T A = R^T R, A <- A R^-1, then again on
- * the result, which the second pass makes orthonormal to double's
- * precision where the first left it near enough (columns' condition number
- * up to about 1e8). The same Q as Householder's with R's diagonal
- * positive. Returns 0 with Q in A, or 1 where it cannot vouch for the
- * result (a Cholesky failed, the columns are near dependent, or the second
- * R is not near I): Householder's QR then. Level-3 calls instead of
- * LAPACK's unblocked Householder steps at these ranks; R^-1 by dtrtri and
- * a GEMM (OpenBLAS's dtrsm for this shape was slower than the whole
- * Householder QR). G's row-major upper triangle is LAPACK's column-major
- * lower: no transposes. */
+ * size and G r x r scratch: G = A^T A = R^T R, A <- A R^-1 (into T, then
+ * back into A), then again on the result, which the second pass makes
+ * orthonormal to double's precision where the first left it near enough
+ * (columns' condition number up to about 1e8). The same Q as
+ * Householder's with R's diagonal positive. Returns 0 with Q in A, or 1
+ * where it cannot vouch for the result (a Cholesky failed, the columns are
+ * near dependent, or the second R is not near I): Householder's QR then.
+ * Level-3 calls instead of LAPACK's unblocked Householder steps at these
+ * ranks; R^-1 by dtrtri and a GEMM (OpenBLAS's dtrsm for this shape was
+ * slower than the whole Householder QR). G's row-major upper triangle is
+ * LAPACK's column-major lower: no transposes. */
 static int cholesky_qr2(double *A, double *T, int C, int r, double *G) {
+    double *in = A, *out = T;
     for (int pass = 0; pass < 2; pass++) {
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, C, 1.0, A, r, 0.0, G, r);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, C, 1.0, in, r, 0.0, G, r);
         if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', r, G, r) != 0) return 1;
         double lo = INFINITY, hi = 0;
         for (int j = 0; j < r; j++) {
@@ -138,23 +139,24 @@ static int cholesky_qr2(double *A, double *T, int C, int r, double *G) {
         if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', r, G, r) != 0) return 1;
         for (int i = 1; i < r; i++)
             for (int j = 0; j < i; j++) G[(size_t)i * r + j] = 0.0; /* R^-1 is upper triangular */
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, r, 1.0, A, r, G, r, 0.0, T, r);
-        memcpy(A, T, sizeof(double) * (size_t)C * r);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, r, 1.0, in, r, G, r, 0.0, out, r);
+        double *t = in;
+        in = out, out = t;
     }
-    return 0;
+    return 0; /* two passes: the result is back in A */
 }
 
-/* Householder's QR in double (LAPACK) of A (C x r, row-major) into Q,
+/* Householder's QR in double (LAPACK) of Q (C x r, row-major), in place,
  * each column's sign set so that R's diagonal is >= 0; where the columns
  * are dependent it still completes them to r orthonormal columns. */
-static am_status householder(const double *A, int C, int r, float *Q) {
+static am_status householder(float *Q, int C, int r) {
     double *T = malloc(sizeof(double) * ((size_t)C * r + 2 * (size_t)r));
     if (!T) return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
     double *tau = T + (size_t)C * r, *sign = tau + r;
     /* Column-major, a column at a time: the other order wrote r values C
      * doubles apart, at C = 512 all in one cache set. */
     for (int j = 0; j < r; j++)
-        for (int c = 0; c < C; c++) T[(size_t)j * C + c] = A[(size_t)c * r + j];
+        for (int c = 0; c < C; c++) T[(size_t)j * C + c] = Q[(size_t)c * r + j];
     /* LAPACK's own calls (the _work forms): LAPACKE's would scan for NaN
      * again (checked by the caller) and allocate on every call. */
     double q1 = 0, q2 = 0, *w = NULL;
@@ -195,15 +197,11 @@ static am_status orthonormalize(float *Q, int C, int r) {
     double *A = malloc(sizeof(double) * (2 * (size_t)C * r + (size_t)r * r));
     if (!A) return am_fail(AM_ENOMEM, "orthonormalize: out of memory");
     for (size_t i = 0; i < (size_t)C * r; i++) A[i] = Q[i];
-    if (cholesky_qr2(A, A + (size_t)C * r, C, r, A + 2 * (size_t)C * r)) {
-        for (size_t i = 0; i < (size_t)C * r; i++) A[i] = Q[i]; /* from the start */
-        am_status st = householder(A, C, r, Q);
-        free(A);
-        return st;
-    }
-    for (size_t i = 0; i < (size_t)C * r; i++) Q[i] = (float)A[i];
+    const int fallback = cholesky_qr2(A, A + (size_t)C * r, C, r, A + 2 * (size_t)C * r);
+    if (!fallback)
+        for (size_t i = 0; i < (size_t)C * r; i++) Q[i] = (float)A[i];
     free(A);
-    return AM_OK;
+    return fallback ? householder(Q, C, r) : AM_OK;
 }
 
 am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters, int warm, float *U,

@@ -39,6 +39,14 @@ typedef struct dw_sums {
     double d[4][DW_MAX_C][9][8]; /* over the samples so far */
 } dw_sums;
 
+/* Output channels in blocks of 4, the last K % 4 one at a time: block b's
+ * first channel and its width. */
+static inline void block_of(int b, int K, int *k0, int *kb) {
+    const int full = K / 4;
+    *k0 = b < full ? 4 * b : 4 * full + (b - full);
+    *kb = b < full ? 4 : 1;
+}
+
 /* Planes a multiple of 16 wide take conv3x3_512.c's form where the
  * processor has AVX-512, up to its 8 channels. */
 static int wide(am_shape x) { return x.w % 16 == 0 && am_has_avx512(); }
@@ -136,13 +144,14 @@ am_status am_conv3x3_dw(const am_conv2d_cfg *cfg, const am_tensor *x, const am_t
     AM_TRY(check(cfg, x, dy, work_n));
     const int B = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w, K = cfg->out_c;
     pad(x, work);
-    const int full = K / 4, blocks = full + K % 4, w512 = wide(x->s);
+    const int blocks = K / 4 + K % 4, w512 = wide(x->s);
     const size_t per = w512 ? am_align_up(am_conv3x3_dw512_scratch()) : sizeof(dw_sums);
     char *sums = am_aligned_alloc(per * (size_t)omp_get_max_threads());
     if (!sums) return am_fail(AM_ENOMEM, "conv3x3: out of memory");
 #pragma omp parallel for schedule(static) if ((size_t)B * K * H * W > 65536)
     for (int b = 0; b < blocks; b++) {
-        const int k0 = b < full ? 4 * b : 4 * full + (b - full), kb = b < full ? 4 : 1;
+        int k0, kb;
+        block_of(b, K, &k0, &kb);
         void *s = sums + per * (size_t)omp_get_thread_num();
         if (w512)
             am_conv3x3_dw512_block(work, dy->d, k0, kb, B, C, H, W, K, s, dw);
@@ -174,11 +183,12 @@ am_status am_conv3x3_forward(const am_conv2d_cfg *cfg, const am_tensor *x, const
     if (cfg->bias && !b) return am_fail(AM_EINVAL, "conv3x3: bias expected");
     const int B = x->s.n, C = x->s.c, H = x->s.h, W = x->s.w, K = cfg->out_c;
     pad(x, work);
-    const int full = K / 4, blocks = full + K % 4;
+    const int blocks = K / 4 + K % 4;
 #pragma omp parallel for collapse(2) schedule(static) if ((size_t)B * K * H * W > 65536)
     for (int n = 0; n < B; n++)
         for (int bl = 0; bl < blocks; bl++) {
-            const int k0 = bl < full ? 4 * bl : 4 * full + (bl - full), kb = bl < full ? 4 : 1;
+            int k0, kb;
+            block_of(bl, K, &k0, &kb);
             am_conv3x3_fwd512_block(work, w, n, k0, kb, C, H, W, K, y->d);
             if (cfg->bias || moments) finish_planes(y->d, n, k0, kb, K, (size_t)H * W, cfg->bias ? b : NULL, moments);
         }

@@ -9,13 +9,16 @@
 #include "trusted/split_impl.h"
 #include "trusted/verify.h"
 
+am_status asym_refused(int layer, const char *what) {
+    return am_fail(AM_ENUM, "accelerator: a non-finite value in layer %d's %s: the reply is refused", layer, what);
+}
+
 am_status asym_merge(am_asym *a, layer_plan *p, int layer, const char *what, float *dst, const float *src, int outer,
                      int mid, size_t inner, const float *bias, int add, const float *coef, double *moments) {
     double tx = asym_now();
     int bad = am_merge_reply(dst, src, outer, mid, inner, bias, add, coef, coef ? a->vcomb : NULL, moments);
     p->xfer_s += asym_now() - tx;
-    if (bad) return am_fail(AM_ENUM, "accelerator: a non-finite value in layer %d's %s: the reply is refused", layer, what);
-    return AM_OK;
+    return bad ? asym_refused(layer, what) : AM_OK;
 }
 
 /* Coefficients, reference, bound and combination of up to n values, the

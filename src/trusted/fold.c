@@ -93,7 +93,6 @@ AM_HOT static void fold_3x3(const float *W, const float *U, int K, int C, int r,
 }
 #undef FOLD_BLOCK
 
-
 /* From r = 8 up; below, the register blocks are too narrow to beat the
  * GEMM (K = C = 64, r = 4: 0.04 against 0.02 ms). */
 int am_fold_direct(int kk, int r) { return kk == 9 && r >= 8; }
@@ -173,7 +172,6 @@ void am_unfold(const float *Ucat, const float *D, int nb, int K, int C, int r, i
             }
     }
 }
-
 
 int am_unfold_merge(const float *U, const float *D, int K, int C, int r, int kk, float *E, float *dW,
                     const float *src) {

@@ -191,7 +191,6 @@ am_status asym_lowrank_dw(am_asym *a, layer_plan *p, const am_conv2d_cfg *cfg, c
 
 am_status asym_lowrank_dw_merge(am_asym *a, layer_plan *p, int layer, float *dw, const float *reply) {
     if (am_unfold_merge(a->state + p->u_off, a->fm, p->K, p->C, p->r, p->kk, a->fe, dw, reply))
-        return am_fail(AM_ENUM, "accelerator: a non-finite value in layer %d's weight gradient: the reply is refused",
-                       layer);
+        return asym_refused(layer, "weight gradient");
     return AM_OK;
 }

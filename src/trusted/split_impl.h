@@ -122,6 +122,8 @@ am_status asym_wait(am_asym *a, layer_plan *p);
  * combination goes to a->vcomb for am_verify_compare. */
 am_status asym_merge(am_asym *a, layer_plan *p, int layer, const char *what, float *dst, const float *src, int outer,
                      int mid, size_t inner, const float *bias, int add, const float *coef, double *moments);
+/* The error for a reply (layer's what) with a non-finite value. */
+am_status asym_refused(int layer, const char *what);
 /* Verification's scratch for up to n values, and the layer's own. */
 am_status asym_verify_scratch(am_asym *a, layer_plan *p, size_t n);
 /* The forward check's reference for g samples of what was sent (R, from
