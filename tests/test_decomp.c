@@ -204,6 +204,74 @@ static void t_project_fused(void **st) {
     assert_int_equal(am_project_fused(&x, 1, 1, 1, 1, &x, &x, NULL, &e, &e), AM_EINVAL);
 }
 
+/* The AVX-512 subspace step over runs read in place (am_subspace_runs)
+ * against X X^T U summed in double over the same columns: runs of 1 to 300
+ * pixels (partial vectors, several runs a chunk, several chunks a run),
+ * several runs a sample, ranks 4 to 64. Every pixel outside the runs is
+ * NaN: reading one (a wrong mask or offset) makes Z NaN. The same bits on
+ * a second call; on 1 thread within rounding of 2 threads'. */
+static void t_subspace_runs(void **st) {
+    (void)st;
+    float x = 0;
+    am_runs one = {1, 1, 1, 1, 1, 0};
+    if (!am_subspace_runs_fits(64, 4)) { /* no AVX-512 here: refused */
+        assert_int_equal(am_subspace_runs(&x, 64, &one, 4, &x, &x), AM_EINVAL);
+        return;
+    }
+    assert_false(am_subspace_runs_fits(64, 6));
+    assert_false(am_subspace_runs_fits(66, 4));
+    assert_false(am_subspace_runs_fits(8, 12));
+    assert_false(am_subspace_runs_fits(128, 68));
+    /* B, C, N, L, cps, stride, off, r */
+    const int cs[][8] = {{2, 4, 40, 40, 1, 40, 0, 4},     {3, 8, 300, 70, 2, 150, 40, 8},
+                         {2, 16, 1000, 300, 3, 333, 10, 12}, {1, 64, 20, 17, 1, 20, 3, 64},
+                         {5, 32, 513, 257, 1, 513, 128, 32}, {40, 8, 16, 16, 1, 16, 0, 4},
+                         {10, 16, 9, 1, 2, 4, 3, 16},        {7, 32, 64, 20, 3, 21, 1, 16},
+                         {32, 64, 1024, 256, 1, 1024, 384, 4}};
+    for (size_t t = 0; t < sizeof cs / sizeof cs[0]; t++) {
+        const int B = cs[t][0], C = cs[t][1], N = cs[t][2], r = cs[t][7];
+        const am_runs q = {B, N, cs[t][3], cs[t][4], cs[t][5], cs[t][6]};
+        const size_t n = (size_t)B * C * N;
+        float *X = lowrankish(B, C, N, 3, 0.1f), *U = malloc(sizeof(float) * (size_t)C * r);
+        float *Z = malloc(sizeof(float) * (size_t)C * r), *Z2 = malloc(sizeof(float) * (size_t)C * r);
+        char *in = calloc((size_t)N, 1);
+        for (int k = 0; k < q.cps; k++) memset(in + (size_t)k * q.stride + q.off, 1, (size_t)q.L);
+        for (size_t i = 0; i < n; i++)
+            if (!in[i % N]) X[i] = NAN;
+        for (int i = 0; i < C * r; i++) U[i] = am_rng_normal(&rng) / sqrtf((float)C);
+        assert_int_equal(am_subspace_runs(X, C, &q, r, U, Z), AM_OK);
+        double zmax = 0, *ref = calloc((size_t)C * r, sizeof(double)), *v = malloc(sizeof(double) * (size_t)r);
+        for (int b = 0; b < B; b++)
+            for (int p = 0; p < N; p++) {
+                if (!in[p]) continue;
+                const float *col = X + (size_t)b * C * N + p;
+                for (int j = 0; j < r; j++) {
+                    v[j] = 0;
+                    for (int c = 0; c < C; c++) v[j] += (double)U[c * r + j] * col[(size_t)c * N];
+                }
+                for (int c = 0; c < C; c++)
+                    for (int j = 0; j < r; j++) ref[c * r + j] += col[(size_t)c * N] * v[j];
+            }
+        for (int i = 0; i < C * r; i++) zmax = fmax(zmax, fabs(ref[i]));
+        for (int i = 0; i < C * r; i++) assert_true(fabs(Z[i] - ref[i]) < 1e-5 * zmax);
+        assert_int_equal(am_subspace_runs(X, C, &q, r, U, Z2), AM_OK);
+        assert_memory_equal(Z, Z2, sizeof(float) * (size_t)C * r);
+        const int nt = am_get_threads();
+        am_set_threads(1);
+        assert_int_equal(am_subspace_runs(X, C, &q, r, U, Z2), AM_OK);
+        am_set_threads(nt);
+        for (int i = 0; i < C * r; i++) assert_true(fabs(Z2[i] - ref[i]) < 1e-5 * zmax);
+        free(X), free(U), free(Z), free(Z2), free(in), free(ref), free(v);
+    }
+    /* Runs that reach past a sample's plane, and bad arguments. */
+    am_runs past = {1, 16, 10, 2, 8, 0};
+    assert_int_equal(am_subspace_runs(&x, 4, &past, 4, &x, &x), AM_EINVAL);
+    past = (am_runs){1, 16, 10, 1, 0, 7};
+    assert_int_equal(am_subspace_runs(&x, 4, &past, 4, &x, &x), AM_EINVAL);
+    assert_int_equal(am_subspace_runs(NULL, 4, &one, 4, &x, &x), AM_EINVAL);
+    assert_int_equal(am_subspace_runs(&x, 4, &one, 6, &x, &x), AM_EINVAL);
+}
+
 /* Folding a basis into 3x3 (and 1x1) weights and unfolding the gradient
  * back, against the sums written out: the 3x3 path by register blocks of 8,
  * then 4, then single basis vectors; with AVX-512, blocks of 32 and a
@@ -268,6 +336,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_decomposition),
         cmocka_unit_test(t_project_fused),
+        cmocka_unit_test(t_subspace_runs),
         cmocka_unit_test(t_fold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -58,10 +58,20 @@ am_status am_project_fused(const float *X, int B, int C, int N, int r, const flo
                            double *ev);
 
 /* Z (C x r) = X X^T U for X (C x N), in one pass over X (blocks of 16
- * columns; no BLAS): the shared basis's subspace step, for the ranks
- * am_subspace_fits takes (8 and 16, where it is faster). */
+ * columns; no BLAS): the shared basis's subspace step without AVX-512, for
+ * the ranks am_subspace_fits takes (8 and 16, where it is faster). */
 int am_subspace_fits(int C, int r);
 am_status am_subspace_product(const float *X, int C, int N, int r, const float *U, float *Z);
+/* The same step over columns read where they lie in a batch X (B samples
+ * of C x N): run k < cps of sample b is the L pixels at
+ * X + b*C*N + k*stride + off, rows N apart (what am_shared_basis samples).
+ * AVX-512 processors, ranks a multiple of 4 up to 64, C a multiple of 4
+ * (am_subspace_runs_fits). */
+typedef struct am_runs {
+    int B, N, L, cps, stride, off;
+} am_runs;
+int am_subspace_runs_fits(int C, int r);
+am_status am_subspace_runs(const float *X, int C, const am_runs *q, int r, const float *U, float *Z);
 
 /* SVD-channel entropy mu = -log2(sum_j (s_j / sum_p s_p)^2), 0 <= mu <= log2 n. */
 double am_svd_entropy(const float *s, int n);

@@ -204,6 +204,65 @@ static am_status orthonormalize(float *Q, int C, int r) {
     return fallback ? householder(Q, C, r) : AM_OK;
 }
 
+/* Channel c's energy over the runs q of X. */
+static double run_energy(const float *X, int C, const am_runs *q, int c) {
+    double e = 0;
+    for (int b = 0; b < q->B; b++)
+        for (int k = 0; k < q->cps; k++)
+            e += am_sumsq(X + ((size_t)b * C + c) * q->N + (size_t)k * q->stride + q->off, (size_t)q->L);
+    return e;
+}
+
+/* The cold start: U = the r channels of largest energy over the runs. */
+static am_status cold_start(const float *X, int C, const am_runs *q, int r, float *U) {
+    double *en = calloc((size_t)C, sizeof(double));
+    char *used = calloc((size_t)C, 1);
+    if (!en || !used) {
+        free(en), free(used);
+        return am_fail(AM_ENOMEM, "shared basis: out of memory");
+    }
+    for (int c = 0; c < C; c++) en[c] = run_energy(X, C, q, c);
+    memset(U, 0, sizeof(float) * (size_t)C * r);
+    for (int j = 0; j < r; j++) {
+        int best = -1;
+        for (int c = 0; c < C; c++)
+            if (!used[c] && (best < 0 || en[c] > en[best])) best = c;
+        used[best] = 1;
+        U[(size_t)best * r + j] = 1.f;
+    }
+    free(en), free(used);
+    return AM_OK;
+}
+
+/* Xs (C x per) = the runs q of X side by side. */
+static void gather(const float *X, int C, const am_runs *q, float *Xs) {
+    const size_t per = (size_t)q->B * q->cps * q->L;
+#pragma omp parallel for schedule(static) if ((size_t)C * per > 65536)
+    for (int c = 0; c < C; c++)
+        for (int b = 0; b < q->B; b++)
+            for (int k = 0; k < q->cps; k++)
+                memcpy(Xs + (size_t)c * per + ((size_t)b * q->cps + k) * q->L,
+                       X + ((size_t)b * C + c) * q->N + (size_t)k * q->stride + q->off, sizeof(float) * (size_t)q->L);
+}
+
+/* Z = Xs (Xs^T U), the columns in place (q over X) where the AVX-512 step
+ * takes them, else gathered in Xs (P: per x r scratch): in one pass
+ * (subspace512.c, subspace.c) where that was measured faster, else as two
+ * GEMMs. The GEMMs are called one at a time: OpenBLAS 0.3.21's OpenMP
+ * build gave wrong results when called from several threads at once (seen
+ * here), so their parallelism is OpenBLAS's own. Forming the Gram matrix
+ * Xs Xs^T once (a SYRK) instead was measured: slower at 11 of 13 VGG16
+ * layer shapes (3x32x32 batch 32, 3x224x224 batch 8), within 5% at the
+ * two others. */
+static am_status product(const float *Xc, const am_runs *q, const float *Xs, int C, int per, int r, const float *U,
+                         float *P, float *Z) {
+    if (am_subspace_runs_fits(C, r)) return am_subspace_runs(Xc, C, q, r, U, Z);
+    if (am_subspace_fits(C, r)) return am_subspace_product(Xs, C, per, r, U, Z);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, per, r, C, 1.f, Xs, per, U, r, 0.f, P, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, per, 1.f, Xs, per, P, r, 0.f, Z, r);
+    return AM_OK;
+}
+
 am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters, int warm, float *U,
                           float *work, size_t work_n) {
     AM_TRY(check_dims(B, C, N, r));
@@ -215,57 +274,23 @@ am_status am_shared_basis(const float *X, int B, int C, int N, int r, int iters,
     const int per = B * cps * L; /* columns */
     float *Xs = work, *P = Xs + am_align_up(sizeof(float) * (size_t)C * per) / sizeof(float);
     float *Z = P + am_align_up(sizeof(float) * (size_t)per * r) / sizeof(float);
-    /* Gather the columns into one C x per matrix: one GEMM per step below
-     * instead of two per sample. */
-    const int stride = N / cps, off = (stride - L) / 2;
-#pragma omp parallel for schedule(static) if ((size_t)C * per > 65536)
-    for (int c = 0; c < C; c++)
-        for (int b = 0; b < B; b++)
-            for (int k = 0; k < cps; k++)
-                memcpy(Xs + (size_t)c * per + ((size_t)b * cps + k) * L,
-                       X + ((size_t)b * C + c) * N + (size_t)k * stride + off, sizeof(float) * (size_t)L);
-    if (!warm) {
-        /* Start from the r channels of largest energy. */
-        double *en = calloc((size_t)C, sizeof(double));
-        char *used = calloc((size_t)C, 1);
-        if (!en || !used) {
-            free(en), free(used);
-            return am_fail(AM_ENOMEM, "shared basis: out of memory");
-        }
-        for (int c = 0; c < C; c++) en[c] = am_sumsq(Xs + (size_t)c * per, (size_t)per);
-        memset(U, 0, sizeof(float) * (size_t)C * r);
-        for (int j = 0; j < r; j++) {
-            int best = -1;
-            for (int c = 0; c < C; c++)
-                if (!used[c] && (best < 0 || en[c] > en[best])) best = c;
-            used[best] = 1;
-            U[(size_t)best * r + j] = 1.f;
-        }
-        free(en), free(used);
-    }
-    /* Z = Xs (Xs^T U): in one pass (subspace.c) at the ranks where that
-     * was measured faster, else as two GEMMs. The GEMMs are called one at
-     * a time: OpenBLAS 0.3.21's OpenMP build gave wrong results when called
-     * from several threads at once (seen here), so their parallelism is
-     * OpenBLAS's own.
-     * Small problems run on one thread: waking the others for calls this
-     * small costs more than it saves (measured at C 512: 2.1 -> 1.4 ms with
-     * 512 columns, 1.6 -> 0.8 ms with 128). Forming the Gram matrix Xs Xs^T
-     * once (a SYRK) instead was measured: slower at 11 of 13 VGG16 layer
-     * shapes (3x32x32 batch 32, 3x224x224 batch 8), within 5% at the two
-     * others. */
+    /* The AVX-512 step reads runs of 16 pixels or more where they lie;
+     * otherwise the columns are gathered into one C x per matrix first. */
+    const am_runs runs = {B, N, L, cps, N / cps, (N / cps - L) / 2}, all = {1, per, per, 1, per, 0};
+    const int inplace = am_subspace_runs_fits(C, r) && L >= 16;
+    if (!inplace) gather(X, C, &runs, Xs);
+    const float *Xc = inplace ? X : Xs;
+    const am_runs *q = inplace ? &runs : &all;
+    if (!warm) AM_TRY(cold_start(Xc, C, q, r, U));
+    /* Small problems run on one thread: waking the others for BLAS calls
+     * this small costs more than it saves (measured at C 512: 2.1 -> 1.4 ms
+     * with 512 columns, 1.6 -> 0.8 ms with 128). */
     const int serial = (size_t)C * per <= ((size_t)1 << 18);
     if (serial) am_blas_serial(1);
     am_status st = AM_OK;
-    const int fused = am_subspace_fits(C, r);
     for (int it = 0; it < iters && st == AM_OK; it++) {
-        if (fused) {
-            st = am_subspace_product(Xs, C, per, r, U, Z);
-            if (st != AM_OK) break;
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, per, r, C, 1.f, Xs, per, U, r, 0.f, P, r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, r, per, 1.f, Xs, per, P, r, 0.f, Z, r);
-        }
+        st = product(Xc, q, Xs, C, per, r, U, P, Z);
+        if (st != AM_OK) break;
         memcpy(U, Z, sizeof(float) * (size_t)C * r);
         st = orthonormalize(U, C, r);
     }

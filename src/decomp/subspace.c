@@ -3,7 +3,8 @@
  * (block.h), then Z += X_blk V^T, each thread summing its own Z, added in
  * thread order at the end (the same result from run to run at a given
  * thread count). OpenBLAS runs the two skinny GEMMs it replaces (N = r)
- * far below its peak. */
+ * far below its peak. Where the processor has AVX-512, subspace512.c's
+ * step runs instead, at every rank it takes. */
 #include <omp.h>
 #include <string.h>
 
