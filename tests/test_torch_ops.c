@@ -94,10 +94,13 @@ static void t_conv(void **st) {
  * where it is faster. */
 static void t_conv3x3(void **st) {
     (void)st;
-    /* The last three: 5 to 8 channels, AVX-512's form alone (16 pixels a
-     * register) where the processor has it, refused elsewhere. */
+    /* The last four: 5 to 8 channels, AVX-512's form alone (16 pixels a
+     * register) where the processor has it, refused elsewhere; the last,
+     * float sums over groups of 4 samples (256-pixel planes), 7 samples:
+     * a whole group and a partial one. */
     const int cases[][5] = {{3, 1, 8, 8, 5},  {2, 4, 16, 6, 8}, {1, 2, 40, 3, 7}, {4, 4, 32, 32, 64},
-                            {2, 3, 24, 9, 1}, {2, 8, 16, 5, 9}, {1, 5, 48, 4, 4}, {3, 7, 32, 3, 6}};
+                            {2, 3, 24, 9, 1}, {2, 8, 16, 5, 9}, {1, 5, 48, 4, 4}, {3, 7, 32, 3, 6},
+                            {7, 6, 16, 16, 5}};
     am_rng rng;
     am_rng_seed(&rng, 7);
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
