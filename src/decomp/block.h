@@ -15,5 +15,9 @@ void am_block_coefs(const float *x, size_t ldx, const float *U, int C, int r, fl
  * V and R of a block of 16 pixels (rows N apart), their energies added to
  * *ev and *er. */
 void am_block512(const float *x, const float *U, int C, int N, int r, float *v, float *rr, double *er, double *ev);
+/* subspace.c: Z (n floats) = the sum of the first n floats of each of
+ * used threads' blocks, each floats apart from ws, in thread order (the
+ * subspace steps' private sums: the same result at a given thread count). */
+void am_sum_threads(const float *ws, size_t each, int used, size_t n, float *Z);
 
 #endif

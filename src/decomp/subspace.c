@@ -58,6 +58,14 @@ static void step_block(const float *x, size_t ldx, const float *U, int C, int r,
     accumulate(x, ldx, vt, C, r, z);
 }
 
+void am_sum_threads(const float *ws, size_t each, int used, size_t n, float *Z) {
+    memcpy(Z, ws, sizeof(float) * n);
+    for (int t = 1; t < used; t++) {
+        const float *z = ws + each * (size_t)t;
+        for (size_t i = 0; i < n; i++) Z[i] += z[i];
+    }
+}
+
 am_status am_subspace_product(const float *X, int C, int N, int r, const float *U, float *Z) {
     if (!X || !U || !Z || C < 1 || N < 1 || !am_subspace_fits(C, r))
         return am_fail(AM_EINVAL, "subspace product: bad argument");
@@ -87,11 +95,7 @@ am_status am_subspace_product(const float *X, int C, int N, int r, const float *
             step_block(pad, AM_PB, U, C, r, v, vt, z);
         }
     }
-    memcpy(Z, ws, sizeof(float) * zr);
-    for (int t = 1; t < used; t++) {
-        const float *z = ws + per * (size_t)t;
-        for (size_t i = 0; i < zr; i++) Z[i] += z[i];
-    }
+    am_sum_threads(ws, per, used, zr, Z);
     am_aligned_free(ws);
     return AM_OK;
 }

@@ -22,10 +22,10 @@
  * GFLOP/s at r 8-32 (this machine's sgemm: 330). Fetching the next chunk
  * ahead was tried: no steady gain (8% slower at 4x4). */
 #include <omp.h>
-#include <string.h>
 
 #include "asymml/decomp.h"
 #include "core/avx512.h"
+#include "decomp/block.h"
 
 #define NV 16 /* column vectors a chunk */
 #define W (16 * NV)
@@ -148,11 +148,7 @@ am_status am_subspace_runs(const float *X, int C, const am_runs *q, int r, const
 #pragma omp for schedule(static)
         for (long h = 0; h < nch; h++) chunk(X, C, q, h, nvec, U, r, v, z);
     }
-    memcpy(Z, ws, sizeof(float) * zr);
-    for (int t = 1; t < used; t++) {
-        const float *z = ws + each * (size_t)t;
-        for (size_t i = 0; i < zr; i++) Z[i] += z[i];
-    }
+    am_sum_threads(ws, each, used, zr, Z);
     am_aligned_free(ws);
     return AM_OK;
 }
