@@ -269,6 +269,8 @@ static void t_subspace_runs(void **st) {
     past = (am_runs){1, 16, 10, 1, 0, 7};
     assert_int_equal(am_subspace_runs(&x, 4, &past, 4, &x, &x), AM_EINVAL);
     assert_int_equal(am_subspace_runs(NULL, 4, &one, 4, &x, &x), AM_EINVAL);
+    past = (am_runs){1 << 20, 16, 2, 1 << 20, 0, 0}; /* overlapping runs, 2^41 columns */
+    assert_int_equal(am_subspace_runs(&x, 4, &past, 4, &x, &x), AM_EINVAL);
     assert_int_equal(am_subspace_runs(&x, 4, &one, 6, &x, &x), AM_EINVAL);
 }
 

@@ -109,7 +109,7 @@ AM_AVX512 static void chunk(const float *X, int C, const am_runs *q, long h, lon
                             float *z) {
     const float *xs[NV];
     __mmask16 mk[NV];
-    const int vpr = (q->L + 15) / 16; /* vectors a run */
+    const long vpr = ((long)q->L + 15) / 16; /* vectors a run */
     int nv = 0;
     for (long g = h * NV; g < nvec && nv < NV; g++, nv++) {
         const long run = g / vpr;
@@ -132,7 +132,9 @@ am_status am_subspace_runs(const float *X, int C, const am_runs *q, int r, const
     if (!X || !q || !U || !Z || !am_subspace_runs_fits(C, r) || q->B < 1 || q->N < 1 || q->L < 1 || q->cps < 1 ||
         q->off < 0 || q->stride < 0 || (size_t)(q->cps - 1) * q->stride + q->off + q->L > (size_t)q->N)
         return am_fail(AM_EINVAL, "subspace product: bad argument");
-    const long nvec = (long)q->B * q->cps * ((q->L + 15) / 16), nch = (nvec + NV - 1) / NV;
+    if ((double)q->B * q->cps * q->L > (double)((size_t)1 << 40)) /* runs may overlap (stride 0): bound them */
+        return am_fail(AM_EINVAL, "subspace product: more than 2^40 columns");
+    const long nvec = (long)q->B * q->cps * (((long)q->L + 15) / 16), nch = (nvec + NV - 1) / NV;
     const size_t cols = (size_t)q->B * q->cps * q->L;
     const int par = (size_t)C * cols > 65536, nt = par ? omp_get_max_threads() : 1;
     const size_t zr = (size_t)C * r, each = (zr + 15) / 16 * 16 + (size_t)r * W;
