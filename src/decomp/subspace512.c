@@ -44,20 +44,22 @@ int am_subspace_runs_fits(int C, int r) {
         for (int t = 0; t < 4; t++)                                                                 \
             for (int q = 0; q < (MT); q++) a[t][q] = _mm512_setzero_ps();                           \
         for (int c = 0; c < C; c++) {                                                               \
-            const float *u = U + (size_t)c * r + j;             \
+            const float *u = U + (size_t)c * r + j;                                                 \
             __m512 xv[MT];                                                                          \
-            for (int q = 0; q < (MT); q++) xv[q] = _mm512_maskz_loadu_ps(mk[m + q], xs[m + q] + (size_t)c * ldx);   \
+            for (int q = 0; q < (MT); q++)                                                          \
+                xv[q] = _mm512_maskz_loadu_ps(mk[m + q], xs[m + q] + (size_t)c * ldx);              \
             for (int t = 0; t < 4; t++) {                                                           \
                 const __m512 ut = _mm512_set1_ps(u[t]);                                             \
                 for (int q = 0; q < (MT); q++) a[t][q] = _mm512_fmadd_ps(ut, xv[q], a[t][q]);       \
             }                                                                                       \
         }                                                                                           \
         for (int t = 0; t < 4; t++)                                                                 \
-            for (int q = 0; q < (MT); q++) _mm512_store_ps(v + (size_t)(j + t) * W + 16 * (m + q), a[t][q]); \
+            for (int q = 0; q < (MT); q++)                                                          \
+                _mm512_store_ps(v + (size_t)(j + t) * W + 16 * (m + q), a[t][q]);                   \
     } while (0)
 
-AM_AVX512 static void coefs(const float *const *xs, size_t ldx, int nv, const __mmask16 *mk, const float *U, int C, int r,
-                            float *v) {
+AM_AVX512 static void coefs(const float *const *xs, size_t ldx, int nv, const __mmask16 *mk, const float *U, int C,
+                            int r, float *v) {
     for (int j = 0; j < r; j += 4) {
         int m = 0;
         for (; m + 4 <= nv; m += 4) COEFS(4);

@@ -17,8 +17,9 @@
 
 #if AM_HAVE_AVX512
 
-/* f[t][j + i][dh][d] (16 lanes, i < JB) = the sums over sample n's output
- * rows of dy's row x input channel j + i's row shifted by d, for channels
+/* f[t][j + i][dh][d] (16 lanes, i < JB) = (with fresh, else +=) the sums
+ * over sample n's output rows of dy's row x input channel j + i's row
+ * shifted by d, for channels
  * k0 .. k0 + KB - 1: the 3 KB JB sums of JB input channels and one kernel
  * row stay in registers over the whole plane (a row of 32 pixels is two
  * steps), each load of dy serving 3 JB of them. */
@@ -27,7 +28,8 @@
         __m512 a[KB][JB][3];                                                                       \
         for (int t = 0; t < (KB); t++)                                                             \
             for (int i = 0; i < (JB); i++)                                                         \
-                for (int d = 0; d < 3; d++) a[t][i][d] = fresh ? _mm512_setzero_ps() : f[t][j + i][dh][d]; \
+                for (int d = 0; d < 3; d++)                                                        \
+                    a[t][i][d] = fresh ? _mm512_setzero_ps() : f[t][j + i][dh][d];                 \
         for (int oh = 0; oh < H; oh++) {                                                           \
             const float *row = xp + (((size_t)n * C + j) * (H + 2) + oh + dh) * Wp;                \
             const float *g0 = dy + (((size_t)n * K + k0) * H + oh) * W;                            \
