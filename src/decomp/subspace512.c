@@ -14,7 +14,7 @@
  * (OpenBLAS runs the two skinny GEMMs this replaces far below its peak,
  * and the AVX2 step in subspace.c takes only ranks 8 and 16.) Measured on
  * 2 cores of an AMD EPYC, a basis of 2 steps, best of 15, caches cold or
- * hot, before -> after: B 32, C 64 at 32x32 r 4 1.5-1.8 -> 0.09-0.21 ms,
+ * hot, before -> after: B 32, C 64 at 32x32 r 4 1.5-1.8 -> 0.09-0.25 ms,
  * C 128 at 16x16 r 8 1.09-1.28 -> 0.26-0.58, C 256 at 8x8 r 16 0.80-1.11
  * -> 0.38-0.71, C 512 at 4x4 r 32 0.80-1.19 -> 0.63-0.71; B 8, cold: C 64
  * at 224x224 0.60 -> 0.22, C 256 at 56x56 4.3 -> 2.9, C 512 at 28x28 9.0
