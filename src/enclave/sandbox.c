@@ -159,6 +159,12 @@ static void on_sigsys(int sig, siginfo_t *si, void *ctx) {
 
 static int allow(scmp_filter_ctx f, int nr) { return seccomp_rule_add(f, SCMP_ACT_ALLOW, nr, 0); }
 
+/* Argument arg equals v (every field named: libseccomp's SCMP_A0(SCMP_CMP_EQ,
+ * v) leaves the unused second datum out, which clang warns of). */
+static struct scmp_arg_cmp eq(unsigned arg, scmp_datum_t v) {
+    return (struct scmp_arg_cmp){arg, SCMP_CMP_EQ, v, 0};
+}
+
 static am_status filter(const am_lockdown_cfg *c) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -192,18 +198,15 @@ static am_status filter(const am_lockdown_cfg *c) {
     };
     int rc = 0;
     for (size_t i = 0; i < sizeof plain / sizeof *plain && !rc; i++) rc = allow(f, plain[i]);
-    /* (Each SCMP_CMP_EQ names its unused second datum, 0, as the masked
-     * comparisons do: clang warns of a field left out otherwise.)
-     * fcntl: descriptor and status flags only; not F_SETOWN or F_SETSIG,
+    /* fcntl: descriptor and status flags only; not F_SETOWN or F_SETSIG,
      * with which O_ASYNC would signal another process. */
     static const int fcntl_ok[] = {F_GETFD, F_SETFD, F_GETFL, F_SETFL};
     for (size_t i = 0; i < sizeof fcntl_ok / sizeof *fcntl_ok && !rc && !ASYMML_SANITIZER_BUILD; i++)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, SCMP_A1(SCMP_CMP_EQ, (scmp_datum_t)fcntl_ok[i], 0));
+        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), 1, eq(1, (scmp_datum_t)fcntl_ok[i]));
     /* Signals: its own threads (abort, OpenMP) and the server. */
-    if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid(), 0));
+    if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1, eq(0, (scmp_datum_t)getpid()));
     if (!rc && c->server_pidfd >= 0)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(pidfd_send_signal), 1,
-                              SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->server_pidfd, 0));
+        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(pidfd_send_signal), 1, eq(0, (scmp_datum_t)c->server_pidfd));
 #if !ASYMML_SANITIZER_BUILD
     /* Memory, never executable; new threads, never new processes (clone3
      * reports ENOSYS so that the C library falls back to clone). */
@@ -213,22 +216,18 @@ static am_status filter(const am_lockdown_cfg *c) {
     /* Files: only relative to the checkpoint directory, never through a
      * symbolic link. */
     if (!rc && c->ckdir_fd >= 0)
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(openat), 2, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)c->ckdir_fd, 0),
+        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(openat), 2, eq(0, (scmp_datum_t)c->ckdir_fd),
                               SCMP_A2(SCMP_CMP_MASKED_EQ, O_NOFOLLOW, O_NOFOLLOW));
 #endif
     if (!rc && c->ckdir_fd >= 0) {
         scmp_datum_t d = (scmp_datum_t)c->ckdir_fd;
-        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(unlinkat), 1, SCMP_A0(SCMP_CMP_EQ, d, 0));
-        if (!rc)
-            rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(renameat), 2, SCMP_A0(SCMP_CMP_EQ, d, 0),
-                                  SCMP_A2(SCMP_CMP_EQ, d, 0));
-        if (!rc)
-            rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(renameat2), 2, SCMP_A0(SCMP_CMP_EQ, d, 0),
-                                  SCMP_A2(SCMP_CMP_EQ, d, 0));
+        rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(unlinkat), 1, eq(0, d));
+        if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(renameat), 2, eq(0, d), eq(2, d));
+        if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(renameat2), 2, eq(0, d), eq(2, d));
     }
     if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
     /* isatty(): the terminal query only. */
-    if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_EQ, TCGETS, 0));
+    if (!rc) rc = seccomp_rule_add(f, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1, eq(1, TCGETS));
     if (!rc) rc = seccomp_load(f);
     seccomp_release(f);
     if (rc) return am_fail(AM_EIO, "sandbox: cannot install the seccomp filter (%s)", strerror(-rc));
